@@ -1,0 +1,30 @@
+r"""Trains a VAE from a config file; resumes from the latest checkpoint in --workdir.
+
+  python -m experiments.train --config=experiments/configs/xu2019.py --workdir=/tmp/run \
+      --config.data.manual_dir=../shared/data/binarized_mnist --config.train.num_steps=20000
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from vaeprior_jax import data
+from vaeprior_jax import training
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and config.')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  data.hide_accelerators_from_tf()
+  training.quiet_library_logs()
+  logging.info('Config:\n%s', _CONFIG.value)
+  training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

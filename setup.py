@@ -1,0 +1,35 @@
+"""vaeprior_jax: variational auto-encoders with learned priors, in JAX/Flax."""
+
+import setuptools
+
+# The versions the test suite ran with (see README, "Versions"); ~= allows patch releases only.
+INSTALL_REQUIRES = [
+    'jax~=0.10.2',
+    'flax~=0.12.8',
+    'optax~=0.2.8',
+    'chex~=0.1.92',
+    'orbax-checkpoint~=0.12.8',
+    'absl-py>=2.1',
+    'ml_collections~=1.1.0',
+    'numpy>=2.0',
+    # Input pipelines run on the CPU build of TensorFlow (Linux); elsewhere the regular build.
+    'tensorflow-cpu~=2.21.0; sys_platform == "linux"',
+    'tensorflow~=2.21.0; sys_platform != "linux"',
+    'tensorboard~=2.21.0',  # tf.summary needs it; tensorflow-cpu 2.21 does not pull it in.
+    'tensorflow-datasets~=4.9.10',
+    'pillow>=10.0',
+    'importlib_resources>=6.0',  # Needed by tfds' builders, not declared by tfds.
+]
+
+setuptools.setup(
+    name='vaeprior_jax',
+    version='0.1.0',
+    description='Variational auto-encoders with learned priors (RealNVP, VampPrior, ...) in JAX/Flax.',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=setuptools.find_packages(include=['vaeprior_jax', 'vaeprior_jax.*', 'experiments',
+                                               'experiments.*']),
+    python_requires='>=3.11',
+    install_requires=INSTALL_REQUIRES,
+    extras_require={'dev': ['pytest>=8.0', 'scipy>=1.11']},
+)

@@ -1,0 +1,106 @@
+"""The real `experiments.train` / `experiments.evaluate` binaries, end to end on mock data, in
+subprocesses: a run killed with SIGKILL and restarted ends with the same parameters, bit for bit, as a
+run that was never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import xu2019
+from vaeprior_jax import evaluate
+from vaeprior_jax import models
+from vaeprior_jax import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STEPS = 300
+
+
+def _command(module, *flags):
+  return [sys.executable, os.path.join(ROOT, 'tests', 'mock_binary.py'), module, *flags]
+
+
+def _train_command(workdir):
+  return _command('experiments.train', '--config=experiments/configs/xu2019.py:runlocal',
+                  f'--workdir={workdir}', f'--config.train.num_steps={NUM_STEPS}',
+                  '--config.train.checkpoint_every_steps=20', '--config.train.log_every_steps=20')
+
+
+def _env():
+  return dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+              JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def _run(cmd):
+  result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _final_params(workdir):
+  config = training.load_config(workdir)
+  model = models.create(config.model, (28, 28, 1))
+  params, step = evaluate.restore_params(workdir, config, model, (28, 28, 1))
+  return jax.device_get(params), step
+
+
+def _checkpoint_steps(workdir):
+  path = os.path.join(workdir, 'checkpoints')
+  return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
+
+
+def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
+  reference, resumed = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
+  _run(_train_command(reference))
+
+  proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not _checkpoint_steps(resumed) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL, 'the run finished before it could be killed'
+  killed_at = _checkpoint_steps(resumed)
+  assert killed_at and killed_at[-1] < NUM_STEPS, killed_at
+
+  result = _run(_train_command(resumed))
+  assert f'Resumed from the checkpoint of step {killed_at[-1]}' in result.stderr
+
+  ref_params, ref_step = _final_params(reference)
+  res_params, res_step = _final_params(resumed)
+  assert ref_step == res_step == NUM_STEPS
+  jax.tree.map(np.testing.assert_array_equal, res_params, ref_params)
+  with open(os.path.join(resumed, 'metrics.jsonl')) as f:
+    steps = [json.loads(line)['step'] for line in f]
+  assert steps == list(range(20, NUM_STEPS + 1, 20))  # One line per logged step, no repeats.
+
+  config = xu2019.get_config('runlocal')
+  result = _run(_command('experiments.evaluate', f'--workdir={resumed}', '--max_examples=20',
+                         f'--num_samples={config.eval.num_samples}'))
+  with open(os.path.join(resumed, 'eval_test.json')) as f:
+    metrics = json.load(f)
+  for key in ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'active_units',
+              'num_examples', 'num_samples'):
+    assert key in metrics, key
+  assert metrics['num_examples'] == 20 and metrics['num_samples'] == config.eval.num_samples
+  assert np.isfinite(metrics['nll']) and metrics['nll'] > 0
+  np.testing.assert_allclose(metrics['elbo'], metrics['reconstruction'] - metrics['kl'], rtol=1e-5)
+  np.testing.assert_allclose(-metrics['nll'] - metrics['elbo'], metrics['kl_z_given_x'], rtol=1e-4)
+  assert metrics['kl_z_given_x'] >= 0
+  assert 0 <= metrics['active_units'] <= config.model.latent_dim
+  assert json.loads(result.stdout)['nll'] == metrics['nll']
+  for png in ('samples.png', 'reconstructions_test.png'):
+    assert os.path.getsize(os.path.join(resumed, png)) > 100
+
+
+def test_unknown_config_value_fails_at_start_up(tmp_path):
+  cmd = _command('experiments.train', '--config=experiments/configs/xu2019.py:runlocal',
+                 f'--workdir={tmp_path}', '--config.model.prior=vampprior')
+  result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "Unknown model.prior 'vampprior'; allowed: standard, realnvp" in result.stderr

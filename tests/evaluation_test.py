@@ -1,0 +1,139 @@
+"""The importance-weighted estimator against a linear-Gaussian model whose log p(x) is known exactly.
+
+p(z) = N(0, I_d), p(x|z) = N(A z + b, s^2 I_D), so p(x) = N(x; b, A A^T + s^2 I). q(z|x) is the exact
+posterior with its mean shifted and its standard deviations widened, so the bound is not tight.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from vaeprior_jax import distributions
+from vaeprior_jax import evaluation
+
+D, d, S = 5, 2, 0.7
+RNG = np.random.default_rng(0)
+# Orthogonal columns make the exact posterior diagonal, so the diagonal q below differs from it only
+# by the chosen shift and widening.
+A = np.linalg.qr(RNG.normal(size=(D, d)))[0] * np.array([2.0, 1.0])
+B = RNG.normal(size=D)
+
+
+def _terms(x, key):
+  q_mean, q_log_std = _q_params_jax(x)
+  z = q_mean + jnp.exp(q_log_std) * jax.random.normal(key, q_mean.shape)
+  log_px_z = distributions.diag_normal_log_prob(x, z @ A.T + B, jnp.full(x.shape, np.log(S)))
+  return {'log_px_z': log_px_z, 'log_pz': distributions.standard_normal_log_prob(z),
+          'log_qz': distributions.diag_normal_log_prob(z, q_mean, q_log_std)}
+
+
+def _q_params_jax(x):
+  cov = np.linalg.inv(np.eye(d) + A.T @ A / S**2)
+  mean = (x - B) @ jnp.asarray(A @ cov.T / S**2, jnp.float32)
+  log_std = jnp.asarray(0.5 * np.log(np.diag(cov)) + np.log(1.2), jnp.float32)
+  return mean + 0.1, jnp.broadcast_to(log_std, mean.shape)
+
+
+def _log_weight(x, key):
+  t = _terms(x, key)
+  return t['log_px_z'] + t['log_pz'] - t['log_qz']
+
+
+def _data(n, seed=1):
+  rng = np.random.default_rng(seed)
+  z = rng.normal(size=(n, d))
+  return jnp.asarray(z @ A.T + B + S * rng.normal(size=(n, D)), jnp.float32)
+
+
+def _true_log_px(x):
+  return stats.multivariate_normal(B, A @ A.T + S**2 * np.eye(D)).logpdf(np.asarray(x, np.float64))
+
+
+def _analytic_elbo(x):
+  """E_q[log p(x|z) + log p(z) - log q(z|x)] in closed form, for q = N(m, diag(v))."""
+  m, log_std = (np.asarray(a, np.float64) for a in _q_params_jax(x))
+  v = np.exp(2 * log_std)
+  resid = np.asarray(x, np.float64) - m @ A.T - B
+  rec = (-0.5 * D * np.log(2 * np.pi * S**2)
+         - 0.5 * (np.sum(resid**2, -1) + np.sum((A**2) @ v[0])) / S**2)
+  kl = 0.5 * np.sum(v + m**2 - 1 - np.log(v), -1)
+  return rec - kl, rec, kl
+
+
+def test_1000_samples_within_005_nats_of_exact_log_likelihood():
+  x = _data(50)
+  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 1000, 100)
+  truth = _true_log_px(x)
+  assert est.shape == (50,)
+  np.testing.assert_array_less(np.abs(np.asarray(est) - truth), 0.05)
+  # The bound is not tight at K=1, so the test above has something to detect.
+  assert np.mean(truth - _analytic_elbo(x)[0]) > 0.1
+
+
+def test_one_sample_is_the_elbo():
+  x = _data(8)
+  key = jax.random.key(3)
+  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, key, num_samples=1)
+  np.testing.assert_allclose(est, _log_weight(x, jax.random.split(key, 1)[0]), rtol=1e-6)
+  # Averaged over many keys, the one-sample estimate is the analytic ELBO.
+  keys = jax.random.split(jax.random.key(4), 20000)
+  mean_est = jnp.mean(jax.vmap(lambda k: evaluation.importance_weighted_log_likelihood(
+      _log_weight, x, k, num_samples=1))(keys), axis=0)
+  np.testing.assert_allclose(mean_est, _analytic_elbo(x)[0], atol=0.05)
+
+
+def test_mean_estimate_does_not_decrease_with_k():
+  x = _data(400)
+  means = [float(jnp.mean(evaluation.importance_weighted_log_likelihood(
+      _log_weight, x, jax.random.key(k), num_samples=k, chunk_size=50))) for k in (1, 10, 100, 1000)]
+  assert all(a < b for a, b in zip(means, means[1:])), means
+  assert means[-1] <= np.mean(_true_log_px(x)) + 0.01
+
+
+@pytest.mark.parametrize('chunk_size', [1, 7, 64, 100, 1000])
+def test_chunked_equals_a_python_loop_over_the_same_keys(chunk_size):
+  x = _data(6)
+  key, k = jax.random.key(5), 64
+  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, key, k, chunk_size)
+  weights = np.stack([np.asarray(_log_weight(x, kk), np.float64)
+                      for kk in jax.random.split(key, k)])
+  expected = np.logaddexp.reduce(weights, axis=0) - np.log(k)
+  np.testing.assert_allclose(est, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_metrics_match_closed_forms():
+  x = _data(20)
+  m = evaluation.importance_weighted_metrics(_terms, x, jax.random.key(6), 4000, 500)
+  elbo, rec, kl = _analytic_elbo(x)
+  np.testing.assert_allclose(m['elbo'], elbo, atol=0.1)
+  np.testing.assert_allclose(m['reconstruction'], rec, atol=0.1)
+  np.testing.assert_allclose(m['kl'], kl, atol=0.05)
+  np.testing.assert_allclose(m['elbo'], m['reconstruction'] - m['kl'], atol=1e-4)
+  np.testing.assert_allclose(m['kl_z_given_x'], m['log_likelihood'] - m['elbo'], atol=1e-5)
+  np.testing.assert_allclose(m['log_likelihood'], _true_log_px(x), atol=0.05)
+  np.testing.assert_array_less(0.0, m['kl_z_given_x'])
+
+
+def test_jit_compatible_and_rejects_bad_arguments():
+  x = _data(4)
+  fn = jax.jit(functools.partial(evaluation.importance_weighted_log_likelihood, _log_weight,
+                                 num_samples=30, chunk_size=8))
+  np.testing.assert_allclose(fn(x, jax.random.key(0)), evaluation.importance_weighted_log_likelihood(
+      _log_weight, x, jax.random.key(0), 30, 8), rtol=1e-6)
+  with pytest.raises(ValueError, match='num_samples'):
+    evaluation.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 0)
+  with pytest.raises(ValueError, match='log_weight'):
+    evaluation._chunked_sample_reduce(lambda x_, k: {'w': x_[:, 0]}, x, jax.random.key(0), 2, 1)
+
+
+def test_active_units_counts_dimensions_with_variance_above_threshold():
+  rng = np.random.default_rng(0)
+  means = rng.normal(size=(5000, 4)) * np.array([1.0, 0.2, 0.05, 0.0])  # Var 1, .04, .0025, 0.
+  assert evaluation.active_units(means) == 2
+  assert evaluation.active_units(means, threshold=0.001) == 3
+  with pytest.raises(ValueError, match='latent_dim'):
+    evaluation.active_units(means[:, 0])

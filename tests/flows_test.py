@@ -1,0 +1,106 @@
+"""Property tests of RealNVP and its layers: inversion, log-determinants, ActNorm's init."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaeprior_jax import flows
+
+
+def _perturbed(variables, scale=0.15, seed=7):
+  """Moves every parameter off its (near-identity) initial value so the tests see a generic flow."""
+  leaves, treedef = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(
+      treedef, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+
+LAYERS = {
+    'actnorm': flows.ActNorm,
+    'invertible_dense': flows.InvertibleDense,
+    'coupling': lambda: flows.AffineCoupling(hidden_units=8),
+    'block': lambda: flows.RealNVPBlock(hidden_units=8),
+    'realnvp': lambda: flows.RealNVP(num_blocks=3, hidden_units=8),
+}
+
+
+def _layer_and_vars(name, dim=5):
+  layer = LAYERS[name]()
+  z = 2.0 * jax.random.normal(jax.random.key(0), (32, dim)) + 1.0
+  variables = _perturbed(layer.init(jax.random.key(1), z, method=layer.forward_and_log_det))
+  return layer, variables, z
+
+
+@pytest.mark.parametrize('name', sorted(LAYERS))
+@pytest.mark.parametrize('dim', [2, 5])
+def test_round_trip_and_opposite_log_dets(name, dim):
+  layer, variables, z = _layer_and_vars(name, dim)
+  w, ld_fwd = layer.apply(variables, z, method=layer.forward_and_log_det)
+  z_back, ld_inv = layer.apply(variables, w, method=layer.inverse_and_log_det)
+  assert ld_fwd.shape == (32,)
+  np.testing.assert_allclose(z_back, z, atol=1e-4)
+  np.testing.assert_allclose(ld_inv, -ld_fwd, atol=1e-4)
+  assert not np.allclose(w, z, atol=1e-2)  # The perturbed layer is not the identity.
+
+
+@pytest.mark.parametrize('name', sorted(LAYERS))
+def test_log_det_matches_jacobian(name):
+  layer, variables, z = _layer_and_vars(name)
+  fwd = lambda x: layer.apply(variables, x[None], method=layer.forward_and_log_det)[0][0]
+  jacobians = jax.vmap(jax.jacfwd(fwd))(z[:6])
+  expected = np.linalg.slogdet(np.asarray(jacobians, np.float64))[1]
+  _, log_det = layer.apply(variables, z[:6], method=layer.forward_and_log_det)
+  np.testing.assert_allclose(log_det, expected, rtol=1e-4, atol=1e-4)
+  inv = lambda x: layer.apply(variables, x[None], method=layer.inverse_and_log_det)[0][0]
+  w, _ = layer.apply(variables, z[:6], method=layer.forward_and_log_det)
+  expected_inv = np.linalg.slogdet(np.asarray(jax.vmap(jax.jacfwd(inv))(w), np.float64))[1]
+  _, log_det_inv = layer.apply(variables, w, method=layer.inverse_and_log_det)
+  np.testing.assert_allclose(log_det_inv, expected_inv, rtol=1e-4, atol=1e-4)
+
+
+def test_actnorm_data_dependent_init_normalises_the_init_batch():
+  layer = flows.ActNorm()
+  z = jax.random.normal(jax.random.key(0), (256, 7)) * jnp.arange(1.0, 8.0) - 3.0
+  variables = layer.init(jax.random.key(1), z, method=layer.forward_and_log_det)
+  w, _ = layer.apply(variables, z, method=layer.forward_and_log_det)
+  np.testing.assert_allclose(jnp.mean(w, 0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(jnp.std(w, 0), 1.0, atol=1e-4)
+
+
+def test_realnvp_init_normalises_each_block_output():
+  """ActNorm closes every block, so after init the flow's output is standardised on the init batch."""
+  flow = flows.RealNVP(num_blocks=4, hidden_units=8)
+  z = jax.random.normal(jax.random.key(0), (128, 6)) * 5.0 + 2.0
+  variables = flow.init(jax.random.key(1), z, method=flow.forward_and_log_det)
+  assert variables['params']['blocks']['coupling']['hidden']['kernel'].shape == (4, 3, 8)
+  w, _ = flow.apply(variables, z, method=flow.forward_and_log_det)
+  np.testing.assert_allclose(jnp.mean(w, 0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(jnp.std(w, 0), 1.0, atol=1e-3)
+
+
+def test_blocks_have_distinct_parameters():
+  flow = flows.RealNVP(num_blocks=3, hidden_units=8)
+  z = jax.random.normal(jax.random.key(0), (16, 4))
+  kernel = flow.init(jax.random.key(1), z, method=flow.forward_and_log_det)[
+      'params']['blocks']['invertible_dense']['kernel']
+  assert not np.allclose(kernel[0], kernel[1])
+
+
+def test_jit_and_no_jit_agree():
+  flow = flows.RealNVP(num_blocks=2, hidden_units=8)
+  z = jax.random.normal(jax.random.key(0), (8, 4))
+  variables = _perturbed(flow.init(jax.random.key(1), z, method=flow.forward_and_log_det))
+  fn = lambda v, x: flow.apply(v, x, method=flow.forward_and_log_det)
+  w, ld = jax.jit(fn)(variables, z)
+  with jax.disable_jit():
+    w_ref, ld_ref = fn(variables, z)
+  np.testing.assert_allclose(w, w_ref, atol=1e-5)
+  np.testing.assert_allclose(ld, ld_ref, atol=1e-5)
+
+
+def test_rejects_one_dimensional_inputs_and_zero_blocks():
+  with pytest.raises(ValueError, match='at least 2 dimensions'):
+    flows.RealNVP(2).init(jax.random.key(0), jnp.ones((3, 1)), method='forward_and_log_det')
+  with pytest.raises(ValueError, match='num_blocks >= 1'):
+    flows.RealNVP(0).init(jax.random.key(0), jnp.ones((3, 2)), method='forward_and_log_det')

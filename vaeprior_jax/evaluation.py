@@ -1,0 +1,121 @@
+"""Importance-weighted log-likelihood and the other metrics of Xu et al. (2019), App. B.3.
+
+With K samples z_j ~ q(z|x) and log-weights l_j = log p(x|z_j) + log p(z_j) - log q(z_j|x),
+
+    log p(x) ~= LogMeanExp_j l_j = logsumexp_j(l_j) - log K,
+
+a lower bound whose expectation increases with K to log p(x) (Burda et al., 2016); with K = 1 it is the
+ELBO. Samples are drawn in chunks: a chunk of `chunk_size` keys is vmapped over the model's log-weight
+function and folded into running (max, sum of exp) accumulators by `lax.scan`, so memory is set by
+chunk_size x batch, not by K. Everything is reduced in float32.
+"""
+
+import math
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+TermsFn = Callable[[Array, Array], Dict[str, Array]]
+
+
+def _chunked_sample_reduce(terms_fn: TermsFn, x: Array, rng: Array, num_samples: int,
+                           chunk_size: int) -> Dict[str, Array]:
+  """Draws `num_samples` samples of `terms_fn(x, key)` (a dict of [B] arrays with a 'log_weight' entry).
+
+  Returns {'log_mean_exp': LogMeanExp of log_weight, [B]} and, for each term t, {t: mean of t, [B]}.
+  The keys are `jax.random.split(rng, num_samples)` whatever the chunk size.
+  """
+  if num_samples < 1 or chunk_size < 1:
+    raise ValueError(f'num_samples and chunk_size must be >= 1, got {num_samples}, {chunk_size}.')
+  chunk_size = min(chunk_size, num_samples)
+  num_chunks = -(-num_samples // chunk_size)
+  padded = num_chunks * chunk_size
+  keys = jax.random.split(rng, num_samples)
+  if padded > num_samples:  # Pad with repeated keys; their samples are masked out below.
+    keys = jnp.concatenate([keys, keys[:padded - num_samples]])
+  keys = keys.reshape((num_chunks, chunk_size) + keys.shape[1:])
+  valid = (jnp.arange(padded) < num_samples).reshape(num_chunks, chunk_size)
+
+  probe = jax.eval_shape(terms_fn, x, keys[0, 0])
+  if 'log_weight' not in probe:
+    raise ValueError(f'terms_fn must return a dict with a "log_weight" entry, got {sorted(probe)}.')
+  init = {
+      'max': jnp.full(probe['log_weight'].shape, -jnp.inf, jnp.float32),
+      'sum_exp': jnp.zeros(probe['log_weight'].shape, jnp.float32),
+      'sums': {k: jnp.zeros(v.shape, jnp.float32) for k, v in probe.items()},
+  }
+
+  def body(acc, chunk):
+    chunk_keys, chunk_valid = chunk
+    terms = jax.vmap(terms_fn, in_axes=(None, 0))(x, chunk_keys)
+    terms = {k: v.astype(jnp.float32) for k, v in terms.items()}
+    mask = chunk_valid.reshape((-1,) + (1,) * (terms['log_weight'].ndim - 1))
+    log_w = jnp.where(mask, terms['log_weight'], -jnp.inf)
+    new_max = jnp.maximum(acc['max'], jnp.max(log_w, axis=0))
+    sum_exp = (acc['sum_exp'] * jnp.exp(acc['max'] - new_max)
+               + jnp.sum(jnp.exp(log_w - new_max), axis=0))
+    sums = {k: acc['sums'][k] + jnp.sum(jnp.where(mask, v, 0.0), axis=0) for k, v in terms.items()}
+    return {'max': new_max, 'sum_exp': sum_exp, 'sums': sums}, None
+
+  acc, _ = jax.lax.scan(body, init, (keys, valid))
+  out = {k: v / num_samples for k, v in acc['sums'].items()}
+  out['log_mean_exp'] = acc['max'] + jnp.log(acc['sum_exp']) - math.log(num_samples)
+  return out
+
+
+def importance_weighted_log_likelihood(log_weight_fn: Callable[[Array, Array], Array], x: Array,
+                                       rng: Array, num_samples: int = 1000,
+                                       chunk_size: int = 100) -> Array:
+  """K-sample importance-weighted estimate of log p(x), one per example: [B].
+
+  Args:
+    log_weight_fn: (x, key) -> [B] log-weights log p(x|z) + log p(z) - log q(z|x), one z ~ q(z|x) each.
+    x: a batch of examples, [B, ...].
+    rng: a key; sample j uses `jax.random.split(rng, num_samples)[j]`.
+    num_samples: K.
+    chunk_size: samples evaluated at once; peak memory is proportional to chunk_size x B.
+  """
+  terms_fn = lambda x_, key: {'log_weight': log_weight_fn(x_, key)}
+  return _chunked_sample_reduce(terms_fn, x, rng, num_samples, chunk_size)['log_mean_exp']
+
+
+def importance_weighted_metrics(terms_fn: TermsFn, x: Array, rng: Array, num_samples: int = 1000,
+                                chunk_size: int = 100) -> Dict[str, Array]:
+  """The App. B.3 metrics of a batch, per example ([B] each), from one set of K samples.
+
+  Args:
+    terms_fn: (x, key) -> {'log_px_z', 'log_pz', 'log_qz'}, each [B], one z ~ q(z|x) each (for a VAE:
+      `VAE.log_weight_terms`).
+  Returns:
+    log_likelihood: LogMeanExp of the log-weights (the NLL is its negative);
+    elbo: mean log-weight; reconstruction: mean log p(x|z); kl: mean (log q(z|x) - log p(z));
+    kl_z_given_x: log_likelihood - elbo, the estimate of KL(q(z|x) || p(z|x)).
+  """
+  def with_weight(x_, key):
+    t = terms_fn(x_, key)
+    return {'log_weight': t['log_px_z'] + t['log_pz'] - t['log_qz'],
+            'log_px_z': t['log_px_z'], 'kl': t['log_qz'] - t['log_pz']}
+
+  r = _chunked_sample_reduce(with_weight, x, rng, num_samples, chunk_size)
+  return {
+      'log_likelihood': r['log_mean_exp'],
+      'elbo': r['log_weight'],
+      'reconstruction': r['log_px_z'],
+      'kl': r['kl'],
+      'kl_z_given_x': r['log_mean_exp'] - r['log_weight'],
+  }
+
+
+def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
+  """Number of latent dimensions k with Var_x[E_q[z_k|x]] > threshold (Burda et al., 2016).
+
+  Args:
+    posterior_means: [N, latent_dim], E_q[z|x] for each of N examples (App. B.3: the training set).
+  """
+  posterior_means = np.asarray(posterior_means, np.float64)
+  if posterior_means.ndim != 2:
+    raise ValueError(f'posterior_means must be [N, latent_dim], got {posterior_means.shape}.')
+  return int(np.sum(np.var(posterior_means, axis=0) > threshold))

@@ -1,0 +1,97 @@
+"""The VAE: encoder, posterior, decoder (Bernoulli) and prior, built from a `config.model` section."""
+
+from typing import Dict, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vaeprior_jax import distributions
+from vaeprior_jax import nets
+from vaeprior_jax import posteriors
+from vaeprior_jax import priors
+
+Array = jax.Array
+
+
+class VAE(nn.Module):
+  """p(x, z) = p_theta(x|z) p_lambda(z) with q_phi(z|x), for Bernoulli observations x [B, H, W, C].
+
+  Initialise through `elbo` (the default `__call__`) on a data batch: the flows' ActNorm layers take
+  their initial values from it.
+  """
+  encoder: nn.Module
+  decoder: nn.Module
+  prior: nn.Module
+  posterior: nn.Module
+
+  def log_weight_terms(self, x: Array, rng: Array) -> Dict[str, Array]:
+    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B]."""
+    mean, log_std = self.encoder(x)
+    z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
+    logits = self.decoder(z)
+    return {
+        'log_px_z': distributions.bernoulli_log_prob(x, logits, event_ndims=3),
+        'log_pz': self.prior.log_prob(z),
+        'log_qz': log_qz,
+    }
+
+  def elbo(self, x: Array, rng: Array, beta: float = 1.0) -> Array:
+    """Warm-up ELBO, one sample: log p(x|z) + beta (log p(z) - log q(z|x)), [B]."""
+    t = self.log_weight_terms(x, rng)
+    return t['log_px_z'] + beta * (t['log_pz'] - t['log_qz'])
+
+  __call__ = elbo
+
+  def log_importance_weight(self, x: Array, rng: Array) -> Array:
+    """log p(x|z) + log p(z) - log q(z|x) with z ~ q(z|x), [B]."""
+    t = self.log_weight_terms(x, rng)
+    return t['log_px_z'] + t['log_pz'] - t['log_qz']
+
+  def posterior_mean(self, x: Array, rng: Array, num_samples: int = 1000) -> Array:
+    """E_q[z|x], [B, latent_dim] (Monte Carlo with `num_samples` where it has no closed form)."""
+    mean, log_std = self.encoder(x)
+    return self.posterior.mean(mean, log_std, rng, num_samples)
+
+  def reconstruct(self, x: Array, rng: Array) -> Array:
+    """Bernoulli means of p(x|z), z ~ q(z|x): [B, H, W, C]."""
+    mean, log_std = self.encoder(x)
+    z, _ = self.posterior.sample_and_log_prob(mean, log_std, rng)
+    return jax.nn.sigmoid(self.decoder(z))
+
+  def sample(self, rng: Array, num_samples: int) -> Array:
+    """Bernoulli means of p(x|z), z ~ p(z): [num_samples, H, W, C]."""
+    return jax.nn.sigmoid(self.decoder(self.prior.sample(rng, num_samples)))
+
+
+def validate(model_config):
+  """Raises ValueError naming the first bad value of `config.model` and what is allowed."""
+  for key, allowed in (('net', nets.NETS), ('prior', priors.PRIORS),
+                       ('posterior', posteriors.POSTERIORS)):
+    if model_config[key] not in allowed:
+      raise ValueError(f'Unknown model.{key} {model_config[key]!r}; allowed: {", ".join(allowed)}.')
+  uses_flow = 'realnvp' in (model_config.prior, model_config.posterior)
+  if uses_flow and model_config.latent_dim < 2:
+    raise ValueError(f'A RealNVP needs model.latent_dim >= 2, got {model_config.latent_dim}.')
+  if uses_flow and model_config.flow_depth < 1:
+    raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')
+  if model_config.latent_dim < 1:
+    raise ValueError(f'model.latent_dim must be >= 1, got {model_config.latent_dim}.')
+
+
+def create(model_config, input_shape: Tuple[int, int, int]) -> VAE:
+  """Builds the VAE described by `config.model`.
+
+  Keys: net (dense|conv|resnet), prior (standard|realnvp), posterior (gaussian|realnvp), latent_dim,
+  flow_depth, and optionally flow_hidden_units (256), coupling_scale_bias (2.0), negative_slope (0.2).
+  """
+  validate(model_config)
+  get = lambda k, default: model_config.get(k, default)
+  slope = get('negative_slope', 0.2)
+  flow_kwargs = dict(flow_depth=model_config.flow_depth,
+                     flow_hidden_units=get('flow_hidden_units', 256),
+                     scale_bias=get('coupling_scale_bias', 2.0), negative_slope=slope)
+  encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope)
+  return VAE(encoder=encoder, decoder=decoder,
+             prior=priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs),
+             posterior=posteriors.create(model_config.posterior, **flow_kwargs))

@@ -1,0 +1,72 @@
+"""Posteriors q(z|x), given the encoder's outputs (mean, log_std) of the base Gaussian.
+
+Each has `sample_and_log_prob(mean, log_std, rng) -> (z, log q(z|x))`, one sample per row, and
+`mean(mean, log_std, rng, num_samples) -> E_q[z]`.
+"""
+
+from typing import Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vaeprior_jax import distributions
+from vaeprior_jax import flows
+
+Array = jax.Array
+
+
+def _gaussian_sample(mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+  w = mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape, mean.dtype)
+  return w, distributions.diag_normal_log_prob(w, mean, log_std)
+
+
+class GaussianPosterior(nn.Module):
+  """q(z|x) = N(z; mu(x), diag(sigma(x)^2))."""
+
+  def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+    return _gaussian_sample(mean, log_std, rng)
+
+  def mean(self, mean: Array, log_std: Array, rng: Array, num_samples: int) -> Array:
+    """Exact: E_q[z] = mu(x) (the Monte Carlo estimate converges to it)."""
+    del log_std, rng, num_samples
+    return mean
+
+
+class RealNVPPosterior(nn.Module):
+  """q(z|x) with z = f_eta(w), w ~ N(mu(x), diag(sigma(x)^2)) (Xu et al., Eq. B.1).
+
+  log q(z|x) = log N(w; mu, sigma^2) - log|det df_eta/dw|.
+  """
+  num_blocks: int
+  hidden_units: int = 256
+  scale_bias: float = 2.0
+  negative_slope: float = 0.2
+
+  def setup(self):
+    self.flow = flows.RealNVP(self.num_blocks, self.hidden_units, self.scale_bias,
+                              self.negative_slope)
+
+  def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+    w, log_q_w = _gaussian_sample(mean, log_std, rng)
+    z, log_det = self.flow.forward_and_log_det(w)
+    return z, log_q_w - log_det
+
+  def mean(self, mean: Array, log_std: Array, rng: Array, num_samples: int) -> Array:
+    """Monte Carlo estimate of E_q[z] with `num_samples` samples."""
+    keys = jax.random.split(rng, num_samples)
+    w = jax.vmap(lambda k: _gaussian_sample(mean, log_std, k)[0])(keys)
+    return jnp.mean(self.flow.forward_and_log_det(w)[0], axis=0)
+
+
+POSTERIORS = ('gaussian', 'realnvp')
+
+
+def create(name: str, flow_depth: int, flow_hidden_units: int = 256, scale_bias: float = 2.0,
+           negative_slope: float = 0.2) -> nn.Module:
+  """Builds the posterior called `name` (one of POSTERIORS)."""
+  if name == 'gaussian':
+    return GaussianPosterior()
+  if name == 'realnvp':
+    return RealNVPPosterior(flow_depth, flow_hidden_units, scale_bias, negative_slope)
+  raise ValueError(f'Unknown posterior {name!r}; allowed: {", ".join(POSTERIORS)}.')

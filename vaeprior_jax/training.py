@@ -1,0 +1,276 @@
+"""Training: the jitted, sharded ELBO step and the loop with checkpoints, metrics and auto-resume.
+
+The train state is a plain dict {'params', 'opt_state', 'step'}. The step runs under `jax.jit` over a
+1-D ('data',) mesh of all devices: the state is replicated, the batch is sharded along its first axis.
+Step s uses the key fold_in(train_key, s), and its batch is a function of (seed, s) (see `data`), so a
+resumed run repeats an uninterrupted one exactly.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Dict, Tuple
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from vaeprior_jax import data
+from vaeprior_jax import metric_writer
+from vaeprior_jax import models
+
+State = Dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------- schedules
+
+def beta_schedule(train_config, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
+  """KL warm-up: beta rises linearly from beta_start to 1 over warmup_epochs, then stays at 1."""
+  beta_start = train_config.get('beta_start', 0.01)
+  warmup_steps = train_config.warmup_epochs * steps_per_epoch
+  if warmup_steps <= 0:
+    return lambda step: jnp.ones((), jnp.float32)
+  return lambda step: jnp.minimum(
+      1.0, beta_start + (1.0 - beta_start) * step.astype(jnp.float32) / warmup_steps)
+
+
+def learning_rate_schedule(train_config, steps_per_epoch: int) -> optax.Schedule:
+  """Piecewise constant: learning_rate, multiplied by lr_decay_factor at each of lr_decay_epochs."""
+  boundaries = {int(round(e * steps_per_epoch)): train_config.lr_decay_factor
+                for e in train_config.lr_decay_epochs}
+  return optax.piecewise_constant_schedule(train_config.learning_rate, boundaries)
+
+
+def l2_penalty(params) -> jax.Array:
+  """0.5 * sum of squared kernels of the non-linear layers (modules named `hidden*`), as TF's l2_loss.
+
+  These are the layers the paper regularises: the non-linear dense and convolutional layers of the
+  encoder, the decoder and the flows' coupling networks (App. B.3); linear heads are left out.
+  """
+  total = jnp.zeros((), jnp.float32)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = [getattr(k, 'key', '') for k in path]
+    if names[-1] == 'kernel' and any(str(n).startswith('hidden') for n in names[:-1]):
+      total += 0.5 * jnp.sum(jnp.square(leaf))
+  return total
+
+
+def quiet_library_logs():
+  """Keeps the binaries' INFO output to our own progress lines: drops orbax's INFO records."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+
+  class _DropOrbaxInfo(std_logging.Filter):
+
+    def filter(self, record):
+      return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
+
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
+# ------------------------------------------------------------------------------------- state, mesh
+
+def make_mesh(devices=None) -> Mesh:
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
+
+
+def root_keys(seed: int) -> Dict[str, jax.Array]:
+  init, train, evaluation = jax.random.split(jax.random.key(seed), 3)
+  return {'init': init, 'train': train, 'eval': evaluation}
+
+
+def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
+                       init_batch: jax.Array, key: jax.Array) -> State:
+  """Initialises the parameters from a data batch (ActNorm's data-dependent init) and Adam."""
+  param_key, sample_key = jax.random.split(key)
+  params = model.init({'params': param_key}, init_batch, sample_key, method=model.elbo)['params']
+  return {'params': params, 'opt_state': optimizer.init(params), 'step': jnp.zeros((), jnp.int32)}
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransformation:
+  return optax.adam(learning_rate_schedule(train_config, steps_per_epoch))
+
+
+def checkpoint_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=None) -> State:
+  """Restores `step` (default: the latest) into the shapes, dtypes and shardings of abstract_state."""
+  step = manager.latest_step() if step is None else step
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), abstract_state)
+  return manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def abstract_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
+                         input_shape, seed: int = 0) -> State:
+  """Shapes and dtypes of the train state, without computing it (to restore a checkpoint into)."""
+  batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
+  return jax.eval_shape(lambda b: create_train_state(model, optimizer, b, root_keys(seed)['init']),
+                        batch)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str):
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No config.json in workdir {workdir!r}: it is not a training workdir.')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def num_train_steps(train_config, steps_per_epoch: int) -> int:
+  if train_config.num_steps > 0:
+    return int(train_config.num_steps)
+  return int(math.ceil(train_config.num_epochs * steps_per_epoch))
+
+
+# ------------------------------------------------------------------------------------------- step
+
+def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, train_config,
+                    steps_per_epoch: int) -> Callable[[State, jax.Array, jax.Array],
+                                                      Tuple[State, Dict[str, jax.Array]]]:
+  """(state, batch, train_key) -> (state, metrics); one z sample per example, warm-up ELBO + L2."""
+  beta_fn = beta_schedule(train_config, steps_per_epoch)
+  lr_fn = learning_rate_schedule(train_config, steps_per_epoch)
+  l2_weight = train_config.l2_reg
+
+  def train_step(state, batch, train_key):
+    step = state['step']
+    rng = jax.random.fold_in(train_key, step)
+    beta = beta_fn(step)
+
+    def loss_fn(params):
+      t = model.apply({'params': params}, batch, rng, method=model.log_weight_terms)
+      kl = t['log_qz'] - t['log_pz']
+      l2 = l2_penalty(params)
+      loss = -jnp.mean(t['log_px_z'] - beta * kl) + l2_weight * l2
+      return loss, {'loss': loss, 'elbo': jnp.mean(t['log_px_z'] - kl),
+                    'reconstruction': jnp.mean(t['log_px_z']), 'kl': jnp.mean(kl), 'l2': l2}
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics.update(beta=beta, learning_rate=lr_fn(step))
+    return {'params': params, 'opt_state': opt_state, 'step': step + 1}, metrics
+
+  return train_step
+
+
+def compile_train_step(train_step, mesh: Mesh):
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(train_step, in_shardings=(replicated, NamedSharding(mesh, P('data')), replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host batch (this process's share) -> a global array sharded along 'data'."""
+  return jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), batch)
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+# ------------------------------------------------------------------------------------------- loop
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  models.validate(config.model)  # Fail on a bad name before loading any data.
+  data.validate(config.data)
+  mesh = make_mesh()
+  num_devices = mesh.devices.size
+  tc = config.train
+  if tc.batch_size % num_devices:
+    raise ValueError(f'train.batch_size {tc.batch_size} must be divisible by the number of devices '
+                     f'({num_devices}).')
+  save_config(config, workdir)
+
+  dataset = data.load(config.data)
+  model = models.create(config.model, dataset.input_shape)
+  per_epoch = data.steps_per_epoch(dataset.train.shape[0], tc.batch_size)
+  num_steps = num_train_steps(tc, per_epoch)
+  optimizer = make_optimizer(tc, per_epoch)
+  keys = root_keys(config.seed)
+  replicated = NamedSharding(mesh, P())
+
+  first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0))
+  init_fn = jax.jit(lambda b, k: create_train_state(model, optimizer, b, k),
+                    out_shardings=replicated)
+  manager = checkpoint_manager(workdir, tc.get('max_checkpoints_to_keep', 3))
+  start_step = manager.latest_step() or 0
+  if start_step:
+    state = restore_state(manager, jax.eval_shape(init_fn, first_batch, keys['init']))
+    state = jax.tree.map(lambda x: jax.device_put(x, replicated), state)
+    logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
+  else:
+    state = init_fn(first_batch, keys['init'])
+  num_params = sum(x.size for x in jax.tree.leaves(state['params']))
+  logging.info('Model %s/%s/%s, %d parameters, %d devices; %d steps (%d per epoch).',
+               config.model.net, config.model.prior, config.model.posterior, num_params, num_devices,
+               num_steps, per_epoch)
+  if start_step >= num_steps:
+    logging.info('Nothing to do: the latest checkpoint is at step %d >= %d.', start_step, num_steps)
+    manager.close()
+    return {}
+
+  train_step = compile_train_step(make_train_step(model, optimizer, tc, per_epoch), mesh)
+  writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
+  batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step)
+  train_key = jax.device_put(keys['train'], replicated)
+  pending, window, last = [], [], {}
+  window_start, window_step = time.time(), start_step
+  try:
+    for step in range(start_step, num_steps):
+      state, metrics = train_step(state, shard_batch(next(batches), mesh), train_key)
+      pending.append(metrics)
+      done = step + 1
+      save = done % tc.checkpoint_every_steps == 0 or done == num_steps
+      log = done % tc.log_every_steps == 0 or done == num_steps
+      if not (save or log):
+        continue
+      # Check every step's loss before a checkpoint can hold what followed a non-finite one.
+      host = jax.device_get(pending)
+      pending = []
+      for offset, m in enumerate(host):
+        if not np.isfinite(m['loss']):
+          bad = done - len(host) + offset
+          raise FloatingPointError(
+              f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; the last good checkpoint '
+              f'(step {manager.latest_step()}) is kept in {workdir}/checkpoints.')
+      window.extend(host)
+      if save:
+        manager.save(done, args=ocp.args.StandardSave(state))
+      if log:
+        elapsed = time.time() - window_start
+        steps_per_sec = (done - window_step) / max(elapsed, 1e-9)
+        last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+        last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
+        writer.write_scalars(done, last)
+        logging.info('step %d/%d (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f lr %.1e '
+                     '| %.1f steps/s, ETA %s', done, num_steps, done / per_epoch, last['loss'],
+                     last['elbo'], last['reconstruction'], last['kl'], last['beta'],
+                     last['learning_rate'], steps_per_sec,
+                     _format_seconds((num_steps - done) / max(steps_per_sec, 1e-9)))
+        window, window_start, window_step = [], time.time(), done
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  return last
