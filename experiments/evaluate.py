@@ -22,6 +22,9 @@ _CHUNK_SIZE = flags.DEFINE_integer('chunk_size', None, 'Samples per vmapped chun
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Examples per compiled call.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the samples and of the subset.')
 _ACTIVE_UNITS = flags.DEFINE_bool('active_units', True, 'Count active units on the training split.')
+_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'auto', list(evaluate_lib.CHECKPOINTS),
+                                'Which checkpoint: best (early stopping), latest, or auto (best if '
+                                'the run kept one, else latest).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -31,7 +34,8 @@ def main(argv):
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
-                                 _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value)
+                                 _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
+                                 checkpoint=_CHECKPOINT.value)
   print(json.dumps(result, indent=2))
 
 

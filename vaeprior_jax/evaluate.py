@@ -9,44 +9,54 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vaeprior_jax import data
 from vaeprior_jax import evaluation
 from vaeprior_jax import images
 from vaeprior_jax import models
+from vaeprior_jax import sharding
 from vaeprior_jax import training
 
 
-def restore_params(workdir: str, config, model, input_shape):
-  """The parameters of the latest checkpoint in `workdir`, replicated over all devices; and its step."""
-  manager = training.checkpoint_manager(workdir)
-  step = manager.latest_step()
+CHECKPOINTS = ('auto', 'latest', 'best')
+
+
+def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
+  """The parameters of a checkpoint of `workdir`, replicated over all devices; and its step.
+
+  checkpoint: 'latest', 'best' (lowest validation NLL, with early stopping), or 'auto' (best if the
+  run kept one, else latest).
+  """
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f'Unknown checkpoint {checkpoint!r}; allowed: {", ".join(CHECKPOINTS)}.')
+  if checkpoint == 'auto':
+    checkpoint = 'best' if os.path.isdir(os.path.join(workdir, 'best')) else 'latest'
+  if checkpoint == 'best':
+    manager = training.best_checkpoint_manager(workdir)
+    step = manager.best_step()
+  else:
+    manager = training.checkpoint_manager(workdir)
+    step = manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f'No checkpoint in {workdir}/checkpoints: train first '
+    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
                             f'(python -m experiments.train --workdir={workdir} ...).')
   optimizer = training.make_optimizer(config.train, steps_per_epoch=1)
   abstract = training.abstract_train_state(model, optimizer, input_shape, config.seed)
-  mesh = training.make_mesh()
+  mesh = sharding.make_mesh()
   abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, P())), abstract)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), abstract)
   state = training.restore_state(manager, abstract, step)
   manager.close()
   return state['params'], step
 
 
-def _progress(done: int, total: int, start: float, what: str):
-  elapsed = time.time() - start
-  eta = elapsed / max(done, 1) * (total - done)
-  logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', what, done, total,
-               done / max(elapsed, 1e-9), training._format_seconds(eta))  # pylint: disable=protected-access
-
-
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
-             write_images: bool = True) -> Dict[str, float]:
-  """Evaluates the latest checkpoint of `workdir` and writes `eval_{split}.json` (and PNG grids).
+             write_images: bool = True, checkpoint: str = 'auto') -> Dict[str, float]:
+  """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (and PNG grids).
+
+  checkpoint: 'auto' (the best one if the run used early stopping, else the latest), 'latest', 'best'.
 
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`): nll = -log p(x) (K-sample importance-weighted), elbo, reconstruction = E_q log p(x|z),
@@ -56,41 +66,24 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   ec = config.eval
   num_samples = num_samples or ec.num_samples
   chunk_size = chunk_size or ec.chunk_size
-  mesh = training.make_mesh()
+  mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   batch_size = batch_size or ec.batch_size
   batch_size = -(-batch_size // num_devices) * num_devices  # A multiple of the device count.
 
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
-  params, step = restore_params(workdir, config, model, dataset.input_shape)
+  params, step = restore_params(workdir, config, model, dataset.input_shape, checkpoint)
   eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
 
-  @jax.jit
-  def batch_metrics(params, x, key):
-    terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
-    return evaluation.importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
-
-  indices, batches = data.eval_batches(dataset.split(split), batch_size, max_examples, seed)
-  sums, count, start = {}, 0, time.time()
-  for i, (x, mask) in enumerate(batches):
-    m = jax.device_get(batch_metrics(params, training.shard_batch(x, mesh),
-                                     jax.random.fold_in(nll_key, i)))
-    for k, v in m.items():
-      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)[mask]))
-    count += int(mask.sum())
-    if i % 10 == 0 or count == len(indices):
-      _progress(count, len(indices), start, f'{num_samples}-sample evaluation on {split}')
-  means = {k: v / count for k, v in sums.items()}
-  result = {
-      'nll': -means['log_likelihood'], 'elbo': means['elbo'],
-      'reconstruction': means['reconstruction'], 'kl': means['kl'],
-      'kl_z_given_x': means['kl_z_given_x'],
-      'num_examples': count, 'num_samples': num_samples, 'split': split, 'step': int(step),
-      'eval_seconds': time.time() - start,
-  }
+  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  start = time.time()
+  result = evaluation.split_metrics(batch_metrics, params, dataset.split(split), nll_key, mesh,
+                                    batch_size, max_examples, seed,
+                                    label=f'{num_samples}-sample evaluation on {split}')
+  result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
+                eval_seconds=time.time() - start)
 
   if active_units:
     au_samples = ec.get('active_units_samples', 1000)
@@ -99,7 +92,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     _, train_batches = data.eval_batches(dataset.train, batch_size)
     means_z = []
     for i, (x, mask) in enumerate(train_batches):
-      mu = posterior_mean(params, training.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
+      mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
       means_z.append(np.asarray(mu)[mask])
     result['active_units'] = evaluation.active_units(np.concatenate(means_z))
 
@@ -108,7 +101,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     samples = jax.jit(lambda p, k: model.apply({'params': p}, k, 100, method=model.sample))(
         params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
-    # Up to 5 pairs of rows: 10 originals above their reconstructions.
+    # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
+    indices, _ = data.eval_batches(dataset.split(split), batch_size, max_examples, seed)
     cols = min(10, len(indices))
     num_rows = min(5, len(indices) // cols)
     x = dataset.split(split)[indices[:num_rows * cols]]

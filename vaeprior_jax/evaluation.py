@@ -119,3 +119,45 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
   if posterior_means.ndim != 2:
     raise ValueError(f'posterior_means must be [N, latent_dim], got {posterior_means.shape}.')
   return int(np.sum(np.var(posterior_means, axis=0) > threshold))
+
+
+# ------------------------------------------------------------------------------- over a whole split
+
+def make_batch_metrics(model, num_samples: int, chunk_size: int):
+  """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example."""
+
+  @jax.jit
+  def batch_metrics(params, x, key):
+    terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
+    return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
+
+  return batch_metrics
+
+
+def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, batch_size: int,
+                  max_examples=None, seed: int = 0, label: str = '') -> Dict[str, float]:
+  """Averages `batch_metrics` over a split (or a seeded random subset of `max_examples`).
+
+  Batches are sharded over `mesh`; batch i uses fold_in(key, i). Returns nll = -mean log p(x), elbo,
+  reconstruction, kl, kl_z_given_x (nats per example) and num_examples. With `label`, logs progress.
+  """
+  import time  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  indices, batches = data.eval_batches(images, batch_size, max_examples, seed)
+  sums, count, start = {}, 0, time.time()
+  for i, (x, mask) in enumerate(batches):
+    m = jax.device_get(batch_metrics(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i)))
+    for k, v in m.items():
+      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)[mask]))
+    count += int(mask.sum())
+    if label and (i % 10 == 0 or count == len(indices)):
+      elapsed = time.time() - start
+      eta = int(elapsed / max(count, 1) * (len(indices) - count))
+      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %d:%02d:%02d', label, count,
+                   len(indices), count / max(elapsed, 1e-9), eta // 3600, eta // 60 % 60, eta % 60)
+  means = {k: v / count for k, v in sums.items()}
+  return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],
+          'reconstruction': means['reconstruction'], 'kl': means['kl'],
+          'kl_z_given_x': means['kl_z_given_x'], 'num_examples': count}

@@ -20,11 +20,13 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from vaeprior_jax import data
+from vaeprior_jax import evaluation
 from vaeprior_jax import metric_writer
 from vaeprior_jax import models
+from vaeprior_jax import sharding
 
 State = Dict[str, Any]
 
@@ -76,10 +78,6 @@ def quiet_library_logs():
 
 # ------------------------------------------------------------------------------------- state, mesh
 
-def make_mesh(devices=None) -> Mesh:
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
-
-
 def root_keys(seed: int) -> Dict[str, jax.Array]:
   init, train, evaluation = jax.random.split(jax.random.key(seed), 3)
   return {'init': init, 'train': train, 'eval': evaluation}
@@ -98,9 +96,18 @@ def make_optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransfor
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  """The latest checkpoints of a run, in workdir/checkpoints."""
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def best_checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
+  """The state with the lowest validation NLL seen so far (early stopping), in workdir/best."""
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'best'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m['val_nll'],
+                                           best_mode='min', create=True))
 
 
 def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=None) -> State:
@@ -172,14 +179,9 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
 
 
 def compile_train_step(train_step, mesh: Mesh):
-  replicated = NamedSharding(mesh, P())
-  return jax.jit(train_step, in_shardings=(replicated, NamedSharding(mesh, P('data')), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
-
-
-def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
-  """A host batch (this process's share) -> a global array sharded along 'data'."""
-  return jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), batch)
+  repl = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(repl, sharding.batch_sharded(mesh), repl),
+                 out_shardings=(repl, repl), donate_argnums=(0,))
 
 
 def _format_seconds(seconds: float) -> str:
@@ -194,7 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   os.makedirs(workdir, exist_ok=True)
   models.validate(config.model)  # Fail on a bad name before loading any data.
   data.validate(config.data)
-  mesh = make_mesh()
+  mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   tc = config.train
   if tc.batch_size % num_devices:
@@ -208,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   num_steps = num_train_steps(tc, per_epoch)
   optimizer = make_optimizer(tc, per_epoch)
   keys = root_keys(config.seed)
-  replicated = NamedSharding(mesh, P())
+  replicated = sharding.replicated(mesh)
 
   first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0))
   init_fn = jax.jit(lambda b, k: create_train_state(model, optimizer, b, k),
@@ -234,16 +236,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
   batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step)
   train_key = jax.device_put(keys['train'], replicated)
+  early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset.validation,
+                                 keys['eval']) if tc.get('early_stopping', False) else None
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
   try:
     for step in range(start_step, num_steps):
-      state, metrics = train_step(state, shard_batch(next(batches), mesh), train_key)
+      state, metrics = train_step(state, sharding.shard_batch(next(batches), mesh), train_key)
       pending.append(metrics)
       done = step + 1
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps
       log = done % tc.log_every_steps == 0 or done == num_steps
-      if not (save or log):
+      validate = early_stopping is not None and early_stopping.due(done, num_steps)
+      if not (save or log or validate):
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.
       host = jax.device_get(pending)
@@ -255,9 +260,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
               f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; the last good checkpoint '
               f'(step {manager.latest_step()}) is kept in {workdir}/checkpoints.')
       window.extend(host)
+      stop = False
+      if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
+        stop = early_stopping.validate(done, state, writer)
+        save = save or stop
       if save:
         manager.save(done, args=ocp.args.StandardSave(state))
-      if log:
+      if log or stop:
         elapsed = time.time() - window_start
         steps_per_sec = (done - window_step) / max(elapsed, 1e-9)
         last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
@@ -269,8 +278,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                      last['learning_rate'], steps_per_sec,
                      _format_seconds((num_steps - done) / max(steps_per_sec, 1e-9)))
         window, window_start, window_step = [], time.time(), done
+      if stop:
+        break
   finally:
     manager.wait_until_finished()
     manager.close()
+    if early_stopping is not None:
+      early_stopping.close()
     writer.close()
   return last
+
+
+class EarlyStopping:
+  """Validation NLL every `train.eval_every_epochs`; keeps the best state in workdir/best.
+
+  The NLL is the importance-weighted estimate with `train.early_stopping_num_samples` samples (the
+  paper: 100, every 20 epochs) on the whole validation split. With `train.early_stopping_patience_epochs`
+  > 0, training stops once that many epochs have passed without a new best. The best value is read back
+  from the checkpoint's metrics, so a resumed run decides exactly as an uninterrupted one.
+  """
+
+  def __init__(self, config, workdir, model, steps_per_epoch, mesh, validation_images, eval_key):
+    tc = config.train
+    self._every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
+    self._patience = int(round(tc.get('early_stopping_patience_epochs', 0) * steps_per_epoch))
+    self._batch_metrics = evaluation.make_batch_metrics(
+        model, tc.early_stopping_num_samples, config.eval.chunk_size)
+    self._batch_size = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
+    self._mesh, self._images = mesh, validation_images
+    self._key = jax.random.fold_in(eval_key, 0x7a11d)
+    self._manager = best_checkpoint_manager(workdir)
+    self.best_step = self._manager.best_step()
+    self.best_nll = (float(self._manager.metrics(self.best_step)['val_nll'])
+                     if self.best_step is not None else float('inf'))
+
+  def due(self, step: int, num_steps: int) -> bool:
+    return step % self._every == 0 or step == num_steps
+
+  def validate(self, step: int, state: State, writer) -> bool:
+    """Evaluates the state of `step`, saves it if best; returns whether to stop."""
+    m = evaluation.split_metrics(self._batch_metrics, state['params'], self._images,
+                                 jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
+    improved = m['nll'] < self.best_nll
+    if improved and step not in self._manager.all_steps():
+      self._manager.save(step, args=ocp.args.StandardSave(state), metrics={'val_nll': m['nll']})
+    if improved:
+      self.best_step, self.best_nll = step, m['nll']
+    writer.write_scalars(step, {'val_nll': m['nll'], 'val_elbo': m['elbo'],
+                                'best_val_nll': self.best_nll})
+    logging.info('step %d: validation NLL %.3f (best %.3f at step %d)', step, m['nll'],
+                 self.best_nll, self.best_step)
+    if self._patience > 0 and step - self.best_step >= self._patience:
+      logging.info('Early stopping at step %d: no better validation NLL since step %d.', step,
+                   self.best_step)
+      return True
+    return False
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

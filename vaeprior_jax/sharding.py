@@ -1,0 +1,23 @@
+"""The 1-D ('data',) device mesh: parameters replicated, batches sharded along their first axis."""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A mesh over `devices` (default: all devices of all processes) with one axis, 'data'."""
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P('data'))
+
+
+def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host batch (this process's share) -> a global array sharded along 'data'."""
+  return jax.make_array_from_process_local_data(batch_sharded(mesh), batch)
