@@ -94,6 +94,7 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   assert metrics['kl_z_given_x'] >= 0
   assert 0 <= metrics['active_units'] <= config.model.latent_dim
   assert json.loads(result.stdout)['nll'] == metrics['nll']
+  assert metrics['checkpoint'] == 'latest'  # runlocal trains without early stopping.
   for png in ('samples.png', 'reconstructions_test.png'):
     assert os.path.getsize(os.path.join(resumed, png)) > 100
 

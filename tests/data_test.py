@@ -18,7 +18,8 @@ def _data_config(tmp_path, manual_dir=''):
 def test_unknown_dataset_lists_the_allowed_ones(tmp_path):
   config = _data_config(tmp_path)
   config.dataset = 'mnist_typo'
-  with pytest.raises(ValueError, match="Unknown data.dataset 'mnist_typo'; allowed: binarized_mnist"):
+  with pytest.raises(ValueError, match="Unknown data.dataset 'mnist_typo'; allowed: binarized_mnist, "
+                                      "mnist, fashion_mnist"):
     data.load(config)
 
 
@@ -27,7 +28,7 @@ def test_missing_folder_and_files_are_named(tmp_path):
     data.load(_data_config(tmp_path, str(tmp_path / 'nowhere')))
   manual = tmp_path / 'manual'
   manual.mkdir()
-  with pytest.raises(data.DataError, match=f'Missing data file {manual}/binarized_mnist_train.amat'):
+  with pytest.raises(data.DataError, match=f'Missing data file {manual}/binarized_mnist_test.amat'):
     data.load(_data_config(tmp_path, str(manual)))
 
 
@@ -36,8 +37,8 @@ def test_corrupt_file_is_named_with_the_expected_layout(tmp_path):
   manual.mkdir()
   for name in ('train', 'valid', 'test'):
     (manual / f'binarized_mnist_{name}.amat').write_text('0 1 0\n')
-  with pytest.raises(data.DataError, match=r'(?s)Corrupt data file .*binarized_mnist_train.amat: '
-                                           r'expected 78400000 bytes.*784 space-separated'):
+  with pytest.raises(data.DataError, match=r'(?s)Corrupt data file .*binarized_mnist_test.amat: '
+                                           r'expected 15680000 bytes.*784 space-separated'):
     data.load(_data_config(tmp_path, str(manual)))
 
 
@@ -98,3 +99,64 @@ def test_eval_batches_pad_and_subset():
   assert len(indices) == 5 and len(set(indices)) == 5
   assert not np.array_equal(indices, np.arange(5))  # A random subset, not the first rows.
   np.testing.assert_array_equal(data.eval_batches(images, 4, 5, seed=1)[0], indices)
+
+
+def _dynamic_config(name, **kw):
+  config = dict(dataset=name, manual_dir='', data_dir='', validation_size=20, split_seed=0,
+                test_binarizations=10, test_binarization_seed=0)
+  config.update(kw)
+  return ml_collections.ConfigDict(config)
+
+
+@pytest.mark.parametrize('name', ['mnist', 'fashion_mnist'])
+def test_dynamic_binarization_protocol_of_appendix_b1(name):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with helpers.mock_tfds(64):
+    dataset = data.load(_dynamic_config(name))
+    again = data.load(_dynamic_config(name))
+    other_split = data.load(_dynamic_config(name, split_seed=1))
+    builder = tfds.builder(name)
+    raw_train, raw_test = data.load_split(builder, 'train'), data.load_split(builder, 'test')
+  assert dataset.dynamic and dataset.input_shape == (28, 28, 1)
+  assert len(dataset.train) == 44 and len(dataset.validation) == 20 and len(dataset.test) == 640
+  # Train and validation partition the training images, kept as grey levels.
+  rows = lambda a: sorted(map(bytes, np.asarray(a).reshape(len(a), -1)))
+  assert rows(np.concatenate([dataset.train, dataset.validation])) == rows(raw_train)
+  assert len(np.unique(dataset.train)) > 2 and dataset.train.max() <= 1.0
+  assert rows(other_split.validation) != rows(dataset.validation)
+  # The test set: 10 fixed binarizations, each pixel 1 with probability equal to its intensity.
+  assert set(np.unique(dataset.test)) <= {0.0, 1.0}
+  tests = dataset.test.reshape((10,) + raw_test.shape)
+  assert not np.array_equal(tests[0], tests[1])
+  np.testing.assert_allclose(np.mean(tests.mean(0) - raw_test), 0.0, atol=0.005)
+  assert np.corrcoef(tests.mean(0).ravel(), raw_test.ravel())[0, 1] > 0.9
+  np.testing.assert_array_equal(again.test, dataset.test)
+  np.testing.assert_array_equal(again.validation, dataset.validation)
+  # Validation is binarized anew for each evaluation, reproducibly.
+  v0, v1 = dataset.eval_images('validation', 0), dataset.eval_images('validation', 1)
+  assert set(np.unique(v0)) <= {0.0, 1.0} and not np.array_equal(v0, v1)
+  np.testing.assert_array_equal(v0, dataset.eval_images('validation', 0))
+  np.testing.assert_array_equal(dataset.eval_images('test', 5), dataset.test)
+
+
+def test_validation_size_must_fit(tmp_path):
+  with helpers.mock_tfds(64), pytest.raises(ValueError, match=r'validation_size 64 must be in \(0, 64\)'):
+    data.load(_dynamic_config('mnist', validation_size=64))
+
+
+def test_missing_mnist_files_are_named(tmp_path):
+  config = _dynamic_config('mnist', manual_dir=str(tmp_path), data_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(data.DataError, match=r'(?s)Missing data file .*t10k-images-idx3-ubyte.gz.*'
+                                           r'cvdf-datasets/mnist/train-labels-idx1-ubyte.gz'):
+    data.load(config)
+
+
+def test_binarized_train_batches_are_fresh_each_epoch_and_resume_exactly():
+  images = np.full((40, 4, 4, 1), 0.3, np.float32)
+  it = data.train_batches(images, batch_size=8, seed=3, binarize_batches=True)
+  run = [next(it) for _ in range(12)]
+  assert set(np.unique(run)) <= {0.0, 1.0}
+  np.testing.assert_allclose(np.mean(run), 0.3, atol=0.03)
+  assert not np.array_equal(run[0], run[5])  # Not the same binary images every epoch.
+  resumed = data.train_batches(images, batch_size=8, seed=3, start_step=7, binarize_batches=True)
+  np.testing.assert_array_equal([next(resumed) for _ in range(5)], run[7:12])

@@ -13,11 +13,16 @@ SHARED_MNIST = __import__('os').path.join(
 
 
 @contextlib.contextmanager
-def mock_binarized_mnist(num_examples: int = 64):
-  """tfds' mock data for binarized_mnist (binary pixels), with the network probe stubbed out."""
-  with tfds.testing.mock_data(num_examples=num_examples, max_value=1), \
+def mock_tfds(num_examples: int = 64, max_value=None):
+  """tfds' mock data (random pixels up to max_value), with the network probe stubbed out."""
+  with tfds.testing.mock_data(num_examples=num_examples, max_value=max_value), \
        mock.patch.object(data, '_reachable', lambda url, timeout=5.0: True):
     yield
+
+
+def mock_binarized_mnist(num_examples: int = 64):
+  """Mock binarized_mnist: binary pixels."""
+  return mock_tfds(num_examples, max_value=1)
 
 
 def tiny_config(**model):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import data
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import sharding
@@ -154,3 +153,17 @@ def test_a_resumed_run_takes_the_same_early_stopping_decisions(tmp_path, monkeyp
   best = training.best_checkpoint_manager(workdir)
   assert best.best_step() == 16 and best.metrics(16)['val_nll'] == 3.0
   best.close()
+
+
+def test_dynamically_binarized_mnist_trains_and_evaluates(tmp_path):
+  config = _early_stopping_config(12)
+  config.data.dataset = 'mnist'
+  config.data.validation_size = 16  # 64 mock images: 48 to train on (6 steps per epoch).
+  workdir = str(tmp_path)
+  with helpers.mock_tfds(64):
+    last = training.train_and_evaluate(config, workdir)
+    result = evaluate.evaluate(workdir, 'test', num_samples=4, max_examples=30, active_units=False,
+                               write_images=False)
+  assert np.isfinite(last['loss']) and last['epoch'] == 2.0
+  assert result['checkpoint'] == 'best' and result['num_examples'] == 30
+  assert result['step'] in (6, 12) and np.isfinite(result['nll'])

@@ -9,3 +9,5 @@ from vaeprior_jax import posteriors
 from vaeprior_jax import priors
 
 __version__ = '0.1.0'
+
+__all__ = ['distributions', 'evaluation', 'flows', 'models', 'nets', 'posteriors', 'priors']

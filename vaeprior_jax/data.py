@@ -14,20 +14,26 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-DATASETS = ('binarized_mnist',)
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How a dataset is read. Files, URLs, sizes and SHA-256 come from tfds' own registered checksums."""
+  layout: str          # What the original files hold, for error messages.
+  dynamic: bool        # Grey levels, binarized on the fly (App. B.1), vs. already binary.
+  carve_validation: bool  # tfds has no validation split: take a random part of 'train'.
 
-# Static MNIST (Larochelle & Murray, 2011), as tfds' `binarized_mnist` builder registers it.
-_BINARIZED_MNIST_URL = 'http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/'
-_BINARIZED_MNIST_FILES = {
-    'binarized_mnist_train.amat':
-        (78400000, 'ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d'),
-    'binarized_mnist_valid.amat':
-        (15680000, '1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2'),
-    'binarized_mnist_test.amat':
-        (15680000, 'e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c'),
+
+SPECS = {
+    'binarized_mnist': DatasetSpec(
+        '50,000 / 10,000 / 10,000 rows of 784 space-separated 0/1 values (28x28, row-major), the '
+        'original .amat files of Larochelle & Murray (2011)', dynamic=False, carve_validation=False),
+    'mnist': DatasetSpec(
+        "the four gzipped idx files of LeCun's MNIST (60,000 training and 10,000 test images, "
+        '28x28 grey levels, with labels)', dynamic=True, carve_validation=True),
+    'fashion_mnist': DatasetSpec(
+        'the four gzipped idx files of Fashion-MNIST (60,000 training and 10,000 test images, '
+        '28x28 grey levels, with labels)', dynamic=True, carve_validation=True),
 }
-_LAYOUT = ('50,000 / 10,000 / 10,000 rows of 784 space-separated 0/1 values (28x28, row-major), '
-           'the original .amat files of Larochelle & Murray (2011)')
+DATASETS = tuple(SPECS)
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -57,23 +63,27 @@ def _sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def _download_instructions() -> str:
-  files = '\n'.join(f'  {_BINARIZED_MNIST_URL}{name}' for name in _BINARIZED_MNIST_FILES)
-  return (f'Download these files ({_LAYOUT}):\n{files}\ninto one folder and pass it as '
+def _download_instructions(builder) -> str:
+  spec = SPECS[builder.name]
+  files = '\n'.join(f'  {url}' for url in sorted(builder.url_infos))
+  return (f'Download these files ({spec.layout}):\n{files}\ninto one folder and pass it as '
           '--config.data.manual_dir=FOLDER (or `make demo MANUAL_DIR=FOLDER`).')
 
 
-def check_manual_dir(manual_dir: str):
-  """Raises DataError naming the first missing or corrupt file of static MNIST in `manual_dir`."""
+def check_manual_dir(builder, manual_dir: str):
+  """Raises DataError naming the first missing or corrupt file of `builder`'s dataset in manual_dir."""
   if not os.path.isdir(manual_dir):
-    raise DataError(f'data.manual_dir {manual_dir!r} is not a folder. {_download_instructions()}')
-  for name, (size, sha256) in _BINARIZED_MNIST_FILES.items():
-    path = os.path.join(manual_dir, name)
+    raise DataError(f'data.manual_dir {manual_dir!r} is not a folder. '
+                    f'{_download_instructions(builder)}')
+  for info in sorted(builder.url_infos.values(), key=lambda i: i.filename):
+    path = os.path.join(manual_dir, info.filename)
     if not os.path.isfile(path):
-      raise DataError(f'Missing data file {path}. {_download_instructions()}')
-    if os.path.getsize(path) != size or _sha256(path) != sha256:
-      raise DataError(f'Corrupt data file {path}: expected {size} bytes with sha256 {sha256}, '
-                      f'holding {_LAYOUT}. Download it again. {_download_instructions()}')
+      raise DataError(f'Missing data file {path}. {_download_instructions(builder)}')
+    size = int(info.size)
+    if os.path.getsize(path) != size or _sha256(path) != info.checksum:
+      raise DataError(f'Corrupt data file {path}: expected {size} bytes with sha256 '
+                      f'{info.checksum}, holding {SPECS[builder.name].layout}. Download it again. '
+                      f'{_download_instructions(builder)}')
 
 
 def validate(data_config):
@@ -106,11 +116,12 @@ def get_builder(data_config):
   manual_dir = data_config.get('manual_dir') or None
   if manual_dir:
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-    check_manual_dir(manual_dir)
-  if not manual_dir and not _reachable(_BINARIZED_MNIST_URL):
+    check_manual_dir(builder, manual_dir)
+  url = sorted(builder.url_infos)[0]
+  if not manual_dir and not _reachable(url):
     raise DataError(f'{data_config.dataset} is not prepared in the tfds data_dir and '
-                    f'{urllib.parse.urlparse(_BINARIZED_MNIST_URL).hostname} cannot be reached. '
-                    f'{_download_instructions()}')
+                    f'{urllib.parse.urlparse(url).hostname} cannot be reached. '
+                    f'{_download_instructions(builder)}')
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -118,30 +129,41 @@ def get_builder(data_config):
     if manual_dir:
       raise DataError(f'Preparing {data_config.dataset} from {manual_dir} failed: {e}') from e
     raise DataError(f'Could not download {data_config.dataset} (no network?): {e}\n'
-                    f'{_download_instructions()}') from e
+                    f'{_download_instructions(builder)}') from e
   return builder
 
 
 def load_split(builder, split: str) -> np.ndarray:
-  """A whole split as float32 [N, H, W, C] in [0, 1]."""
-  if split not in SPLITS:
-    raise ValueError(f'Unknown split {split!r}; allowed: {", ".join(SPLITS)}.')
+  """A whole tfds split as float32 [N, H, W, C] in [0, 1] (binary, or grey levels / 255)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   ds = builder.as_dataset(split=split, shuffle_files=False).batch(8192)
   images = np.concatenate([b['image'] for b in tfds.as_numpy(ds)])
+  if SPECS[builder.name].dynamic:
+    return images.astype(np.float32) / 255.0
   if images.size and images.max() > 1:
     raise DataError(f'{builder.name}/{split} holds pixel values up to {images.max()}; '
-                    f'expected binary images ({_LAYOUT}).')
+                    f'expected binary images ({SPECS[builder.name].layout}).')
   return images.astype(np.float32)
+
+
+def binarize(images: np.ndarray, seed: int) -> np.ndarray:
+  """Pixel = 1 with probability equal to its intensity (Salakhutdinov & Murray, 2008)."""
+  rng = np.random.default_rng(seed)
+  return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
 @dataclasses.dataclass
 class Dataset:
-  """The splits of one dataset, loaded in memory (small image datasets)."""
+  """The splits of one dataset, in memory (small image datasets), float32 [N, H, W, C] in [0, 1].
+
+  With `dynamic`, train and validation hold grey levels that are binarized anew for each use (the
+  training pipeline per step, `eval_images` per evaluation) and test holds its fixed binarizations.
+  """
   name: str
   train: np.ndarray
   validation: np.ndarray
   test: np.ndarray
+  dynamic: bool = False
 
   @property
   def input_shape(self) -> Tuple[int, int, int]:
@@ -152,10 +174,32 @@ class Dataset:
       raise ValueError(f'Unknown split {name!r}; allowed: {", ".join(SPLITS)}.')
     return getattr(self, name)
 
+  def eval_images(self, name: str, seed: int = 0) -> np.ndarray:
+    """Binary images of a split: grey levels binarized with `seed` where the split holds them."""
+    images = self.split(name)
+    return binarize(images, seed) if self.dynamic and name != 'test' else images
+
 
 def load(data_config) -> Dataset:
+  """Loads `data_config.dataset`. For grey-level datasets (App. B.1): a random validation part of
+  `data.validation_size` (10,000) training images, chosen with `data.split_seed`, and the test images
+  binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`."""
   builder = get_builder(data_config)
-  return Dataset(data_config.dataset, *(load_split(builder, s) for s in SPLITS))
+  spec = SPECS[data_config.dataset]
+  if not spec.carve_validation:
+    return Dataset(data_config.dataset, *(load_split(builder, s) for s in SPLITS), spec.dynamic)
+  train = load_split(builder, 'train')
+  num_validation = int(data_config.get('validation_size', 10000))
+  if not 0 < num_validation < len(train):
+    raise ValueError(f'data.validation_size {num_validation} must be in (0, {len(train)}), the size '
+                     f'of the training split of {data_config.dataset}.')
+  order = np.random.default_rng(data_config.get('split_seed', 0)).permutation(len(train))
+  test = load_split(builder, 'test')
+  test_seed = data_config.get('test_binarization_seed', 0)
+  test = np.concatenate([binarize(test, [test_seed, i])
+                         for i in range(data_config.get('test_binarizations', 10))])
+  return Dataset(data_config.dataset, train[order[num_validation:]], train[order[:num_validation]],
+                 test, spec.dynamic)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -166,8 +210,12 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: int = 0,
-                  prefetch: int = 2) -> Iterator[np.ndarray]:
-  """Endless float32 batches [batch_size, ...] of `images`, starting at global step `start_step`."""
+                  binarize_batches: bool = False, prefetch: int = 2) -> Iterator[np.ndarray]:
+  """Endless float32 batches [batch_size, ...] of `images`, starting at global step `start_step`.
+
+  With `binarize_batches`, the batch of step s is binarized with a stateless seed (seed, s): every
+  epoch sees new binary images, and a resumed run sees the same ones as an uninterrupted run.
+  """
   tf = _tf()
   n = images.shape[0]
   per_epoch = steps_per_epoch(n, batch_size)
@@ -180,8 +228,16 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
     return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size, drop_remainder=True)
 
   ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_indices)
-  ds = ds.skip(offset).map(lambda idx: tf.gather(images, idx),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  def make_batch(step, idx):
+    batch = tf.gather(images, idx)
+    if binarize_batches:
+      noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([seed_t, step]))
+      batch = tf.cast(noise < batch, tf.float32)
+    return batch
+
+  seed_t = tf.constant(seed, tf.int64)
+  ds = ds.skip(offset).enumerate(start=start_step)
+  ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.prefetch(prefetch).as_numpy_iterator()
 
 

@@ -5,7 +5,6 @@ import os
 import time
 from typing import Dict, Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,16 +20,22 @@ from vaeprior_jax import training
 CHECKPOINTS = ('auto', 'latest', 'best')
 
 
+def resolve_checkpoint(workdir: str, checkpoint: str) -> str:
+  """'auto' -> 'best' if the run kept a best checkpoint (early stopping), else 'latest'."""
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f'Unknown checkpoint {checkpoint!r}; allowed: {", ".join(CHECKPOINTS)}.')
+  if checkpoint == 'auto':
+    return 'best' if os.path.isdir(os.path.join(workdir, 'best')) else 'latest'
+  return checkpoint
+
+
 def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
   """The parameters of a checkpoint of `workdir`, replicated over all devices; and its step.
 
   checkpoint: 'latest', 'best' (lowest validation NLL, with early stopping), or 'auto' (best if the
   run kept one, else latest).
   """
-  if checkpoint not in CHECKPOINTS:
-    raise ValueError(f'Unknown checkpoint {checkpoint!r}; allowed: {", ".join(CHECKPOINTS)}.')
-  if checkpoint == 'auto':
-    checkpoint = 'best' if os.path.isdir(os.path.join(workdir, 'best')) else 'latest'
+  checkpoint = resolve_checkpoint(workdir, checkpoint)
   if checkpoint == 'best':
     manager = training.best_checkpoint_manager(workdir)
     step = manager.best_step()
@@ -59,7 +64,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   checkpoint: 'auto' (the best one if the run used early stopping, else the latest), 'latest', 'best'.
 
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
-  `max_examples`): nll = -log p(x) (K-sample importance-weighted), elbo, reconstruction = E_q log p(x|z),
+  `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
+  its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo, reconstruction = E_q log p(x|z),
   kl = E_q[log q(z|x) - log p(z)], kl_z_given_x = log p(x) - elbo; active_units on the training split.
   """
   config = training.load_config(workdir)
@@ -73,13 +79,15 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
+  checkpoint = resolve_checkpoint(workdir, checkpoint)
   params, step = restore_params(workdir, config, model, dataset.input_shape, checkpoint)
   eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
 
   batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
   start = time.time()
-  result = evaluation.split_metrics(batch_metrics, params, dataset.split(split), nll_key, mesh,
+  split_images = dataset.eval_images(split, seed)
+  result = evaluation.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
@@ -89,7 +97,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     au_samples = ec.get('active_units_samples', 1000)
     posterior_mean = jax.jit(lambda p, x, k: model.apply({'params': p}, x, k, au_samples,
                                                          method=model.posterior_mean))
-    _, train_batches = data.eval_batches(dataset.train, batch_size)
+    _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size)
     means_z = []
     for i, (x, mask) in enumerate(train_batches):
       mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
@@ -102,10 +110,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
         params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
-    indices, _ = data.eval_batches(dataset.split(split), batch_size, max_examples, seed)
+    indices, _ = data.eval_batches(split_images, batch_size, max_examples, seed)
     cols = min(10, len(indices))
     num_rows = min(5, len(indices) // cols)
-    x = dataset.split(split)[indices[:num_rows * cols]]
+    x = split_images[indices[:num_rows * cols]]
     recon = jax.jit(lambda p, x_, k: model.apply({'params': p}, x_, k, method=model.reconstruct))(
         params, jnp.asarray(x), recon_key)
     pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),

@@ -4,7 +4,6 @@ from typing import Dict, Tuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from vaeprior_jax import distributions
 from vaeprior_jax import nets

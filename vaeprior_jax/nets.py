@@ -10,7 +10,6 @@ from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 Array = jax.Array
 

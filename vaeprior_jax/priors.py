@@ -2,7 +2,6 @@
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from vaeprior_jax import distributions
 from vaeprior_jax import flows

@@ -212,7 +212,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   keys = root_keys(config.seed)
   replicated = sharding.replicated(mesh)
 
-  first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0))
+  first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
+                                         dataset.dynamic))
   init_fn = jax.jit(lambda b, k: create_train_state(model, optimizer, b, k),
                     out_shardings=replicated)
   manager = checkpoint_manager(workdir, tc.get('max_checkpoints_to_keep', 3))
@@ -234,9 +235,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   train_step = compile_train_step(make_train_step(model, optimizer, tc, per_epoch), mesh)
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
-  batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step)
+  batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
+                               dataset.dynamic)
   train_key = jax.device_put(keys['train'], replicated)
-  early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset.validation,
+  early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.get('early_stopping', False) else None
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
@@ -293,19 +295,20 @@ class EarlyStopping:
   """Validation NLL every `train.eval_every_epochs`; keeps the best state in workdir/best.
 
   The NLL is the importance-weighted estimate with `train.early_stopping_num_samples` samples (the
-  paper: 100, every 20 epochs) on the whole validation split. With `train.early_stopping_patience_epochs`
+  paper: 100, every 20 epochs) on the whole validation split (binarized anew for each evaluation where
+  it holds grey levels). With `train.early_stopping_patience_epochs`
   > 0, training stops once that many epochs have passed without a new best. The best value is read back
   from the checkpoint's metrics, so a resumed run decides exactly as an uninterrupted one.
   """
 
-  def __init__(self, config, workdir, model, steps_per_epoch, mesh, validation_images, eval_key):
+  def __init__(self, config, workdir, model, steps_per_epoch, mesh, dataset, eval_key):
     tc = config.train
     self._every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
     self._patience = int(round(tc.get('early_stopping_patience_epochs', 0) * steps_per_epoch))
     self._batch_metrics = evaluation.make_batch_metrics(
         model, tc.early_stopping_num_samples, config.eval.chunk_size)
     self._batch_size = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
-    self._mesh, self._images = mesh, validation_images
+    self._mesh, self._dataset = mesh, dataset
     self._key = jax.random.fold_in(eval_key, 0x7a11d)
     self._manager = best_checkpoint_manager(workdir)
     self.best_step = self._manager.best_step()
@@ -317,7 +320,8 @@ class EarlyStopping:
 
   def validate(self, step: int, state: State, writer) -> bool:
     """Evaluates the state of `step`, saves it if best; returns whether to stop."""
-    m = evaluation.split_metrics(self._batch_metrics, state['params'], self._images,
+    images = self._dataset.eval_images('validation', seed=step)
+    m = evaluation.split_metrics(self._batch_metrics, state['params'], images,
                                  jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
     improved = m['nll'] < self.best_nll
     if improved and step not in self._manager.all_steps():
