@@ -73,9 +73,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   num_samples = num_samples or ec.num_samples
   chunk_size = chunk_size or ec.chunk_size
   mesh = sharding.make_mesh()
-  num_devices = mesh.devices.size
-  batch_size = batch_size or ec.batch_size
-  batch_size = -(-batch_size // num_devices) * num_devices  # A multiple of the device count.
+  batch_size = sharding.round_up_to_devices(batch_size or ec.batch_size, mesh)
 
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)

@@ -144,6 +144,7 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import metric_writer  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   indices, batches = data.eval_batches(images, batch_size, max_examples, seed)
   sums, count, start = {}, 0, time.time()
@@ -154,9 +155,9 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
     count += int(mask.sum())
     if label and (i % 10 == 0 or count == len(indices)):
       elapsed = time.time() - start
-      eta = int(elapsed / max(count, 1) * (len(indices) - count))
-      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %d:%02d:%02d', label, count,
-                   len(indices), count / max(elapsed, 1e-9), eta // 3600, eta // 60 % 60, eta % 60)
+      eta = elapsed / max(count, 1) * (len(indices) - count)
+      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', label, count, len(indices),
+                   count / max(elapsed, 1e-9), metric_writer.format_duration(eta))
   means = {k: v / count for k, v in sums.items()}
   return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],
           'reconstruction': means['reconstruction'], 'kl': means['kl'],

@@ -7,6 +7,12 @@ from typing import Mapping
 import jax
 
 
+def format_duration(seconds: float) -> str:
+  """H:MM:SS, for progress lines."""
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
 class MetricWriter:
   """Writes {name: float} per step to `workdir/metrics.jsonl` and `workdir/tensorboard/`."""
 

@@ -21,3 +21,9 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
   """A host batch (this process's share) -> a global array sharded along 'data'."""
   return jax.make_array_from_process_local_data(batch_sharded(mesh), batch)
+
+
+def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
+  """The smallest multiple of the mesh's device count that is >= batch_size (for sharded eval)."""
+  n = mesh.devices.size
+  return -(-batch_size // n) * n

@@ -184,11 +184,6 @@ def compile_train_step(train_step, mesh: Mesh):
                  out_shardings=(repl, repl), donate_argnums=(0,))
 
 
-def _format_seconds(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
 # ------------------------------------------------------------------------------------------- loop
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
@@ -278,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                      '| %.1f steps/s, ETA %s', done, num_steps, done / per_epoch, last['loss'],
                      last['elbo'], last['reconstruction'], last['kl'], last['beta'],
                      last['learning_rate'], steps_per_sec,
-                     _format_seconds((num_steps - done) / max(steps_per_sec, 1e-9)))
+                     metric_writer.format_duration((num_steps - done) / max(steps_per_sec, 1e-9)))
         window, window_start, window_step = [], time.time(), done
       if stop:
         break
@@ -296,9 +291,9 @@ class EarlyStopping:
 
   The NLL is the importance-weighted estimate with `train.early_stopping_num_samples` samples (the
   paper: 100, every 20 epochs) on the whole validation split (binarized anew for each evaluation where
-  it holds grey levels). With `train.early_stopping_patience_epochs`
-  > 0, training stops once that many epochs have passed without a new best. The best value is read back
-  from the checkpoint's metrics, so a resumed run decides exactly as an uninterrupted one.
+  it holds grey levels). With `train.early_stopping_patience_epochs` > 0, training stops once that many
+  epochs have passed without a new best. The best value is read back from the checkpoint's metrics, so
+  a resumed run decides exactly as an uninterrupted one.
   """
 
   def __init__(self, config, workdir, model, steps_per_epoch, mesh, dataset, eval_key):
@@ -307,7 +302,7 @@ class EarlyStopping:
     self._patience = int(round(tc.get('early_stopping_patience_epochs', 0) * steps_per_epoch))
     self._batch_metrics = evaluation.make_batch_metrics(
         model, tc.early_stopping_num_samples, config.eval.chunk_size)
-    self._batch_size = -(-config.eval.batch_size // mesh.devices.size) * mesh.devices.size
+    self._batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
     self._mesh, self._dataset = mesh, dataset
     self._key = jax.random.fold_in(eval_key, 0x7a11d)
     self._manager = best_checkpoint_manager(workdir)
