@@ -146,8 +146,11 @@ def load_split(builder, split: str) -> np.ndarray:
   return images.astype(np.float32)
 
 
-def binarize(images: np.ndarray, seed: int) -> np.ndarray:
-  """Pixel = 1 with probability equal to its intensity (Salakhutdinov & Murray, 2008)."""
+def binarize(images: np.ndarray, seed) -> np.ndarray:
+  """Pixel = 1 with probability equal to its intensity (Salakhutdinov & Murray, 2008).
+
+  `seed`: anything `np.random.default_rng` takes (an int, or a sequence such as [seed, i]).
+  """
   rng = np.random.default_rng(seed)
   return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 

@@ -65,7 +65,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
-  its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo, reconstruction = E_q log p(x|z),
+  its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo,
+  reconstruction = E_q log p(x|z),
   kl = E_q[log q(z|x) - log p(z)], kl_z_given_x = log p(x) - elbo; active_units on the training split.
   """
   config = training.load_config(workdir)
