@@ -17,42 +17,9 @@ from vaeprior_jax import sharding
 from vaeprior_jax import training
 
 
-CHECKPOINTS = ('auto', 'latest', 'best')
-
-
-def resolve_checkpoint(workdir: str, checkpoint: str) -> str:
-  """'auto' -> 'best' if the run kept a best checkpoint (early stopping), else 'latest'."""
-  if checkpoint not in CHECKPOINTS:
-    raise ValueError(f'Unknown checkpoint {checkpoint!r}; allowed: {", ".join(CHECKPOINTS)}.')
-  if checkpoint == 'auto':
-    return 'best' if os.path.isdir(os.path.join(workdir, 'best')) else 'latest'
-  return checkpoint
-
-
-def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
-  """The parameters of a checkpoint of `workdir`, replicated over all devices; and its step.
-
-  checkpoint: 'latest', 'best' (lowest validation NLL, with early stopping), or 'auto' (best if the
-  run kept one, else latest).
-  """
-  checkpoint = resolve_checkpoint(workdir, checkpoint)
-  if checkpoint == 'best':
-    manager = training.best_checkpoint_manager(workdir)
-    step = manager.best_step()
-  else:
-    manager = training.checkpoint_manager(workdir)
-    step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
-                            f'(python -m experiments.train --workdir={workdir} ...).')
-  optimizer = training.make_optimizer(config.train, steps_per_epoch=1)
-  abstract = training.abstract_train_state(model, optimizer, input_shape, config.seed)
-  mesh = sharding.make_mesh()
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)), abstract)
-  state = training.restore_state(manager, abstract, step)
-  manager.close()
-  return state['params'], step
+CHECKPOINTS = training.CHECKPOINTS
+resolve_checkpoint = training.resolve_checkpoint
+restore_params = training.restore_params
 
 
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,

@@ -24,16 +24,24 @@ class VAE(nn.Module):
   prior: nn.Module
   posterior: nn.Module
 
-  def log_weight_terms(self, x: Array, rng: Array) -> Dict[str, Array]:
-    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B]."""
+  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False) -> Dict[str, Array]:
+    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d])."""
     mean, log_std = self.encoder(x)
     z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
     logits = self.decoder(z)
-    return {
+    terms = {
         'log_px_z': distributions.bernoulli_log_prob(x, logits, event_ndims=3),
         'log_pz': self.prior.log_prob(z),
         'log_qz': log_qz,
     }
+    if return_latent:
+      terms['z'] = z
+    return terms
+
+  def sample_posterior(self, x: Array, rng: Array) -> Array:
+    """z ~ q(z|x), [B, latent_dim]."""
+    mean, log_std = self.encoder(x)
+    return self.posterior.sample_and_log_prob(mean, log_std, rng)[0]
 
   def elbo(self, x: Array, rng: Array, beta: float = 1.0) -> Array:
     """Warm-up ELBO, one sample: log p(x|z) + beta (log p(z) - log q(z|x)), [B]."""

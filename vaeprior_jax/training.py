@@ -26,6 +26,8 @@ from vaeprior_jax import data
 from vaeprior_jax import evaluation
 from vaeprior_jax import metric_writer
 from vaeprior_jax import models
+from vaeprior_jax import objectives
+from vaeprior_jax import prior_training
 from vaeprior_jax import sharding
 
 State = Dict[str, Any]
@@ -50,18 +52,7 @@ def learning_rate_schedule(train_config, steps_per_epoch: int) -> optax.Schedule
   return optax.piecewise_constant_schedule(train_config.learning_rate, boundaries)
 
 
-def l2_penalty(params) -> jax.Array:
-  """0.5 * sum of squared kernels of the non-linear layers (modules named `hidden*`), as TF's l2_loss.
-
-  These are the layers the paper regularises: the non-linear dense and convolutional layers of the
-  encoder, the decoder and the flows' coupling networks (App. B.3); linear heads are left out.
-  """
-  total = jnp.zeros((), jnp.float32)
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    names = [getattr(k, 'key', '') for k in path]
-    if names[-1] == 'kernel' and any(str(n).startswith('hidden') for n in names[:-1]):
-      total += 0.5 * jnp.sum(jnp.square(leaf))
-  return total
+l2_penalty = objectives.l2_penalty
 
 
 def quiet_library_logs():
@@ -118,12 +109,61 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=No
   return manager.restore(step, args=ocp.args.StandardRestore(target))
 
 
-def abstract_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
-                         input_shape, seed: int = 0) -> State:
-  """Shapes and dtypes of the train state, without computing it (to restore a checkpoint into)."""
+def init_opt_state(train_config, params, steps_per_epoch: int = 1):
+  """Adam's state: one for all parameters (joint training), or one per group (post-hoc, iterative)."""
+  if prior_training.strategy(train_config) == 'joint':
+    return make_optimizer(train_config, steps_per_epoch).init(params)
+  return prior_training.init_opt_state(params)
+
+
+def abstract_train_state(model: nn.Module, config, input_shape) -> State:
+  """Shapes and dtypes of the train state of `config`, without computing it (to restore into)."""
   batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
-  return jax.eval_shape(lambda b: create_train_state(model, optimizer, b, root_keys(seed)['init']),
-                        batch)
+
+  def create(b):
+    params = model.init({'params': root_keys(config.seed)['init']}, b, jax.random.key(0),
+                        method=model.elbo)['params']
+    return {'params': params, 'opt_state': init_opt_state(config.train, params),
+            'step': jnp.zeros((), jnp.int32)}
+
+  return jax.eval_shape(create, batch)
+
+
+CHECKPOINTS = ('auto', 'latest', 'best')
+
+
+def resolve_checkpoint(workdir: str, checkpoint: str) -> str:
+  """'auto' -> 'best' if the run kept a best checkpoint (early stopping), else 'latest'."""
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f'Unknown checkpoint {checkpoint!r}; allowed: {", ".join(CHECKPOINTS)}.')
+  if checkpoint == 'auto':
+    return 'best' if os.path.isdir(os.path.join(workdir, 'best')) else 'latest'
+  return checkpoint
+
+
+def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
+  """The parameters of a checkpoint of `workdir`, replicated over all devices; and its step.
+
+  checkpoint: 'latest', 'best' (lowest validation NLL, with early stopping), or 'auto' (best if the
+  run kept one, else latest).
+  """
+  checkpoint = resolve_checkpoint(workdir, checkpoint)
+  if checkpoint == 'best':
+    manager = best_checkpoint_manager(workdir)
+    step = manager.best_step()
+  else:
+    manager = checkpoint_manager(workdir)
+    step = manager.latest_step()
+  if step is None:
+    manager.close()
+    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
+                            f'(python -m experiments.train --workdir={workdir} ...).')
+  abstract = abstract_train_state(model, config, input_shape)
+  repl = sharding.replicated(sharding.make_mesh())
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract)
+  state = restore_state(manager, abstract, step)
+  manager.close()
+  return state['params'], step
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str):
@@ -155,6 +195,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
   beta_fn = beta_schedule(train_config, steps_per_epoch)
   lr_fn = learning_rate_schedule(train_config, steps_per_epoch)
   l2_weight = train_config.l2_reg
+  use_reg = bool(train_config.get('qz_regularizer', False))
 
   def train_step(state, batch, train_key):
     step = state['step']
@@ -162,12 +203,17 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
     beta = beta_fn(step)
 
     def loss_fn(params):
-      t = model.apply({'params': params}, batch, rng, method=model.log_weight_terms)
+      t = model.apply({'params': params}, batch, rng, use_reg, method=model.log_weight_terms)
       kl = t['log_qz'] - t['log_pz']
       l2 = l2_penalty(params)
       loss = -jnp.mean(t['log_px_z'] - beta * kl) + l2_weight * l2
-      return loss, {'loss': loss, 'elbo': jnp.mean(t['log_px_z'] - kl),
-                    'reconstruction': jnp.mean(t['log_px_z']), 'kl': jnp.mean(kl), 'l2': l2}
+      metrics = {'elbo': jnp.mean(t['log_px_z'] - kl), 'reconstruction': jnp.mean(t['log_px_z']),
+                 'kl': jnp.mean(kl), 'l2': l2}
+      if use_reg:  # Reg[q(z)], App. B.3.
+        metrics['qz_reg'] = objectives.qz_regularizer(t['z'])
+        loss += metrics['qz_reg']
+      metrics['loss'] = loss
+      return loss, metrics
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state['params'])
     updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
@@ -190,6 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics."""
   os.makedirs(workdir, exist_ok=True)
   models.validate(config.model)  # Fail on a bad name before loading any data.
+  prior_training.validate(config)
   data.validate(config.data)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
@@ -202,44 +249,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
   per_epoch = data.steps_per_epoch(dataset.train.shape[0], tc.batch_size)
-  num_steps = num_train_steps(tc, per_epoch)
-  optimizer = make_optimizer(tc, per_epoch)
   keys = root_keys(config.seed)
   replicated = sharding.replicated(mesh)
-
   first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
                                          dataset.dynamic))
-  init_fn = jax.jit(lambda b, k: create_train_state(model, optimizer, b, k),
-                    out_shardings=replicated)
+  staged = prior_training.strategy(tc) != 'joint'
+  if staged:  # Post-hoc or iterative: phases over a pretrained standard VAE.
+    init_from = tc.get('init_from') or _pretrain(config, workdir)
+    phases = prior_training.plan(tc, per_epoch)
+    num_steps = prior_training.total_steps(phases)
+    train_key = jax.random.fold_in(keys['train'], 1)
+    vae_params = None  # Loaded only when starting afresh.
+    init_fn = jax.jit(lambda b, k, vp: _staged_state(model, vp, b, k), out_shardings=replicated)
+  else:
+    num_steps = num_train_steps(tc, per_epoch)
+    optimizer = make_optimizer(tc, per_epoch)
+    train_key = keys['train']
+    init_fn = jax.jit(lambda b, k: create_train_state(model, optimizer, b, k),
+                      out_shardings=replicated)
+
   manager = checkpoint_manager(workdir, tc.get('max_checkpoints_to_keep', 3))
   start_step = manager.latest_step() or 0
   if start_step:
-    state = restore_state(manager, jax.eval_shape(init_fn, first_batch, keys['init']))
+    state = restore_state(manager, abstract_train_state(model, config, dataset.input_shape))
     state = jax.tree.map(lambda x: jax.device_put(x, replicated), state)
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
+  elif staged:
+    vae_params = _pretrained_vae_params(config, init_from, dataset.input_shape)
+    state = init_fn(first_batch, keys['init'], vae_params)
+    logging.info('Starting %s prior training from the standard VAE in %s.', tc.prior_training,
+                 init_from)
   else:
     state = init_fn(first_batch, keys['init'])
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
   logging.info('Model %s/%s/%s, %d parameters, %d devices; %d steps (%d per epoch).',
                config.model.net, config.model.prior, config.model.posterior, num_params, num_devices,
                num_steps, per_epoch)
+  if staged:
+    logging.info('Phases: %s.', prior_training.describe(phases, per_epoch))
   if start_step >= num_steps:
     logging.info('Nothing to do: the latest checkpoint is at step %d >= %d.', start_step, num_steps)
     manager.close()
     return {}
 
-  train_step = compile_train_step(make_train_step(model, optimizer, tc, per_epoch), mesh)
+  if staged:
+    group_steps = {g: compile_train_step(prior_training.make_phase_step(model, g, phases, tc), mesh)
+                   for g in sorted({p.group for p in phases})}
+    step_fn_at = lambda step: group_steps[prior_training.phase_of(phases, step).group]
+  else:
+    joint_step = compile_train_step(make_train_step(model, optimizer, tc, per_epoch), mesh)
+    step_fn_at = lambda step: joint_step
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
   batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
                                dataset.dynamic)
-  train_key = jax.device_put(keys['train'], replicated)
+  train_key = jax.device_put(train_key, replicated)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.get('early_stopping', False) else None
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
   try:
     for step in range(start_step, num_steps):
-      state, metrics = train_step(state, sharding.shard_batch(next(batches), mesh), train_key)
+      state, metrics = step_fn_at(step)(state, sharding.shard_batch(next(batches), mesh), train_key)
       pending.append(metrics)
       done = step + 1
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps
@@ -269,8 +339,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
         writer.write_scalars(done, last)
-        logging.info('step %d/%d (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f lr %.1e '
-                     '| %.1f steps/s, ETA %s', done, num_steps, done / per_epoch, last['loss'],
+        phase = f' [{prior_training.phase_of(phases, done - 1).name}]' if staged else ''
+        logging.info('step %d/%d%s (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f '
+                     'lr %.1e | %.1f steps/s, ETA %s', done, num_steps, phase, done / per_epoch,
+                     last['loss'],
                      last['elbo'], last['reconstruction'], last['kl'], last['beta'],
                      last['learning_rate'], steps_per_sec,
                      metric_writer.format_duration((num_steps - done) / max(steps_per_sec, 1e-9)))
@@ -284,6 +356,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       early_stopping.close()
     writer.close()
   return last
+
+
+def _pretrain(config, workdir: str) -> str:
+  """Iteration 1a: trains (or resumes, or finds trained) the standard VAE in workdir/pretrain."""
+  pretrain_config = ml_collections.ConfigDict(config.to_dict())
+  pretrain_config.model.prior = 'standard'
+  pretrain_config.train.prior_training = 'joint'
+  pretrain_dir = os.path.join(workdir, 'pretrain')
+  logging.info('Training the standard VAE first (Iteration 1a), in %s.', pretrain_dir)
+  train_and_evaluate(pretrain_config, pretrain_dir)
+  return pretrain_dir
+
+
+def _pretrained_vae_params(config, init_from: str, input_shape):
+  """The encoder/posterior/decoder parameters of the standard VAE trained in `init_from`."""
+  pretrained = load_config(init_from)
+  prior_training.check_pretrained_config(config, pretrained)
+  pretrained_model = models.create(pretrained.model, input_shape)
+  params, step = restore_params(init_from, pretrained, pretrained_model, input_shape, 'auto')
+  logging.info('Loaded the standard VAE of %s at step %d.', init_from, step)
+  return params
+
+
+def _staged_state(model, vae_params, batch, key) -> State:
+  prior = prior_training.init_prior_params(model, vae_params, batch, key)
+  params = prior_training.merge_params(vae_params, prior)
+  return {'params': params, 'opt_state': prior_training.init_opt_state(params),
+          'step': jnp.zeros((), jnp.int32)}
 
 
 class EarlyStopping:

@@ -61,6 +61,17 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.eval_every_epochs = 20.0
   config.train.early_stopping_num_samples = 100
   config.train.early_stopping_patience_epochs = 0.0  # > 0: stop after this many epochs without a best
+  # How the prior is trained (Sec. 3, App. B.3; see vaeprior_jax/prior_training.py): joint | post_hoc |
+  # iterative. post_hoc and iterative start from the standard VAE trained in init_from ('' = train it
+  # first in workdir/pretrain, with the settings above).
+  config.train.prior_training = 'joint'
+  config.train.init_from = ''
+  config.train.post_hoc_epochs = 3200.0
+  config.train.prior_learning_rates = (1e-3, 1e-4)  # post-hoc halves; iterative 1b's two M-epoch parts
+  config.train.iterative_iterations = 4   # I (4 on StaticMNIST, 16 elsewhere)
+  config.train.iterative_epochs = 400.0   # M (400 on StaticMNIST, 100 elsewhere)
+  config.train.iterative_learning_rate = 1e-4
+  config.train.qz_regularizer = False     # Reg[q(z)] of App. B.3
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1000

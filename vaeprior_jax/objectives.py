@@ -1,0 +1,32 @@
+"""Terms of the training objective besides the ELBO: L2 on the non-linear layers, and Reg[q(z)]."""
+
+import jax
+import jax.numpy as jnp
+
+
+def l2_penalty(params) -> jax.Array:
+  """0.5 * sum of squared kernels of the non-linear layers (modules named `hidden*`), as TF's l2_loss.
+
+  These are the layers the paper regularises: the non-linear dense and convolutional layers of the
+  encoder, the decoder and the flows' coupling networks (App. B.3); linear heads are left out. Any
+  sub-tree of the parameters works (e.g. only the prior's, when only the prior is trained).
+  """
+  total = jnp.zeros((), jnp.float32)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = [getattr(k, 'key', '') for k in path]
+    if names[-1] == 'kernel' and any(str(n).startswith('hidden') for n in names[:-1]):
+      total += 0.5 * jnp.sum(jnp.square(leaf))
+  return total
+
+
+def qz_regularizer(z: jax.Array) -> jax.Array:
+  """Reg[q(z)] of Xu et al., App. B.3: (1/D) sum_k Mean[z_k]^2 + (Var[z_k] - 1)^2.
+
+  z: [B, D] samples z ~ q(z|x) of a batch; Mean and Var over the batch estimate those of the aggregated
+  posterior q(z). Added to the loss, it pulls q(z) towards zero mean and unit variance.
+  """
+  if z.ndim != 2:
+    raise ValueError(f'qz_regularizer expects z of shape [batch, latent_dim], got {z.shape}.')
+  mean = jnp.mean(z, axis=0)
+  var = jnp.mean(jnp.square(z - mean), axis=0)
+  return jnp.mean(jnp.square(mean) + jnp.square(var - 1.0))
