@@ -14,24 +14,45 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from vaeprior_jax.tfds_builders import chardata
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-  """How a dataset is read. Files, URLs, sizes and SHA-256 come from tfds' own registered checksums."""
-  layout: str          # What the original files hold, for error messages.
-  dynamic: bool        # Grey levels, binarized on the fly (App. B.1), vs. already binary.
-  carve_validation: bool  # tfds has no validation split: take a random part of 'train'.
+  """How a dataset is read. For tfds' own builders, files, URLs, sizes and SHA-256 come from tfds'
+  registered checksums; the project's builders (`tfds_builders`) name their files here."""
+  layout: str             # What the original files hold, for error messages.
+  dynamic: bool = False   # Grey levels, binarized on the fly (App. B.1), vs. already binary.
+  carve_validation: bool = False  # tfds has no validation split: take a random part of 'train'.
+  validation_size: int = 0        # Its default size (data.validation_size = 0).
+  continuous: bool = False        # Colour images in [0, 1] (kept as uint8 in memory), not binary.
+  tfds_name: str = ''             # Builder name, when it differs from the dataset's name.
+  files: Tuple[Tuple[str, str], ...] = ()  # (filename, URL) for builders without tfds checksums.
+  image_size: int = 0             # > 0: center-crop `crop` pixels square and resize to this.
+  crop: int = 0
 
 
+_MNIST_FILES = ('the four gzipped idx files of {} (60,000 training and 10,000 test images, 28x28 grey '
+                'levels, with labels)')
 SPECS = {
     'binarized_mnist': DatasetSpec(
         '50,000 / 10,000 / 10,000 rows of 784 space-separated 0/1 values (28x28, row-major), the '
-        'original .amat files of Larochelle & Murray (2011)', dynamic=False, carve_validation=False),
-    'mnist': DatasetSpec(
-        "the four gzipped idx files of LeCun's MNIST (60,000 training and 10,000 test images, "
-        '28x28 grey levels, with labels)', dynamic=True, carve_validation=True),
-    'fashion_mnist': DatasetSpec(
-        'the four gzipped idx files of Fashion-MNIST (60,000 training and 10,000 test images, '
-        '28x28 grey levels, with labels)', dynamic=True, carve_validation=True),
+        'original .amat files of Larochelle & Murray (2011)'),
+    'mnist': DatasetSpec(_MNIST_FILES.format("LeCun's MNIST"), dynamic=True, carve_validation=True,
+                         validation_size=10000),
+    'fashion_mnist': DatasetSpec(_MNIST_FILES.format('Fashion-MNIST'), dynamic=True,
+                                 carve_validation=True, validation_size=10000),
+    # Burda et al.'s 28x28 version (not tfds' 105x105 `omniglot`): see tfds_builders/burda_omniglot.
+    'omniglot': DatasetSpec(
+        chardata.LAYOUT, dynamic=True, carve_validation=True, validation_size=4000,
+        tfds_name='burda_omniglot', files=((chardata.FILENAME, chardata.URL),)),
+    'cifar10': DatasetSpec(
+        'the CIFAR-10 binary version (cifar-10-batches-bin: 50,000 training and 10,000 test 32x32 '
+        'colour images)', carve_validation=True, validation_size=5000, continuous=True),
+    'celeb_a': DatasetSpec(
+        'the aligned and cropped CelebA images (img_align_celeba.zip, 202,599 JPEGs of 178x218) with '
+        'its partition, attribute, landmark and identity lists', continuous=True, image_size=64,
+        crop=140),
 }
 DATASETS = tuple(SPECS)
 SPLITS = ('train', 'validation', 'test')
@@ -63,27 +84,41 @@ def _sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def _download_instructions(builder) -> str:
-  spec = SPECS[builder.name]
-  files = '\n'.join(f'  {url}' for url in sorted(builder.url_infos))
-  return (f'Download these files ({spec.layout}):\n{files}\ninto one folder and pass it as '
+def _files(name: str, builder):
+  """[(filename, url)] of the original files of dataset `name`."""
+  spec = SPECS[name]
+  if spec.files:
+    return list(spec.files)
+  return sorted((info.filename, url) for url, info in builder.url_infos.items())
+
+
+def _download_instructions(name: str, builder) -> str:
+  files = '\n'.join(f'  {url}' for _, url in _files(name, builder))
+  return (f'Download these files ({SPECS[name].layout}):\n{files}\ninto one folder and pass it as '
           '--config.data.manual_dir=FOLDER (or `make demo MANUAL_DIR=FOLDER`).')
 
 
-def check_manual_dir(builder, manual_dir: str):
-  """Raises DataError naming the first missing or corrupt file of `builder`'s dataset in manual_dir."""
+def check_manual_dir(name: str, builder, manual_dir: str):
+  """Raises DataError naming the first missing or corrupt file of dataset `name` in manual_dir.
+
+  Files with checksums registered in tfds are checked for size and SHA-256; the files of the
+  project's own builders are checked for their layout when the builder reads them.
+  """
   if not os.path.isdir(manual_dir):
     raise DataError(f'data.manual_dir {manual_dir!r} is not a folder. '
-                    f'{_download_instructions(builder)}')
-  for info in sorted(builder.url_infos.values(), key=lambda i: i.filename):
-    path = os.path.join(manual_dir, info.filename)
+                    f'{_download_instructions(name, builder)}')
+  for filename, url in _files(name, builder):
+    path = os.path.join(manual_dir, filename)
     if not os.path.isfile(path):
-      raise DataError(f'Missing data file {path}. {_download_instructions(builder)}')
+      raise DataError(f'Missing data file {path}. {_download_instructions(name, builder)}')
+    info = builder.url_infos.get(url) if builder.url_infos else None
+    if info is None:
+      continue
     size = int(info.size)
     if os.path.getsize(path) != size or _sha256(path) != info.checksum:
       raise DataError(f'Corrupt data file {path}: expected {size} bytes with sha256 '
-                      f'{info.checksum}, holding {SPECS[builder.name].layout}. Download it again. '
-                      f'{_download_instructions(builder)}')
+                      f'{info.checksum}, holding {SPECS[name].layout}. Download it again. '
+                      f'{_download_instructions(name, builder)}')
 
 
 def validate(data_config):
@@ -110,40 +145,81 @@ def get_builder(data_config):
   validate(data_config)
   _tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(data_config.dataset, data_dir=data_config.get('data_dir') or None)
+  from vaeprior_jax.tfds_builders import burda_omniglot  # pylint: disable=g-import-not-at-top
+  del burda_omniglot  # Imported to register the project's builders with tfds.
+  name = data_config.dataset
+  spec = SPECS[name]
+  builder = tfds.builder(spec.tfds_name or name, data_dir=data_config.get('data_dir') or None)
   if builder.is_prepared():
     return builder
   manual_dir = data_config.get('manual_dir') or None
   if manual_dir:
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-    check_manual_dir(builder, manual_dir)
-  url = sorted(builder.url_infos)[0]
-  if not manual_dir and not _reachable(url):
-    raise DataError(f'{data_config.dataset} is not prepared in the tfds data_dir and '
-                    f'{urllib.parse.urlparse(url).hostname} cannot be reached. '
-                    f'{_download_instructions(builder)}')
+    check_manual_dir(name, builder, manual_dir)
+  elif spec.files:
+    raise DataError(f'{name} is not prepared in the tfds data_dir and tfds cannot download it: set '
+                    f'data.manual_dir. {_download_instructions(name, builder)}')
+  else:
+    url = sorted(builder.url_infos)[0]
+    if not _reachable(url):
+      raise DataError(f'{name} is not prepared in the tfds data_dir and '
+                      f'{urllib.parse.urlparse(url).hostname} cannot be reached. '
+                      f'{_download_instructions(name, builder)}')
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # pylint: disable=broad-except
     if manual_dir:
-      raise DataError(f'Preparing {data_config.dataset} from {manual_dir} failed: {e}') from e
-    raise DataError(f'Could not download {data_config.dataset} (no network?): {e}\n'
-                    f'{_download_instructions(builder)}') from e
+      raise DataError(f'Preparing {name} from {manual_dir} failed: {e}') from e
+    raise DataError(f'Could not download {name} (no network?): {e}\n'
+                    f'{_download_instructions(name, builder)}') from e
   return builder
 
 
-def load_split(builder, split: str) -> np.ndarray:
-  """A whole tfds split as float32 [N, H, W, C] in [0, 1] (binary, or grey levels / 255)."""
+def _crop_and_resize(image, crop: int, size: int):
+  """Center crop `crop` x `crop` pixels, resize (area-averaging) to `size` x `size`, back to uint8."""
+  tf = _tf()
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  top, left = (height - crop) // 2, (width - crop) // 2
+  image = tf.image.crop_to_bounding_box(image, top, left, crop, crop)
+  image = tf.image.resize(image, (size, size), method='area')
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def load_split(builder, split: str, name: Optional[str] = None) -> np.ndarray:
+  """A whole tfds split as [N, H, W, C]: float32 in [0, 1] (binary, or grey levels), or uint8 for the
+  colour datasets (0..255, converted by `to_float` batch by batch: CelebA would take 10 GB as floats)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  ds = builder.as_dataset(split=split, shuffle_files=False).batch(8192)
-  images = np.concatenate([b['image'] for b in tfds.as_numpy(ds)])
-  if SPECS[builder.name].dynamic:
+  name = name or builder.name
+  spec = SPECS[name]
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  if spec.image_size:
+    ds = ds.map(lambda e: {'image': _crop_and_resize(e['image'], spec.crop, spec.image_size)})
+  ds = ds.map(lambda e: e['image']).batch(8192)
+  images = np.concatenate(list(tfds.as_numpy(ds)))
+  if spec.continuous:
+    return images.astype(np.uint8)
+  if images.dtype == np.uint8 and spec.dynamic:
     return images.astype(np.float32) / 255.0
-  if images.size and images.max() > 1:
-    raise DataError(f'{builder.name}/{split} holds pixel values up to {images.max()}; '
-                    f'expected binary images ({SPECS[builder.name].layout}).')
+  if images.size and (images.max() > 1 or images.min() < 0):
+    raise DataError(f'{name}/{split} holds pixel values in [{images.min()}, {images.max()}]; '
+                    f'expected values in [0, 1] ({spec.layout}).')
   return images.astype(np.float32)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+  """float32 in [0, 1]: uint8 pixels / 255; float images as they are."""
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  return np.asarray(images, np.float32)
+
+
+def require_binary(data_config, what: str):
+  """Raises ValueError if `data_config.dataset` is a colour dataset: `what` models binary images."""
+  if SPECS[data_config.dataset].continuous:
+    binary = ', '.join(n for n, s in SPECS.items() if not s.continuous)
+    raise ValueError(f'data.dataset={data_config.dataset} holds colour images in [0, 1], but {what} '
+                     f'has a Bernoulli decoder for binary images; use one of {binary}.')
 
 
 def binarize(images: np.ndarray, seed) -> np.ndarray:
@@ -184,24 +260,27 @@ class Dataset:
 
 
 def load(data_config) -> Dataset:
-  """Loads `data_config.dataset`. For grey-level datasets (App. B.1): a random validation part of
-  `data.validation_size` (10,000) training images, chosen with `data.split_seed`, and the test images
-  binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`."""
+  """Loads `data_config.dataset`. Where tfds has no validation split (App. B.1): a random part of
+  `data.validation_size` training images (0 = the dataset's default: 10,000 for MNIST and
+  FashionMNIST, 4,000 for Omniglot, 5,000 for CIFAR-10), chosen with `data.split_seed`. Grey-level
+  test images are binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`."""
   builder = get_builder(data_config)
-  spec = SPECS[data_config.dataset]
+  name = data_config.dataset
+  spec = SPECS[name]
   if not spec.carve_validation:
-    return Dataset(data_config.dataset, *(load_split(builder, s) for s in SPLITS), spec.dynamic)
-  train = load_split(builder, 'train')
-  num_validation = int(data_config.get('validation_size', 10000))
+    return Dataset(name, *(load_split(builder, s, name) for s in SPLITS), spec.dynamic)
+  train = load_split(builder, 'train', name)
+  num_validation = int(data_config.get('validation_size', 0) or spec.validation_size)
   if not 0 < num_validation < len(train):
     raise ValueError(f'data.validation_size {num_validation} must be in (0, {len(train)}), the size '
                      f'of the training split of {data_config.dataset}.')
   order = np.random.default_rng(data_config.get('split_seed', 0)).permutation(len(train))
-  test = load_split(builder, 'test')
-  test_seed = data_config.get('test_binarization_seed', 0)
-  test = np.concatenate([binarize(test, [test_seed, i])
-                         for i in range(data_config.get('test_binarizations', 10))])
-  return Dataset(data_config.dataset, train[order[num_validation:]], train[order[:num_validation]],
+  test = load_split(builder, 'test', name)
+  if spec.dynamic:
+    test_seed = data_config.get('test_binarization_seed', 0)
+    test = np.concatenate([binarize(test, [test_seed, i])
+                           for i in range(data_config.get('test_binarizations', 10))])
+  return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
                  test, spec.dynamic)
 
 
@@ -233,6 +312,8 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
   ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_indices)
   def make_batch(step, idx):
     batch = tf.gather(images, idx)
+    if batch.dtype == tf.uint8:
+      batch = tf.cast(batch, tf.float32) / 255.0
     if binarize_batches:
       noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([seed_t, step]))
       batch = tf.cast(noise < batch, tf.float32)
@@ -263,6 +344,6 @@ def eval_batches(images: np.ndarray, batch_size: int, max_examples: Optional[int
       mask = np.zeros(batch_size, bool)
       mask[:len(idx)] = True
       idx = np.pad(idx, (0, batch_size - len(idx)), mode='edge')
-      yield images[idx], mask
+      yield to_float(images[idx]), mask
 
   return indices, gen()

@@ -237,6 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   os.makedirs(workdir, exist_ok=True)
   models.validate(config.model)  # Fail on a bad name before loading any data.
   prior_training.validate(config)
+  data.require_binary(config.data, f'model.net={config.model.net}')
   data.validate(config.data)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size

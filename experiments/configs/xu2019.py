@@ -32,12 +32,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.negative_slope = 0.2       # leaky ReLU, TensorFlow's default
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = 'binarized_mnist'  # binarized_mnist | mnist | fashion_mnist
-  config.data.manual_dir = ''             # folder with the .amat files (offline preparation)
+  # binarized_mnist | mnist | fashion_mnist | omniglot (Burda et al.'s 28x28 chardata.mat, not tfds'
+  # 105x105 omniglot) | cifar10 | celeb_a (colour, [0, 1]: for the Gaussian-decoder models to come)
+  config.data.dataset = 'binarized_mnist'
+  config.data.manual_dir = ''             # folder with the original files (offline preparation)
   config.data.data_dir = ''               # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
-  # mnist / fashion_mnist (App. B.1): validation carved from the 60k training images, test set
-  # binarized 10 times with a fixed seed; ignored by binarized_mnist, which has its own splits.
-  config.data.validation_size = 10000
+  # mnist / fashion_mnist / omniglot (App. B.1): validation carved from the training images (0 = the
+  # dataset's default: 10,000; 4,000 for Omniglot; 5,000 for CIFAR-10), test set binarized 10 times
+  # with a fixed seed; ignored by binarized_mnist and celeb_a, which have their own splits.
+  config.data.validation_size = 0
   config.data.split_seed = 0
   config.data.test_binarizations = 10
   config.data.test_binarization_seed = 0

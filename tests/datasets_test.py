@@ -1,0 +1,126 @@
+"""Omniglot (Burda et al.'s chardata.mat through the project's tfds builder), CIFAR-10 and CelebA."""
+
+from unittest import mock
+
+import ml_collections
+import numpy as np
+import pytest
+import scipy.io
+
+import helpers
+from vaeprior_jax import data
+from vaeprior_jax import training
+from vaeprior_jax.tfds_builders import burda_omniglot
+from vaeprior_jax.tfds_builders import chardata
+
+SIZES = {'train': 40, 'test': 12}
+
+
+def _write_chardata(path, sizes=SIZES, seed=0):
+  """A small chardata.mat in the real layout; returns the row-major images [N, 28, 28] per split."""
+  rng = np.random.default_rng(seed)
+  images, contents = {}, {}
+  for split, (image_key, target_key, char_key) in chardata.SPLIT_KEYS.items():
+    n = sizes[split]
+    x = rng.random((n, 28, 28))
+    images[split] = x
+    # One column per image, each flattened column-major (as MATLAB stores a 28x28 image).
+    contents[image_key] = np.stack([im.flatten(order='F') for im in x], axis=1)
+    alphabets = rng.integers(0, chardata.NUM_ALPHABETS, n)
+    contents[target_key] = np.eye(chardata.NUM_ALPHABETS)[alphabets].T
+    contents[char_key] = rng.integers(1, 20, (1, n))
+  scipy.io.savemat(path, contents)
+  return images
+
+
+def _config(tmp_path, manual_dir, **kwargs):
+  return ml_collections.ConfigDict(dict(dict(
+      dataset='omniglot', manual_dir=str(manual_dir), data_dir=str(tmp_path / 'tfds'),
+      validation_size=8, split_seed=0, test_binarizations=10, test_binarization_seed=0), **kwargs))
+
+
+@pytest.fixture
+def small_builder():
+  with mock.patch.object(burda_omniglot.BurdaOmniglot, 'EXPECTED_SIZES', SIZES):
+    yield
+
+
+def test_chardata_columns_are_column_major_images(tmp_path):
+  path = str(tmp_path / 'chardata.mat')
+  images = _write_chardata(path)
+  splits = chardata.read_chardata(path, SIZES)
+  for split, x in images.items():
+    np.testing.assert_allclose(splits[split][0][..., 0], x, rtol=1e-6)
+  # Orientation on a known image: a single pixel at row 2, column 5.
+  one = np.zeros((28, 28))
+  one[2, 5] = 1.0
+  contents = scipy.io.loadmat(path)
+  contents['data'][:, 0] = one.flatten(order='F')
+  scipy.io.savemat(path, {k: v for k, v in contents.items() if not k.startswith('__')})
+  image = chardata.read_chardata(path, SIZES)['train'][0][0, ..., 0]
+  assert image[2, 5] == 1.0 and image.sum() == 1.0
+
+
+def test_omniglot_loads_through_the_builder_with_dynamic_binarization(tmp_path, small_builder):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  images = _write_chardata(str(manual / 'chardata.mat'))
+  dataset = data.load(_config(tmp_path, manual))
+  assert dataset.dynamic and dataset.input_shape == (28, 28, 1)
+  assert dataset.train.shape[0] == 32 and dataset.validation.shape[0] == 8
+  # Train + validation are the training images (as a set), as grey levels.
+  got = np.concatenate([dataset.train, dataset.validation])[..., 0]
+  np.testing.assert_allclose(np.sort(got.reshape(40, -1), axis=0),
+                             np.sort(images['train'].reshape(40, -1), axis=0), rtol=1e-6)
+  # The test set: 10 fixed binarizations of the 12 test images.
+  assert dataset.test.shape == (120, 28, 28, 1)
+  assert set(np.unique(dataset.test)) <= {0.0, 1.0}
+  np.testing.assert_allclose(dataset.test.reshape(10, 12, -1).mean(0).mean(),
+                             images['test'].mean(), atol=0.02)
+
+
+def test_missing_and_corrupt_chardata_are_named(tmp_path, small_builder):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  with pytest.raises(data.DataError, match=f'(?s)Missing data file {manual}/chardata.mat.*'
+                                          'yburda/iwae'):
+    data.load(_config(tmp_path, manual))
+  (manual / 'chardata.mat').write_bytes(b'not a matlab file' * 10)
+  with pytest.raises(data.DataError, match=r'(?s)chardata.mat as a MATLAB file.*data \[784, 24345\]'):
+    data.load(_config(tmp_path, manual))
+  _write_chardata(str(manual / 'chardata.mat'), sizes={'train': 40, 'test': 11})
+  with pytest.raises(data.DataError, match=r'testdata has shape \(784, 11\), expected \(784, 12\)'):
+    data.load(_config(tmp_path, manual))
+
+
+def test_omniglot_without_manual_dir_says_where_to_get_the_file(tmp_path):
+  with pytest.raises(data.DataError, match='(?s)cannot download it: set data.manual_dir.*chardata.mat'):
+    data.load(_config(tmp_path, ''))
+
+
+def test_cifar10_and_celeb_a_give_colour_images_in_unit_range(tmp_path):
+  with helpers.mock_tfds(24):
+    cifar = data.load(_config(tmp_path, '', dataset='cifar10', validation_size=4))
+    celeb = data.load(_config(tmp_path, '', dataset='celeb_a'))
+  assert cifar.train.shape == (20, 32, 32, 3) and cifar.validation.shape == (4, 32, 32, 3)
+  assert cifar.test.shape == (24, 32, 32, 3) and cifar.train.dtype == np.uint8
+  assert celeb.train.shape == (24, 64, 64, 3)  # 218x178 -> center 140x140 -> 64x64.
+  batch = next(data.train_batches(cifar.train, 8, seed=0))
+  assert batch.dtype == np.float32 and 0.0 <= batch.min() and batch.max() <= 1.0
+  _, batches = data.eval_batches(celeb.test, 8)
+  x, _ = next(batches)
+  np.testing.assert_allclose(x, celeb.test[:8] / 255.0, rtol=1e-6)
+
+
+def test_crop_and_resize_averages_the_central_square():
+  image = np.zeros((218, 178, 3), np.uint8)
+  image[39:179, 19:159] = 200  # Exactly the central 140x140 square.
+  out = data._crop_and_resize(image, 140, 64).numpy()
+  assert out.shape == (64, 64, 3) and np.all(out == 200)
+
+
+def test_training_a_bernoulli_vae_on_colour_images_is_refused(tmp_path):
+  config = helpers.tiny_config()
+  config.data.dataset = 'cifar10'
+  with pytest.raises(ValueError, match='data.dataset=cifar10 holds colour images.*binarized_mnist'):
+    training.train_and_evaluate(config, str(tmp_path))

@@ -1,0 +1,1 @@
+"""The project's own tensorflow-datasets builders (datasets tfds does not have in the papers' form)."""
