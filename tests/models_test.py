@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import helpers
 from vaeprior_jax import evaluation
 from vaeprior_jax import models
 from vaeprior_jax import nets
@@ -32,7 +33,8 @@ def test_encoder_and_decoder_shapes(net, shape):
   mean, log_std = encoder.apply(enc_vars, x)
   assert mean.shape == log_std.shape == (3, 40)
   z = jnp.zeros((3, 40))
-  logits = decoder.apply(decoder.init(jax.random.key(1), z), z)
+  args = (z, x) if getattr(decoder, 'autoregressive', False) else (z,)
+  logits = jax.jit(lambda *a: decoder.apply(decoder.init(jax.random.key(1), *a), *a))(*args)
   assert logits.shape == (3,) + shape
 
 
@@ -114,3 +116,71 @@ def test_l2_penalty_covers_exactly_the_non_linear_kernels():
   for linear in ('encoder/heads/mean/kernel', 'decoder/logits/kernel',
                  'prior/flow/blocks/invertible_dense/kernel', 'prior/flow/blocks/coupling/scale/kernel'):
     assert linear in flat and linear not in included
+
+
+def _pixel_decoder_and_params(shape=(8, 8, 1)):
+  decoder = nets.create('pixel', 4, shape)[1]
+  z = jnp.zeros((2, 4))
+  x = jnp.zeros((2,) + shape)
+  params = jax.jit(decoder.init)(jax.random.key(0), z, x)['params']
+  # Random (not zero-initialised) weights everywhere, so that no dependence hides behind a zero.
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, l.shape) for k, l in
+                                     zip(keys, leaves)])
+  return decoder, params
+
+
+def test_pixelcnn_decoder_is_causal_in_raster_order():
+  shape = (8, 8, 1)
+  decoder, params = _pixel_decoder_and_params(shape)
+  z = jax.random.normal(jax.random.key(2), (1, 4))
+  x = (jax.random.uniform(jax.random.key(3), (1,) + shape) > 0.5).astype(jnp.float32)
+  logits_fn = lambda x_: decoder.apply({'params': params}, z, x_).reshape(-1)
+  jac = np.asarray(jax.jit(jax.jacrev(logits_fn))(x)).reshape(64, 64)  # d logit_i / d x_j
+  i, j = np.meshgrid(np.arange(64), np.arange(64), indexing='ij')
+  # The logit of pixel i depends on no pixel j >= i ...
+  assert np.all(jac[j >= i] == 0.0)
+  # ... and does depend on its left and upper neighbours, and on pixels far up-left (receptive field).
+  for row, col in ((3, 4), (5, 1), (7, 7)):
+    pixel = row * 8 + col
+    assert jac[pixel, pixel - 1] != 0.0 and jac[pixel, pixel - 8] != 0.0
+  assert np.count_nonzero(jac[63]) > 30
+  # z reaches every pixel, the first one included.
+  dz = np.asarray(jax.jit(jax.jacrev(
+      lambda z_: decoder.apply({'params': params}, z_, x).reshape(-1)))(z))
+  assert np.all(np.abs(dz).reshape(64, -1).sum(-1) > 0)
+
+
+def test_pixelcnn_dropout_is_active_only_in_training():
+  decoder, params = _pixel_decoder_and_params()
+  z, x = jnp.ones((2, 4)), jnp.ones((2, 8, 8, 1))
+  apply = lambda **kw: np.asarray(decoder.apply({'params': params}, z, x, **kw))
+  eval_a, eval_b = apply(), apply(deterministic=True, dropout_rng=jax.random.key(0))
+  train_a = apply(deterministic=False, dropout_rng=jax.random.key(0))
+  train_b = apply(deterministic=False, dropout_rng=jax.random.key(1))
+  np.testing.assert_array_equal(eval_a, eval_b)
+  assert not np.allclose(train_a, eval_a) and not np.allclose(train_a, train_b)
+
+
+def test_pixel_vae_trains_evaluates_and_samples_autoregressively():
+  config = helpers.tiny_config(net='pixel', prior='realnvp')
+  shape = (8, 8, 1)
+  model = models.create(config.model, shape)
+  x = (jax.random.uniform(jax.random.key(0), (4,) + shape) > 0.5).astype(jnp.float32)
+  params = jax.jit(model.init)({'params': jax.random.key(1)}, x, jax.random.key(2))['params']
+  terms = jax.jit(lambda p, train: model.apply({'params': p}, x, jax.random.key(3), False, train,
+                                               method=model.log_weight_terms), static_argnums=1)
+  train_terms, eval_terms = terms(params, True), terms(params, False)
+  assert not np.allclose(train_terms['log_px_z'], eval_terms['log_px_z'])  # Dropout in training.
+  np.testing.assert_array_equal(train_terms['log_pz'], eval_terms['log_pz'])  # Same z.
+  samples = np.asarray(jax.jit(lambda p, k: models.sample_images(model, p, k, 3, shape))(
+      params, jax.random.key(4)))
+  assert samples.shape == (3,) + shape and np.all((samples > 0) & (samples < 1))
+  # The returned means are p(x_i = 1 | x_<i, z) of the drawn pixels: pixel 0's equals the decoder's
+  # output for an all-zero image (its logits see no pixel).
+  z = model.apply({'params': params}, jax.random.split(jax.random.key(4))[0], 3,
+                  method=model.sample_prior)
+  first = jax.nn.sigmoid(model.apply({'params': params}, z, jnp.zeros((3,) + shape),
+                                     method=model.decode))
+  np.testing.assert_allclose(samples[:, 0, 0, 0], np.asarray(first)[:, 0, 0, 0], rtol=1e-5)

@@ -72,7 +72,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   if write_images and jax.process_index() == 0:
     sample_key, recon_key = jax.random.split(image_key)
-    samples = jax.jit(lambda p, k: model.apply({'params': p}, k, 100, method=model.sample))(
+    samples = jax.jit(lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(
         params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.

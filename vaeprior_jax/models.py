@@ -1,9 +1,11 @@
 """The VAE: encoder, posterior, decoder (Bernoulli) and prior, built from a `config.model` section."""
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from vaeprior_jax import distributions
 from vaeprior_jax import nets
@@ -24,11 +26,30 @@ class VAE(nn.Module):
   prior: nn.Module
   posterior: nn.Module
 
-  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False) -> Dict[str, Array]:
-    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d])."""
+  @property
+  def autoregressive(self) -> bool:
+    """Whether p(x|z) is autoregressive in x (PixelCNN decoders): its logits need x itself."""
+    return getattr(self.decoder, 'autoregressive', False)
+
+  def decode(self, z: Array, x: Optional[Array] = None, train: bool = False,
+             dropout_rng: Optional[Array] = None) -> Array:
+    """Bernoulli logits of p(x|z) [..., H, W, C]; autoregressive decoders read x (teacher forcing) and
+    use dropout when `train`."""
+    if not self.autoregressive:
+      return self.decoder(z)
+    if x is None:
+      raise ValueError('An autoregressive decoder needs x: sample with models.sample_images.')
+    return self.decoder(z, x, deterministic=not train, dropout_rng=dropout_rng if train else None)
+
+  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
+                       train: bool = False) -> Dict[str, Array]:
+    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
+
+    `train` turns on the decoder's dropout (PixelCNN), with a key derived from rng.
+    """
     mean, log_std = self.encoder(x)
     z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
-    logits = self.decoder(z)
+    logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
     terms = {
         'log_px_z': distributions.bernoulli_log_prob(x, logits, event_ndims=3),
         'log_pz': self.prior.log_prob(z),
@@ -64,11 +85,44 @@ class VAE(nn.Module):
     """Bernoulli means of p(x|z), z ~ q(z|x): [B, H, W, C]."""
     mean, log_std = self.encoder(x)
     z, _ = self.posterior.sample_and_log_prob(mean, log_std, rng)
-    return jax.nn.sigmoid(self.decoder(z))
+    return jax.nn.sigmoid(self.decode(z, x))
 
   def sample(self, rng: Array, num_samples: int) -> Array:
-    """Bernoulli means of p(x|z), z ~ p(z): [num_samples, H, W, C]."""
-    return jax.nn.sigmoid(self.decoder(self.prior.sample(rng, num_samples)))
+    """Bernoulli means of p(x|z), z ~ p(z): [num_samples, H, W, C] (non-autoregressive decoders)."""
+    return jax.nn.sigmoid(self.decode(self.prior.sample(rng, num_samples)))
+
+  def sample_prior(self, rng: Array, num_samples: int) -> Array:
+    return self.prior.sample(rng, num_samples)
+
+
+def sample_images(model: VAE, params, rng: Array, num_samples: int,
+                  image_shape: Tuple[int, int, int]) -> Array:
+  """Samples x ~ p(x), as images [num_samples, H, W, C] of Bernoulli means.
+
+  Non-autoregressive decoders: the means of p(x|z), z ~ p(z). Autoregressive (PixelCNN) decoders:
+  pixels are drawn one at a time in raster order, x_i ~ p(x_i | x_<i, z) (H*W*C decoder passes), and
+  the image returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
+  """
+  prior_key, pixel_key = jax.random.split(rng)
+  z = model.apply({'params': params}, prior_key, num_samples, method=VAE.sample_prior)
+  if not getattr(model.decoder, 'autoregressive', False):
+    logits = model.apply({'params': params}, z, method=VAE.decode)
+    return jax.nn.sigmoid(logits)
+  shape = (num_samples,) + tuple(image_shape)
+  size = int(np.prod(image_shape))
+  uniforms = jax.random.uniform(pixel_key, (num_samples, size))
+
+  def body(i, carry):
+    x, means = carry
+    probs = jax.nn.sigmoid(model.apply({'params': params}, z, x, method=VAE.decode))
+    p_i = probs.reshape(num_samples, size)[:, i]
+    x = x.reshape(num_samples, size).at[:, i].set((uniforms[:, i] < p_i).astype(x.dtype))
+    means = means.at[:, i].set(p_i)
+    return x.reshape(shape), means
+
+  _, means = jax.lax.fori_loop(0, size, body, (jnp.zeros(shape, jnp.float32),
+                                               jnp.zeros((num_samples, size), jnp.float32)))
+  return means.reshape(shape)
 
 
 def validate(model_config):

@@ -6,10 +6,11 @@ All non-linear layers use leaky ReLU. Modules whose names start with `hidden` ho
 non-linear layers (the ones the paper's L2 regularisation applies to, see `training.l2_penalty`).
 """
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 Array = jax.Array
 
@@ -122,6 +123,15 @@ class ConvEncoder(nn.Module):
     return GaussianHeads(self.latent_dim, name='heads')(h)
 
 
+def _deconv_trunk(z: Array, output_shape, block: str, negative_slope: float) -> Array:
+  """z -> Dense[H/4*W/4*16] -> UnFlatten -> {DeConv|DeResnet}[...-> H x W x 32], as [-1, H, W, 32]."""
+  height, width, _ = output_shape
+  small = (height // 4, width // 4, BOTTLENECK_CHANNELS)
+  h = nn.Dense(small[0] * small[1] * small[2], name='hidden_dense')(z)
+  h = nn.leaky_relu(h, negative_slope).reshape((-1,) + small)
+  return _conv_stack(h, DECODER_STACK, block, True, negative_slope)
+
+
 class ConvDecoder(nn.Module):
   """h_theta(z) = z -> Dense[H/4*W/4*16] -> UnFlatten -> {DeConv|DeResnet}[7x7x64 -> ... -> 28x28x32];
   logits = LinearConv1x1[H x W x C]."""
@@ -132,16 +142,109 @@ class ConvDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: Array) -> Array:
     _check_spatial(self.output_shape)
-    height, width, channels = self.output_shape
-    small = (height // 4, width // 4, BOTTLENECK_CHANNELS)
-    h = nn.Dense(small[0] * small[1] * small[2], name='hidden_dense')(z)
-    h = nn.leaky_relu(h, self.negative_slope).reshape((-1,) + small)
-    h = _conv_stack(h, DECODER_STACK, self.block, True, self.negative_slope)
-    logits = nn.Conv(channels, (1, 1), name='logits')(h)
+    h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope)
+    logits = nn.Conv(self.output_shape[-1], (1, 1), name='logits')(h)
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
-NETS = ('dense', 'conv', 'resnet')
+# ------------------------------------------------------------------------------------ PixelCNN
+
+def down_shift(x: Array) -> Array:
+  """Moves rows down by one (row 0 becomes zeros): position (r, c) then holds row r - 1."""
+  return jnp.pad(x[:, :-1], ((0, 0), (1, 0), (0, 0), (0, 0)))
+
+
+def right_shift(x: Array) -> Array:
+  """Moves columns right by one (column 0 becomes zeros)."""
+  return jnp.pad(x[:, :, :-1], ((0, 0), (0, 0), (1, 0), (0, 0)))
+
+
+class ShiftedConv(nn.Module):
+  """A convolution whose output at (r, c) sees only input rows <= r ('down': columns c - w//2 .. c +
+  w//2) or rows <= r and columns <= c ('down_right'), by padding above (and left) and a VALID conv
+  (PixelCNN++'s down_shifted_conv2d / down_right_shifted_conv2d)."""
+  features: int
+  kernel_size: Tuple[int, int]
+  direction: str  # 'down' or 'down_right'
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = self.kernel_size
+    if self.direction == 'down':
+      pad = ((0, 0), (kh - 1, 0), ((kw - 1) // 2, (kw - 1) // 2), (0, 0))
+    elif self.direction == 'down_right':
+      pad = ((0, 0), (kh - 1, 0), (kw - 1, 0), (0, 0))
+    else:
+      raise ValueError(f'Unknown shift direction {self.direction!r}; allowed: down, down_right.')
+    return nn.Conv(self.features, self.kernel_size, padding='VALID', name='conv')(jnp.pad(x, pad))
+
+
+class GatedResnet(nn.Module):
+  """PixelCNN++'s gated residual layer: x + a * sigmoid(b), [a, b] = Conv(drop(act(Conv(act(x)) +
+  Nin(act(aux))))) + Nin(cond). The convolutions are ShiftedConvs in `direction`."""
+  direction: str
+  kernel_size: Tuple[int, int]
+  dropout_rate: float = 0.5
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: Array, aux: Optional[Array], cond: Array, deterministic: bool,
+               dropout_rng: Optional[Array] = None) -> Array:
+    act = lambda v: nn.leaky_relu(v, self.negative_slope)
+    features = x.shape[-1]
+    h = ShiftedConv(features, self.kernel_size, self.direction, name='hidden_conv_0')(act(x))
+    if aux is not None:
+      h = h + nn.Conv(features, (1, 1), name='hidden_aux')(act(aux))
+    h = nn.Dropout(self.dropout_rate)(act(h), deterministic=deterministic, rng=dropout_rng)
+    h = ShiftedConv(2 * features, self.kernel_size, self.direction, name='hidden_conv_1')(h)
+    h = h + nn.Conv(2 * features, (1, 1), name='hidden_cond')(cond)
+    a, b = jnp.split(h, 2, axis=-1)
+    return x + a * nn.sigmoid(b)
+
+
+class PixelCNNDecoder(nn.Module):
+  """PixelVAE's decoder (App. B.2): h_theta(z) = Concat[x, h~(z)] -> PixelCNN[H x W x (C+32), 3 layers]
+  with h~(z) the ResnetVAE decoder's trunk; logits = LinearConv1x1[H x W x C].
+
+  Autoregressive in raster order: the logits of pixel (r, c) depend on x only through the pixels
+  above it and left of it in its row (PixelCNN++'s down and down-right streams of gated resnets,
+  with the input shifted once at the start). h~(z) does not depend on x, so it is not shifted: it
+  enters the first layer beside x and conditions every gated layer through a 1x1 convolution.
+  Dropout (0.5, as PixelCNN++) is active only with deterministic=False and a dropout_rng.
+  """
+  output_shape: Tuple[int, int, int]
+  num_layers: int = 3
+  dropout_rate: float = 0.5
+  negative_slope: float = 0.2
+  autoregressive = True
+
+  @nn.compact
+  def __call__(self, z: Array, x: Array, deterministic: bool = True,
+               dropout_rng: Optional[Array] = None) -> Array:
+    _check_spatial(self.output_shape)
+    channels = self.output_shape[-1]
+    features = channels + 32
+    batch_shape = z.shape[:-1]
+    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope)
+    x = jnp.broadcast_to(x, batch_shape + tuple(self.output_shape)).reshape(
+        (-1,) + tuple(self.output_shape))
+    h0 = jnp.concatenate([x, cond], axis=-1)
+    # The first layer must not see pixel (r, c) itself: shift its outputs once.
+    u = down_shift(ShiftedConv(features, (2, 3), 'down', name='hidden_input_u')(h0))
+    ul = (down_shift(ShiftedConv(features, (1, 3), 'down', name='hidden_input_ul_0')(h0)) +
+          right_shift(ShiftedConv(features, (2, 1), 'down_right', name='hidden_input_ul_1')(h0)))
+    keys = (jax.random.split(dropout_rng, 2 * self.num_layers) if dropout_rng is not None
+            else [None] * (2 * self.num_layers))
+    for i in range(self.num_layers):
+      u = GatedResnet('down', (2, 3), self.dropout_rate, self.negative_slope,
+                      name=f'hidden_u_{i}')(u, None, cond, deterministic, keys[2 * i])
+      ul = GatedResnet('down_right', (2, 2), self.dropout_rate, self.negative_slope,
+                       name=f'hidden_ul_{i}')(ul, u, cond, deterministic, keys[2 * i + 1])
+    logits = nn.Conv(channels, (1, 1), name='logits')(nn.leaky_relu(ul, self.negative_slope))
+    return logits.reshape(batch_shape + tuple(self.output_shape))
+
+
+NETS = ('dense', 'conv', 'resnet', 'pixel')
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
@@ -155,4 +258,8 @@ def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
     _check_spatial(input_shape)
     return (ConvEncoder(latent_dim, name, negative_slope),
             ConvDecoder(input_shape, name, negative_slope))
+  if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
+    _check_spatial(input_shape)
+    return (ConvEncoder(latent_dim, 'resnet', negative_slope),
+            PixelCNNDecoder(input_shape, negative_slope=negative_slope))
   raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')

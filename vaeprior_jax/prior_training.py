@@ -164,7 +164,8 @@ def make_phase_step(model, group: str, phases: List[Phase], train_config):
 
     def loss_fn(trained):
       params = merge_params(trained, frozen) if group == 'vae' else merge_params(frozen, trained)
-      t = model.apply({'params': params}, batch, rng, use_reg, method=model.log_weight_terms)
+      t = model.apply({'params': params}, batch, rng, use_reg, True,
+                      method=model.log_weight_terms)
       kl = t['log_qz'] - t['log_pz']
       elbo = jnp.mean(t['log_px_z'] - kl)
       l2 = objectives.l2_penalty(trained)

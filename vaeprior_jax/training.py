@@ -203,7 +203,8 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
     beta = beta_fn(step)
 
     def loss_fn(params):
-      t = model.apply({'params': params}, batch, rng, use_reg, method=model.log_weight_terms)
+      t = model.apply({'params': params}, batch, rng, use_reg, True,
+                      method=model.log_weight_terms)
       kl = t['log_qz'] - t['log_pz']
       l2 = l2_penalty(params)
       loss = -jnp.mean(t['log_px_z'] - beta * kl) + l2_weight * l2
