@@ -23,6 +23,9 @@ def main(argv):
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
   logging.info('Config:\n%s', _CONFIG.value)
+  if _CONFIG.value.get('paper_nll'):
+    logging.info("Paper's test NLL for %s (before any --config overrides): %.2f nats.",
+                 _CONFIG.value.get('entry', '?'), _CONFIG.value.paper_nll)
   training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -58,6 +58,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start)
+  if config.get('paper_nll') and split == 'test':
+    result.update(entry=config.get('entry', ''), paper_nll=config.paper_nll)
 
   if active_units:
     au_samples = ec.get('active_units_samples', 1000)

@@ -1,0 +1,75 @@
+"""The paper configs: one per table entry, each building a valid model with the paper's settings."""
+
+import itertools
+
+import pytest
+
+from experiments.configs import xu2019
+from vaeprior_jax import models
+from vaeprior_jax import prior_training
+
+
+def _all_entries():
+  for net, variant, dataset in itertools.product(xu2019.NETS, ('standard', 'rnvp_posterior',
+                                                              'rnvp_prior'), xu2019.DATASETS):
+    yield f'table1,{net},{variant},{dataset}'
+  for depth, dataset in itertools.product(xu2019.TABLE2, xu2019.DATASETS):
+    yield f'table2,k{depth},{dataset}'
+  for variant, dataset in itertools.product(xu2019.TABLE3, xu2019.DATASETS):
+    yield f'table3,{variant},{dataset}'
+  for strategy, dataset in itertools.product(xu2019.TABLE4, xu2019.DATASETS):
+    yield f'table4,{strategy},{dataset}'
+
+
+def test_every_table_entry_builds_a_valid_model():
+  entries = list(_all_entries())
+  assert len(entries) == 48 + 32 + 12 + 16
+  for entry in entries:
+    config = xu2019.get_config(entry)
+    models.validate(config.model)
+    prior_training.validate(config)
+    models.create(config.model, (28, 28, 1))
+    assert config.paper_nll > 70
+
+
+@pytest.mark.parametrize('entry, expected', [
+    ('table1,resnet,rnvp_prior,binarized_mnist',
+     dict(net='resnet', prior='realnvp', posterior='gaussian', latent_dim=40, paper_nll=79.99,
+          learning_rate=1e-4, lr_decay_epochs=(1600,), early_stopping=True, batch_size=128)),
+    ('table1,pixel,standard,omniglot',
+     dict(net='pixel', prior='standard', latent_dim=64, paper_nll=89.83, learning_rate=1e-3,
+          lr_decay_epochs=(800, 1600), early_stopping=True, batch_size=64)),
+    ('tableB3,conv,rnvp_posterior,mnist',
+     dict(net='conv', prior='standard', posterior='realnvp', paper_nll=80.09, early_stopping=False)),
+    ('table2,k5,fashion_mnist', dict(net='resnet', prior='realnvp', flow_depth=5, latent_dim=64,
+                                     paper_nll=224.37)),
+    ('table2,k0,binarized_mnist', dict(prior='standard', paper_nll=82.95)),
+    ('table3,both,omniglot', dict(prior='realnvp', posterior='realnvp', paper_nll=93.68)),
+    ('table4,iterative,binarized_mnist', dict(prior_training='iterative', iterative_iterations=4,
+                                              iterative_epochs=400, paper_nll=80.63)),
+    ('table4,post_hoc,mnist', dict(prior_training='post_hoc', post_hoc_epochs=3200,
+                                   paper_nll=79.90)),
+    ('table4,iterative,omniglot', dict(iterative_iterations=16, iterative_epochs=100)),
+    ('table4,none,mnist', dict(prior='standard', prior_training='joint', paper_nll=81.07)),
+    ('', dict(net='dense', prior='realnvp', paper_nll=84.87, num_epochs=2400)),
+    ('quickstart', dict(net='dense', num_steps=5000, early_stopping=False)),
+])
+def test_entries_carry_the_papers_settings(entry, expected):
+  config = xu2019.get_config(entry)
+  flat = dict(config.model.items())
+  flat.update(config.train.items())
+  flat['paper_nll'] = config.paper_nll
+  for key, value in expected.items():
+    assert flat[key] == (tuple(value) if isinstance(value, tuple) else value), key
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('table9', "Unknown xu2019 config token 'table9'; allowed: table: table1"),
+    ('table1,dense,conv', "Two net tokens"),
+    ('table4,dense,joint', "table4 is about ResnetVAE; got net 'dense'"),
+    ('table1,k5', 'table1 entries take no depth token'),
+    ('table3,standard', "table3 has no variant 'standard'; allowed: rnvp_posterior, rnvp_prior, both"),
+])
+def test_bad_arguments_are_named(arg, message):
+  with pytest.raises(ValueError, match=message):
+    xu2019.get_config(arg)
