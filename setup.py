@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     'tensorflow-datasets~=4.9.10',
     'pillow>=10.0',
     'importlib_resources>=6.0',  # Needed by tfds' builders, not declared by tfds.
+    'scipy>=1.11',  # Reads Omniglot's chardata.mat.
+    'matplotlib>=3.8',  # The analyses' figures.
 ]
 
 setuptools.setup(
@@ -31,5 +33,5 @@ setuptools.setup(
                                                'experiments.*']),
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'dev': ['pytest>=8.0', 'scipy>=1.11']},
+    extras_require={'dev': ['pytest>=8.0']},
 )

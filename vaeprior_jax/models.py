@@ -95,22 +95,20 @@ class VAE(nn.Module):
     return self.prior.sample(rng, num_samples)
 
 
-def sample_images(model: VAE, params, rng: Array, num_samples: int,
+def decode_images(model: VAE, params, z: Array, rng: Array,
                   image_shape: Tuple[int, int, int]) -> Array:
-  """Samples x ~ p(x), as images [num_samples, H, W, C] of Bernoulli means.
+  """Images [N, H, W, C] of Bernoulli means for latents z [N, d].
 
-  Non-autoregressive decoders: the means of p(x|z), z ~ p(z). Autoregressive (PixelCNN) decoders:
-  pixels are drawn one at a time in raster order, x_i ~ p(x_i | x_<i, z) (H*W*C decoder passes), and
-  the image returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
+  Non-autoregressive decoders: the means of p(x|z). Autoregressive (PixelCNN) decoders: pixels are
+  drawn one at a time in raster order, x_i ~ p(x_i | x_<i, z) (H*W*C decoder passes), and the image
+  returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
   """
-  prior_key, pixel_key = jax.random.split(rng)
-  z = model.apply({'params': params}, prior_key, num_samples, method=VAE.sample_prior)
   if not getattr(model.decoder, 'autoregressive', False):
-    logits = model.apply({'params': params}, z, method=VAE.decode)
-    return jax.nn.sigmoid(logits)
+    return jax.nn.sigmoid(model.apply({'params': params}, z, method=VAE.decode))
+  num_samples = z.shape[0]
   shape = (num_samples,) + tuple(image_shape)
   size = int(np.prod(image_shape))
-  uniforms = jax.random.uniform(pixel_key, (num_samples, size))
+  uniforms = jax.random.uniform(rng, (num_samples, size))
 
   def body(i, carry):
     x, means = carry
@@ -123,6 +121,14 @@ def sample_images(model: VAE, params, rng: Array, num_samples: int,
   _, means = jax.lax.fori_loop(0, size, body, (jnp.zeros(shape, jnp.float32),
                                                jnp.zeros((num_samples, size), jnp.float32)))
   return means.reshape(shape)
+
+
+def sample_images(model: VAE, params, rng: Array, num_samples: int,
+                  image_shape: Tuple[int, int, int]) -> Array:
+  """Samples x ~ p(x): z ~ p(z), then `decode_images` (autoregressive decoders draw pixels)."""
+  prior_key, pixel_key = jax.random.split(rng)
+  z = model.apply({'params': params}, prior_key, num_samples, method=VAE.sample_prior)
+  return decode_images(model, params, z, pixel_key, image_shape)
 
 
 def validate(model_config):
