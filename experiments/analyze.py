@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import distributed
 from vaeprior_jax import analysis
 from vaeprior_jax import data
 from vaeprior_jax import evaluate
@@ -39,6 +40,7 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  distributed.maybe_initialize()
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
   results = {}

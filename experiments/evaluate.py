@@ -8,6 +8,7 @@ import json
 from absl import app
 from absl import flags
 
+from experiments import distributed
 from vaeprior_jax import data
 from vaeprior_jax import evaluate as evaluate_lib
 from vaeprior_jax import training
@@ -31,6 +32,7 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  distributed.maybe_initialize()
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,

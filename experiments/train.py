@@ -9,6 +9,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import distributed
+
 from vaeprior_jax import data
 from vaeprior_jax import training
 
@@ -20,6 +22,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  distributed.maybe_initialize()
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
   logging.info('Config:\n%s', _CONFIG.value)

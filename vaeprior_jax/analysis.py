@@ -35,13 +35,14 @@ def _is_gaussian(model) -> bool:
 def _map_batches(fn, arrays, key, mesh, batch_size: int) -> np.ndarray:
   """Applies jitted fn(x_batch, *other_batches, key_i) over aligned arrays; concatenates results."""
   n = arrays[0].shape[0]
+  rows = sharding.process_slice(batch_size)
   outs = []
   for i, start in enumerate(range(0, n, batch_size)):
     idx = np.arange(start, min(start + batch_size, n))
-    pad = np.pad(idx, (0, batch_size - len(idx)), mode='edge')
+    pad = np.pad(idx, (0, batch_size - len(idx)), mode='edge')[rows]
     batch = [sharding.shard_batch(data.to_float(a[pad]) if a.ndim == 4 else a[pad], mesh)
              for a in arrays]
-    outs.append(np.asarray(fn(*batch, jax.random.fold_in(key, i)))[:len(idx)])
+    outs.append(sharding.to_host(fn(*batch, jax.random.fold_in(key, i)))[:len(idx)])
   return np.concatenate(outs)
 
 

@@ -292,11 +292,14 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: int = 0,
-                  binarize_batches: bool = False, prefetch: int = 2) -> Iterator[np.ndarray]:
+                  binarize_batches: bool = False, prefetch: int = 2,
+                  rows: Optional[slice] = None) -> Iterator[np.ndarray]:
   """Endless float32 batches [batch_size, ...] of `images`, starting at global step `start_step`.
 
   With `binarize_batches`, the batch of step s is binarized with a stateless seed (seed, s): every
   epoch sees new binary images, and a resumed run sees the same ones as an uninterrupted run.
+  With `rows` (a slice of [0, batch_size)), only those rows of each global batch are produced (one
+  process's share of it, `sharding.process_slice`), identical to the same rows of the full batch.
   """
   tf = _tf()
   n = images.shape[0]
@@ -310,12 +313,16 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
     return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size, drop_remainder=True)
 
   ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_indices)
+  rows = rows or slice(0, batch_size)
+  start, stop = rows.start or 0, batch_size if rows.stop is None else rows.stop
+
   def make_batch(step, idx):
-    batch = tf.gather(images, idx)
+    batch = tf.gather(images, idx[start:stop])
     if batch.dtype == tf.uint8:
       batch = tf.cast(batch, tf.float32) / 255.0
-    if binarize_batches:
-      noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([seed_t, step]))
+    if binarize_batches:  # The noise of the whole global batch, so any rows match the full batch's.
+      shape = tf.concat([[batch_size], tf.shape(batch)[1:]], axis=0)
+      noise = tf.random.stateless_uniform(shape, seed=tf.stack([seed_t, step]))[start:stop]
       batch = tf.cast(noise < batch, tf.float32)
     return batch
 
@@ -326,11 +333,13 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
 
 
 def eval_batches(images: np.ndarray, batch_size: int, max_examples: Optional[int] = None,
-                 seed: int = 0) -> Tuple[np.ndarray, Iterator[Tuple[np.ndarray, np.ndarray]]]:
+                 seed: int = 0, rows: Optional[slice] = None
+                 ) -> Tuple[np.ndarray, Iterator[Tuple[np.ndarray, np.ndarray]]]:
   """Fixed-size batches over a split, padded at the end: yields (batch, mask) with mask [batch_size].
 
   With `max_examples`, a random subset (seeded by `seed`) of that size, never the first rows: the test
-  rows of static MNIST are ordered by difficulty. Returns (indices used, iterator).
+  rows of static MNIST are ordered by difficulty. With `rows`, each batch holds only those rows of the
+  global batch (this process's share); the mask is always the global one. Returns (indices, iterator).
   """
   n = images.shape[0]
   if max_examples is not None and max_examples > 0 and max_examples < n:
@@ -344,6 +353,6 @@ def eval_batches(images: np.ndarray, batch_size: int, max_examples: Optional[int
       mask = np.zeros(batch_size, bool)
       mask[:len(idx)] = True
       idx = np.pad(idx, (0, batch_size - len(idx)), mode='edge')
-      yield to_float(images[idx]), mask
+      yield to_float(images[idx[rows] if rows is not None else idx]), mask
 
   return indices, gen()

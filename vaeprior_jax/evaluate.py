@@ -65,11 +65,12 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     au_samples = ec.get('active_units_samples', 1000)
     posterior_mean = jax.jit(lambda p, x, k: model.apply({'params': p}, x, k, au_samples,
                                                          method=model.posterior_mean))
-    _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size)
+    _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size,
+                                         rows=sharding.process_slice(batch_size))
     means_z = []
     for i, (x, mask) in enumerate(train_batches):
       mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
-      means_z.append(np.asarray(mu)[mask])
+      means_z.append(sharding.to_host(mu)[mask])
     result['active_units'] = evaluation.active_units(np.concatenate(means_z))
 
   if write_images and jax.process_index() == 0:

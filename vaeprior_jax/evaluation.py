@@ -146,10 +146,12 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import metric_writer  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
-  indices, batches = data.eval_batches(images, batch_size, max_examples, seed)
+  indices, batches = data.eval_batches(images, batch_size, max_examples, seed,
+                                       sharding.process_slice(batch_size))
   sums, count, start = {}, 0, time.time()
   for i, (x, mask) in enumerate(batches):
-    m = jax.device_get(batch_metrics(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i)))
+    m = sharding.to_host(batch_metrics(params, sharding.shard_batch(x, mesh),
+                                       jax.random.fold_in(key, i)))
     for k, v in m.items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)[mask]))
     count += int(mask.sum())

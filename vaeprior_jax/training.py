@@ -273,8 +273,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   manager = checkpoint_manager(workdir, tc.get('max_checkpoints_to_keep', 3))
   start_step = manager.latest_step() or 0
   if start_step:
-    state = restore_state(manager, abstract_train_state(model, config, dataset.input_shape))
-    state = jax.tree.map(lambda x: jax.device_put(x, replicated), state)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                            abstract_train_state(model, config, dataset.input_shape))
+    state = restore_state(manager, abstract)
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   elif staged:
     vae_params = _pretrained_vae_params(config, init_from, dataset.input_shape)
@@ -303,8 +304,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     step_fn_at = lambda step: joint_step
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
   batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
-                               dataset.dynamic)
-  train_key = jax.device_put(train_key, replicated)
+                               dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
+  train_key = sharding.replicate(train_key, mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.get('early_stopping', False) else None
   pending, window, last = [], [], {}
@@ -320,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       if not (save or log or validate):
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.
-      host = jax.device_get(pending)
+      host = sharding.to_host(pending)
       pending = []
       for offset, m in enumerate(host):
         if not np.isfinite(m['loss']):

@@ -1,0 +1,19 @@
+"""The binaries' flags for runs over several hosts (one process per host)."""
+
+from absl import flags
+
+from vaeprior_jax import sharding
+
+_MULTIHOST = flags.DEFINE_bool(
+    'multihost', False, 'Call jax.distributed.initialize() before anything else. Without the three '
+    'flags below, the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU) is detected from the '
+    'environment.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0 (or $JAX_COORDINATOR_ADDRESS).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, in [0, num_processes).')
+
+
+def maybe_initialize():
+  if _MULTIHOST.value:
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

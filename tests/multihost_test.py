@@ -1,0 +1,73 @@
+"""Two processes with 2 CPU devices each (jax.distributed over gloo, --multihost) train exactly what
+one process with 4 devices trains: each process reads only its rows of every global batch."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from vaeprior_jax import data
+from vaeprior_jax import models
+from vaeprior_jax import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _train(workdir, devices, *flags):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+  cmd = [sys.executable, os.path.join(ROOT, 'tests', 'mock_binary.py'), 'experiments.train',
+         '--config=experiments/configs/xu2019.py:runlocal', f'--workdir={workdir}',
+         '--config.train.num_steps=12', '--config.train.checkpoint_every_steps=6',
+         '--config.train.log_every_steps=6', '--config.data.dataset=mnist',
+         '--config.data.validation_size=16', *flags]
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def _wait(process):
+  out, _ = process.communicate(timeout=300)
+  assert process.returncode == 0, out[-3000:]
+
+
+def _params(workdir):
+  config = training.load_config(workdir)
+  model = models.create(config.model, (28, 28, 1))
+  params, step = training.restore_params(workdir, config, model, (28, 28, 1))
+  return jax.device_get(params), step
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path):
+  single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
+  port = _free_port()
+  workers = [_train(multi, 2, '--multihost', f'--coordinator_address=localhost:{port}',
+                    '--num_processes=2', f'--process_id={i}') for i in range(2)]
+  reference = _train(single, 4)
+  for p in workers + [reference]:
+    _wait(p)
+  (multi_params, multi_step), (single_params, single_step) = _params(multi), _params(single)
+  assert multi_step == single_step == 12
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), multi_params,
+               single_params)
+
+
+def test_process_rows_of_a_batch_are_the_rows_of_the_full_batch():
+  images = np.random.default_rng(0).random((40, 4, 4, 1)).astype(np.float32)
+  full = data.train_batches(images, 8, seed=3, start_step=5, binarize_batches=True)
+  halves = [data.train_batches(images, 8, seed=3, start_step=5, binarize_batches=True,
+                               rows=slice(4 * i, 4 * i + 4)) for i in range(2)]
+  for _ in range(7):  # Across an epoch boundary (5 steps per epoch).
+    np.testing.assert_array_equal(next(full), np.concatenate([next(h) for h in halves]))
+  _, batches = data.eval_batches(images, 16, rows=slice(8, 16))
+  x, mask = next(batches)
+  np.testing.assert_array_equal(x, images[8:16])
+  assert mask.shape == (16,) and mask.all()
