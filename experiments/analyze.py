@@ -16,11 +16,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import distributed
+from experiments import common
 from vaeprior_jax import analysis
-from vaeprior_jax import data
 from vaeprior_jax import evaluate
-from vaeprior_jax import training
 
 _WORKDIRS = flags.DEFINE_list('workdir', None, 'Training workdir(s), comma-separated.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Split of the metrics.')
@@ -38,11 +36,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  distributed.maybe_initialize()
-  data.hide_accelerators_from_tf()
-  training.quiet_library_logs()
+  common.start(argv)
   results = {}
   for workdir in _WORKDIRS.value:
     results[workdir] = analysis.analyze_workdir(

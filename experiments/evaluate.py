@@ -8,10 +8,9 @@ import json
 from absl import app
 from absl import flags
 
-from experiments import distributed
+from experiments import common
 from vaeprior_jax import data
 from vaeprior_jax import evaluate as evaluate_lib
-from vaeprior_jax import training
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
 _SPLIT = flags.DEFINE_enum('split', 'test', list(data.SPLITS), 'Split to evaluate.')
@@ -30,11 +29,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  distributed.maybe_initialize()
-  data.hide_accelerators_from_tf()
-  training.quiet_library_logs()
+  common.start(argv)
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
                                  checkpoint=_CHECKPOINT.value)

@@ -9,9 +9,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from experiments import distributed
+from experiments import common
 
-from vaeprior_jax import data
 from vaeprior_jax import training
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and config.')
@@ -20,11 +19,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  distributed.maybe_initialize()
-  data.hide_accelerators_from_tf()
-  training.quiet_library_logs()
+  common.start(argv)
   logging.info('Config:\n%s', _CONFIG.value)
   if _CONFIG.value.get('paper_nll'):
     logging.info("Paper's test NLL for %s (before any --config overrides): %.2f nats.",

@@ -10,3 +10,15 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# One persistent compilation cache for the whole run, shared with the binaries the tests start in
+# subprocesses (several of them compile the same steps). It only saves compile time; a fresh folder
+# per run, so no result depends on an earlier run.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  import atexit  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  _cache = tempfile.mkdtemp(prefix='vaeprior_jax_test_cache_')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')

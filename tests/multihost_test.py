@@ -9,6 +9,8 @@ import sys
 import jax
 import numpy as np
 
+from experiments.configs import xu2019
+import helpers
 from vaeprior_jax import data
 from vaeprior_jax import models
 from vaeprior_jax import training
@@ -51,8 +53,14 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
   port = _free_port()
   workers = [_train(multi, 2, '--multihost', f'--coordinator_address=localhost:{port}',
                     '--num_processes=2', f'--process_id={i}') for i in range(2)]
-  reference = _train(single, 4)
-  for p in workers + [reference]:
+  # The reference, in this process (4 simulated devices) while the workers run.
+  config = xu2019.get_config('runlocal')
+  config.train.num_steps, config.train.checkpoint_every_steps = 12, 6
+  config.train.log_every_steps = 6
+  config.data.dataset, config.data.validation_size = 'mnist', 16
+  with helpers.mock_binarized_mnist(64):  # What tests/mock_binary.py gives the workers.
+    training.train_and_evaluate(config, single)
+  for p in workers:
     _wait(p)
   (multi_params, multi_step), (single_params, single_step) = _params(multi), _params(single)
   assert multi_step == single_step == 12

@@ -1,8 +1,11 @@
-"""The binaries' flags for runs over several hosts (one process per host)."""
+"""What every binary does first, and the flags for runs over several hosts (one process per host)."""
 
+from absl import app
 from absl import flags
 
+from vaeprior_jax import data
 from vaeprior_jax import sharding
+from vaeprior_jax import training
 
 _MULTIHOST = flags.DEFINE_bool(
     'multihost', False, 'Call jax.distributed.initialize() before anything else. Without the three '
@@ -14,6 +17,12 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, in [0, num_processes).')
 
 
-def maybe_initialize():
+def start(argv):
+  """Rejects stray arguments, joins the other processes (--multihost), keeps TensorFlow off the
+  accelerators and the logs to our own progress lines."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _MULTIHOST.value:
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  data.hide_accelerators_from_tf()
+  training.quiet_library_logs()
