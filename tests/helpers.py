@@ -21,8 +21,8 @@ def mock_tfds(num_examples: int = 64, max_value=None):
 
 
 def mock_binarized_mnist(num_examples: int = 64):
-  """Mock binarized_mnist: binary pixels."""
-  return mock_tfds(num_examples, max_value=1)
+  """Mock binarized_mnist: random binary pixels."""
+  return mock_tfds(num_examples, max_value=2)  # Pixels drawn from {0, 1} (max_value is exclusive).
 
 
 def tiny_config(**model):

@@ -52,7 +52,7 @@ class VAE(nn.Module):
     logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
     terms = {
         'log_px_z': distributions.bernoulli_log_prob(x, logits, event_ndims=3),
-        'log_pz': self.prior.log_prob(z),
+        'log_pz': self.prior_log_prob(z),
         'log_qz': log_qz,
     }
     if return_latent:
@@ -89,9 +89,22 @@ class VAE(nn.Module):
 
   def sample(self, rng: Array, num_samples: int) -> Array:
     """Bernoulli means of p(x|z), z ~ p(z): [num_samples, H, W, C] (non-autoregressive decoders)."""
-    return jax.nn.sigmoid(self.decode(self.prior.sample(rng, num_samples)))
+    return jax.nn.sigmoid(self.decode(self.sample_prior(rng, num_samples)))
+
+  def _vamp_components(self) -> Tuple[Array, Array]:
+    """The VampPrior's components: the encoder's (means, log_stds) of the pseudo-inputs, [K, d]."""
+    return self.encoder(self.prior.pseudo_inputs())
+
+  def prior_log_prob(self, z: Array) -> Array:
+    """log p(z), [...] for z [..., d] (the VampPrior through this VAE's encoder)."""
+    if isinstance(self.prior, priors.VampPrior):
+      return self.prior.log_prob(z, *self._vamp_components())
+    return self.prior.log_prob(z)
 
   def sample_prior(self, rng: Array, num_samples: int) -> Array:
+    """z ~ p(z), [num_samples, d]."""
+    if isinstance(self.prior, priors.VampPrior):
+      return self.prior.sample(rng, num_samples, *self._vamp_components())
     return self.prior.sample(rng, num_samples)
 
 
@@ -144,13 +157,22 @@ def validate(model_config):
     raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')
   if model_config.latent_dim < 1:
     raise ValueError(f'model.latent_dim must be >= 1, got {model_config.latent_dim}.')
+  if model_config.prior in ('mog', 'vampprior', 'vampprior_data'):
+    if model_config.get('num_components', 500) < 1:
+      raise ValueError(f'model.num_components must be >= 1 with model.prior={model_config.prior}, '
+                       f'got {model_config.get("num_components")}.')
+  if model_config.prior.startswith('vampprior') and model_config.posterior != 'gaussian':
+    raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
+                     f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
 
 
 def create(model_config, input_shape: Tuple[int, int, int]) -> VAE:
   """Builds the VAE described by `config.model`.
 
-  Keys: net (dense|conv|resnet), prior (standard|realnvp), posterior (gaussian|realnvp), latent_dim,
-  flow_depth, and optionally flow_hidden_units (256), coupling_scale_bias (2.0), negative_slope (0.2).
+  Keys: net (dense|conv|resnet|pixel), prior (standard|realnvp|mog|vampprior|vampprior_data),
+  posterior (gaussian|realnvp), latent_dim, flow_depth, and optionally num_components (500: mixture
+  components or pseudo-inputs), flow_hidden_units (256), coupling_scale_bias (2.0), negative_slope
+  (0.2).
   """
   validate(model_config)
   get = lambda k, default: model_config.get(k, default)
@@ -160,5 +182,7 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> VAE:
                      scale_bias=get('coupling_scale_bias', 2.0), negative_slope=slope)
   encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope)
   return VAE(encoder=encoder, decoder=decoder,
-             prior=priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs),
+             prior=priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs,
+                                 num_components=get('num_components', 500),
+                                 input_shape=input_shape),
              posterior=posteriors.create(model_config.posterior, **flow_kwargs))

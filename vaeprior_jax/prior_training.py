@@ -63,6 +63,9 @@ def validate(config):
   if config.model.prior == 'standard':
     raise ValueError(f'train.prior_training={name} trains a learned prior, but model.prior is '
                      "'standard' (nothing to learn); use e.g. model.prior=realnvp.")
+  if config.model.prior not in ('realnvp', 'mog'):
+    raise ValueError(f'train.prior_training={name} fits a prior with a density of its own (realnvp, '
+                     f'mog); model.prior={config.model.prior} is defined through the encoder.')
   tc = config.train
   if name == 'post_hoc':
     if tc.post_hoc_epochs <= 0 or len(tc.prior_learning_rates) != 2:

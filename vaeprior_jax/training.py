@@ -28,6 +28,7 @@ from vaeprior_jax import metric_writer
 from vaeprior_jax import models
 from vaeprior_jax import objectives
 from vaeprior_jax import prior_training
+from vaeprior_jax import priors
 from vaeprior_jax import sharding
 
 State = Dict[str, Any]
@@ -284,6 +285,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                  init_from)
   else:
     state = init_fn(first_batch, keys['init'])
+    if config.model.prior == 'vampprior_data' or config.model.get('pseudo_inputs_from_data', False):
+      state = _pseudo_inputs_from_data(state, dataset.train, config, mesh)
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
   logging.info('Model %s/%s/%s, %d parameters, %d devices; %d steps (%d per epoch).',
                config.model.net, config.model.prior, config.model.posterior, num_params, num_devices,
@@ -359,6 +362,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       early_stopping.close()
     writer.close()
   return last
+
+
+def _pseudo_inputs_from_data(state: State, train_images, config, mesh) -> State:
+  """The VampPrior's pseudo-inputs set to K random training images (seeded by config.seed)."""
+  k = config.model.get('num_components', 500)
+  if k > len(train_images):
+    raise ValueError(f'model.num_components {k} exceeds the {len(train_images)} training images the '
+                     'pseudo-inputs are taken from.')
+  rows = np.sort(np.random.default_rng(config.seed).choice(len(train_images), k, replace=False))
+  images = sharding.replicate(data.to_float(train_images[rows]), mesh)
+  return dict(state, params=priors.set_pseudo_inputs(state['params'], images))
 
 
 def _pretrain(config, workdir: str) -> str:

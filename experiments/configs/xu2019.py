@@ -153,7 +153,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.net = net                  # dense | conv | resnet | pixel
-  config.model.prior = prior              # standard | realnvp
+  config.model.prior = prior              # standard | realnvp | mog | vampprior | vampprior_data
+  config.model.num_components = 500       # mog components / VampPrior pseudo-inputs
+  config.model.pseudo_inputs_from_data = False  # vampprior: start the pseudo-inputs at training images
   config.model.posterior = posterior      # gaussian | realnvp
   config.model.latent_dim = 40 if dataset in ('binarized_mnist', 'mnist') else 64
   config.model.flow_depth = depth         # K, RealNVP blocks
