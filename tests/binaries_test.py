@@ -101,7 +101,8 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
 
 def test_unknown_config_value_fails_at_start_up(tmp_path):
   cmd = _command('experiments.train', '--config=experiments/configs/xu2019.py:runlocal',
-                 f'--workdir={tmp_path}', '--config.model.prior=vampprior')
+                 f'--workdir={tmp_path}', '--config.model.prior=vamp_prior')
   result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode != 0
-  assert "Unknown model.prior 'vampprior'; allowed: standard, realnvp" in result.stderr
+  assert ("Unknown model.prior 'vamp_prior'; allowed: standard, realnvp, mog, vampprior, "
+          'vampprior_data') in result.stderr

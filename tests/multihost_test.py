@@ -64,7 +64,9 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     _wait(p)
   (multi_params, multi_step), (single_params, single_step) = _params(multi), _params(single)
   assert multi_step == single_step == 12
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), multi_params,
+  # Equal up to reduction order (which Adam's 1/sqrt(v) can amplify to ~1e-5); a wrong input split
+  # would move parameters by ~lr = 1e-3.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5), multi_params,
                single_params)
 
 
