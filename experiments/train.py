@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from experiments import common
 
+from vaeprior_jax import evaluate
 from vaeprior_jax import training
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and config.')
@@ -21,9 +22,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   common.start(argv)
   logging.info('Config:\n%s', _CONFIG.value)
-  if _CONFIG.value.get('paper_nll'):
-    logging.info("Paper's test NLL for %s (before any --config overrides): %.2f nats.",
-                 _CONFIG.value.get('entry', '?'), _CONFIG.value.paper_nll)
+  if evaluate.paper_nll(_CONFIG.value) is not None:
+    logging.info("Paper's test NLL for %s: %.2f nats.", _CONFIG.value.entry,
+                 _CONFIG.value.paper_nll)
   training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

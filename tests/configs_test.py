@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from experiments.configs import xu2019
+from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import prior_training
 
@@ -73,3 +74,15 @@ def test_entries_carry_the_papers_settings(entry, expected):
 def test_bad_arguments_are_named(arg, message):
   with pytest.raises(ValueError, match=message):
     xu2019.get_config(arg)
+
+
+def test_the_papers_number_is_reported_only_for_the_entry_as_configured():
+  config = xu2019.get_config('table2,k5,mnist')
+  assert evaluate.paper_nll(config) == 79.09
+  config.model.flow_depth = 10  # An override: another model than the entry's.
+  assert evaluate.paper_nll(config) is None
+  assert evaluate.paper_nll(xu2019.get_config('table4,none,omniglot')) == 96.99
+  assert evaluate.paper_nll(xu2019.get_config('table2,k0,omniglot')) == 96.99
+  overridden = xu2019.get_config('runlocal')
+  overridden.model.prior = 'vampprior'
+  assert evaluate.paper_nll(overridden) is None

@@ -22,6 +22,20 @@ resolve_checkpoint = training.resolve_checkpoint
 restore_params = training.restore_params
 
 
+def paper_nll(config):
+  """The paper's test NLL for this config's table entry, or None if the run's settings differ from
+  the entry's (config overrides) or the config names no entry."""
+  setting = config.get('paper_setting')
+  if config.get('paper_nll') is None or setting is None:
+    return None
+  uses_flow = config.model.prior == 'realnvp' or config.model.posterior == 'realnvp'
+  actual = dict(net=config.model.net, prior=config.model.prior, posterior=config.model.posterior,
+                flow_depth=config.model.flow_depth if uses_flow else 0,
+                dataset=config.data.dataset,
+                prior_training=config.train.get('prior_training', 'joint'))
+  return config.paper_nll if actual == dict(setting) else None
+
+
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
@@ -58,8 +72,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start)
-  if config.get('paper_nll') and split == 'test':
-    result.update(entry=config.get('entry', ''), paper_nll=config.paper_nll)
+  if paper_nll(config) is not None and split == 'test':
+    result.update(entry=config.get('entry', ''), paper_nll=paper_nll(config))
 
   if active_units:
     au_samples = ec.get('active_units_samples', 1000)
