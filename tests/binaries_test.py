@@ -13,9 +13,7 @@ import jax
 import numpy as np
 
 from experiments.configs import xu2019
-from vaeprior_jax import evaluate
-from vaeprior_jax import models
-from vaeprior_jax import training
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 300
@@ -42,13 +40,6 @@ def _run(cmd):
   return result
 
 
-def _final_params(workdir):
-  config = training.load_config(workdir)
-  model = models.create(config.model, (28, 28, 1))
-  params, step = evaluate.restore_params(workdir, config, model, (28, 28, 1))
-  return jax.device_get(params), step
-
-
 def _checkpoint_steps(workdir):
   path = os.path.join(workdir, 'checkpoints')
   return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
@@ -71,8 +62,8 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   result = _run(_train_command(resumed))
   assert f'Resumed from the checkpoint of step {killed_at[-1]}' in result.stderr
 
-  ref_params, ref_step = _final_params(reference)
-  res_params, res_step = _final_params(resumed)
+  ref_params, ref_step = helpers.latest_params(reference)
+  res_params, res_step = helpers.latest_params(resumed)
   assert ref_step == res_step == NUM_STEPS
   jax.tree.map(np.testing.assert_array_equal, res_params, ref_params)
   with open(os.path.join(resumed, 'metrics.jsonl')) as f:

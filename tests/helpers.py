@@ -25,6 +25,17 @@ def mock_binarized_mnist(num_examples: int = 64):
   return mock_tfds(num_examples, max_value=2)  # Pixels drawn from {0, 1} (max_value is exclusive).
 
 
+def latest_params(workdir, input_shape=(28, 28, 1)):
+  """(parameters of the latest checkpoint of a training workdir, fetched to the host; its step)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  config = training.load_config(workdir)
+  model = models.create(config.model, input_shape)
+  params, step = training.restore_params(workdir, config, model, input_shape, 'latest')
+  return jax.device_get(params), step
+
+
 def tiny_config(**model):
   config = xu2019.get_config('runlocal')
   for k, v in model.items():

@@ -12,7 +12,6 @@ import numpy as np
 from experiments.configs import xu2019
 import helpers
 from vaeprior_jax import data
-from vaeprior_jax import models
 from vaeprior_jax import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,13 +40,6 @@ def _wait(process):
   assert process.returncode == 0, out[-3000:]
 
 
-def _params(workdir):
-  config = training.load_config(workdir)
-  model = models.create(config.model, (28, 28, 1))
-  params, step = training.restore_params(workdir, config, model, (28, 28, 1))
-  return jax.device_get(params), step
-
-
 def test_two_processes_train_what_one_process_trains(tmp_path):
   single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
   port = _free_port()
@@ -62,7 +54,8 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     training.train_and_evaluate(config, single)
   for p in workers:
     _wait(p)
-  (multi_params, multi_step), (single_params, single_step) = _params(multi), _params(single)
+  multi_params, multi_step = helpers.latest_params(multi)
+  single_params, single_step = helpers.latest_params(single)
   assert multi_step == single_step == 12
   # Equal up to reduction order (which Adam's 1/sqrt(v) can amplify to ~1e-5); a wrong input split
   # would move parameters by ~lr = 1e-3.

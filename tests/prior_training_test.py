@@ -103,18 +103,12 @@ def test_a_phase_step_trains_only_its_group(group):
   _assert_trees(state['opt_state'][other], new['opt_state'][other], equal=True)
 
 
-def _params(workdir, config_workdir=None):
-  config = training.load_config(config_workdir or workdir)
-  model = models.create(config.model, SHAPE)
-  return training.restore_params(workdir, config, model, SHAPE, 'latest')
-
-
 def test_post_hoc_pretrains_then_fits_only_the_prior(tmp_path):
   workdir = str(tmp_path / 'run')
   with helpers.mock_binarized_mnist(64):
     last = training.train_and_evaluate(_staged_config('post_hoc'), workdir)
-    pretrained, pre_step = _params(os.path.join(workdir, 'pretrain'))
-    params, step = _params(workdir)
+    pretrained, pre_step = helpers.latest_params(os.path.join(workdir, 'pretrain'))
+    params, step = helpers.latest_params(workdir)
     result = evaluate.evaluate(workdir, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=False)
   assert training.load_config(os.path.join(workdir, 'pretrain')).model.prior == 'standard'
@@ -130,7 +124,7 @@ def test_iterative_run_resumed_in_any_phase_repeats_the_uninterrupted_one(tmp_pa
   full = str(tmp_path / 'full')
   with helpers.mock_binarized_mnist(64):
     training.train_and_evaluate(config, full)
-    final, step = _params(full)
+    final, step = helpers.latest_params(full)
     assert step == 24
     for resume_at in (12,):  # Inside iteration_2a (vae); 2b (prior) and 3a, 3b follow.
       resumed = str(tmp_path / f'resumed_{resume_at}')
@@ -141,11 +135,11 @@ def test_iterative_run_resumed_in_any_phase_repeats_the_uninterrupted_one(tmp_pa
           manager.delete(s)
       manager.close()
       training.train_and_evaluate(config, resumed)
-      again, _ = _params(resumed)
+      again, _ = helpers.latest_params(resumed)
       _assert_trees(final, again, equal=True)
   # The vae phases did move the encoder away from the pretrained one.
   with helpers.mock_binarized_mnist(64):
-    pretrained, _ = _params(os.path.join(full, 'pretrain'))
+    pretrained, _ = helpers.latest_params(os.path.join(full, 'pretrain'))
   assert not np.array_equal(final['encoder']['heads']['mean']['kernel'],
                             pretrained['encoder']['heads']['mean']['kernel'])
 
@@ -157,8 +151,8 @@ def test_init_from_another_workdir(tmp_path):
     training.train_and_evaluate(base, str(tmp_path / 'standard'))
     config = _staged_config('post_hoc', init_from=str(tmp_path / 'standard'))
     training.train_and_evaluate(config, str(tmp_path / 'post_hoc'))
-    pretrained, _ = _params(str(tmp_path / 'standard'))
-    params, _ = _params(str(tmp_path / 'post_hoc'))
+    pretrained, _ = helpers.latest_params(str(tmp_path / 'standard'))
+    params, _ = helpers.latest_params(str(tmp_path / 'post_hoc'))
   assert not os.path.exists(tmp_path / 'post_hoc' / 'pretrain')
   _assert_trees(prior_training.split_params(params)[0], pretrained, equal=True)
   bad = _staged_config('post_hoc', init_from=str(tmp_path / 'post_hoc'))

@@ -46,6 +46,18 @@ def _map_batches(fn, arrays, key, mesh, batch_size: int) -> np.ndarray:
   return np.concatenate(outs)
 
 
+def _encode(model, params, x: Array) -> Tuple[Array, Array]:
+  """The encoder's (mean, log_std) of x: q(z|x) itself for a Gaussian posterior."""
+  return model.apply({'params': params}, x, method=lambda m, x_: m.encoder(x_))
+
+
+def _posterior_samples(model, params, x: Array, key: Array, num_samples: int) -> Array:
+  """num_samples draws of z ~ q(z|x): [num_samples, B, latent_dim]."""
+  return jax.vmap(lambda k: model.apply({'params': params}, x, k,
+                                        method=models.VAE.sample_posterior))(
+                                            jax.random.split(key, num_samples))
+
+
 def posterior_moments(model, params, images: np.ndarray, key: Array, mesh, batch_size: int = 128,
                       num_samples: int = 1000) -> Tuple[np.ndarray, np.ndarray]:
   """(E_q[z|x], per-dimension std of q(z|x)), each [N, latent_dim]."""
@@ -53,14 +65,12 @@ def posterior_moments(model, params, images: np.ndarray, key: Array, mesh, batch
     @jax.jit
     def fn(x, k):
       del k
-      mean, log_std = model.apply({'params': params}, x, method=lambda m, x_: m.encoder(x_))
+      mean, log_std = _encode(model, params, x)
       return jnp.stack([mean, jnp.exp(log_std)])
   else:
     @jax.jit
     def fn(x, k):
-      z = jax.vmap(lambda kk: model.apply({'params': params}, x, kk,
-                                          method=models.VAE.sample_posterior))(
-                                              jax.random.split(k, num_samples))
+      z = _posterior_samples(model, params, x, k, num_samples)
       return jnp.stack([jnp.mean(z, 0), jnp.std(z, 0)])
   moments = _map_batches(lambda x, k: jnp.moveaxis(fn(x, k), 0, 1), [images], key, mesh,
                          batch_size)
@@ -102,14 +112,12 @@ def std_along(model, params, images: np.ndarray, directions: np.ndarray, key: Ar
     @jax.jit
     def fn(x, u, k):
       del k
-      _, log_std = model.apply({'params': params}, x, method=lambda m, x_: m.encoder(x_))
+      _, log_std = _encode(model, params, x)
       return jnp.sqrt(jnp.sum(jnp.exp(2 * log_std) * u ** 2, axis=-1))
   else:
     @jax.jit
     def fn(x, u, k):
-      z = jax.vmap(lambda kk: model.apply({'params': params}, x, kk,
-                                          method=models.VAE.sample_posterior))(
-                                              jax.random.split(k, num_samples))
+      z = _posterior_samples(model, params, x, k, num_samples)
       return jnp.std(jnp.sum(z * u, axis=-1), axis=0)
   return _map_batches(fn, [images, unit], key, mesh, batch_size)
 

@@ -72,8 +72,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start)
-  if paper_nll(config) is not None and split == 'test':
-    result.update(entry=config.get('entry', ''), paper_nll=paper_nll(config))
+  reference = paper_nll(config)
+  if reference is not None and split == 'test':
+    result.update(entry=config.get('entry', ''), paper_nll=reference)
 
   if active_units:
     au_samples = ec.get('active_units_samples', 1000)

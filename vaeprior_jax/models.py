@@ -116,7 +116,7 @@ def decode_images(model: VAE, params, z: Array, rng: Array,
   drawn one at a time in raster order, x_i ~ p(x_i | x_<i, z) (H*W*C decoder passes), and the image
   returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
   """
-  if not getattr(model.decoder, 'autoregressive', False):
+  if not model.autoregressive:
     return jax.nn.sigmoid(model.apply({'params': params}, z, method=VAE.decode))
   num_samples = z.shape[0]
   shape = (num_samples,) + tuple(image_shape)

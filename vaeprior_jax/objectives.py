@@ -19,6 +19,23 @@ def l2_penalty(params) -> jax.Array:
   return total
 
 
+def training_loss(terms, beta, l2: jax.Array, l2_weight: float, use_qz_regularizer: bool):
+  """The training loss and its metrics from `VAE.log_weight_terms` of a batch.
+
+  loss = -mean(log p(x|z) - beta (log q(z|x) - log p(z))) + l2_weight * l2 (+ Reg[q(z)], which needs
+  terms['z']). Metrics: loss, elbo (beta = 1), reconstruction, kl, l2 (and qz_reg).
+  """
+  kl = terms['log_qz'] - terms['log_pz']
+  loss = -jnp.mean(terms['log_px_z'] - beta * kl) + l2_weight * l2
+  metrics = {'elbo': jnp.mean(terms['log_px_z'] - kl),
+             'reconstruction': jnp.mean(terms['log_px_z']), 'kl': jnp.mean(kl), 'l2': l2}
+  if use_qz_regularizer:  # Reg[q(z)], App. B.3.
+    metrics['qz_reg'] = qz_regularizer(terms['z'])
+    loss += metrics['qz_reg']
+  metrics['loss'] = loss
+  return loss, metrics
+
+
 def qz_regularizer(z: jax.Array) -> jax.Array:
   """Reg[q(z)] of Xu et al., App. B.3: (1/D) sum_k Mean[z_k]^2 + (Var[z_k] - 1)^2.
 

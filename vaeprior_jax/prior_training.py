@@ -165,26 +165,16 @@ def make_phase_step(model, group: str, phases: List[Phase], train_config):
     vae, prior = split_params(state['params'])
     trained, frozen = (vae, prior) if group == 'vae' else (prior, vae)
 
+    combine = lambda t: merge_params(t, frozen) if group == 'vae' else merge_params(frozen, t)
+
     def loss_fn(trained):
-      params = merge_params(trained, frozen) if group == 'vae' else merge_params(frozen, trained)
-      t = model.apply({'params': params}, batch, rng, use_reg, True,
+      t = model.apply({'params': combine(trained)}, batch, rng, use_reg, True,
                       method=model.log_weight_terms)
-      kl = t['log_qz'] - t['log_pz']
-      elbo = jnp.mean(t['log_px_z'] - kl)
-      l2 = objectives.l2_penalty(trained)
-      loss = -elbo + l2_weight * l2
-      metrics = {'elbo': elbo, 'reconstruction': jnp.mean(t['log_px_z']), 'kl': jnp.mean(kl),
-                 'l2': l2}
-      if use_reg:
-        metrics['qz_reg'] = objectives.qz_regularizer(t['z'])
-        loss += metrics['qz_reg']
-      metrics['loss'] = loss
-      return loss, metrics
+      return objectives.training_loss(t, 1.0, objectives.l2_penalty(trained), l2_weight, use_reg)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(trained)
     updates, group_state = adam.update(grads, state['opt_state'][group], trained)
-    trained = jax.tree.map(lambda p, u: p - lr * u, trained, updates)
-    params = merge_params(trained, frozen) if group == 'vae' else merge_params(frozen, trained)
+    params = combine(jax.tree.map(lambda p, u: p - lr * u, trained, updates))
     opt_state = dict(state['opt_state'], **{group: group_state})
     metrics.update(beta=jnp.ones((), jnp.float32), learning_rate=lr)
     return {'params': params, 'opt_state': opt_state, 'step': step + 1}, metrics

@@ -103,11 +103,10 @@ def best_checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
 
 
 def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=None) -> State:
-  """Restores `step` (default: the latest) into the shapes, dtypes and shardings of abstract_state."""
+  """Restores `step` (default: the latest) into the shapes, dtypes and shardings of abstract_state
+  (jax.ShapeDtypeStructs, see `abstract_train_state`)."""
   step = manager.latest_step() if step is None else step
-  target = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), abstract_state)
-  return manager.restore(step, args=ocp.args.StandardRestore(target))
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
 def init_opt_state(train_config, params, steps_per_epoch: int = 1):
@@ -117,8 +116,9 @@ def init_opt_state(train_config, params, steps_per_epoch: int = 1):
   return prior_training.init_opt_state(params)
 
 
-def abstract_train_state(model: nn.Module, config, input_shape) -> State:
-  """Shapes and dtypes of the train state of `config`, without computing it (to restore into)."""
+def abstract_train_state(model: nn.Module, config, input_shape, placement=None) -> State:
+  """Shapes and dtypes of the train state of `config`, without computing it (to restore into), each
+  with the sharding `placement` if given."""
   batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
 
   def create(b):
@@ -127,7 +127,8 @@ def abstract_train_state(model: nn.Module, config, input_shape) -> State:
     return {'params': params, 'opt_state': init_opt_state(config.train, params),
             'step': jnp.zeros((), jnp.int32)}
 
-  return jax.eval_shape(create, batch)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement),
+                      jax.eval_shape(create, batch))
 
 
 CHECKPOINTS = ('auto', 'latest', 'best')
@@ -159,9 +160,8 @@ def restore_params(workdir: str, config, model, input_shape, checkpoint: str = '
     manager.close()
     raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
                             f'(python -m experiments.train --workdir={workdir} ...).')
-  abstract = abstract_train_state(model, config, input_shape)
-  repl = sharding.replicated(sharding.make_mesh())
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract)
+  abstract = abstract_train_state(model, config, input_shape,
+                                  sharding.replicated(sharding.make_mesh()))
   state = restore_state(manager, abstract, step)
   manager.close()
   return state['params'], step
@@ -206,16 +206,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
     def loss_fn(params):
       t = model.apply({'params': params}, batch, rng, use_reg, True,
                       method=model.log_weight_terms)
-      kl = t['log_qz'] - t['log_pz']
-      l2 = l2_penalty(params)
-      loss = -jnp.mean(t['log_px_z'] - beta * kl) + l2_weight * l2
-      metrics = {'elbo': jnp.mean(t['log_px_z'] - kl), 'reconstruction': jnp.mean(t['log_px_z']),
-                 'kl': jnp.mean(kl), 'l2': l2}
-      if use_reg:  # Reg[q(z)], App. B.3.
-        metrics['qz_reg'] = objectives.qz_regularizer(t['z'])
-        loss += metrics['qz_reg']
-      metrics['loss'] = loss
-      return loss, metrics
+      return objectives.training_loss(t, beta, l2_penalty(params), l2_weight, use_reg)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state['params'])
     updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
@@ -262,7 +253,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     phases = prior_training.plan(tc, per_epoch)
     num_steps = prior_training.total_steps(phases)
     train_key = jax.random.fold_in(keys['train'], 1)
-    vae_params = None  # Loaded only when starting afresh.
     init_fn = jax.jit(lambda b, k, vp: _staged_state(model, vp, b, k), out_shardings=replicated)
   else:
     num_steps = num_train_steps(tc, per_epoch)
@@ -274,9 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   manager = checkpoint_manager(workdir, tc.get('max_checkpoints_to_keep', 3))
   start_step = manager.latest_step() or 0
   if start_step:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                            abstract_train_state(model, config, dataset.input_shape))
-    state = restore_state(manager, abstract)
+    state = restore_state(manager, abstract_train_state(model, config, dataset.input_shape,
+                                                        replicated))
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   elif staged:
     vae_params = _pretrained_vae_params(config, init_from, dataset.input_shape)

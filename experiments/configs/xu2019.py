@@ -153,8 +153,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.paper_nll = paper_nll
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
   config.paper_setting = ml_collections.ConfigDict(dict(
-      net=net, prior=prior, posterior=posterior, flow_depth=depth if prior != 'standard' or
-      posterior != 'gaussian' else 0, dataset=dataset, prior_training=strategy))
+      net=net, prior=prior, posterior=posterior,
+      flow_depth=depth if 'realnvp' in (prior, posterior) else 0,  # as evaluate.paper_nll reads it
+      dataset=dataset, prior_training=strategy))
 
   config.model = ml_collections.ConfigDict()
   config.model.net = net                  # dense | conv | resnet | pixel
