@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from experiments.configs import tomczak2018
 from experiments.configs import xu2019
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
@@ -86,3 +87,73 @@ def test_the_papers_number_is_reported_only_for_the_entry_as_configured():
   overridden = xu2019.get_config('runlocal')
   overridden.model.prior = 'vampprior'
   assert evaluate.paper_nll(overridden) is None
+
+
+# ------------------------------------------------------------------------ Tomczak & Welling (2018)
+
+def _tomczak_entries():
+  for (net, prior), dataset in itertools.product(tomczak2018.TABLE1, tomczak2018.DATASETS):
+    yield f'table1,{net},{prior},{dataset}'
+  for table, entries in tomczak2018.TABLES_2_TO_4.items():
+    for net, prior in entries:
+      yield f'{table},{net},{prior}'
+
+
+def test_every_tomczak_entry_builds_a_valid_model():
+  entries = list(_tomczak_entries())
+  assert len(entries) == 24 + 6 + 4 + 3
+  for entry in entries:
+    config = tomczak2018.get_config(entry)
+    models.validate(config.model)
+    prior_training.validate(config)
+    models.create(config.model, (28, 28, 1))
+    assert 78 < config.paper_nll < 110
+    assert evaluate.paper_nll(config) == config.paper_nll
+
+
+@pytest.mark.parametrize('entry, expected', [
+    ('', dict(net='hvae', prior='vampprior', latent_dim=40, z1_dim=40, num_components=500,
+              paper_nll=83.19, batch_size=100, learning_rate=5e-4, warmup_epochs=100,
+              num_epochs=2000, normalize_gradients=True, early_stopping_metric='elbo',
+              eval_every_epochs=1, early_stopping_patience_epochs=50, l2_reg=0.0)),
+    ('table1,vae,standard,binarized_mnist', dict(net='gated_mlp', prior='standard', paper_nll=88.56)),
+    ('table1,vae,vampprior', dict(net='gated_mlp', prior='vampprior', paper_nll=85.57)),
+    ('table1,pixelhvae,vampprior,omniglot', dict(net='pixelhvae', num_components=1000,
+                                                 validation_size=1345, paper_nll=89.76)),
+    ('table2,hvae,mog', dict(prior='mog', dataset='binarized_mnist', paper_nll=85.07)),
+    ('table3,hvae,vampprior_data,lr1e-4', dict(prior='vampprior_data', dataset='mnist',
+                                               learning_rate=1e-4, test_binarizations=1,
+                                               paper_nll=81.71)),
+    ('table4,convhvae,vampprior', dict(net='convhvae', dataset='omniglot', paper_nll=97.56)),
+])
+def test_tomczak_entries_carry_the_papers_settings(entry, expected):
+  config = tomczak2018.get_config(entry)
+  flat = dict(config.model.items())
+  flat.update(config.train.items())
+  flat.update(config.data.items())
+  flat['paper_nll'] = config.paper_nll
+  for key, value in expected.items():
+    assert flat[key] == value, key
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('table9', "Unknown tomczak2018 config token 'table9'; allowed: table: table1"),
+    ('hvae,convhvae', 'Two net tokens'),
+    ('table1,hvae,mog', 'table1 has no entry hvae,mog'),
+    ('table2,vae,vampprior', r'table2 has no entry vae,vampprior; its entries: hvae,standard'),
+    ('table3,omniglot', "table3 is about mnist; got dataset 'omniglot'"),
+])
+def test_bad_tomczak_arguments_are_named(arg, message):
+  with pytest.raises(ValueError, match=message):
+    tomczak2018.get_config(arg)
+
+
+def test_two_level_models_refuse_what_they_do_not_support():
+  config = tomczak2018.get_config('runlocal,hvae,standard')
+  config.model.posterior = 'realnvp'
+  with pytest.raises(ValueError, match='model.net=hvae has Gaussian posteriors'):
+    models.validate(config.model)
+  config = tomczak2018.get_config('runlocal,table2,hvae,mog')
+  config.train.prior_training = 'post_hoc'
+  with pytest.raises(ValueError, match='is for one-level VAEs; model.net=hvae'):
+    prior_training.validate(config)

@@ -220,6 +220,11 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   from vaeprior_jax import evaluate  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
 
+  config = training.load_config(workdir)
+  if models.is_hierarchical(config.model):
+    raise ValueError(f'The analyses of Xu et al. (App. B.4) are defined for one-level VAEs; {workdir} '
+                     f'holds model.net={config.model.net}, a two-level model. Use '
+                     'experiments.evaluate for its metrics and per-level active units.')
   out_dir = os.path.join(workdir, 'analysis')
   os.makedirs(out_dir, exist_ok=True)
   eval_path = os.path.join(workdir, f'eval_{split}.json')
@@ -236,7 +241,6 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
     metrics = evaluate.evaluate(workdir, split, num_samples, max_examples or None, seed=seed,
                                 checkpoint=checkpoint)
 
-  config = training.load_config(workdir)
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
   params, step = training.restore_params(workdir, config, model, dataset.input_shape, checkpoint)

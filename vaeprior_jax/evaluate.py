@@ -48,7 +48,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
   its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo,
   reconstruction = E_q log p(x|z),
-  kl = E_q[log q(z|x) - log p(z)], kl_z_given_x = log p(x) - elbo; active_units on the training split.
+  kl = E_q[log q(z|x) - log p(z)], kl_z_given_x = log p(x) - elbo; active_units on the training split
+  (of the two-level models: over Concat[z1, z2], and per level as active_units_z1, active_units_z2).
   """
   config = training.load_config(workdir)
   ec = config.eval
@@ -86,7 +87,14 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     for i, (x, mask) in enumerate(train_batches):
       mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
       means_z.append(sharding.to_host(mu)[mask])
-    result['active_units'] = evaluation.active_units(np.concatenate(means_z))
+    means_z = np.concatenate(means_z)
+    result['active_units'] = evaluation.active_units(means_z)
+    levels = model.latent_levels
+    if len(levels) > 1:  # Per level, as Tomczak & Welling's Fig. 3: active_units_z1, ..._z2.
+      start = 0
+      for name, size in levels:
+        result[f'active_units_{name}'] = evaluation.active_units(means_z[:, start:start + size])
+        start += size
 
   if write_images and jax.process_index() == 0:
     sample_key, recon_key = jax.random.split(image_key)

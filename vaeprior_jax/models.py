@@ -1,4 +1,5 @@
-"""The VAE: encoder, posterior, decoder (Bernoulli) and prior, built from a `config.model` section."""
+"""The models, built from a `config.model` section: the one-level VAE (encoder, posterior, Bernoulli
+decoder, prior) and Tomczak & Welling's two-level HierarchicalVAE."""
 
 from typing import Dict, Optional, Tuple
 
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import distributions
+from vaeprior_jax import hvae_nets
 from vaeprior_jax import nets
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
@@ -15,54 +17,34 @@ from vaeprior_jax import priors
 Array = jax.Array
 
 
-class VAE(nn.Module):
-  """p(x, z) = p_theta(x|z) p_lambda(z) with q_phi(z|x), for Bernoulli observations x [B, H, W, C].
+class LatentVariableModel(nn.Module):
+  """What the one-level `VAE` and the two-level `HierarchicalVAE` share: the ELBO, the importance
+  weights, reconstructions, samples and the prior, from each model's `log_weight_terms`,
+  `sample_posterior`, `decode` and `prior_encoder`.
 
-  Initialise through `elbo` (the default `__call__`) on a data batch: the flows' ActNorm layers take
-  their initial values from it.
+  A model's latent z is one vector [..., latent_size] (for the two-level model, Concat[z1, z2]):
+  `sample_posterior`, `sample_prior`, `prior_log_prob`, `posterior_mean` and `decode` all speak of it.
   """
-  encoder: nn.Module
-  decoder: nn.Module
-  prior: nn.Module
-  posterior: nn.Module
 
   @property
   def autoregressive(self) -> bool:
     """Whether p(x|z) is autoregressive in x (PixelCNN decoders): its logits need x itself."""
     return getattr(self.decoder, 'autoregressive', False)
 
-  def decode(self, z: Array, x: Optional[Array] = None, train: bool = False,
-             dropout_rng: Optional[Array] = None) -> Array:
-    """Bernoulli logits of p(x|z) [..., H, W, C]; autoregressive decoders read x (teacher forcing) and
-    use dropout when `train`."""
-    if not self.autoregressive:
-      return self.decoder(z)
-    if x is None:
-      raise ValueError('An autoregressive decoder needs x: sample with models.sample_images.')
-    return self.decoder(z, x, deterministic=not train, dropout_rng=dropout_rng if train else None)
+  @property
+  def latent_levels(self) -> Tuple[Tuple[str, int], ...]:
+    """(name, size) of the latent levels, in the order they are concatenated in z."""
+    raise NotImplementedError
 
-  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
-                       train: bool = False) -> Dict[str, Array]:
-    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
+  def observation_log_prob(self, x: Array, out: Array) -> Array:
+    """log p(x|z) from the decoder's output, [...]: Bernoulli (logits) unless `likelihood` is set."""
+    if self.likelihood is None:
+      return distributions.bernoulli_log_prob(x, out, event_ndims=3)
+    return self.likelihood.log_prob(x, out)
 
-    `train` turns on the decoder's dropout (PixelCNN), with a key derived from rng.
-    """
-    mean, log_std = self.encoder(x)
-    z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
-    logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
-    terms = {
-        'log_px_z': distributions.bernoulli_log_prob(x, logits, event_ndims=3),
-        'log_pz': self.prior_log_prob(z),
-        'log_qz': log_qz,
-    }
-    if return_latent:
-      terms['z'] = z
-    return terms
-
-  def sample_posterior(self, x: Array, rng: Array) -> Array:
-    """z ~ q(z|x), [B, latent_dim]."""
-    mean, log_std = self.encoder(x)
-    return self.posterior.sample_and_log_prob(mean, log_std, rng)[0]
+  def observation_mean(self, out: Array) -> Array:
+    """E[x|z] from the decoder's output (Bernoulli: sigmoid of the logits)."""
+    return jax.nn.sigmoid(out) if self.likelihood is None else self.likelihood.mean(out)
 
   def elbo(self, x: Array, rng: Array, beta: float = 1.0) -> Array:
     """Warm-up ELBO, one sample: log p(x|z) + beta (log p(z) - log q(z|x)), [B]."""
@@ -76,39 +58,198 @@ class VAE(nn.Module):
     t = self.log_weight_terms(x, rng)
     return t['log_px_z'] + t['log_pz'] - t['log_qz']
 
-  def posterior_mean(self, x: Array, rng: Array, num_samples: int = 1000) -> Array:
-    """E_q[z|x], [B, latent_dim] (Monte Carlo with `num_samples` where it has no closed form)."""
-    mean, log_std = self.encoder(x)
-    return self.posterior.mean(mean, log_std, rng, num_samples)
-
   def reconstruct(self, x: Array, rng: Array) -> Array:
-    """Bernoulli means of p(x|z), z ~ q(z|x): [B, H, W, C]."""
-    mean, log_std = self.encoder(x)
-    z, _ = self.posterior.sample_and_log_prob(mean, log_std, rng)
-    return jax.nn.sigmoid(self.decode(z, x))
+    """Means of p(x|z), z ~ q(z|x): [B, H, W, C]."""
+    return self.observation_mean(self.decode(self.sample_posterior(x, rng), x))
 
   def sample(self, rng: Array, num_samples: int) -> Array:
-    """Bernoulli means of p(x|z), z ~ p(z): [num_samples, H, W, C] (non-autoregressive decoders)."""
-    return jax.nn.sigmoid(self.decode(self.sample_prior(rng, num_samples)))
+    """Means of p(x|z), z ~ p(z): [num_samples, H, W, C] (non-autoregressive decoders)."""
+    return self.observation_mean(self.decode(self.sample_prior(rng, num_samples)))
 
   def _vamp_components(self) -> Tuple[Array, Array]:
-    """The VampPrior's components: the encoder's (means, log_stds) of the pseudo-inputs, [K, d]."""
-    return self.encoder(self.prior.pseudo_inputs())
+    """The VampPrior's components: the prior encoder's (means, log_stds) of the pseudo-inputs [K, d]."""
+    return self.prior_encoder(self.prior.pseudo_inputs())
 
-  def prior_log_prob(self, z: Array) -> Array:
-    """log p(z), [...] for z [..., d] (the VampPrior through this VAE's encoder)."""
+  def top_prior_log_prob(self, z: Array) -> Array:
+    """log p(z) of the prior module (the VampPrior through this model's encoder), [...]."""
     if isinstance(self.prior, priors.VampPrior):
       return self.prior.log_prob(z, *self._vamp_components())
     return self.prior.log_prob(z)
 
-  def sample_prior(self, rng: Array, num_samples: int) -> Array:
-    """z ~ p(z), [num_samples, d]."""
+  def sample_top_prior(self, rng: Array, num_samples: int) -> Array:
     if isinstance(self.prior, priors.VampPrior):
       return self.prior.sample(rng, num_samples, *self._vamp_components())
     return self.prior.sample(rng, num_samples)
 
 
-def decode_images(model: VAE, params, z: Array, rng: Array,
+def _check_decoder_input(autoregressive: bool, x):
+  if autoregressive and x is None:
+    raise ValueError('An autoregressive decoder needs x: sample with models.sample_images.')
+
+
+class VAE(LatentVariableModel):
+  """p(x, z) = p_theta(x|z) p_lambda(z) with q_phi(z|x), for images x [B, H, W, C] (Bernoulli unless
+  `likelihood` says otherwise).
+
+  Initialise through `elbo` (the default `__call__`) on a data batch: the flows' ActNorm layers take
+  their initial values from it.
+  """
+  encoder: nn.Module
+  decoder: nn.Module
+  prior: nn.Module
+  posterior: nn.Module
+  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits (see `likelihoods`)
+
+  @property
+  def prior_encoder(self) -> nn.Module:
+    return self.encoder
+
+  @property
+  def latent_levels(self) -> Tuple[Tuple[str, int], ...]:
+    return (('z', self.prior.latent_dim),)
+
+  def decode(self, z: Array, x: Optional[Array] = None, train: bool = False,
+             dropout_rng: Optional[Array] = None) -> Array:
+    """Bernoulli logits of p(x|z) [..., H, W, C]; autoregressive decoders read x (teacher forcing) and
+    use dropout when `train`."""
+    if not self.autoregressive:
+      return self.decoder(z)
+    _check_decoder_input(True, x)
+    return self.decoder(z, x, deterministic=not train, dropout_rng=dropout_rng if train else None)
+
+  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
+                       train: bool = False) -> Dict[str, Array]:
+    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
+
+    `train` turns on the decoder's dropout (PixelCNN), with a key derived from rng.
+    """
+    mean, log_std = self.encoder(x)
+    z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
+    logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
+    terms = {
+        'log_px_z': self.observation_log_prob(x, logits),
+        'log_pz': self.prior_log_prob(z),
+        'log_qz': log_qz,
+    }
+    if return_latent:
+      terms['z'] = z
+    return terms
+
+  def sample_posterior(self, x: Array, rng: Array) -> Array:
+    """z ~ q(z|x), [B, latent_dim]."""
+    mean, log_std = self.encoder(x)
+    return self.posterior.sample_and_log_prob(mean, log_std, rng)[0]
+
+  def posterior_mean(self, x: Array, rng: Array, num_samples: int = 1000) -> Array:
+    """E_q[z|x], [B, latent_dim] (Monte Carlo with `num_samples` where it has no closed form)."""
+    mean, log_std = self.encoder(x)
+    return self.posterior.mean(mean, log_std, rng, num_samples)
+
+  def prior_log_prob(self, z: Array) -> Array:
+    """log p(z), [...] for z [..., d] (the VampPrior through this VAE's encoder)."""
+    return self.top_prior_log_prob(z)
+
+  def sample_prior(self, rng: Array, num_samples: int) -> Array:
+    """z ~ p(z), [num_samples, d]."""
+    return self.sample_top_prior(rng, num_samples)
+
+
+class HierarchicalVAE(LatentVariableModel):
+  """Tomczak & Welling's two-level VAE (Eqs. 10-15), for images x [B, H, W, C] (Bernoulli unless
+  `likelihood` says otherwise):
+
+    q(z1, z2 | x) = q_phi(z1 | x, z2) q_psi(z2 | x),   p(x, z1, z2) = p_theta(x | z1, z2) p(z1 | z2) p(z2),
+
+  all Gaussian with diagonal covariances but p(z2), which is `prior` (standard, MoG, VampPrior over
+  q_psi(z2|u_k), or RealNVP). The latent z of the shared interface is Concat[z1, z2] [.., M1 + M2], and
+  log_weight_terms gives log p(z) = log p(z1|z2) + log p(z2) and log q(z|x) = log q(z1|x,z2) +
+  log q(z2|x), so the ELBO, the importance-weighted estimator and the trainers are those of `VAE`.
+  """
+  encoder_z2: nn.Module
+  encoder_z1: nn.Module
+  conditional_prior: nn.Module
+  decoder: nn.Module
+  prior: nn.Module
+  z1_dim: int
+  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits (see `likelihoods`)
+
+  @property
+  def prior_encoder(self) -> nn.Module:
+    return self.encoder_z2
+
+  @property
+  def latent_levels(self) -> Tuple[Tuple[str, int], ...]:
+    return (('z1', self.z1_dim), ('z2', self.prior.latent_dim))
+
+  def _split(self, z: Array) -> Tuple[Array, Array]:
+    return z[..., :self.z1_dim], z[..., self.z1_dim:]
+
+  def decode(self, z: Array, x: Optional[Array] = None, train: bool = False,
+             dropout_rng: Optional[Array] = None) -> Array:
+    """Bernoulli logits of p(x|z1, z2) [..., H, W, C] for z = Concat[z1, z2]."""
+    z1, z2 = self._split(z)
+    if not self.autoregressive:
+      return self.decoder(z1, z2)
+    _check_decoder_input(True, x)
+    return self.decoder(z1, z2, x, deterministic=not train,
+                        dropout_rng=dropout_rng if train else None)
+
+  def _sample_z2_z1(self, x: Array, rng: Array):
+    """z2 ~ q(z2|x), z1 ~ q(z1|x, z2), with their log-densities."""
+    # Keys 2 and 3 (key 1 is the decoder's dropout key in log_weight_terms).
+    z2_key, z1_key = jax.random.fold_in(rng, 2), jax.random.fold_in(rng, 3)
+    mean2, log_std2 = self.encoder_z2(x)
+    z2, log_q2 = posteriors.gaussian_sample(mean2, log_std2, z2_key)
+    mean1, log_std1 = self.encoder_z1(x, z2)
+    z1, log_q1 = posteriors.gaussian_sample(mean1, log_std1, z1_key)
+    return z1, z2, log_q1 + log_q2
+
+  def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
+                       train: bool = False) -> Dict[str, Array]:
+    """One (z1, z2) ~ q per example: {'log_px_z' = log p(x|z1,z2), 'log_pz' = log p(z1|z2) + log p(z2),
+    'log_qz' = log q(z1|x,z2) + log q(z2|x)}, each [B] (and 'z' = Concat[z1, z2] [B, M1 + M2])."""
+    z1, z2, log_qz = self._sample_z2_z1(x, rng)
+    z = jnp.concatenate([z1, z2], axis=-1)
+    logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
+    terms = {
+        'log_px_z': self.observation_log_prob(x, logits),
+        'log_pz': self.prior_log_prob(z),
+        'log_qz': log_qz,
+    }
+    if return_latent:
+      terms['z'] = z
+    return terms
+
+  def sample_posterior(self, x: Array, rng: Array) -> Array:
+    """Concat[z1, z2] ~ q(z1|x, z2) q(z2|x), [B, M1 + M2]."""
+    z1, z2, _ = self._sample_z2_z1(x, rng)
+    return jnp.concatenate([z1, z2], axis=-1)
+
+  def posterior_mean(self, x: Array, rng: Array, num_samples: int = 1000) -> Array:
+    """Concat[E_q[z1|x], E_q[z2|x]]: E_q[z2|x] exact, E_q[z1|x] = E_{z2 ~ q(z2|x)}[mean of q(z1|x, z2)]
+    by Monte Carlo with `num_samples`."""
+    mean2, log_std2 = self.encoder_z2(x)
+    keys = jax.random.split(rng, num_samples)
+    z2 = jax.vmap(lambda k: posteriors.gaussian_sample(mean2, log_std2, k)[0])(keys)
+    mean1 = jnp.mean(self.encoder_z1(x, z2)[0], axis=0)
+    return jnp.concatenate([mean1, mean2], axis=-1)
+
+  def prior_log_prob(self, z: Array) -> Array:
+    """log p(z1|z2) + log p(z2) for z = Concat[z1, z2] [..., M1 + M2]."""
+    z1, z2 = self._split(z)
+    mean1, log_std1 = self.conditional_prior(z2)
+    return distributions.diag_normal_log_prob(z1, mean1, log_std1) + self.top_prior_log_prob(z2)
+
+  def sample_prior(self, rng: Array, num_samples: int) -> Array:
+    """Concat[z1, z2] with z2 ~ p(z2), z1 ~ p(z1|z2): [num_samples, M1 + M2]."""
+    z2_key, z1_key = jax.random.split(rng)
+    z2 = self.sample_top_prior(z2_key, num_samples)
+    mean1, log_std1 = self.conditional_prior(z2)
+    z1 = posteriors.gaussian_sample(mean1, log_std1, z1_key)[0]
+    return jnp.concatenate([z1, z2], axis=-1)
+
+
+def decode_images(model: LatentVariableModel, params, z: Array, rng: Array,
                   image_shape: Tuple[int, int, int]) -> Array:
   """Images [N, H, W, C] of Bernoulli means for latents z [N, d].
 
@@ -117,7 +258,7 @@ def decode_images(model: VAE, params, z: Array, rng: Array,
   returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
   """
   if not model.autoregressive:
-    return jax.nn.sigmoid(model.apply({'params': params}, z, method=VAE.decode))
+    return model.apply({'params': params}, z, method=lambda m, z_: m.observation_mean(m.decode(z_)))
   num_samples = z.shape[0]
   shape = (num_samples,) + tuple(image_shape)
   size = int(np.prod(image_shape))
@@ -125,7 +266,7 @@ def decode_images(model: VAE, params, z: Array, rng: Array,
 
   def body(i, carry):
     x, means = carry
-    probs = jax.nn.sigmoid(model.apply({'params': params}, z, x, method=VAE.decode))
+    probs = jax.nn.sigmoid(model.apply({'params': params}, z, x, method='decode'))
     p_i = probs.reshape(num_samples, size)[:, i]
     x = x.reshape(num_samples, size).at[:, i].set((uniforms[:, i] < p_i).astype(x.dtype))
     means = means.at[:, i].set(p_i)
@@ -136,17 +277,25 @@ def decode_images(model: VAE, params, z: Array, rng: Array,
   return means.reshape(shape)
 
 
-def sample_images(model: VAE, params, rng: Array, num_samples: int,
+def sample_images(model: LatentVariableModel, params, rng: Array, num_samples: int,
                   image_shape: Tuple[int, int, int]) -> Array:
   """Samples x ~ p(x): z ~ p(z), then `decode_images` (autoregressive decoders draw pixels)."""
   prior_key, pixel_key = jax.random.split(rng)
-  z = model.apply({'params': params}, prior_key, num_samples, method=VAE.sample_prior)
+  z = model.apply({'params': params}, prior_key, num_samples, method='sample_prior')
   return decode_images(model, params, z, pixel_key, image_shape)
+
+
+NETS = nets.NETS + hvae_nets.NETS
+
+
+def is_hierarchical(model_config) -> bool:
+  """Whether `config.model.net` is one of Tomczak & Welling's two-level models."""
+  return model_config.net in hvae_nets.NETS
 
 
 def validate(model_config):
   """Raises ValueError naming the first bad value of `config.model` and what is allowed."""
-  for key, allowed in (('net', nets.NETS), ('prior', priors.PRIORS),
+  for key, allowed in (('net', NETS), ('prior', priors.PRIORS),
                        ('posterior', posteriors.POSTERIORS)):
     if model_config[key] not in allowed:
       raise ValueError(f'Unknown model.{key} {model_config[key]!r}; allowed: {", ".join(allowed)}.')
@@ -157,6 +306,8 @@ def validate(model_config):
     raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')
   if model_config.latent_dim < 1:
     raise ValueError(f'model.latent_dim must be >= 1, got {model_config.latent_dim}.')
+  if model_config.get('z1_dim', 0) < 0:
+    raise ValueError(f'model.z1_dim must be >= 0 (0: model.latent_dim), got {model_config.z1_dim}.')
   if model_config.prior in ('mog', 'vampprior', 'vampprior_data'):
     if model_config.get('num_components', 500) < 1:
       raise ValueError(f'model.num_components must be >= 1 with model.prior={model_config.prior}, '
@@ -164,15 +315,20 @@ def validate(model_config):
   if model_config.prior.startswith('vampprior') and model_config.posterior != 'gaussian':
     raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
                      f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
+  if is_hierarchical(model_config) and model_config.posterior != 'gaussian':
+    raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
+                     f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
 
 
-def create(model_config, input_shape: Tuple[int, int, int]) -> VAE:
-  """Builds the VAE described by `config.model`.
+def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableModel:
+  """Builds the model described by `config.model`.
 
-  Keys: net (dense|conv|resnet|pixel), prior (standard|realnvp|mog|vampprior|vampprior_data),
-  posterior (gaussian|realnvp), latent_dim, flow_depth, and optionally num_components (500: mixture
-  components or pseudo-inputs), flow_hidden_units (256), coupling_scale_bias (2.0), negative_slope
-  (0.2).
+  Keys: net (dense|conv|resnet|pixel|gated_mlp: a `VAE`; hvae|convhvae|pixelhvae: a
+  `HierarchicalVAE`), prior (standard|realnvp|mog|vampprior|vampprior_data; of z2 in the two-level
+  models), posterior (gaussian|realnvp), latent_dim (of z, or of z2), flow_depth, and optionally z1_dim
+  (0: latent_dim), num_components (500: mixture components or pseudo-inputs), flow_hidden_units (256),
+  coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3) and pixelcnn_features (0:
+  C + 32).
   """
   validate(model_config)
   get = lambda k, default: model_config.get(k, default)
@@ -180,9 +336,16 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> VAE:
   flow_kwargs = dict(flow_depth=model_config.flow_depth,
                      flow_hidden_units=get('flow_hidden_units', 256),
                      scale_bias=get('coupling_scale_bias', 2.0), negative_slope=slope)
+  prior = priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs,
+                        num_components=get('num_components', 500), input_shape=input_shape)
+  if is_hierarchical(model_config):
+    z1_dim = get('z1_dim', 0) or model_config.latent_dim
+    encoder_z2, encoder_z1, conditional_prior, decoder = hvae_nets.create(
+        model_config.net, z1_dim, model_config.latent_dim, input_shape,
+        get('pixelcnn_layers', 3), get('pixelcnn_features', 0))
+    return HierarchicalVAE(encoder_z2=encoder_z2, encoder_z1=encoder_z1,
+                           conditional_prior=conditional_prior, decoder=decoder, prior=prior,
+                           z1_dim=z1_dim)
   encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope)
-  return VAE(encoder=encoder, decoder=decoder,
-             prior=priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs,
-                                 num_components=get('num_components', 500),
-                                 input_shape=input_shape),
+  return VAE(encoder=encoder, decoder=decoder, prior=prior,
              posterior=posteriors.create(model_config.posterior, **flow_kwargs))

@@ -6,11 +6,12 @@ All non-linear layers use leaky ReLU. Modules whose names start with `hidden` ho
 non-linear layers (the ones the paper's L2 regularisation applies to, see `training.l2_penalty`).
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -24,12 +25,19 @@ BOTTLENECK_CHANNELS = 16
 
 
 class GaussianHeads(nn.Module):
-  """mean = Linear[d](h), log_std = Linear[d](h)."""
+  """mean = Linear[d](h), log_std = Linear[d](h), optionally clipped to `log_std_range` (a hard tanh,
+  as Tomczak & Welling's log-variance in [-6, 2], i.e. log_std in [-3, 1])."""
   latent_dim: int
+  log_std_range: Optional[Tuple[float, float]] = None
+  kernel_init: Callable = nn.linear.default_kernel_init
 
   @nn.compact
   def __call__(self, h: Array) -> Tuple[Array, Array]:
-    return nn.Dense(self.latent_dim, name='mean')(h), nn.Dense(self.latent_dim, name='log_std')(h)
+    mean = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name='mean')(h)
+    log_std = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name='log_std')(h)
+    if self.log_std_range is not None:
+      log_std = jnp.clip(log_std, *self.log_std_range)
+    return mean, log_std
 
 
 class DenseEncoder(nn.Module):
@@ -202,32 +210,28 @@ class GatedResnet(nn.Module):
     return x + a * nn.sigmoid(b)
 
 
-class PixelCNNDecoder(nn.Module):
-  """PixelVAE's decoder (App. B.2): h_theta(z) = Concat[x, h~(z)] -> PixelCNN[H x W x (C+32), 3 layers]
-  with h~(z) the ResnetVAE decoder's trunk; logits = LinearConv1x1[H x W x C].
+class PixelCNN(nn.Module):
+  """A conditional PixelCNN: Bernoulli logits [B, H, W, C] of x given a conditioning image `cond`
+  [B, H, W, F] (features that do not depend on x), autoregressive in raster order.
 
-  Autoregressive in raster order: the logits of pixel (r, c) depend on x only through the pixels
-  above it and left of it in its row (PixelCNN++'s down and down-right streams of gated resnets,
-  with the input shifted once at the start). h~(z) does not depend on x, so it is not shifted: it
-  enters the first layer beside x and conditions every gated layer through a 1x1 convolution.
+  The logits of pixel (r, c) depend on x only through the pixels above it and left of it in its row
+  (PixelCNN++'s down and down-right streams of gated resnets, with the input shifted once at the
+  start). `cond` is not shifted: it enters the first layer beside x and conditions every gated layer
+  through a 1x1 convolution. `features` channels per stream (0: C + 32, as Xu et al.'s PixelVAE).
   Dropout (0.5, as PixelCNN++) is active only with deterministic=False and a dropout_rng.
+  Shared by PixelVAE (Xu et al.) and PixelHVAE (Tomczak & Welling).
   """
   output_shape: Tuple[int, int, int]
   num_layers: int = 3
+  features: int = 0
   dropout_rate: float = 0.5
   negative_slope: float = 0.2
-  autoregressive = True
 
   @nn.compact
-  def __call__(self, z: Array, x: Array, deterministic: bool = True,
+  def __call__(self, x: Array, cond: Array, deterministic: bool = True,
                dropout_rng: Optional[Array] = None) -> Array:
-    _check_spatial(self.output_shape)
     channels = self.output_shape[-1]
-    features = channels + 32
-    batch_shape = z.shape[:-1]
-    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope)
-    x = jnp.broadcast_to(x, batch_shape + tuple(self.output_shape)).reshape(
-        (-1,) + tuple(self.output_shape))
+    features = self.features or channels + 32
     h0 = jnp.concatenate([x, cond], axis=-1)
     # The first layer must not see pixel (r, c) itself: shift its outputs once.
     u = down_shift(ShiftedConv(features, (2, 3), 'down', name='hidden_input_u')(h0))
@@ -240,11 +244,109 @@ class PixelCNNDecoder(nn.Module):
                       name=f'hidden_u_{i}')(u, None, cond, deterministic, keys[2 * i])
       ul = GatedResnet('down_right', (2, 2), self.dropout_rate, self.negative_slope,
                        name=f'hidden_ul_{i}')(ul, u, cond, deterministic, keys[2 * i + 1])
-    logits = nn.Conv(channels, (1, 1), name='logits')(nn.leaky_relu(ul, self.negative_slope))
+    return nn.Conv(channels, (1, 1), name='logits')(nn.leaky_relu(ul, self.negative_slope))
+
+
+def _images(x: Array, batch_shape, image_shape) -> Array:
+  """x broadcast to batch_shape + image_shape and flattened to [-1, H, W, C]."""
+  return jnp.broadcast_to(x, tuple(batch_shape) + tuple(image_shape)).reshape(
+      (-1,) + tuple(image_shape))
+
+
+class PixelCNNDecoder(nn.Module):
+  """PixelVAE's decoder (App. B.2): h_theta(z) = Concat[x, h~(z)] -> PixelCNN[H x W x (C+32), 3 layers]
+  with h~(z) the ResnetVAE decoder's trunk; logits = LinearConv1x1[H x W x C] (see `PixelCNN`)."""
+  output_shape: Tuple[int, int, int]
+  num_layers: int = 3
+  dropout_rate: float = 0.5
+  negative_slope: float = 0.2
+  autoregressive = True
+
+  @nn.compact
+  def __call__(self, z: Array, x: Array, deterministic: bool = True,
+               dropout_rng: Optional[Array] = None) -> Array:
+    _check_spatial(self.output_shape)
+    batch_shape = z.shape[:-1]
+    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope)
+    logits = PixelCNN(self.output_shape, self.num_layers, dropout_rate=self.dropout_rate,
+                      negative_slope=self.negative_slope, name='pixelcnn')(
+                          _images(x, batch_shape, self.output_shape), cond, deterministic,
+                          dropout_rng)
     return logits.reshape(batch_shape + tuple(self.output_shape))
 
 
-NETS = ('dense', 'conv', 'resnet', 'pixel')
+# ------------------------------------------------------------------ gated layers (Tomczak & Welling)
+
+# He initialisation (Tomczak & Welling's code: Kaiming-normal weights of every linear layer).
+he_normal = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+
+
+class GatedDense(nn.Module):
+  """h = (W1 x + b1) * sigmoid(W2 x + b2) (Dauphin et al.'s gating as the non-linearity)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    h = nn.Dense(self.features, kernel_init=he_normal, name='h')(x)
+    g = nn.Dense(self.features, kernel_init=he_normal, name='gate')(x)
+    return h * nn.sigmoid(g)
+
+
+class GatedConv(nn.Module):
+  """h = Conv1(x) * sigmoid(Conv2(x)), with PyTorch-style symmetric padding kernel_size // 2."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    pad = self.kernel_size // 2
+    conv = lambda name: nn.Conv(self.features, (self.kernel_size,) * 2, (self.stride,) * 2,
+                                padding=((pad, pad), (pad, pad)), name=name)
+    return conv('h')(x) * nn.sigmoid(conv('gate')(x))
+
+
+# Tomczak & Welling's Gaussian heads: log-variance hard-tanh'ed to [-6, 2].
+TOMCZAK_LOG_STD_RANGE = (-3.0, 1.0)
+
+
+def tomczak_heads(latent_dim: int, name: str = 'heads') -> GaussianHeads:
+  return GaussianHeads(latent_dim, TOMCZAK_LOG_STD_RANGE, he_normal, name=name)
+
+
+def gated_mlp(h: Array, sizes: Sequence[int], prefix: str = 'hidden') -> Array:
+  """GatedDense layers named {prefix}_0, {prefix}_1, ... (call inside a compact method)."""
+  for i, units in enumerate(sizes):
+    h = GatedDense(units, name=f'{prefix}_{i}')(h)
+  return h
+
+
+class GatedMLPEncoder(nn.Module):
+  """Tomczak & Welling's VAE (L = 1) encoder: x -> Flatten -> GatedDense[300 -> 300] -> Gaussian
+  heads (log-variance in [-6, 2])."""
+  latent_dim: int
+  hidden_units: Sequence[int] = (300, 300)
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = gated_mlp(x.reshape(x.shape[:-3] + (-1,)), self.hidden_units)
+    return tomczak_heads(self.latent_dim)(h)
+
+
+class GatedMLPDecoder(nn.Module):
+  """Tomczak & Welling's VAE (L = 1) decoder: z -> GatedDense[300 -> 300] -> Linear[H*W*C] logits."""
+  output_shape: Tuple[int, int, int]
+  hidden_units: Sequence[int] = (300, 300)
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = gated_mlp(z, self.hidden_units)
+    size = int(np.prod(self.output_shape))
+    logits = nn.Dense(size, kernel_init=he_normal, name='logits')(h)
+    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+
+
+NETS = ('dense', 'conv', 'resnet', 'pixel', 'gated_mlp')
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
@@ -262,4 +364,6 @@ def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
     _check_spatial(input_shape)
     return (ConvEncoder(latent_dim, 'resnet', negative_slope),
             PixelCNNDecoder(input_shape, negative_slope=negative_slope))
+  if name == 'gated_mlp':  # Tomczak & Welling's VAE (L = 1).
+    return GatedMLPEncoder(latent_dim), GatedMLPDecoder(input_shape)
   raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')

@@ -16,7 +16,8 @@ from vaeprior_jax import flows
 Array = jax.Array
 
 
-def _gaussian_sample(mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+def gaussian_sample(mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+  """(z ~ N(mean, diag(exp(2 log_std))), log N(z; mean, ...)), one sample per row."""
   w = mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape, mean.dtype)
   return w, distributions.diag_normal_log_prob(w, mean, log_std)
 
@@ -25,7 +26,7 @@ class GaussianPosterior(nn.Module):
   """q(z|x) = N(z; mu(x), diag(sigma(x)^2))."""
 
   def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
-    return _gaussian_sample(mean, log_std, rng)
+    return gaussian_sample(mean, log_std, rng)
 
   def mean(self, mean: Array, log_std: Array, rng: Array, num_samples: int) -> Array:
     """Exact: E_q[z] = mu(x) (the Monte Carlo estimate converges to it)."""
@@ -48,14 +49,14 @@ class RealNVPPosterior(nn.Module):
                               self.negative_slope)
 
   def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
-    w, log_q_w = _gaussian_sample(mean, log_std, rng)
+    w, log_q_w = gaussian_sample(mean, log_std, rng)
     z, log_det = self.flow.forward_and_log_det(w)
     return z, log_q_w - log_det
 
   def mean(self, mean: Array, log_std: Array, rng: Array, num_samples: int) -> Array:
     """Monte Carlo estimate of E_q[z] with `num_samples` samples."""
     keys = jax.random.split(rng, num_samples)
-    w = jax.vmap(lambda k: _gaussian_sample(mean, log_std, k)[0])(keys)
+    w = jax.vmap(lambda k: gaussian_sample(mean, log_std, k)[0])(keys)
     return jnp.mean(self.flow.forward_and_log_det(w)[0], axis=0)
 
 

@@ -30,9 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vaeprior_jax import hvae_nets
 from vaeprior_jax import objectives
 
 STRATEGIES = ('joint', 'post_hoc', 'iterative')
+HIERARCHICAL_NETS = hvae_nets.NETS
 GROUPS = ('vae', 'prior')
 # The model settings a post-hoc or iterative run must share with its pretrained standard VAE.
 SHARED_MODEL_KEYS = ('net', 'posterior', 'latent_dim', 'negative_slope')
@@ -63,6 +65,12 @@ def validate(config):
   if config.model.prior == 'standard':
     raise ValueError(f'train.prior_training={name} trains a learned prior, but model.prior is '
                      "'standard' (nothing to learn); use e.g. model.prior=realnvp.")
+  if config.model.net in HIERARCHICAL_NETS:
+    raise ValueError(f'train.prior_training={name} is for one-level VAEs; model.net={config.model.net} '
+                     'is a two-level model (use train.prior_training=joint).')
+  if config.train.get('normalize_gradients', False):
+    raise ValueError(f'train.prior_training={name} uses plain Adam per parameter group; '
+                     'train.normalize_gradients=True works with joint training only.')
   if config.model.prior not in ('realnvp', 'mog'):
     raise ValueError(f'train.prior_training={name} fits a prior with a density of its own (realnvp, '
                      f'mog); model.prior={config.model.prior} is defined through the encoder.')

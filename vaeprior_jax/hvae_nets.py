@@ -1,0 +1,168 @@
+"""The networks of Tomczak & Welling's two-level VAE (HVAE, ConvHVAE, PixelHVAE; Eqs. 10-15, Sec. 5.1).
+
+Four networks per model, all with gated layers (h = (W1 x) * sigmoid(W2 x)) and Gaussian heads whose
+log-variance is hard-tanh'ed to [-6, 2]:
+
+  q_psi(z2 | x)        `EncoderZ2`        x -> (mean, log_std) [.., M2]   (also the VampPrior's components)
+  q_phi(z1 | x, z2)    `EncoderZ1`        (x, z2) -> (mean, log_std) [.., M1]
+  p_lambda(z1 | z2)    `ConditionalPrior` z2 -> (mean, log_std) [.., M1]
+  p_theta(x | z1, z2)  `Decoder` / `ConvDecoder` / `PixelDecoder`  -> Bernoulli logits [.., H, W, C]
+
+MLPs (HVAE): two gated layers of 300 units where the paper's code has two, one per input and one joint
+layer where it joins two inputs. Convolutional encoders (ConvHVAE, PixelHVAE): five gated convolutions
+(32, 32, 64, 64, 6 channels; strides 1, 2, 1, 2, 1) down to H/4 x W/4 x 6. ConvHVAE's decoder: gated
+dense layers of z1 and z2 joined into an H x W x C image, then four gated 3x3 convolutions of 64
+channels. PixelHVAE's decoder: z1 and z2 each mapped to an H x W x C image by a gated dense layer, the
+two images condition the `nets.PixelCNN` that PixelVAE uses too. Layers with a non-linearity are named
+hidden* (the L2 convention of `objectives.l2_penalty`).
+"""
+
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaeprior_jax import nets
+
+Array = jax.Array
+
+HIDDEN = 300
+# (features, kernel, stride) of the gated convolutions of q(z2|x) and of q(z1|x, z2)'s x-branch.
+CONV_Z2_STACK = ((32, 7, 1), (32, 3, 2), (64, 5, 1), (64, 3, 2), (6, 3, 1))
+CONV_Z1_STACK = ((32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2), (6, 3, 1))
+DECODER_CONV_CHANNELS = (64, 64, 64, 64)
+
+
+def _flatten_image(x: Array) -> Array:
+  return x.reshape(x.shape[:-3] + (-1,))
+
+
+def _gated_conv_features(x: Array, stack, prefix: str) -> Array:
+  """Gated convolutions of `stack` over x [..., H, W, C], flattened: [..., H/4 * W/4 * 6]."""
+  batch_shape = x.shape[:-3]
+  h = x.reshape((-1,) + x.shape[-3:])
+  for i, (features, kernel, stride) in enumerate(stack):
+    h = nets.GatedConv(features, kernel, stride, name=f'{prefix}_{i}')(h)
+  return h.reshape(batch_shape + (-1,))
+
+
+class EncoderZ2(nn.Module):
+  """q(z2|x): x -> GatedDense[300 -> 300] (conv=False) or 5 gated convolutions (conv=True) -> heads."""
+  latent_dim: int
+  conv: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    if self.conv:
+      h = _gated_conv_features(x, CONV_Z2_STACK, 'hidden')
+    else:
+      h = nets.gated_mlp(_flatten_image(x), (HIDDEN, HIDDEN))
+    return nets.tomczak_heads(self.latent_dim)(h)
+
+
+class EncoderZ1(nn.Module):
+  """q(z1|x, z2): h = GatedDense[300](Concat[f(x), g(z2)]) -> heads, with f = GatedDense[300] (MLP) or
+  5 gated convolutions (conv), g = GatedDense of the size of f(x)."""
+  latent_dim: int
+  conv: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, z2: Array) -> Tuple[Array, Array]:
+    if self.conv:
+      hx = _gated_conv_features(x, CONV_Z1_STACK, 'hidden_x')
+    else:
+      hx = nets.GatedDense(HIDDEN, name='hidden_x')(_flatten_image(x))
+    hx = jnp.broadcast_to(hx, z2.shape[:-1] + hx.shape[-1:])
+    hz = nets.GatedDense(hx.shape[-1], name='hidden_z2')(z2)
+    h = nets.GatedDense(HIDDEN, name='hidden_joint')(jnp.concatenate([hx, hz], axis=-1))
+    return nets.tomczak_heads(self.latent_dim)(h)
+
+
+class ConditionalPrior(nn.Module):
+  """p(z1|z2): z2 -> GatedDense[300 -> 300] -> heads."""
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, z2: Array) -> Tuple[Array, Array]:
+    return nets.tomczak_heads(self.latent_dim)(nets.gated_mlp(z2, (HIDDEN, HIDDEN)))
+
+
+class Decoder(nn.Module):
+  """HVAE's p(x|z1, z2): GatedDense[300](Concat[GatedDense[300](z1), GatedDense[300](z2)]) ->
+  Linear[H*W*C] logits."""
+  output_shape: Tuple[int, int, int]
+
+  @nn.compact
+  def __call__(self, z1: Array, z2: Array) -> Array:
+    h = jnp.concatenate([nets.GatedDense(HIDDEN, name='hidden_z1')(z1),
+                         nets.GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
+    h = nets.GatedDense(HIDDEN, name='hidden_joint')(h)
+    logits = nn.Dense(int(np.prod(self.output_shape)), kernel_init=nets.he_normal, name='logits')(h)
+    return logits.reshape(z1.shape[:-1] + tuple(self.output_shape))
+
+
+class ConvDecoder(nn.Module):
+  """ConvHVAE's p(x|z1, z2): GatedDense[H*W*C](Concat[GatedDense[300](z1), GatedDense[300](z2)]) ->
+  UnFlatten -> 4 gated 3x3 convolutions of 64 channels -> LinearConv1x1[C] logits."""
+  output_shape: Tuple[int, int, int]
+  channels: Sequence[int] = DECODER_CONV_CHANNELS
+
+  @nn.compact
+  def __call__(self, z1: Array, z2: Array) -> Array:
+    batch_shape = z1.shape[:-1]
+    h = jnp.concatenate([nets.GatedDense(HIDDEN, name='hidden_z1')(z1),
+                         nets.GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
+    h = nets.GatedDense(int(np.prod(self.output_shape)), name='hidden_joint')(h)
+    h = h.reshape((-1,) + tuple(self.output_shape))
+    for i, features in enumerate(self.channels):
+      h = nets.GatedConv(features, 3, 1, name=f'hidden_conv_{i}')(h)
+    logits = nn.Conv(self.output_shape[-1], (1, 1), name='logits')(h)
+    return logits.reshape(batch_shape + tuple(self.output_shape))
+
+
+class PixelDecoder(nn.Module):
+  """PixelHVAE's p(x|z1, z2): a PixelCNN (`nets.PixelCNN`, shared with PixelVAE) over x, conditioned
+  on Concat[UnFlatten(GatedDense[H*W*C](z1)), UnFlatten(GatedDense[H*W*C](z2))]."""
+  output_shape: Tuple[int, int, int]
+  num_layers: int = 3
+  features: int = 0
+  dropout_rate: float = 0.5
+  autoregressive = True
+
+  @nn.compact
+  def __call__(self, z1: Array, z2: Array, x: Array, deterministic: bool = True,
+               dropout_rng=None) -> Array:
+    batch_shape = z1.shape[:-1]
+    shape = tuple(self.output_shape)
+    size = int(np.prod(shape))
+    cond = jnp.concatenate([
+        nets.GatedDense(size, name='hidden_z1')(z1).reshape((-1,) + shape),
+        nets.GatedDense(size, name='hidden_z2')(z2).reshape((-1,) + shape)], axis=-1)
+    x = jnp.broadcast_to(x, batch_shape + shape).reshape((-1,) + shape)
+    logits = nets.PixelCNN(shape, self.num_layers, self.features, self.dropout_rate,
+                           name='pixelcnn')(x, cond, deterministic, dropout_rng)
+    return logits.reshape(batch_shape + shape)
+
+
+NETS = ('hvae', 'convhvae', 'pixelhvae')
+
+
+def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int],
+           pixelcnn_layers: int = 3, pixelcnn_features: int = 0):
+  """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS)."""
+  input_shape = tuple(int(s) for s in input_shape)
+  if name not in NETS:
+    raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
+  conv = name != 'hvae'
+  if conv and (len(input_shape) != 3 or input_shape[0] % 4 or input_shape[1] % 4):
+    raise ValueError(f'{name} needs an input shape (H, W, C) with H and W divisible by 4, got '
+                     f'{input_shape}.')
+  if name == 'hvae':
+    decoder = Decoder(input_shape)
+  elif name == 'convhvae':
+    decoder = ConvDecoder(input_shape)
+  else:
+    decoder = PixelDecoder(input_shape, pixelcnn_layers, pixelcnn_features)
+  return (EncoderZ2(z2_dim, conv), EncoderZ1(z1_dim, conv), ConditionalPrior(z1_dim), decoder)
