@@ -15,8 +15,8 @@ from vaeprior_jax import sharding
 from vaeprior_jax import training
 
 
-def _run_steps(config, mesh, batches, model, num_steps=3):
-  optimizer = training.make_optimizer(config.train, steps_per_epoch=10)
+def _run_steps(config, mesh, batches, model, num_steps=3, optimizer=None):
+  optimizer = optimizer or training.make_optimizer(config.train, steps_per_epoch=10)
   replicated = sharding.replicated(mesh)
   state = jax.jit(lambda b, k: training.create_train_state(model, optimizer, b, k),
                   out_shardings=replicated)(batches[0], jax.random.key(0))
@@ -35,16 +35,21 @@ def test_four_devices_match_one_device(net):
   model = models.create(config.model, (28, 28, 1))
   batches = [np.asarray(jax.random.uniform(jax.random.key(i), (8, 28, 28, 1)) > 0.5, np.float32)
              for i in range(3)]
-  state_4, metrics_4 = _run_steps(config, sharding.make_mesh(jax.devices()), batches, model)
-  state_1, metrics_1 = _run_steps(config, sharding.make_mesh(jax.devices()[:1]), batches, model)
+  # Plain SGD: a parameter moves by lr x its gradient, so the reduction-order noise of the sharded
+  # sums stays at rounding level (Adam's first steps move every parameter by about lr, whatever the
+  # gradient: a near-zero gradient whose sign flips with the summation order moves it by 2 lr).
+  sgd = training.optax.sgd(1e-4)
+  state_4, metrics_4 = _run_steps(config, sharding.make_mesh(jax.devices()), batches, model,
+                                  optimizer=sgd)
+  state_1, metrics_1 = _run_steps(config, sharding.make_mesh(jax.devices()[:1]), batches, model,
+                                  optimizer=sgd)
   assert int(state_4['step']) == 3
+  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state_4['params']))
   np.testing.assert_allclose(metrics_4['loss'], metrics_1['loss'], rtol=1e-5)
-  # Adam divides by sqrt(v): a tiny gradient's reduction-order noise can move it by ~1e-5, while
-  # a wrongly sharded step would move parameters by ~lr = 1e-3.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5),
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                state_4['params'], state_1['params'])
-  # The steps did train: parameters moved.
-  state_0, _ = _run_steps(config, sharding.make_mesh(jax.devices()[:1]), batches, model, 0)
+  # The steps did train: parameters moved, by much more than the tolerance above.
+  state_0, _ = _run_steps(config, sharding.make_mesh(jax.devices()[:1]), batches, model, 0, sgd)
   moved = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), state_1['params'],
                        state_0['params'])
   assert max(jax.tree.leaves(moved)) > 1e-4
@@ -167,3 +172,58 @@ def test_dynamically_binarized_mnist_trains_and_evaluates(tmp_path):
   assert np.isfinite(last['loss']) and last['epoch'] == 2.0
   assert result['checkpoint'] == 'best' and result['num_examples'] == 30
   assert result['step'] in (6, 12) and np.isfinite(result['nll'])
+
+
+def test_normalized_gradient_adam_is_adam_on_unit_norm_gradients():
+  config = helpers.tiny_config()
+  config.train.normalize_gradients = True
+  optimizer = training.make_optimizer(config.train, steps_per_epoch=10)
+  reference = training.optax.adam(training.learning_rate_schedule(config.train, 10))
+  params = {'a': jnp.ones((3, 2)), 'b': jnp.zeros((4,))}
+  state, ref_state = optimizer.init(params), reference.init(params)
+  for i in range(3):
+    grads = {'a': jax.random.normal(jax.random.key(i), (3, 2)) * 10.0 ** i,
+             'b': jax.random.normal(jax.random.key(10 + i), (4,)) * 1e-3}
+    unit = jax.tree.map(lambda g: g / (jnp.linalg.norm(g.ravel()) + 1e-7), grads)
+    updates, state = optimizer.update(grads, state, params)
+    expected, ref_state = reference.update(unit, ref_state, params)
+    jax.tree.map(lambda u, e: np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-9), updates,
+                 expected)
+
+
+def _scripted_elbos(monkeypatch, elbos):
+  calls = []
+
+  def fake(*args, **kwargs):
+    m = _REAL_SPLIT_METRICS(*args, **kwargs)
+    m['elbo'] = elbos[len(calls)]
+    calls.append(m['elbo'])
+    return m
+
+  monkeypatch.setattr(training.evaluation, 'split_metrics', fake)
+  return calls
+
+
+def test_early_stopping_on_the_elbo_counts_its_patience_from_the_end_of_the_warm_up(tmp_path,
+                                                                                 monkeypatch):
+  config = _early_stopping_config(80)
+  config.train.early_stopping_metric = 'elbo'
+  config.train.early_stopping_num_samples = 1
+  config.train.warmup_epochs = 2.0  # 16 steps
+  config.train.early_stopping_patience_epochs = 1.0  # 8 steps
+  workdir = str(tmp_path)
+  calls = _scripted_elbos(monkeypatch, [-5.0, -6.0, -7.0, -1.0])
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(config, workdir)
+  # Best at step 8; 8 steps later the warm-up is just over (step 16): the look-ahead starts there,
+  # so training stops at step 24, not 16.
+  assert calls == [-5.0, -6.0, -7.0]
+  manager = training.checkpoint_manager(workdir)
+  assert manager.latest_step() == 24
+  manager.close()
+  best = training.best_checkpoint_manager(workdir)
+  assert best.best_step() == 8 and best.metrics(8)['val_loss'] == 5.0
+  best.close()
+  config.train.early_stopping_metric = 'bpd'
+  with pytest.raises(ValueError, match="Unknown train.early_stopping_metric 'bpd'; allowed: nll"):
+    training.EarlyStopping(config, workdir, None, 8, None, None, jax.random.key(0))

@@ -83,8 +83,24 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
   return {'params': params, 'opt_state': optimizer.init(params), 'step': jnp.zeros((), jnp.int32)}
 
 
+def normalize_per_tensor(eps: float = 1e-7) -> optax.GradientTransformation:
+  """Divides each gradient tensor by its L2 norm (+ eps): the "Adam with normalized gradients" of
+  Tomczak & Welling's code (AdamNormGrad), applied before Adam's moments."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda g: g / (jnp.sqrt(jnp.sum(jnp.square(g))) + eps), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 def make_optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransformation:
-  return optax.adam(learning_rate_schedule(train_config, steps_per_epoch))
+  """Adam with the learning-rate schedule; with `train.normalize_gradients`, each gradient tensor is
+  first divided by its norm (Tomczak & Welling)."""
+  adam = optax.adam(learning_rate_schedule(train_config, steps_per_epoch))
+  if train_config.get('normalize_gradients', False):
+    return optax.chain(normalize_per_tensor(), adam)
+  return adam
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -94,11 +110,16 @@ def checkpoint_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointMana
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
+def _validation_loss(metrics) -> float:
+  """The early-stopping criterion saved with a best checkpoint (older runs saved only val_nll)."""
+  return metrics['val_loss'] if 'val_loss' in metrics else metrics['val_nll']
+
+
 def best_checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
-  """The state with the lowest validation NLL seen so far (early stopping), in workdir/best."""
+  """The state with the lowest validation loss seen so far (early stopping), in workdir/best."""
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'best'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m['val_nll'],
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=_validation_loss,
                                            best_mode='min', create=True))
 
 
@@ -392,20 +413,31 @@ def _staged_state(model, vae_params, batch, key) -> State:
           'step': jnp.zeros((), jnp.int32)}
 
 
-class EarlyStopping:
-  """Validation NLL every `train.eval_every_epochs`; keeps the best state in workdir/best.
+EARLY_STOPPING_METRICS = ('nll', 'elbo')
 
-  The NLL is the importance-weighted estimate with `train.early_stopping_num_samples` samples (the
-  paper: 100, every 20 epochs) on the whole validation split (binarized anew for each evaluation where
-  it holds grey levels). With `train.early_stopping_patience_epochs` > 0, training stops once that many
-  epochs have passed without a new best. The best value is read back from the checkpoint's metrics, so
-  a resumed run decides exactly as an uninterrupted one.
+
+class EarlyStopping:
+  """Validation every `train.eval_every_epochs`; keeps the best state in workdir/best.
+
+  The criterion (`train.early_stopping_metric`) is the importance-weighted NLL with
+  `train.early_stopping_num_samples` samples ('nll'; Xu et al.: 100 samples every 20 epochs) or the
+  negative ELBO averaged over as many samples ('elbo'; Tomczak & Welling: one sample, every epoch), on
+  the whole validation split (binarized anew for each evaluation where it holds grey levels). With
+  `train.early_stopping_patience_epochs` > 0, training stops once that many epochs have passed without
+  a new best, counted from the end of the KL warm-up at the earliest (the warm-up ELBO is not the
+  validation objective; Tomczak & Welling's look-ahead also restarts during warm-up). The best value is
+  read back from the checkpoint's metrics, so a resumed run decides exactly as an uninterrupted one.
   """
 
   def __init__(self, config, workdir, model, steps_per_epoch, mesh, dataset, eval_key):
     tc = config.train
-    self._every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
+    self._metric = tc.get('early_stopping_metric', 'nll')
+    if self._metric not in EARLY_STOPPING_METRICS:
+      raise ValueError(f'Unknown train.early_stopping_metric {self._metric!r}; allowed: '
+                       f'{", ".join(EARLY_STOPPING_METRICS)}.')
+    self.every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
     self._patience = int(round(tc.get('early_stopping_patience_epochs', 0) * steps_per_epoch))
+    self._warmup_end = int(round(tc.warmup_epochs * steps_per_epoch))
     self._batch_metrics = evaluation.make_batch_metrics(
         model, tc.early_stopping_num_samples, config.eval.chunk_size)
     self._batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
@@ -413,29 +445,34 @@ class EarlyStopping:
     self._key = jax.random.fold_in(eval_key, 0x7a11d)
     self._manager = best_checkpoint_manager(workdir)
     self.best_step = self._manager.best_step()
-    self.best_nll = (float(self._manager.metrics(self.best_step)['val_nll'])
-                     if self.best_step is not None else float('inf'))
+    self.best_loss = (float(_validation_loss(self._manager.metrics(self.best_step)))
+                      if self.best_step is not None else float('inf'))
 
   def due(self, step: int, num_steps: int) -> bool:
-    return step % self._every == 0 or step == num_steps
+    return step % self.every == 0 or step == num_steps
 
   def validate(self, step: int, state: State, writer) -> bool:
     """Evaluates the state of `step`, saves it if best; returns whether to stop."""
     images = self._dataset.eval_images('validation', seed=step)
     m = evaluation.split_metrics(self._batch_metrics, state['params'], images,
                                  jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
-    improved = m['nll'] < self.best_nll
+    loss = m['nll'] if self._metric == 'nll' else -m['elbo']
+    improved = loss < self.best_loss
     if improved and step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(state), metrics={'val_nll': m['nll']})
+      self._manager.save(step, args=ocp.args.StandardSave(state),
+                         metrics={'val_loss': loss, 'val_nll': m['nll'], 'val_elbo': m['elbo']})
     if improved:
-      self.best_step, self.best_nll = step, m['nll']
-    writer.write_scalars(step, {'val_nll': m['nll'], 'val_elbo': m['elbo'],
-                                'best_val_nll': self.best_nll})
-    logging.info('step %d: validation NLL %.3f (best %.3f at step %d)', step, m['nll'],
-                 self.best_nll, self.best_step)
-    if self._patience > 0 and step - self.best_step >= self._patience:
-      logging.info('Early stopping at step %d: no better validation NLL since step %d.', step,
-                   self.best_step)
+      self.best_step, self.best_loss = step, loss
+    writer.write_scalars(step, {'val_nll': m['nll'], 'val_elbo': m['elbo'], 'val_loss': loss,
+                                'best_val_loss': self.best_loss,
+                                **({'best_val_nll': self.best_loss} if self._metric == 'nll' else {})})
+    logging.info('step %d: validation NLL %.3f, ELBO %.3f (best %s %.3f at step %d)', step, m['nll'],
+                 m['elbo'], 'NLL' if self._metric == 'nll' else '-ELBO', self.best_loss,
+                 self.best_step)
+    since = step - max(self.best_step, self._warmup_end)
+    if self._patience > 0 and since >= self._patience:
+      logging.info('Early stopping at step %d: no better validation %s since step %d.', step,
+                   self._metric.upper(), self.best_step)
       return True
     return False
 
