@@ -160,3 +160,51 @@ def test_binarized_train_batches_are_fresh_each_epoch_and_resume_exactly():
   assert not np.array_equal(run[0], run[5])  # Not the same binary images every epoch.
   resumed = data.train_batches(images, batch_size=8, seed=3, start_step=7, binarize_batches=True)
   np.testing.assert_array_equal([next(resumed) for _ in range(5)], run[7:12])
+
+
+def test_array_cache_round_trips_every_kind_of_split_exactly(tmp_path):
+  rng = np.random.default_rng(0)
+  dataset = data.Dataset(
+      'mnist',
+      train=(rng.integers(0, 256, (7, 5, 5, 1)) / np.float32(255.0)).astype(np.float32),  # grey
+      validation=(rng.random((3, 5, 5, 1)) > 0.5).astype(np.float32),                       # 0/1
+      test=rng.random((4, 5, 5, 1)).astype(np.float32),                                      # other
+      dynamic=True)
+  path = str(tmp_path / 'cache' / 'x.npz')
+  data.write_cache(dataset, path)
+  back = data.read_cache(path, 'mnist')
+  assert back.dynamic
+  for split in data.SPLITS:
+    assert back.split(split).dtype == np.float32
+    np.testing.assert_array_equal(back.split(split), dataset.split(split))
+  colour = data.Dataset('cifar10', *(rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8),) * 3)
+  data.write_cache(colour, path)
+  np.testing.assert_array_equal(data.read_cache(path, 'cifar10').train, colour.train)
+  with pytest.raises(data.DataError, match=r"cache .*x.npz is unreadable \(it holds 'cifar10', not "
+                                           r"'mnist'\); delete it"):
+    data.read_cache(path, 'mnist')
+  with open(path, 'wb') as f:
+    f.write(b'not a zip file')
+  with pytest.raises(data.DataError, match='x.npz is unreadable'):
+    data.read_cache(path, 'cifar10')
+
+
+def test_load_keeps_the_prepared_splits_in_the_cache_and_reads_them_without_tfds(tmp_path,
+                                                                               monkeypatch):
+  config = _data_config(tmp_path)
+  config.cache_dir = str(tmp_path / 'cache')
+  with helpers.mock_binarized_mnist(32):
+    first = data.load(config)
+  path = data.cache_path(config)
+  assert os.path.exists(path) and os.path.dirname(path) == config.cache_dir
+
+  def no_tfds(*args, **kwargs):
+    raise AssertionError('tfds was used although the cache holds the dataset')
+
+  monkeypatch.setattr(data, 'get_builder', no_tfds)
+  second = data.load(config)
+  for split in data.SPLITS:
+    np.testing.assert_array_equal(second.split(split), first.split(split))
+  # Other split settings are another cache file.
+  config.split_seed = 1
+  assert data.cache_path(config) != path

@@ -7,6 +7,7 @@ batches an uninterrupted run sees from step s on.
 
 import dataclasses
 import hashlib
+import json
 import os
 import socket
 import urllib.parse
@@ -63,7 +64,13 @@ class DataError(RuntimeError):
 
 
 def _tf():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError('TensorFlow is not installed, and it is needed to prepare datasets with tfds '
+                    'and for the tf.data training pipeline. Install the package with its '
+                    'requirements (pip install -e .), or train with --config.train.on_device=True '
+                    'and a --config.data.cache_dir that already holds the prepared dataset.') from e
   try:  # Keep TensorFlow off the accelerators: they belong to JAX.
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # Already initialised; visible devices can no longer change.
@@ -72,8 +79,12 @@ def _tf():
 
 
 def hide_accelerators_from_tf():
-  """Call before TensorFlow touches a GPU: TF must not grab the memory JAX uses."""
-  _tf()
+  """Call before TensorFlow touches a GPU: TF must not grab the memory JAX uses (a no-op where
+  TensorFlow is not installed)."""
+  try:
+    _tf()
+  except DataError:
+    pass
 
 
 def _sha256(path: str) -> str:
@@ -259,11 +270,114 @@ class Dataset:
     return binarize(images, seed) if self.dynamic and name != 'test' else images
 
 
+# ------------------------------------------------------------------------------- array cache
+
+CACHE_VERSION = 1
+_CACHE_KEYS = ('dataset', 'validation_size', 'split_seed', 'test_binarizations',
+               'test_binarization_seed')
+
+
+def cache_path(data_config) -> Optional[str]:
+  """Where `load` keeps the prepared splits of `data_config` (`data.cache_dir`), or None."""
+  cache_dir = data_config.get('cache_dir', '')
+  if not cache_dir:
+    return None
+  settings = {k: data_config.get(k) for k in _CACHE_KEYS}
+  settings['version'] = CACHE_VERSION
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+  return os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
+                      f'{data_config.dataset}-{digest}.npz')
+
+
+def as_uint8(images: np.ndarray) -> Tuple[Optional[np.ndarray], float]:
+  """(stored, divisor) with images == float32(stored) / divisor exactly and stored uint8: 0/1 pixels
+  (divisor 1), grey levels k/255 or uint8 pixels (divisor 255); (None, 1.0) for any other values."""
+  if images.dtype == np.uint8:
+    return images, 255.0
+  images = np.asarray(images, np.float32)
+  if np.all((images == 0) | (images == 1)):
+    return images.astype(np.uint8), 1.0
+  as_255 = np.round(images * 255.0)
+  if np.all((as_255 >= 0) & (as_255 <= 255)) and np.array_equal(
+      as_255.astype(np.uint8).astype(np.float32) / np.float32(255.0), images):
+    return as_255.astype(np.uint8), 255.0
+  return None, 1.0
+
+
+def _encode(images: np.ndarray) -> Tuple[str, np.ndarray]:
+  """(kind, compact array): 'uint8' (as loaded), 'bits' (0/1 pixels, packed), 'grey255' (k/255 as
+  uint8) or 'float32'; `_decode` restores the array exactly."""
+  if images.dtype == np.uint8:
+    return 'uint8', images
+  stored, divisor = as_uint8(images)
+  if stored is None:
+    return 'float32', np.asarray(images, np.float32)
+  if divisor == 1.0:
+    return 'bits', np.packbits(stored.reshape(-1))
+  return 'grey255', stored
+
+
+def _decode(kind: str, stored: np.ndarray, shape) -> np.ndarray:
+  shape = tuple(int(s) for s in shape)
+  if kind == 'bits':
+    return np.unpackbits(stored, count=int(np.prod(shape))).reshape(shape).astype(np.float32)
+  if kind == 'grey255':
+    return (stored.astype(np.float32) / np.float32(255.0)).reshape(shape)
+  return stored.reshape(shape)
+
+
+def write_cache(dataset: 'Dataset', path: str):
+  """Saves the splits of `dataset` to `path` (written to a temporary file, then renamed)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  arrays = {'name': np.asarray(dataset.name), 'dynamic': np.asarray(dataset.dynamic)}
+  for split in SPLITS:
+    kind, stored = _encode(dataset.split(split))
+    arrays.update({f'{split}_kind': np.asarray(kind), f'{split}_data': stored,
+                   f'{split}_shape': np.asarray(dataset.split(split).shape)})
+  tmp = f'{path}.tmp{os.getpid()}.npz'
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def read_cache(path: str, name: str) -> 'Dataset':
+  """The Dataset saved by `write_cache`; raises DataError naming the file if it is unreadable."""
+  try:
+    with np.load(path) as f:
+      if str(f['name']) != name:
+        raise ValueError(f'it holds {str(f["name"])!r}, not {name!r}')
+      splits = [_decode(str(f[f'{s}_kind']), f[f'{s}_data'], f[f'{s}_shape']) for s in SPLITS]
+      dynamic = bool(f['dynamic'])
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(f'The dataset cache {path} is unreadable ({e}); delete it to rebuild it from '
+                    'the tfds data.') from e
+  return Dataset(name, *splits, dynamic)
+
+
 def load(data_config) -> Dataset:
   """Loads `data_config.dataset`. Where tfds has no validation split (App. B.1): a random part of
   `data.validation_size` training images (0 = the dataset's default: 10,000 for MNIST and
   FashionMNIST, 4,000 for Omniglot, 5,000 for CIFAR-10), chosen with `data.split_seed`. Grey-level
-  test images are binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`."""
+  test images are binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`.
+
+  With `data.cache_dir`, the prepared splits are also kept there as one .npz file per dataset and
+  split settings (`cache_path`); later loads read it without TensorFlow or tfds.
+  """
+  validate(data_config)
+  path = cache_path(data_config)
+  if path and os.path.exists(path):
+    return read_cache(path, data_config.dataset)
+  dataset = _load_from_tfds(data_config)
+  if path and _process_index() == 0:
+    write_cache(dataset, path)
+  return dataset
+
+
+def _process_index() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index()
+
+
+def _load_from_tfds(data_config) -> Dataset:
   builder = get_builder(data_config)
   name = data_config.dataset
   spec = SPECS[name]

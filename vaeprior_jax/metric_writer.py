@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from typing import Mapping
 
 import jax
@@ -14,7 +15,11 @@ def format_duration(seconds: float) -> str:
 
 
 class MetricWriter:
-  """Writes {name: float} per step to `workdir/metrics.jsonl` and `workdir/tensorboard/`."""
+  """Writes {name: float} per step to `workdir/metrics.jsonl` and `workdir/tensorboard/`.
+
+  The event files are written with TensorBoard's own writer (no TensorFlow needed), as scalar
+  summaries that TensorBoard's scalar dashboard reads.
+  """
 
   def __init__(self, workdir: str, filename: str = 'metrics.jsonl', resume_from_step: int = 0):
     self._enabled = jax.process_index() == 0
@@ -27,10 +32,8 @@ class MetricWriter:
         keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_from_step]
       with open(self._jsonl_path, 'w') as f:
         f.writelines(keep)
-    from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
-    data.hide_accelerators_from_tf()
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+    self._tb = event_file_writer.EventFileWriter(os.path.join(workdir, 'tensorboard'))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]):
     if not self._enabled:
@@ -38,10 +41,11 @@ class MetricWriter:
     scalars = {k: float(v) for k, v in scalars.items()}
     with open(self._jsonl_path, 'a') as f:
       f.write(json.dumps({'step': int(step), **scalars}) + '\n')
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with self._tb.as_default():
-      for name, value in scalars.items():
-        tf.summary.scalar(name, value, step=int(step))
+    from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=name, simple_value=value)
+                                         for name, value in scalars.items()])
+    self._tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
     self._tb.flush()
 
   def close(self):

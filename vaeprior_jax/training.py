@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
 from vaeprior_jax import data
+from vaeprior_jax import device_loop
 from vaeprior_jax import evaluation
 from vaeprior_jax import metric_writer
 from vaeprior_jax import models
@@ -238,6 +239,17 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, t
   return train_step
 
 
+def next_event(step: int, num_steps: int, train_config, early_stopping=None, phase_end=None) -> int:
+  """The first step after `step` at which the host logs, checkpoints, validates or changes phase."""
+  after = lambda every: (step // every + 1) * every
+  ends = [num_steps, after(train_config.checkpoint_every_steps), after(train_config.log_every_steps)]
+  if early_stopping is not None:
+    ends.append(after(early_stopping.every))
+  if phase_end is not None:
+    ends.append(phase_end)
+  return min(e for e in ends if e > step)
+
+
 def compile_train_step(train_step, mesh: Mesh):
   repl = sharding.replicated(mesh)
   return jax.jit(train_step, in_shardings=(repl, sharding.batch_sharded(mesh), repl),
@@ -266,8 +278,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   per_epoch = data.steps_per_epoch(dataset.train.shape[0], tc.batch_size)
   keys = root_keys(config.seed)
   replicated = sharding.replicated(mesh)
-  first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
-                                         dataset.dynamic))
+  on_device = bool(tc.get('on_device', False))
+  if on_device:  # The training split on every device; chunks of steps in one compiled loop.
+    device_data = device_loop.DeviceData(dataset.train, tc.batch_size, config.seed,
+                                         dataset.dynamic, mesh)
+    first_batch = device_data.batch_at(0)
+  else:
+    first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
+                                           dataset.dynamic))
   staged = prior_training.strategy(tc) != 'joint'
   if staged:  # Post-hoc or iterative: phases over a pretrained standard VAE.
     init_from = tc.get('init_from') or _pretrain(config, workdir)
@@ -309,25 +327,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     return {}
 
   if staged:
-    group_steps = {g: compile_train_step(prior_training.make_phase_step(model, g, phases, tc), mesh)
-                   for g in sorted({p.group for p in phases})}
-    step_fn_at = lambda step: group_steps[prior_training.phase_of(phases, step).group]
+    step_fns = {g: prior_training.make_phase_step(model, g, phases, tc)
+                for g in sorted({p.group for p in phases})}
+    group_at = lambda step: prior_training.phase_of(phases, step).group
   else:
-    joint_step = compile_train_step(make_train_step(model, optimizer, tc, per_epoch), mesh)
-    step_fn_at = lambda step: joint_step
+    step_fns = {'joint': make_train_step(model, optimizer, tc, per_epoch)}
+    group_at = lambda step: 'joint'
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
-  batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
-                               dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
   train_key = sharding.replicate(train_key, mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.get('early_stopping', False) else None
+  if on_device:
+    loops = {g: device_loop.make_loop(f, device_data) for g, f in step_fns.items()}
+
+    def run(state, step):  # Up to the next step at which the host has something to do.
+      end = next_event(step, num_steps, tc, early_stopping,
+                       prior_training.phase_of(phases, step).end if staged else None)
+      state, metrics = loops[group_at(step)](state, train_key, end - step)
+      return state, metrics, end
+  else:
+    compiled = {g: compile_train_step(f, mesh) for g, f in step_fns.items()}
+    batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
+                                 dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
+
+    def run(state, step):
+      state, metrics = compiled[group_at(step)](
+          state, sharding.shard_batch(next(batches), mesh), train_key)
+      return state, metrics, step + 1
+
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
+  step = start_step
   try:
-    for step in range(start_step, num_steps):
-      state, metrics = step_fn_at(step)(state, sharding.shard_batch(next(batches), mesh), train_key)
-      pending.append(metrics)
-      done = step + 1
+    while step < num_steps:
+      state, metrics, done = run(state, step)
+      step = done
+      pending.append(metrics)  # On device: with a leading axis over the chunk's steps.
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps
       log = done % tc.log_every_steps == 0 or done == num_steps
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
@@ -335,6 +370,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.
       host = sharding.to_host(pending)
+      if on_device:
+        host = [{k: v[i] for k, v in chunk.items()} for chunk in host
+                for i in range(len(chunk['loss']))]
       pending = []
       for offset, m in enumerate(host):
         if not np.isfinite(m['loss']):

@@ -153,6 +153,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.dataset = dataset
   config.data.manual_dir = ''
   config.data.data_dir = ''               # tfds data_dir; '' = tfds' default
+  config.data.cache_dir = ''              # keep the prepared splits here as .npz (no TF to reload)
   config.data.validation_size = 1345 if dataset == 'omniglot' else 0  # 0: 10,000 for MNIST
   config.data.split_seed = 0
   config.data.test_binarizations = 1      # the paper binarizes the test images once
@@ -161,6 +162,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 2000.0
   config.train.num_steps = -1             # > 0 overrides num_epochs
+  config.train.on_device = False          # True: data on the devices, steps in compiled loops
   config.train.batch_size = 100
   config.train.learning_rate = LEARNING_RATES[tokens.get('lr', 'lr5e-4')]
   config.train.lr_decay_epochs = ()

@@ -175,6 +175,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.dataset = dataset
   config.data.manual_dir = ''             # folder with the original files (offline preparation)
   config.data.data_dir = ''               # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
+  config.data.cache_dir = ''              # keep the prepared splits here as .npz (no TF to reload)
   # mnist / fashion_mnist / omniglot (App. B.1): validation carved from the training images (0 = the
   # dataset's default: 10,000; 4,000 for Omniglot; 5,000 for CIFAR-10), test set binarized 10 times
   # with a fixed seed; ignored by binarized_mnist and celeb_a, which have their own splits.
@@ -186,6 +187,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 2400.0
   config.train.num_steps = -1             # > 0 overrides num_epochs
+  config.train.on_device = False          # True: data on the devices, steps in compiled loops
   config.train.batch_size = 64 if net == 'pixel' else 128
   # StaticMNIST: 1e-4, then 1e-5 after epoch 1,600; elsewhere 1e-3 / 1e-4 / 1e-5 over thirds.
   config.train.learning_rate = 1e-4 if static else 1e-3
