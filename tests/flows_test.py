@@ -104,3 +104,13 @@ def test_rejects_one_dimensional_inputs_and_zero_blocks():
     flows.RealNVP(2).init(jax.random.key(0), jnp.ones((3, 1)), method='forward_and_log_det')
   with pytest.raises(ValueError, match='num_blocks >= 1'):
     flows.RealNVP(0).init(jax.random.key(0), jnp.ones((3, 2)), method='forward_and_log_det')
+
+
+def test_an_unrolled_flow_computes_the_same_function_with_the_same_parameters():
+  z = jax.random.normal(jax.random.key(0), (8, 6))
+  looped, unrolled = flows.RealNVP(4, hidden_units=8), flows.RealNVP(4, hidden_units=8, unroll=4)
+  variables = _perturbed(looped.init(jax.random.key(1), z, method=looped.forward_and_log_det))
+  for method in ('forward_and_log_det', 'inverse_and_log_det'):
+    out_a = jax.jit(lambda v, x: looped.apply(v, x, method=method))(variables, z)
+    out_b = jax.jit(lambda v, x: unrolled.apply(v, x, method=method))(variables, z)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), out_a, out_b)

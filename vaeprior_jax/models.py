@@ -327,6 +327,7 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableMod
   `HierarchicalVAE`), prior (standard|realnvp|mog|vampprior|vampprior_data; of z2 in the two-level
   models), posterior (gaussian|realnvp), latent_dim (of z, or of z2), flow_depth, and optionally z1_dim
   (0: latent_dim), num_components (500: mixture components or pseudo-inputs), flow_hidden_units (256),
+  flow_unroll (1: RealNVP blocks per scan iteration; flow_depth unrolls the loop entirely),
   coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3) and pixelcnn_features (0:
   C + 32).
   """
@@ -335,6 +336,7 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableMod
   slope = get('negative_slope', 0.2)
   flow_kwargs = dict(flow_depth=model_config.flow_depth,
                      flow_hidden_units=get('flow_hidden_units', 256),
+                     flow_unroll=get('flow_unroll', 1),
                      scale_bias=get('coupling_scale_bias', 2.0), negative_slope=slope)
   prior = priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs,
                         num_components=get('num_components', 500), input_shape=input_shape)

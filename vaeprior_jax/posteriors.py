@@ -43,10 +43,11 @@ class RealNVPPosterior(nn.Module):
   hidden_units: int = 256
   scale_bias: float = 2.0
   negative_slope: float = 0.2
+  unroll: int = 1
 
   def setup(self):
     self.flow = flows.RealNVP(self.num_blocks, self.hidden_units, self.scale_bias,
-                              self.negative_slope)
+                              self.negative_slope, self.unroll)
 
   def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
     w, log_q_w = gaussian_sample(mean, log_std, rng)
@@ -63,11 +64,12 @@ class RealNVPPosterior(nn.Module):
 POSTERIORS = ('gaussian', 'realnvp')
 
 
-def create(name: str, flow_depth: int, flow_hidden_units: int = 256, scale_bias: float = 2.0,
+def create(name: str, flow_depth: int, flow_hidden_units: int = 256, flow_unroll: int = 1,
+           scale_bias: float = 2.0,
            negative_slope: float = 0.2) -> nn.Module:
   """Builds the posterior called `name` (one of POSTERIORS)."""
   if name == 'gaussian':
     return GaussianPosterior()
   if name == 'realnvp':
-    return RealNVPPosterior(flow_depth, flow_hidden_units, scale_bias, negative_slope)
+    return RealNVPPosterior(flow_depth, flow_hidden_units, scale_bias, negative_slope, flow_unroll)
   raise ValueError(f'Unknown posterior {name!r}; allowed: {", ".join(POSTERIORS)}.')

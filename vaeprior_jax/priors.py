@@ -39,10 +39,11 @@ class RealNVPPrior(nn.Module):
   hidden_units: int = 256
   scale_bias: float = 2.0
   negative_slope: float = 0.2
+  unroll: int = 1
 
   def setup(self):
     self.flow = flows.RealNVP(self.num_blocks, self.hidden_units, self.scale_bias,
-                              self.negative_slope)
+                              self.negative_slope, self.unroll)
 
   def log_prob(self, z: Array) -> Array:
     _check_latent(z, self.latent_dim, type(self).__name__)
@@ -118,13 +119,15 @@ PRIORS = ('standard', 'realnvp', 'mog', 'vampprior', 'vampprior_data')
 
 
 def create(name: str, latent_dim: int, flow_depth: int, flow_hidden_units: int = 256,
+           flow_unroll: int = 1,
            scale_bias: float = 2.0, negative_slope: float = 0.2, num_components: int = 500,
            input_shape: Tuple[int, int, int] = (28, 28, 1)) -> nn.Module:
   """Builds the prior called `name` (one of PRIORS)."""
   if name == 'standard':
     return StandardNormalPrior(latent_dim)
   if name == 'realnvp':
-    return RealNVPPrior(latent_dim, flow_depth, flow_hidden_units, scale_bias, negative_slope)
+    return RealNVPPrior(latent_dim, flow_depth, flow_hidden_units, scale_bias, negative_slope,
+                        flow_unroll)
   if name == 'mog':
     return MixtureOfGaussiansPrior(latent_dim, num_components)
   if name in ('vampprior', 'vampprior_data'):

@@ -166,6 +166,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.latent_dim = 40 if dataset in ('binarized_mnist', 'mnist') else 64
   config.model.flow_depth = depth         # K, RealNVP blocks
   config.model.flow_hidden_units = 256    # Dense[256] in each coupling layer
+  config.model.flow_unroll = 1            # RealNVP blocks per loop iteration (K: no loop; accelerators)
   config.model.coupling_scale_bias = 2.0  # scale = sigmoid(s + 2): each coupling starts near identity
   config.model.negative_slope = 0.2       # leaky ReLU, TensorFlow's default
 
