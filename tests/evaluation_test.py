@@ -137,3 +137,16 @@ def test_active_units_counts_dimensions_with_variance_above_threshold():
   assert evaluation.active_units(means, threshold=0.001) == 3
   with pytest.raises(ValueError, match='latent_dim'):
     evaluation.active_units(means[:, 0])
+
+
+def test_bernoulli_log_prob_is_the_exact_log_probability_and_has_the_right_gradient():
+  logits = jnp.asarray([-200.0, -30.0, -1.5, -1e-3, 0.0, 1e-3, 2.0, 30.0, 200.0], jnp.float32)
+  for x in (0.0, 1.0):
+    log_prob = lambda l: distributions.bernoulli_log_prob(jnp.asarray([[[x]]]), l.reshape(1, 1, 1),
+                                                          event_ndims=3)
+    got = np.asarray(jax.vmap(log_prob)(logits))
+    l64 = np.asarray(logits, np.float64)
+    expected = np.where(x == 1.0, -np.logaddexp(0.0, -l64), -np.logaddexp(0.0, l64))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    grad = jax.vmap(jax.grad(log_prob))(logits)
+    np.testing.assert_allclose(grad, x - 1.0 / (1.0 + np.exp(-l64)), rtol=1e-5, atol=1e-7)

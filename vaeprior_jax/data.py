@@ -273,8 +273,6 @@ class Dataset:
 # ------------------------------------------------------------------------------- array cache
 
 CACHE_VERSION = 1
-_CACHE_KEYS = ('dataset', 'validation_size', 'split_seed', 'test_binarizations',
-               'test_binarization_seed')
 
 
 def cache_path(data_config) -> Optional[str]:
@@ -282,7 +280,11 @@ def cache_path(data_config) -> Optional[str]:
   cache_dir = data_config.get('cache_dir', '')
   if not cache_dir:
     return None
-  settings = {k: data_config.get(k) for k in _CACHE_KEYS}
+  # Only the settings that change this dataset's splits: a static dataset has one cache file.
+  spec = SPECS[data_config.dataset]
+  relevant = (('validation_size', 'split_seed') if spec.carve_validation else ()) + (
+      ('test_binarizations', 'test_binarization_seed') if spec.dynamic else ())
+  settings = {k: data_config.get(k) for k in ('dataset',) + relevant}
   settings['version'] = CACHE_VERSION
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
   return os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
