@@ -33,5 +33,9 @@ setuptools.setup(
                                                'experiments.*']),
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'dev': ['pytest>=8.0']},
+    extras_require={
+        'dev': ['pytest>=8.0'],
+        # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
+        'bench': ['torch>=2.0'],
+    },
 )

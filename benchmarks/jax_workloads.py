@@ -1,0 +1,199 @@
+"""The JAX side of the benchmarks: the library's own train step, estimator and on-device loop, built
+exactly as the binaries build them, on random binary images (speed does not depend on the pixels)."""
+
+import time
+from typing import Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments.configs import xu2019
+from vaeprior_jax import device_loop
+from vaeprior_jax import evaluation
+from vaeprior_jax import models
+from vaeprior_jax import sharding
+from vaeprior_jax import training
+
+SHAPE = (28, 28, 1)
+
+
+def config_for(net: str, prior: str, flow_depth: int = 20, batch_size: int = 128):
+  """An xu2019 config (the paper's protocol) for `net` with the standard or RealNVP prior."""
+  config = xu2019.get_config(f'table1,{net},{"rnvp_prior" if prior == "realnvp" else "standard"}')
+  config.model.flow_depth = flow_depth
+  config.train.batch_size = batch_size
+  config.train.warmup_epochs = 100.0
+  return config
+
+
+def random_images(n: int, seed: int = 0) -> np.ndarray:
+  return (np.random.default_rng(seed).random((n,) + SHAPE) < 0.3).astype(np.float32)
+
+
+def time_windows(run_window: Callable[[], None], num_windows: int, warmup_windows: int = 1):
+  """Seconds of each of `num_windows` calls of run_window (which must block until done)."""
+  for _ in range(warmup_windows):
+    run_window()
+  times = []
+  for _ in range(num_windows):
+    start = time.perf_counter()
+    run_window()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def memory_of(compiled) -> Dict[str, float]:
+  """XLA's buffer assignment of a compiled function, in MiB (peak = arguments + outputs + temporaries
+  - donated/aliased)."""
+  ma = compiled.memory_analysis()
+  if ma is None:
+    return {}
+  mib = lambda b: float(b) / 2 ** 20
+  return {'temp_mib': mib(ma.temp_size_in_bytes), 'argument_mib': mib(ma.argument_size_in_bytes),
+          'output_mib': mib(ma.output_size_in_bytes),
+          'xla_peak_mib': mib(ma.argument_size_in_bytes + ma.output_size_in_bytes +
+                              ma.temp_size_in_bytes - ma.alias_size_in_bytes)}
+
+
+def device_peak_mib() -> Optional[float]:
+  stats = jax.local_devices()[0].memory_stats()
+  if not stats or 'peak_bytes_in_use' not in stats:
+    return None
+  return stats['peak_bytes_in_use'] / 2 ** 20
+
+
+def xla_flops(compiled) -> Optional[float]:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  return float(analysis['flops']) if analysis and 'flops' in analysis else None
+
+
+class TrainWorkload:
+  """The binaries' jitted train step (warm-up ELBO + L2, Adam) on a device-resident batch."""
+
+  def __init__(self, config, mesh=None, seed: int = 0):
+    self.config = config
+    self.mesh = mesh or sharding.make_mesh(jax.devices()[:1])
+    self.model = models.create(config.model, SHAPE)
+    tc = config.train
+    self.batch_size = tc.batch_size
+    per_epoch = 390
+    optimizer = training.make_optimizer(tc, per_epoch)
+    step_fn = training.make_train_step(self.model, optimizer, tc, per_epoch)
+    self.step_fn = step_fn
+    batch = random_images(self.batch_size, seed)
+    self.batch = sharding.shard_batch(batch, self.mesh)
+    self.key = sharding.replicate(jax.random.key(seed + 1), self.mesh)
+    self.state = jax.jit(lambda b: training.create_train_state(self.model, optimizer, b,
+                                                               jax.random.key(seed)),
+                         out_shardings=sharding.replicated(self.mesh))(batch)
+    self.jitted = training.compile_train_step(step_fn, self.mesh)
+    start = time.perf_counter()
+    self.compiled = self.jitted.lower(self.state, self.batch, self.key).compile()
+    self.compile_seconds = time.perf_counter() - start
+
+  def flops_per_step(self):
+    from benchmarks import flops  # pylint: disable=g-import-not-at-top
+    return flops.count(self.step_fn, self.state, self.batch, self.key)
+
+  def run(self, num_steps: int):
+    for _ in range(num_steps):
+      self.state, metrics = self.compiled(self.state, self.batch, self.key)
+    jax.block_until_ready(metrics['loss'])
+
+
+class NLLWorkload:
+  """The K-sample estimator of `evaluation.make_batch_metrics` on one test batch."""
+
+  def __init__(self, config, num_samples: int, chunk_size: int, batch_size: int = 128,
+               seed: int = 0, mesh=None):
+    self.mesh = mesh or sharding.make_mesh(jax.devices()[:1])
+    self.model = models.create(config.model, SHAPE)
+    x = random_images(batch_size, seed)
+    self.params = jax.jit(lambda b: self.model.init(jax.random.key(seed), b, jax.random.key(1))
+                          ['params'], out_shardings=sharding.replicated(self.mesh))(x)
+    self.x = sharding.shard_batch(x, self.mesh)
+    self.key = jax.random.key(seed + 2)
+    self.batch_size = batch_size
+    self.num_samples = num_samples
+    fn = evaluation.make_batch_metrics(self.model, num_samples, chunk_size)
+    self.fn = fn
+    start = time.perf_counter()
+    self.compiled = fn.lower(self.params, self.x, self.key).compile()
+    self.compile_seconds = time.perf_counter() - start
+
+  def flops_per_batch(self):
+    from benchmarks import flops  # pylint: disable=g-import-not-at-top
+    return flops.count(self.fn, self.params, self.x, self.key)
+
+  def run(self, num_batches: int = 1):
+    for i in range(num_batches):
+      out = self.compiled(self.params, self.x, jax.random.fold_in(self.key, i))
+    jax.block_until_ready(out['log_likelihood'])
+
+
+def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, batch_size: int,
+              mesh=None, seed: int = 0):
+  """The binaries' whole-split evaluation (`evaluation.split_metrics`) of random-init parameters:
+  (seconds, metrics). The estimate itself is meaningless for untrained parameters; its cost is not."""
+  mesh = mesh or sharding.make_mesh()
+  model = models.create(config.model, SHAPE)
+  params = jax.jit(lambda b: model.init(jax.random.key(seed), b, jax.random.key(1))['params'],
+                   out_shardings=sharding.replicated(mesh))(images[:8])
+  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  batch_size = sharding.round_up_to_devices(batch_size, mesh)
+  # Compile outside the timed region, on one batch.
+  jax.block_until_ready(batch_metrics(params, sharding.shard_batch(images[:batch_size], mesh),
+                                      jax.random.key(0)))
+  start = time.perf_counter()
+  metrics = evaluation.split_metrics(batch_metrics, params, images, jax.random.key(3), mesh,
+                                     batch_size)
+  return time.perf_counter() - start, metrics
+
+
+class DeviceLoopWorkload:
+  """`train.on_device`: whole chunks of steps in one compiled scan over device-resident images."""
+
+  def __init__(self, config, num_examples: int = 50000, steps_per_call: int = 390, mesh=None,
+               seed: int = 0, binarize: bool = False):
+    self.mesh = mesh or sharding.make_mesh()
+    self.model = models.create(config.model, SHAPE)
+    tc = config.train
+    images = random_images(num_examples, seed)
+    self.data = device_loop.DeviceData(images, tc.batch_size, seed, binarize, self.mesh)
+    per_epoch = self.data.steps_per_epoch
+    optimizer = training.make_optimizer(tc, per_epoch)
+    self.loop = device_loop.make_loop(training.make_train_step(self.model, optimizer, tc,
+                                                               per_epoch), self.data)
+    self.state = jax.jit(lambda b: training.create_train_state(self.model, optimizer, b,
+                                                               jax.random.key(seed)),
+                         out_shardings=sharding.replicated(self.mesh))(self.data.batch_at(0))
+    self.key = sharding.replicate(jax.random.key(seed + 1), self.mesh)
+    self.steps_per_call = steps_per_call
+    self.batch_size = tc.batch_size
+    start = time.perf_counter()
+    self.run(1)
+    self.compile_seconds = time.perf_counter() - start
+
+  def run(self, num_calls: int = 1):
+    for _ in range(num_calls):
+      self.state, metrics = self.loop(self.state, self.key, self.steps_per_call)
+    jax.block_until_ready(metrics['loss'])
+
+
+def matmul_peak(size: int, dtype=jnp.float32, num_windows: int = 5) -> float:
+  """Dense matrix-product FLOP/s of this device (median of timed windows of 10 products)."""
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  f = jax.jit(lambda a_, b_: a_ @ b_)
+  jax.block_until_ready(f(a, b))
+
+  def window():
+    for _ in range(10):
+      out = f(a, b)
+    jax.block_until_ready(out)
+
+  return 10 * 2.0 * size ** 3 / float(np.median(time_windows(window, num_windows)))

@@ -1,0 +1,352 @@
+r"""The benchmark suite: speed and memory of training and of the 1,000-sample estimator, against a
+PyTorch peer and the machine's matrix-product peak. Run by hand; results go to benchmarks/RESULTS.md.
+
+  python -m benchmarks.run                       # everything that applies to the devices present
+  python -m benchmarks.run --only=train,nll --json=/tmp/bench.json
+
+Sections (--only): matmul (dense float32 matrix-product peak), train (DenseVAE / ResnetVAE x standard
+/ RealNVP prior K=20, batch 128: examples/s, XLA memory, FLOP/s), nll (1,000-sample estimator:
+test examples/s and memory per chunk size), peer (train and nll timed against the PyTorch peer in
+the same process, alternating windows; needs torch), nll_memory (peak memory over 1,000 vs 10,000
+test examples), compile (train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s
+over 1, 2, 4 devices where present), gpu (accelerator targets: the full-test-set NLL of ResnetVAE +
+RealNVP K=50, and epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE
+protocol).
+
+Every timing is the median over timed windows after a warm-up; FLOPs are counted from the jaxpr
+(matrix products and convolutions; `benchmarks.flops`), with XLA's own cost analysis beside them.
+"""
+
+import datetime
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+_ONLY = flags.DEFINE_list('only', [], 'Sections to run (default: all that apply).')
+_JSON = flags.DEFINE_string('json', '', 'Write all results to this JSON file.')
+_WINDOWS = flags.DEFINE_integer('windows', 5, 'Timed windows per measurement.')
+_NLL_EXAMPLES = flags.DEFINE_list('nll_memory_examples', ['1000', '10000'],
+                                  'Test-set sizes of the nll_memory section.')
+_FULL_TEST_EXAMPLES = flags.DEFINE_integer('full_test_examples', 10000,
+                                           'Test examples of the gpu section\'s NLL target.')
+_GPU_EPOCHS = flags.DEFINE_integer('gpu_epochs', 20, 'Epochs timed in the gpu section.')
+_DATA_CACHE = flags.DEFINE_string('data_cache', '', 'A data.cache_dir holding static MNIST: the gpu '
+                                  'section then evaluates the real test images.')
+
+SECTIONS = ('matmul', 'train', 'nll', 'peer', 'nll_memory', 'compile', 'scaling', 'gpu')
+
+
+def _accelerator() -> bool:
+  return jax.default_backend() != 'cpu'
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def environment():
+  info = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+          'python': platform.python_version(), 'jax': jax.__version__,
+          'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
+          'device_kind': jax.devices()[0].device_kind, 'cpu': _cpu_name(),
+          'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv)}
+  try:
+    import flax  # pylint: disable=g-import-not-at-top
+    info['flax'] = flax.__version__
+    import torch  # pylint: disable=g-import-not-at-top
+    info['torch'] = torch.__version__
+    info['torch_threads'] = torch.get_num_threads()
+  except ImportError:
+    pass
+  return info
+
+
+def _median(values):
+  return float(np.median(values))
+
+
+def _log(msg):
+  print(msg, flush=True)
+
+
+# ------------------------------------------------------------------------------------ sections
+
+def run_matmul(results):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  size = 8192 if _accelerator() else 2048
+  peak = jw.matmul_peak(size, num_windows=_WINDOWS.value)
+  out = {'size': size, 'jax_flops_per_s': peak}
+  if not _accelerator():
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      a, b = torch.randn(size, size), torch.randn(size, size)
+      torch.mm(a, b)
+      times = []
+      for _ in range(_WINDOWS.value):
+        start = time.perf_counter()
+        for _ in range(10):
+          torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+      out['torch_flops_per_s'] = 10 * 2.0 * size ** 3 / _median(times)
+    except ImportError:
+      pass
+  out['peak_flops_per_s'] = max(v for k, v in out.items() if k.endswith('flops_per_s'))
+  results['matmul'] = out
+  _log(f'matmul {size}^3 float32: JAX {peak / 1e9:.1f} GFLOP/s'
+       + (f', PyTorch {out["torch_flops_per_s"] / 1e9:.1f} GFLOP/s' if 'torch_flops_per_s' in out
+          else ''))
+
+
+WORKLOADS = (('dense', 'standard'), ('dense', 'realnvp'), ('resnet', 'standard'),
+             ('resnet', 'realnvp'))
+
+
+def _train_steps_per_window(net):
+  if _accelerator():
+    return 200 if net == 'dense' else 50
+  return 40 if net == 'dense' else 3
+
+
+def _torch_or_none():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    from benchmarks import torch_peer  # pylint: disable=g-import-not-at-top
+    return torch, torch_peer
+  except ImportError:
+    return None, None
+
+
+def run_train(results, peer: bool):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  torch, torch_peer = _torch_or_none() if peer else (None, None)
+  peak = results.get('matmul', {}).get('peak_flops_per_s')
+  out = {}
+  for net, prior in WORKLOADS:
+    name = f'{net}/{prior}'
+    work = jw.TrainWorkload(jw.config_for(net, prior))
+    steps = _train_steps_per_window(net)
+    entry = {'batch_size': work.batch_size, 'steps_per_window': steps,
+             'compile_seconds': work.compile_seconds, **jw.memory_of(work.compiled)}
+    flops = work.flops_per_step()
+    entry['flops_per_step_jaxpr'] = flops
+    entry['flops_per_step_xla'] = jw.xla_flops(work.compiled)
+    jax_times, torch_times = [], []
+    work.run(2)
+    if torch is not None:
+      torch.manual_seed(0)
+      model = torch_peer.VAE(net, prior)
+      step = torch_peer.make_train_step(model)
+      x = torch.from_numpy(jw.random_images(work.batch_size).transpose(0, 3, 1, 2).copy())
+      step(x)
+    for _ in range(_WINDOWS.value):  # Alternating windows, the same process.
+      start = time.perf_counter()
+      work.run(steps)
+      jax_times.append(time.perf_counter() - start)
+      if torch is not None:
+        start = time.perf_counter()
+        for _ in range(steps):
+          step(x)
+        torch_times.append(time.perf_counter() - start)
+    entry['examples_per_s'] = steps * work.batch_size / _median(jax_times)
+    entry['achieved_flops_per_s'] = flops * steps / _median(jax_times)
+    if peak:
+      entry['fraction_of_matmul_peak'] = entry['achieved_flops_per_s'] / peak
+    if torch_times:
+      entry['torch_examples_per_s'] = steps * work.batch_size / _median(torch_times)
+      entry['jax_over_torch'] = entry['examples_per_s'] / entry['torch_examples_per_s']
+    entry['device_peak_mib'] = jw.device_peak_mib()
+    out[name] = entry
+    _log(f'train {name}: {entry["examples_per_s"]:.0f} examples/s'
+         + (f' (PyTorch {entry["torch_examples_per_s"]:.0f}, ratio {entry["jax_over_torch"]:.2f})'
+            if torch_times else '')
+         + f', XLA peak {entry.get("xla_peak_mib", float("nan")):.0f} MiB, '
+         f'{entry["achieved_flops_per_s"] / 1e9:.1f} GFLOP/s')
+  results['train'] = out
+
+
+def _nll_batch(net):
+  return 128 if (_accelerator() or net == 'dense') else 8
+
+
+def _chunks():
+  return (100, 250, 1000) if _accelerator() else (10, 100, 250)
+
+
+def run_nll(results, peer: bool):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  torch, torch_peer = _torch_or_none() if peer else (None, None)
+  peak = results.get('matmul', {}).get('peak_flops_per_s')
+  out = {}
+  for net, prior in WORKLOADS:
+    batch = _nll_batch(net)
+    for chunk in _chunks():
+      name = f'{net}/{prior}/chunk{chunk}'
+      work = jw.NLLWorkload(jw.config_for(net, prior), 1000, chunk, batch)
+      entry = {'batch_size': batch, 'num_samples': 1000, 'chunk_size': chunk,
+               'compile_seconds': work.compile_seconds, **jw.memory_of(work.compiled)}
+      flops = work.flops_per_batch()
+      entry['flops_per_batch_jaxpr'] = flops
+      # Time only the chunk size the binaries use by default (100) against the peer, and every
+      # chunk size on its own.
+      with_peer = torch is not None and chunk == 100
+      work.run(1)
+      if with_peer:
+        torch.manual_seed(0)
+        model = torch_peer.VAE(net, prior).eval()
+        x = torch.from_numpy(jw.random_images(batch).transpose(0, 3, 1, 2).copy())
+        torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
+      jax_times, torch_times = [], []
+      for _ in range(max(3, _WINDOWS.value // 2)):
+        start = time.perf_counter()
+        work.run(1)
+        jax_times.append(time.perf_counter() - start)
+        if with_peer:
+          start = time.perf_counter()
+          torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
+          torch_times.append(time.perf_counter() - start)
+      entry['examples_per_s'] = batch / _median(jax_times)
+      entry['achieved_flops_per_s'] = flops / _median(jax_times)
+      if peak:
+        entry['fraction_of_matmul_peak'] = entry['achieved_flops_per_s'] / peak
+      if torch_times:
+        entry['torch_examples_per_s'] = batch / _median(torch_times)
+        entry['jax_over_torch'] = entry['examples_per_s'] / entry['torch_examples_per_s']
+      entry['device_peak_mib'] = jw.device_peak_mib()
+      out[name] = entry
+      _log(f'nll {name} (batch {batch}): {entry["examples_per_s"]:.1f} test examples/s'
+           + (f' (PyTorch {entry["torch_examples_per_s"]:.1f}, ratio '
+              f'{entry["jax_over_torch"]:.2f})' if torch_times else '')
+           + f', XLA peak {entry.get("xla_peak_mib", float("nan")):.0f} MiB, '
+           f'{entry["achieved_flops_per_s"] / 1e9:.1f} GFLOP/s')
+  results['nll'] = out
+
+
+def run_nll_memory(results):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  config = jw.config_for('dense', 'standard')
+  out = {}
+  for n in (int(v) for v in _NLL_EXAMPLES.value):
+    images = jw.random_images(n, seed=5)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds, metrics = jw.split_nll(config, images, 1000, 100, 128)
+    out[str(n)] = {'seconds': seconds, 'examples_per_s': n / seconds,
+                   'process_peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   'process_peak_rss_before_mib': rss_before,
+                   'device_peak_mib': jw.device_peak_mib(), 'num_examples': metrics['num_examples']}
+    _log(f'nll_memory dense/standard, {n} examples: {seconds:.1f} s, process peak RSS '
+         f'{out[str(n)]["process_peak_rss_mib"]:.0f} MiB, device peak '
+         f'{out[str(n)]["device_peak_mib"]}')
+  results['nll_memory'] = out
+
+
+def run_compile(results):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  out = {}
+  for depth in (5, 20, 50):
+    work = jw.TrainWorkload(jw.config_for('dense', 'realnvp', flow_depth=depth))
+    out[f'K{depth}'] = work.compile_seconds
+    _log(f'compile dense/realnvp K={depth}: {work.compile_seconds:.2f} s')
+  out['ratio_K50_over_K5'] = out['K50'] / out['K5']
+  results['compile'] = out
+
+
+def run_scaling(results):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  out = {}
+  for n in (1, 2, 4):
+    if n > jax.device_count():
+      continue
+    work = jw.TrainWorkload(jw.config_for('dense', 'realnvp'),
+                            mesh=sharding.make_mesh(jax.devices()[:n]))
+    steps = _train_steps_per_window('dense')
+    times = jw.time_windows(lambda: work.run(steps), _WINDOWS.value)
+    out[str(n)] = steps * work.batch_size / _median(times)
+    _log(f'scaling dense/realnvp over {n} device(s): {out[str(n)]:.0f} examples/s')
+  results['scaling'] = out
+
+
+def run_gpu(results):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  out = {}
+  # 1. The 1,000-sample NLL of ResnetVAE + RealNVP prior (K = 50) over the whole test set.
+  n = _FULL_TEST_EXAMPLES.value
+  images, source = jw.random_images(n, seed=9), 'random binary images'
+  if _DATA_CACHE.value:
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+    dataset = data.load(ml_collections.ConfigDict(dict(
+        dataset='binarized_mnist', cache_dir=_DATA_CACHE.value, manual_dir='', data_dir='',
+        validation_size=0, split_seed=0, test_binarizations=10, test_binarization_seed=0)))
+    images, source = dataset.test[:n], 'static MNIST test images'
+  config = jw.config_for('resnet', 'realnvp', flow_depth=50)
+  for batch, chunk in ((128, 100), (256, 250)):
+    seconds, metrics = jw.split_nll(config, images, 1000, chunk, batch)
+    key = f'resnet_realnvp_K50_nll_b{batch}_c{chunk}'
+    out[key] = {'seconds': seconds, 'num_examples': metrics['num_examples'], 'source': source,
+                'device_peak_mib': jw.device_peak_mib()}
+    _log(f'gpu {key}: {len(images)} examples x 1000 samples in {seconds:.1f} s')
+  # 2. Epochs of the on-device loop (DenseVAE, batch 128, 50,000 images, 390 steps per epoch).
+  for prior in ('standard', 'realnvp'):
+    work = jw.DeviceLoopWorkload(jw.config_for('dense', prior), binarize=False)
+    times = jw.time_windows(lambda: work.run(1), _GPU_EPOCHS.value, warmup_windows=1)
+    epoch = _median(times)
+    out[f'dense_{prior}_on_device_epoch'] = {
+        'seconds_per_epoch': epoch, 'steps_per_epoch': work.steps_per_call,
+        'projected_2400_epochs_minutes': 2400 * epoch / 60,
+        'compile_seconds': work.compile_seconds}
+    _log(f'gpu dense/{prior} on-device: {epoch * 1000:.1f} ms per epoch; 2,400 epochs = '
+         f'{2400 * epoch / 60:.1f} min of training steps')
+  # 3. One early-stopping validation (100 samples over 10,000 validation images), DenseVAE+RNVP.
+  seconds, _ = jw.split_nll(jw.config_for('dense', 'realnvp'), jw.random_images(10000, 3), 100,
+                            100, 1000)
+  out['dense_realnvp_validation_100_samples_seconds'] = seconds
+  _log(f'gpu one validation pass (10,000 x 100 samples): {seconds:.2f} s; the protocol has 120')
+  results['gpu'] = out
+
+
+def main(argv):
+  del argv
+  jax.config.update('jax_enable_compilation_cache', False)  # compile times must be real
+  only = set(_ONLY.value) or set(SECTIONS)
+  unknown = only - set(SECTIONS)
+  if unknown:
+    raise app.UsageError(f'Unknown --only sections {sorted(unknown)}; allowed: {", ".join(SECTIONS)}.')
+  results = {'environment': environment()}
+  _log(json.dumps(results['environment'], indent=1))
+  peer = 'peer' in only and _torch_or_none()[0] is not None and not _accelerator()
+  if 'peer' in only and not peer:
+    _log('peer: skipped (needs torch, and runs on the CPU only).')
+  for name, fn in (('matmul', run_matmul), ('gpu', run_gpu), ('train', lambda r: run_train(r, peer)),
+                   ('nll', lambda r: run_nll(r, peer)), ('nll_memory', run_nll_memory),
+                   ('compile', run_compile), ('scaling', run_scaling)):
+    if name == 'gpu' and not _accelerator():
+      if name in only and _ONLY.value:
+        _log('gpu: skipped (no accelerator).')
+      continue
+    if name in only or (name in ('train', 'nll') and peer):
+      start = time.perf_counter()
+      fn(results)
+      results.setdefault('section_seconds', {})[name] = time.perf_counter() - start
+      if _JSON.value:  # Keep what is done so far.
+        with open(_JSON.value, 'w') as f:
+          json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)
