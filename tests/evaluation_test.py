@@ -150,3 +150,36 @@ def test_bernoulli_log_prob_is_the_exact_log_probability_and_has_the_right_gradi
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     grad = jax.vmap(jax.grad(log_prob))(logits)
     np.testing.assert_allclose(grad, x - 1.0 / (1.0 + np.exp(-l64)), rtol=1e-5, atol=1e-7)
+
+
+def _estimator_temp_bytes(config, num_samples, chunk_size, batch_size):
+  """XLA's temporary buffers of the compiled estimator for one test batch (nothing is run)."""
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  model = models.create(config.model, (28, 28, 1))
+  x = jax.ShapeDtypeStruct((batch_size, 28, 28, 1), jnp.float32)
+  params = jax.eval_shape(lambda x_: model.init(jax.random.key(0), x_, jax.random.key(1))['params'],
+                          x)
+  fn = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  compiled = fn.lower(params, x, jax.eval_shape(lambda: jax.random.key(2))).compile()
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    pytest.skip('this backend reports no memory analysis')  # XLA:CPU does; kept for other backends
+  return analysis.temp_size_in_bytes
+
+
+def test_estimator_memory_is_set_by_the_chunk_not_the_number_of_samples():
+  from experiments.configs import xu2019  # pylint: disable=g-import-not-at-top
+  config = xu2019.get_config('table1,dense,rnvp_prior,runlocal')
+  small, many = (_estimator_temp_bytes(config, k, 8, 16) for k in (16, 1024))
+  assert many <= 1.05 * small, (small, many)
+  assert _estimator_temp_bytes(config, 1024, 32, 16) > 2 * small
+
+
+def test_default_chunk_keeps_the_resnet_vae_estimator_under_2_gib():
+  """Issue 5's memory target: ResnetVAE + RealNVP prior (K = 50), the default eval batch and chunk."""
+  from experiments.configs import xu2019  # pylint: disable=g-import-not-at-top
+  config = xu2019.get_config('table1,resnet,rnvp_prior')
+  config.model.flow_depth = 50
+  temp = _estimator_temp_bytes(config, config.eval.num_samples, config.eval.chunk_size,
+                               config.eval.batch_size)
+  assert temp < 2 * 2**30, f'{temp / 2**30:.2f} GiB'

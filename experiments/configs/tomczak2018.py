@@ -79,6 +79,10 @@ TABLES_2_TO_4 = {
                ('pixelhvae', 'vampprior'): 89.76},
 }
 TABLES = ('table1',) + tuple(TABLES_2_TO_4)
+# Importance samples per vmapped chunk, per net, keeping the estimator's XLA buffers for a batch of 100
+# under 2 GiB (chunk 100 takes 0.13 GiB for HVAE, 5.6 GiB for ConvHVAE, 18.5 GiB for PixelHVAE;
+# benchmarks/RESULTS.md). Raise eval.chunk_size on a large accelerator for speed.
+EVAL_CHUNK_SIZES = {'gated_mlp': 100, 'hvae': 100, 'convhvae': 25, 'pixelhvae': 5}
 LEARNING_RATES = {'lr5e-4': 5e-4, 'lr1e-4': 1e-4}
 BUDGETS = ('quickstart', 'runlocal')
 
@@ -184,7 +188,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1000          # the paper: 5,000
-  config.eval.chunk_size = 100
+  config.eval.chunk_size = EVAL_CHUNK_SIZES[net]  # memory ~ chunk x batch
   config.eval.batch_size = 100
   config.eval.active_units_samples = 1000
 

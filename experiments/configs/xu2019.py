@@ -73,6 +73,11 @@ TABLE4 = {'joint': _N(79.99, 78.58, 224.09, 93.61), 'iterative': _N(80.63, 79.61
           'post_hoc': _N(80.86, 79.90, 225.22, 94.87), 'none': _N(82.95, 81.07, 226.17, 96.99)}
 TABLES = ('table1', 'tableB3', 'table2', 'table3', 'table4')
 NETS = ('dense', 'conv', 'resnet', 'pixel')
+# Importance samples per vmapped chunk of the estimator, per net: XLA's buffers for one batch of 128 grow
+# as chunk x batch, so these keep every net under 2 GiB (benchmarks/RESULTS.md, "Memory of the
+# estimator": chunk 100 takes 0.12 GiB for DenseVAE, 2.4 GiB for ConvVAE, 3.6 GiB for ResnetVAE with
+# K = 50 and 23.6 GiB for PixelVAE). Raise eval.chunk_size on a large accelerator for speed.
+EVAL_CHUNK_SIZES = {'dense': 100, 'conv': 50, 'resnet': 50, 'pixel': 5}
 VARIANTS = ('standard', 'rnvp_posterior', 'rnvp_prior', 'both')
 STRATEGIES = ('joint', 'iterative', 'post_hoc', 'none')
 BUDGETS = ('quickstart', 'runlocal')
@@ -220,7 +225,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1000
-  config.eval.chunk_size = 100            # samples per vmapped chunk; memory ~ chunk x batch
+  config.eval.chunk_size = EVAL_CHUNK_SIZES[net]  # samples per vmapped chunk; memory ~ chunk x batch
   config.eval.batch_size = 128            # test examples per compiled call
   config.eval.active_units_samples = 1000
 
