@@ -34,7 +34,7 @@ setuptools.setup(
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        'dev': ['pytest>=8.0'],
+        'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'],
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
     },
