@@ -22,23 +22,21 @@ except (ImportError, AttributeError):  # pragma: no cover
 
 
 def _dot_flops(eqn) -> float:
-  lhs, rhs = (v.aval for v in eqn.invars)
-  (lhs_contract, _), (lhs_batch, _) = eqn.params['dimension_numbers']
+  lhs = eqn.invars[0].aval
+  (lhs_contract, _), _ = eqn.params['dimension_numbers']
   contracted = math.prod(lhs.shape[d] for d in lhs_contract)
   out = eqn.outvars[0].aval
-  del rhs, lhs_batch
   return 2.0 * math.prod(out.shape) * contracted
 
 
 def _conv_flops(eqn) -> float:
-  lhs, rhs = (v.aval for v in eqn.invars)
+  rhs = eqn.invars[1].aval
   dn = eqn.params['dimension_numbers']
   out = eqn.outvars[0].aval
   # rhs_spec = (out feature dim, in feature dim, spatial dims...) of the kernel.
   rhs_spec = dn.rhs_spec
   kernel_in = rhs.shape[rhs_spec[1]]
   kernel_spatial = math.prod(rhs.shape[d] for d in rhs_spec[2:])
-  del lhs
   return 2.0 * math.prod(out.shape) * kernel_in * kernel_spatial
 
 

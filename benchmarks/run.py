@@ -84,6 +84,18 @@ def _log(msg):
   print(msg, flush=True)
 
 
+def _alternating(num_windows, *window_fns):
+  """Seconds of each window_fn over `num_windows` rounds, run in turn within each round (so that the
+  machine's drift hits every workload alike): one list per function."""
+  times = [[] for _ in window_fns]
+  for _ in range(num_windows):
+    for fn, out in zip(window_fns, times):
+      start = time.perf_counter()
+      fn()
+      out.append(time.perf_counter() - start)
+  return times
+
+
 # ------------------------------------------------------------------------------------ sections
 
 def run_matmul(results):
@@ -95,13 +107,7 @@ def run_matmul(results):
     try:
       import torch  # pylint: disable=g-import-not-at-top
       a, b = torch.randn(size, size), torch.randn(size, size)
-      torch.mm(a, b)
-      times = []
-      for _ in range(_WINDOWS.value):
-        start = time.perf_counter()
-        for _ in range(10):
-          torch.mm(a, b)
-        times.append(time.perf_counter() - start)
+      times = jw.time_windows(lambda: [torch.mm(a, b) for _ in range(10)], _WINDOWS.value)
       out['torch_flops_per_s'] = 10 * 2.0 * size ** 3 / _median(times)
     except ImportError:
       pass
@@ -145,7 +151,6 @@ def run_train(results, peer: bool):
     flops = work.flops_per_step()
     entry['flops_per_step_jaxpr'] = flops
     entry['flops_per_step_xla'] = jw.xla_flops(work.compiled)
-    jax_times, torch_times = [], []
     work.run(2)
     if torch is not None:
       torch.manual_seed(0)
@@ -153,15 +158,10 @@ def run_train(results, peer: bool):
       step = torch_peer.make_train_step(model)
       x = torch.from_numpy(jw.random_images(work.batch_size).transpose(0, 3, 1, 2).copy())
       step(x)
-    for _ in range(_WINDOWS.value):  # Alternating windows, the same process.
-      start = time.perf_counter()
-      work.run(steps)
-      jax_times.append(time.perf_counter() - start)
-      if torch is not None:
-        start = time.perf_counter()
-        for _ in range(steps):
-          step(x)
-        torch_times.append(time.perf_counter() - start)
+    torch_window = lambda: [step(x) for _ in range(steps)]
+    jax_times, *rest = _alternating(_WINDOWS.value, lambda: work.run(steps),
+                                    *([torch_window] if torch is not None else []))
+    torch_times = rest[0] if rest else []
     entry['examples_per_s'] = steps * work.batch_size / _median(jax_times)
     entry['achieved_flops_per_s'] = flops * steps / _median(jax_times)
     if peak:
@@ -210,15 +210,10 @@ def run_nll(results, peer: bool):
         model = torch_peer.VAE(net, prior).eval()
         x = torch.from_numpy(jw.random_images(batch).transpose(0, 3, 1, 2).copy())
         torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
-      jax_times, torch_times = [], []
-      for _ in range(max(3, _WINDOWS.value // 2)):
-        start = time.perf_counter()
-        work.run(1)
-        jax_times.append(time.perf_counter() - start)
-        if with_peer:
-          start = time.perf_counter()
-          torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
-          torch_times.append(time.perf_counter() - start)
+      torch_window = lambda: torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
+      jax_times, *rest = _alternating(max(3, _WINDOWS.value // 2), lambda: work.run(1),
+                                      *([torch_window] if with_peer else []))
+      torch_times = rest[0] if rest else []
       entry['examples_per_s'] = batch / _median(jax_times)
       entry['achieved_flops_per_s'] = flops / _median(jax_times)
       if peak:
@@ -287,14 +282,12 @@ def run_gpu(results):
   # 1. The 1,000-sample NLL of ResnetVAE + RealNVP prior (K = 50) over the whole test set.
   n = _FULL_TEST_EXAMPLES.value
   images, source = jw.random_images(n, seed=9), 'random binary images'
-  if _DATA_CACHE.value:
-    import ml_collections  # pylint: disable=g-import-not-at-top
-    from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
-    dataset = data.load(ml_collections.ConfigDict(dict(
-        dataset='binarized_mnist', cache_dir=_DATA_CACHE.value, manual_dir='', data_dir='',
-        validation_size=0, split_seed=0, test_binarizations=10, test_binarization_seed=0)))
-    images, source = dataset.test[:n], 'static MNIST test images'
   config = jw.config_for('resnet', 'realnvp', flow_depth=50)
+  if _DATA_CACHE.value:
+    from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+    data_config = config.data.copy_and_resolve_references()
+    data_config.cache_dir = _DATA_CACHE.value
+    images, source = data.load(data_config).test[:n], 'static MNIST test images'
   for batch, chunk in ((128, 100), (256, 250)):
     seconds, metrics = jw.split_nll(config, images, 1000, chunk, batch)
     key = f'resnet_realnvp_K50_nll_b{batch}_c{chunk}'

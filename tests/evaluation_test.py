@@ -162,8 +162,7 @@ def _estimator_temp_bytes(config, num_samples, chunk_size, batch_size):
   fn = evaluation.make_batch_metrics(model, num_samples, chunk_size)
   compiled = fn.lower(params, x, jax.eval_shape(lambda: jax.random.key(2))).compile()
   analysis = compiled.memory_analysis()
-  if analysis is None:
-    pytest.skip('this backend reports no memory analysis')  # XLA:CPU does; kept for other backends
+  assert analysis is not None, 'XLA:CPU (conftest) reports the buffer assignment'
   return analysis.temp_size_in_bytes
 
 
