@@ -70,6 +70,87 @@ class DenseDecoder(nn.Module):
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
+# ------------------------------------------------------------------ transposed convolution
+
+def _transpose_phase_taps(kernel_size: int, stride: int):
+  """One spatial axis of lax.conv_transpose(..., 'SAME') (transpose_kernel=False): the triples
+  (phase a, tap t, offset d) such that output s*m + a receives kernel[t] * x[m + d].
+
+  lax computes the transposed convolution as a stride-1 convolution of x dilated by s (s - 1 zeros
+  between pixels), padded by pad_before (below) in front. Output o = s*m + a then meets x[j] at tap t
+  when o + t - pad_before = s*j, i.e. t = pad_before - a (mod s) and j = m + (a + t - pad_before) / s.
+  """
+  pad_len = kernel_size + stride - 2
+  pad_before = kernel_size - 1 if stride > kernel_size - 1 else -(-pad_len // 2)
+  return [(a, t, (a + t - pad_before) // stride) for a in range(stride)
+          for t in range(kernel_size) if (a + t - pad_before) % stride == 0]
+
+
+def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Array:
+  """lax.conv_transpose(x, kernel, strides, 'SAME') for x [N, H, W, C], kernel [kh, kw, C, F] (HWIO,
+  not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], computed without dilating x.
+
+  Each of the sh*sw output phases (o mod s) is a small stride-1 convolution of x itself: one
+  convolution computes all of them at once, with a kernel gathered from `kernel` whose output
+  channels are (phase, F) and whose unused taps are zero; a reshape then interleaves the phases
+  (depth to space, "sub-pixel convolution"). Same function and gradients as lax's, but XLA:CPU takes
+  the kernel gradient of an input-dilated convolution through a slow path (12-20x slower than the
+  forward pass for ResnetVAE's upsampling layers; benchmarks/RESULTS.md); here every gradient is that
+  of an ordinary convolution. A 1x1 kernel needs no convolution of the phases: its output is the 1x1
+  product at phase (0, 0) and zeros elsewhere.
+  """
+  kh, kw, in_features, features = kernel.shape
+  sh, sw = strides
+  if x.ndim != 4 or x.shape[-1] != in_features:
+    raise ValueError(f'conv_transpose_same needs x [N, H, W, {in_features}], got {x.shape}.')
+  dims = ('NHWC', 'HWIO', 'NHWC')
+  taps_h, taps_w = _transpose_phase_taps(kh, sh), _transpose_phase_taps(kw, sw)
+  if kh == 1 and kw == 1:  # Only phase (0, 0) has a tap, at offset 0.
+    y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0])
+    return jax.lax.pad(y, jnp.zeros((), y.dtype),
+                       ((0, 0, 0), (0, sh - 1, sh - 1), (0, sw - 1, sw - 1), (0, 0, 0)))
+  lo_h, hi_h = min(d for *_, d in taps_h), max(d for *_, d in taps_h)
+  lo_w, hi_w = min(d for *_, d in taps_w), max(d for *_, d in taps_w)
+  eh, ew = hi_h - lo_h + 1, hi_w - lo_w + 1
+  # The phase kernel [eh, ew, C, sh, sw, F]: tap (th, tw) of `kernel` where phase (ah, aw) meets
+  # offset (dh, dw), zero where it meets none.
+  index = np.zeros((2, eh, ew, sh, sw), np.int32)
+  used = np.zeros((eh, ew, sh, sw, 1, 1), np.float32)
+  for ah, th, dh in taps_h:
+    for aw, tw, dw in taps_w:
+      index[:, dh - lo_h, dw - lo_w, ah, aw] = (th, tw)
+      used[dh - lo_h, dw - lo_w, ah, aw] = 1.0
+  phase_kernel = kernel[index[0], index[1]] * used.astype(kernel.dtype)  # [eh, ew, sh, sw, C, F]
+  phase_kernel = phase_kernel.transpose(0, 1, 4, 2, 3, 5).reshape(eh, ew, in_features,
+                                                                  sh * sw * features)
+  # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
+  y = jax.lax.conv_general_dilated(x, phase_kernel, (1, 1), ((-lo_h, hi_h), (-lo_w, hi_w)),
+                                   dimension_numbers=dims)
+  n, h, w, _ = y.shape
+  y = y.reshape(n, h, w, sh, sw, features).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, h * sh, w * sw, features)
+
+
+class ConvTranspose(nn.Module):
+  """nn.ConvTranspose(features, kernel_size, strides, padding='SAME') with the same parameters
+  ('kernel' [kh, kw, C, F] with lecun-normal init, 'bias' [F] zeros) and the same function,
+  computed by `conv_transpose_same`. Input [N, H, W, C]."""
+  features: int
+  kernel_size: Tuple[int, int]
+  strides: Tuple[int, int] = (1, 1)
+  padding: str = 'SAME'
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if self.padding != 'SAME':
+      raise ValueError(f'ConvTranspose supports padding="SAME" only, got {self.padding!r}.')
+    kernel = self.param('kernel', nn.linear.default_kernel_init,
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+    return conv_transpose_same(x, kernel, tuple(self.strides)) + bias
+
+
 class ResidualBlock(nn.Module):
   """Pre-activation residual block: y = shortcut(x) + Conv(act(Conv_s(act(x)))).
 
@@ -83,7 +164,7 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    conv = nn.ConvTranspose if self.transpose else nn.Conv
+    conv = ConvTranspose if self.transpose else nn.Conv
     strides = (self.stride, self.stride)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
@@ -102,7 +183,7 @@ def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: fl
     if block == 'resnet':
       h = ResidualBlock(features, stride, transpose, negative_slope, name=name)(h)
     else:
-      conv = nn.ConvTranspose if transpose else nn.Conv
+      conv = ConvTranspose if transpose else nn.Conv
       h = conv(features, (3, 3), (stride, stride), padding='SAME', name=name)(h)
     h = nn.leaky_relu(h, negative_slope) if block == 'conv' else h
   # A resnet stack is a non-linear layer too: close it with the activation.

@@ -1,0 +1,41 @@
+"""Layers of `vaeprior_jax.nets` against independent implementations."""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaeprior_jax import nets
+
+
+@pytest.mark.parametrize('kernel, stride', list(itertools.product((1, 2, 3, 4), (1, 2, 3))))
+def test_conv_transpose_matches_flax_in_init_values_and_gradients(kernel, stride):
+  x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
+  ours = nets.ConvTranspose(4, (kernel, kernel), (stride, stride))
+  flax_layer = nn.ConvTranspose(4, (kernel, kernel), (stride, stride), padding='SAME')
+  params = flax_layer.init(jax.random.key(1), x)
+  ours_params = ours.init(jax.random.key(1), x)
+  assert jax.tree.structure(ours_params) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(ours_params), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)  # Same names, shapes and initial values.
+  # A non-zero bias and a non-linear loss, so that every gradient entry is exercised.
+  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(2), p.shape), params)
+  loss = lambda layer: lambda p, x_: jnp.sum(jnp.sin(layer.apply(p, x_)))
+  y, y_ref = ours.apply(params, x), flax_layer.apply(params, x)
+  assert y.shape == y_ref.shape == (2, 5 * stride, 7 * stride, 4)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  grads_ref = jax.grad(loss(flax_layer), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_refuses_other_padding_and_shapes():
+  x = jnp.zeros((1, 4, 4, 2))
+  with pytest.raises(ValueError, match='VALID'):
+    nets.ConvTranspose(3, (3, 3), (2, 2), padding='VALID').init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r'\[N, H, W, 2\]'):
+    nets.conv_transpose_same(jnp.zeros((4, 4, 2)), jnp.zeros((3, 3, 2, 3)), (2, 2))
