@@ -15,6 +15,7 @@ from vaeprior_jax import evaluation
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
+from vaeprior_jax import xla_options
 
 SHAPE = (28, 28, 1)
 
@@ -184,11 +185,13 @@ class DeviceLoopWorkload:
     jax.block_until_ready(metrics['loss'])
 
 
-def matmul_peak(size: int, dtype=jnp.float32, num_windows: int = 5) -> float:
-  """Dense matrix-product FLOP/s of this device (median of timed windows of 10 products)."""
+def matmul_peak(size: int, dtype=jnp.float32, num_windows: int = 5,
+                library_options: bool = False) -> float:
+  """Dense matrix-product FLOP/s of this device (median of timed windows of 10 products), compiled
+  with XLA's defaults or with the library's options (`xla_options.jit`)."""
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   b = jax.random.normal(jax.random.key(1), (size, size), dtype)
-  f = jax.jit(lambda a_, b_: a_ @ b_)
+  f = (xla_options.jit if library_options else jax.jit)(lambda a_, b_: a_ @ b_)
   jax.block_until_ready(f(a, b))
 
   def window():

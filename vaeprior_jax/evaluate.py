@@ -15,6 +15,7 @@ from vaeprior_jax import images
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
+from vaeprior_jax import xla_options
 
 
 CHECKPOINTS = training.CHECKPOINTS
@@ -79,8 +80,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   if active_units:
     au_samples = ec.get('active_units_samples', 1000)
-    posterior_mean = jax.jit(lambda p, x, k: model.apply({'params': p}, x, k, au_samples,
-                                                         method=model.posterior_mean))
+    posterior_mean = xla_options.jit(lambda p, x, k: model.apply(
+        {'params': p}, x, k, au_samples, method=model.posterior_mean))
     _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size,
                                          rows=sharding.process_slice(batch_size))
     means_z = []
@@ -98,16 +99,17 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   if write_images and jax.process_index() == 0:
     sample_key, recon_key = jax.random.split(image_key)
-    samples = jax.jit(lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(
-        params, sample_key)
+    samples = xla_options.jit(
+        lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
     indices, _ = data.eval_batches(split_images, batch_size, max_examples, seed)
     cols = min(10, len(indices))
     num_rows = min(5, len(indices) // cols)
     x = split_images[indices[:num_rows * cols]]
-    recon = jax.jit(lambda p, x_, k: model.apply({'params': p}, x_, k, method=model.reconstruct))(
-        params, jnp.asarray(x), recon_key)
+    recon = xla_options.jit(
+        lambda p, x_, k: model.apply({'params': p}, x_, k, method=model.reconstruct))(
+            params, jnp.asarray(x), recon_key)
     pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),
                       np.asarray(recon).reshape((num_rows, cols) + x.shape[1:])], axis=1)
     images.save_grid(pairs.reshape((-1,) + x.shape[1:]),

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import xla_options
+
 Array = jax.Array
 TermsFn = Callable[[Array, Array], Dict[str, Array]]
 
@@ -126,7 +128,7 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
 def make_batch_metrics(model, num_samples: int, chunk_size: int):
   """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example."""
 
-  @jax.jit
+  @xla_options.jit
   def batch_metrics(params, x, key):
     terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)

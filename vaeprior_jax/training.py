@@ -31,6 +31,7 @@ from vaeprior_jax import objectives
 from vaeprior_jax import prior_training
 from vaeprior_jax import priors
 from vaeprior_jax import sharding
+from vaeprior_jax import xla_options
 
 State = Dict[str, Any]
 
@@ -252,8 +253,9 @@ def next_event(step: int, num_steps: int, train_config, early_stopping=None, pha
 
 def compile_train_step(train_step, mesh: Mesh):
   repl = sharding.replicated(mesh)
-  return jax.jit(train_step, in_shardings=(repl, sharding.batch_sharded(mesh), repl),
-                 out_shardings=(repl, repl), donate_argnums=(0,))
+  return xla_options.jit(train_step, xla_options.mesh_platform(mesh),
+                         in_shardings=(repl, sharding.batch_sharded(mesh), repl),
+                         out_shardings=(repl, repl), donate_argnums=(0,))
 
 
 # ------------------------------------------------------------------------------------------- loop

@@ -1,0 +1,62 @@
+"""XLA compiler options for the library's compiled steps (`jit`: jax.jit plus these options).
+
+On the CPU, XLA (jax 0.10) hands convolutions and matrix products to YNNPACK fusions by default. For
+this library's workloads XLA's own kernels were faster on the x86 machine we measured: ResnetVAE
+training and the DenseVAE 1,000-sample estimator gained most, DenseVAE training was unchanged
+(benchmarks/RESULTS.md has the A/B). `jit` therefore compiles with YNNPACK fusions off on the CPU,
+per compiled function: nothing process-wide changes, and other JAX code in the process keeps XLA's
+defaults.
+
+The options only ever change which kernels compute the same operations: results agree to float32
+rounding. They are left out
+  - on other platforms;
+  - where the environment's XLA_FLAGS already sets the same flag (the user's choice wins);
+  - where VAEPRIOR_JAX_XLA_DEFAULTS=0 is set (for A/B timings: `benchmarks/run.py --xla_defaults`);
+  - where this jaxlib does not know the option (probed once per platform, with a warning).
+"""
+
+import functools
+import os
+from typing import Dict
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+
+CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+ENV_SWITCH = 'VAEPRIOR_JAX_XLA_DEFAULTS'
+
+
+@functools.lru_cache(maxsize=None)
+def _supported(platform: str, names: tuple) -> bool:
+  options = {name: CPU_OPTIONS[name] for name in names}
+  try:
+    x = jax.device_put(jnp.zeros((), jnp.float32), jax.local_devices(backend=platform)[0])
+    jax.jit(lambda v: v + 1, compiler_options=options).lower(x).compile()
+    return True
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('This jaxlib rejects the XLA options %s (%s); compiling with its defaults.',
+                    options, e)
+    return False
+
+
+def compiler_options(platform: str = '') -> Dict[str, str]:
+  """The options `jit` adds for `platform` (default: JAX's default backend); {} where none apply."""
+  platform = platform or jax.default_backend()
+  if platform != 'cpu' or os.environ.get(ENV_SWITCH, '1') == '0':
+    return {}
+  user_flags = os.environ.get('XLA_FLAGS', '')
+  names = tuple(n for n in CPU_OPTIONS if f'--{n}' not in user_flags)
+  if not names or not _supported(platform, names):
+    return {}
+  return {n: CPU_OPTIONS[n] for n in names}
+
+
+def jit(fun, platform: str = '', **jit_kwargs):
+  """jax.jit(fun, **jit_kwargs) compiled with `compiler_options(platform)`."""
+  return jax.jit(fun, compiler_options=compiler_options(platform) or None, **jit_kwargs)
+
+
+def mesh_platform(mesh) -> str:
+  """The platform of a mesh's devices ('cpu', 'gpu', 'tpu')."""
+  return mesh.devices.flat[0].platform
