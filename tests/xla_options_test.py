@@ -60,3 +60,14 @@ def test_the_options_change_kernels_not_results(monkeypatch):
                                                              jax.tree.leaves(plain_grads))))
   norm = jnp.sqrt(sum(jnp.sum(b ** 2) for b in jax.tree.leaves(plain_grads)))
   assert diff / norm < 1e-3, float(diff / norm)
+
+
+def test_a_library_jit_can_be_traced_inside_the_callers_own_jit(monkeypatch):
+  monkeypatch.delenv(xla_options.ENV_SWITCH, raising=False)
+  f = xla_options.jit(lambda a, b: a @ b)
+  a, b = jnp.ones((3, 4)), jnp.ones((4, 2))
+  np.testing.assert_array_equal(f(a, b), jnp.full((3, 2), 4.0))
+  np.testing.assert_array_equal(jax.jit(lambda a_: f(a_, b) * 2)(a), jnp.full((3, 2), 8.0))
+  np.testing.assert_array_equal(jax.vmap(f, in_axes=(0, None))(a[:, None], b), jnp.full((3, 1, 2), 4.0))
+  assert 'dot_general' in str(jax.make_jaxpr(f)(a, b))
+  assert f.lower(a, b).compile() is not None

@@ -53,8 +53,26 @@ def compiler_options(platform: str = '') -> Dict[str, str]:
 
 
 def jit(fun, platform: str = '', **jit_kwargs):
-  """jax.jit(fun, **jit_kwargs) compiled with `compiler_options(platform)`."""
-  return jax.jit(fun, compiler_options=compiler_options(platform) or None, **jit_kwargs)
+  """jax.jit(fun, **jit_kwargs) compiled with `compiler_options(platform)`.
+
+  JAX accepts compiler options on top-level jits only: called on traced values (inside the caller's
+  own jit, grad, vmap or make_jaxpr), the function is the plain jax.jit(fun), which the enclosing
+  computation compiles with its own options. `.lower` lowers the top-level (optioned) version.
+  """
+  plain = jax.jit(fun, **jit_kwargs)
+  options = compiler_options(platform)
+  if not options:
+    return plain
+  tuned = jax.jit(fun, compiler_options=options, **jit_kwargs)
+
+  @functools.wraps(fun)
+  def call(*args, **kwargs):
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+      return plain(*args, **kwargs)
+    return tuned(*args, **kwargs)
+
+  call.lower = tuned.lower
+  return call
 
 
 def mesh_platform(mesh) -> str:
