@@ -103,12 +103,11 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
   sh, sw = strides
   if x.ndim != 4 or x.shape[-1] != in_features:
     raise ValueError(f'conv_transpose_same needs x [N, H, W, {in_features}], got {x.shape}.')
-  dims = ('NHWC', 'HWIO', 'NHWC')
-  taps_h, taps_w = _transpose_phase_taps(kh, sh), _transpose_phase_taps(kw, sw)
   if kh == 1 and kw == 1:  # Only phase (0, 0) has a tap, at offset 0.
     y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0])
     return jax.lax.pad(y, jnp.zeros((), y.dtype),
                        ((0, 0, 0), (0, sh - 1, sh - 1), (0, sw - 1, sw - 1), (0, 0, 0)))
+  taps_h, taps_w = _transpose_phase_taps(kh, sh), _transpose_phase_taps(kw, sw)
   lo_h, hi_h = min(d for *_, d in taps_h), max(d for *_, d in taps_h)
   lo_w, hi_w = min(d for *_, d in taps_w), max(d for *_, d in taps_w)
   eh, ew = hi_h - lo_h + 1, hi_w - lo_w + 1
@@ -125,7 +124,7 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
                                                                   sh * sw * features)
   # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
   y = jax.lax.conv_general_dilated(x, phase_kernel, (1, 1), ((-lo_h, hi_h), (-lo_w, hi_w)),
-                                   dimension_numbers=dims)
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   n, h, w, _ = y.shape
   y = y.reshape(n, h, w, sh, sw, features).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(n, h * sh, w * sw, features)

@@ -11,7 +11,7 @@ The options only ever change which kernels compute the same operations: results 
 rounding. They are left out
   - on other platforms;
   - where the environment's XLA_FLAGS already sets the same flag (the user's choice wins);
-  - where VAEPRIOR_JAX_XLA_DEFAULTS=0 is set (for A/B timings: `benchmarks/run.py --xla_defaults`);
+  - where VAEPRIOR_JAX_XLA_DEFAULTS=0 is set (for A/B timings, e.g. of `python -m benchmarks.run`);
   - where this jaxlib does not know the option (probed once per platform, with a warning).
 """
 
