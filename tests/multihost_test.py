@@ -57,9 +57,11 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
   multi_params, multi_step = helpers.latest_params(multi)
   single_params, single_step = helpers.latest_params(single)
   assert multi_step == single_step == 12
-  # Equal up to reduction order (which Adam's 1/sqrt(v) can amplify to ~1e-5); a wrong input split
-  # would move parameters by ~lr = 1e-3.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5), multi_params,
+  # Equal up to reduction order, which Adam's 1/sqrt(v) amplifies for entries whose gradient is near
+  # zero: one entry of 250,000 in a 500x500 kernel ends 7.1e-5 apart on an AVX-512 VM (the rest
+  # within 5e-5). A wrong input split moves parameters by ~lr = 1e-3 (Adam's first step is
+  # lr * sign(g)), so 2e-4 still catches it.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), multi_params,
                single_params)
 
 
