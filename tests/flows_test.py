@@ -114,3 +114,63 @@ def test_an_unrolled_flow_computes_the_same_function_with_the_same_parameters():
     out_a = jax.jit(lambda v, x: looped.apply(v, x, method=method))(variables, z)
     out_b = jax.jit(lambda v, x: unrolled.apply(v, x, method=method))(variables, z)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), out_a, out_b)
+
+
+def _relative_inverse_error(inverse, a64):
+  truth = np.linalg.inv(a64)
+  return np.linalg.norm(np.asarray(inverse, np.float64) - truth, axis=(-2, -1)) / np.linalg.norm(
+      truth, axis=(-2, -1))
+
+
+def test_gauss_jordan_inverse_is_as_accurate_as_lapack_against_float64():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(20, 40, 40)).astype(np.float32)  # condition numbers up to ~1e4
+  a64 = a.astype(np.float64)
+  inverse, log_det = jax.jit(flows.gauss_jordan_inverse)(a)
+  error = _relative_inverse_error(inverse, a64)
+  # Within float32's forward-error bound (relative error <~ eps * cond; measured ~0.17 eps * cond)...
+  np.testing.assert_array_less(error, np.finfo(np.float32).eps * np.linalg.cond(a64))
+  # ...and, over the batch, no worse than LAPACK's own float32 inverse (measured 1.02x).
+  assert error.max() <= 2 * _relative_inverse_error(jnp.linalg.inv(a), a64).max()
+  np.testing.assert_allclose(log_det, np.linalg.slogdet(a64)[1], atol=1e-3)
+
+
+@pytest.mark.parametrize('a', [
+    [[0., 1., 0.], [0., 0., 2.], [3., 0., 0.]],  # zero diagonal: needs row swaps
+    [[1e-7, 1., 0.], [1., 1., 0.], [0., 2., 5.]],  # a tiny leading pivot: wrong without pivoting
+    [[2., 0., 0.], [0., -0.5, 0.], [0., 0., 4.]],  # negative entry: the log of the absolute value
+])
+def test_gauss_jordan_inverse_pivots(a):
+  a = np.asarray(a, np.float32)
+  inverse, log_det = flows.gauss_jordan_inverse(a)
+  np.testing.assert_allclose(inverse, np.linalg.inv(a.astype(np.float64)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(log_det, np.linalg.slogdet(a.astype(np.float64))[1], atol=1e-5)
+
+
+def test_log_abs_det_gradient_is_the_inverse_transpose():
+  a = np.random.default_rng(1).normal(size=(3, 6, 6)).astype(np.float32)
+  value, grad = jax.jit(jax.value_and_grad(lambda m: jnp.sum(flows.log_abs_det(m) * jnp.arange(
+      1.0, 4.0))))(a)
+  a64 = a.astype(np.float64)
+  np.testing.assert_allclose(value, np.sum(np.linalg.slogdet(a64)[1] * np.arange(1, 4)), rtol=1e-5)
+  expected = np.arange(1, 4)[:, None, None] * np.swapaxes(np.linalg.inv(a64), -1, -2)
+  np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_log_abs_det_of_singular_matrices_and_bad_shapes():
+  singular = np.array([[1., 2.], [2., 4.]], np.float32)
+  assert np.isneginf(flows.log_abs_det(singular))
+  assert np.isneginf(flows.log_abs_det(np.zeros((3, 3), np.float32)))
+  with pytest.raises(ValueError, match=r'square matrices \[..., d, d\], got \(2, 3\)'):
+    flows.gauss_jordan_inverse(jnp.ones((2, 3)))
+
+
+def test_log_abs_det_uses_the_solvers_off_the_cpu():
+  """The Gauss-Jordan loop is for the CPU only; lowered for a GPU or a TPU, the same function (and
+  its gradient) is the solver's LU, as before."""
+  fn = jax.jit(jax.value_and_grad(lambda m: flows.log_abs_det(m).sum()))
+  a = jnp.ones((2, 4, 4))
+  texts = {p: jax.export.export(fn, platforms=[p])(a).mlir_module() for p in ('cpu', 'cuda', 'tpu')}
+  assert 'stablehlo.while' in texts['cpu'] and 'custom_call' not in texts['cpu']
+  assert 'cusolver_getrf' in texts['cuda'] and 'stablehlo.while' not in texts['cuda']
+  assert 'LuDecomposition' in texts['tpu']
