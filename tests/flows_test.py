@@ -157,12 +157,24 @@ def test_log_abs_det_gradient_is_the_inverse_transpose():
   np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_log_abs_det_forward_mode_derivative():
+  a = np.random.default_rng(2).normal(size=(5, 5)).astype(np.float32)
+  direction = np.random.default_rng(3).normal(size=(5, 5)).astype(np.float32)
+  _, tangent = jax.jvp(flows.log_abs_det, (jnp.asarray(a),), (jnp.asarray(direction),))
+  a64 = a.astype(np.float64)
+  np.testing.assert_allclose(tangent, np.trace(np.linalg.solve(a64, direction)), rtol=1e-4)
+  np.testing.assert_allclose(jax.jacfwd(flows.log_abs_det)(a), np.linalg.inv(a64).T, rtol=1e-4,
+                             atol=1e-5)
+
+
 def test_log_abs_det_of_singular_matrices_and_bad_shapes():
   singular = np.array([[1., 2.], [2., 4.]], np.float32)
   assert np.isneginf(flows.log_abs_det(singular))
   assert np.isneginf(flows.log_abs_det(np.zeros((3, 3), np.float32)))
   with pytest.raises(ValueError, match=r'square matrices \[..., d, d\], got \(2, 3\)'):
     flows.gauss_jordan_inverse(jnp.ones((2, 3)))
+  with pytest.raises(ValueError, match=r'got \(3,\)'):
+    flows.gauss_jordan_inverse(jnp.ones(3))
 
 
 def test_log_abs_det_uses_the_solvers_off_the_cpu():

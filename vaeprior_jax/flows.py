@@ -23,9 +23,9 @@ def gauss_jordan_inverse(a: Array) -> Tuple[Array, Array]:
   rounding error is that of LAPACK's LU-based inverse (tests/flows_test.py). A singular matrix gives
   log|det| = -inf, as `jnp.linalg.slogdet` does.
   """
-  d = a.shape[-1]
-  if a.ndim < 2 or a.shape[-2] != d:
+  if a.ndim < 2 or a.shape[-2] != a.shape[-1]:
     raise ValueError(f'gauss_jordan_inverse expects square matrices [..., d, d], got {a.shape}.')
+  d = a.shape[-1]
   batch = a.shape[:-2]
   rows = jnp.arange(d)
   augmented = jnp.concatenate([a, jnp.broadcast_to(jnp.eye(d, dtype=a.dtype), a.shape)], axis=-1)
@@ -50,32 +50,30 @@ def gauss_jordan_inverse(a: Array) -> Tuple[Array, Array]:
   return augmented[..., d:], log_det
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _log_abs_det_gauss_jordan(a: Array) -> Array:
   return gauss_jordan_inverse(a)[1]
 
 
-def _log_abs_det_gauss_jordan_fwd(a):
+@_log_abs_det_gauss_jordan.defjvp
+def _log_abs_det_gauss_jordan_jvp(primals, tangents):
+  (a,), (da,) = primals, tangents
   inverse, log_det = gauss_jordan_inverse(a)
-  return log_det, inverse
-
-
-def _log_abs_det_gauss_jordan_bwd(inverse, g):
-  return (g[..., None, None] * jnp.swapaxes(inverse, -1, -2),)  # d log|det a| / da = a^{-T}
-
-
-_log_abs_det_gauss_jordan.defvjp(_log_abs_det_gauss_jordan_fwd, _log_abs_det_gauss_jordan_bwd)
+  # d log|det a| = tr(a^{-1} da): linear in da, so the gradient (its transpose) is g a^{-T}, from the
+  # same inverse, with no second elimination.
+  return log_det, jnp.sum(jnp.swapaxes(inverse, -1, -2) * da, axis=(-2, -1))
 
 
 def log_abs_det(a: Array) -> Array:
   """log|det a| of [..., d, d] matrices, differentiable (gradient a^{-T}).
 
-  On the CPU this is `gauss_jordan_inverse`, whose backward pass reuses the forward pass's inverse.
-  `jnp.linalg.slogdet` there calls LAPACK (getrf, and two trsm in its gradient), and inside a
-  compiled ResnetVAE step those calls, though tiny, slowed the whole step by ~20 % (a profile shows
-  them taking 40-280 ms beside concurrent convolutions, against < 1 ms alone; benchmarks/RESULTS.md).
-  Elsewhere it is `jnp.linalg.slogdet` (cuSOLVER's batched LU on a GPU, XLA's on a TPU), where a
-  d-step loop of small kernels would cost more than the solver.
+  On the CPU this is `gauss_jordan_inverse`, whose inverse also gives the derivative. There
+  `jnp.linalg.slogdet` calls jaxlib's LAPACK (getrf, and two trsm in its gradient): 0.85 ms alone for
+  20 matrices of 40 x 40, but inside a compiled train step a profile shows the same calls taking
+  10-290 ms, and without them the DenseVAE + RealNVP step is 1.6x faster, ResnetVAE + RealNVP 1.24x
+  (benchmarks/RESULTS.md; the mechanism was not found). Elsewhere it is `jnp.linalg.slogdet`
+  (cuSOLVER's batched LU on a GPU, XLA's on a TPU), where a d-step loop of small kernels would cost
+  more than the solver.
   """
   return lax.platform_dependent(a, cpu=_log_abs_det_gauss_jordan,
                                 default=lambda m: jnp.linalg.slogdet(m)[1])
