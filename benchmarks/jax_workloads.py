@@ -106,6 +106,12 @@ class TrainWorkload:
     jax.block_until_ready(metrics['loss'])
 
 
+def init_params(model, images: np.ndarray, mesh, seed: int = 0):
+  """Random-init parameters of `model` (initialised on `images`), replicated over `mesh`."""
+  return jax.jit(lambda b: model.init(jax.random.key(seed), b, jax.random.key(1))['params'],
+                 out_shardings=sharding.replicated(mesh))(images)
+
+
 class NLLWorkload:
   """The K-sample estimator of `evaluation.make_batch_metrics` on one test batch."""
 
@@ -114,8 +120,7 @@ class NLLWorkload:
     self.mesh = mesh or sharding.make_mesh(jax.devices()[:1])
     self.model = models.create(config.model, SHAPE)
     x = random_images(batch_size, seed)
-    self.params = jax.jit(lambda b: self.model.init(jax.random.key(seed), b, jax.random.key(1))
-                          ['params'], out_shardings=sharding.replicated(self.mesh))(x)
+    self.params = init_params(self.model, x, self.mesh, seed)
     self.x = sharding.shard_batch(x, self.mesh)
     self.key = jax.random.key(seed + 2)
     self.batch_size = batch_size
@@ -142,8 +147,7 @@ def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, bat
   (seconds, metrics). The estimate itself is meaningless for untrained parameters; its cost is not."""
   mesh = mesh or sharding.make_mesh()
   model = models.create(config.model, SHAPE)
-  params = jax.jit(lambda b: model.init(jax.random.key(seed), b, jax.random.key(1))['params'],
-                   out_shardings=sharding.replicated(mesh))(images[:8])
+  params = init_params(model, images[:8], mesh, seed)
   batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
   batch_size = sharding.round_up_to_devices(batch_size, mesh)
   # Compile outside the timed region, on one batch.
