@@ -13,13 +13,13 @@ one JSON line.
 """
 
 import json
-import time
 
 from absl import app
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import jax_workloads as jw
 from vaeprior_jax import flows
 from vaeprior_jax import xla_options
 
@@ -46,15 +46,12 @@ def _variants():
 
 
 def _time(fn, *args, windows=5, calls=5):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(windows):
-    start = time.perf_counter()
+  """Milliseconds per call: the median of `windows` windows of `calls` calls, after a warm-up one."""
+  def window():
     for _ in range(calls):
       out = fn(*args)
     jax.block_until_ready(out)
-    times.append((time.perf_counter() - start) / calls * 1e3)
-  return float(np.median(times))
+  return float(np.median(jw.time_windows(window, windows))) / calls * 1e3
 
 
 def main(argv):
