@@ -2,10 +2,13 @@
 
 from absl import app
 from absl import flags
+from absl import logging
+import jax
 
 from vaeprior_jax import data
 from vaeprior_jax import sharding
 from vaeprior_jax import training
+from vaeprior_jax import xla_options
 
 _MULTIHOST = flags.DEFINE_bool(
     'multihost', False, 'Call jax.distributed.initialize() before anything else. Without the three '
@@ -19,10 +22,15 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, in [0, num
 
 def start(argv):
   """Rejects stray arguments, joins the other processes (--multihost), keeps TensorFlow off the
-  accelerators and the logs to our own progress lines."""
+  accelerators and the logs to our own progress lines; on the CPU, says when the process would run
+  faster with glibc's huge-page tunable (`xla_options.host_memory_advice`)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _MULTIHOST.value:
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   data.hide_accelerators_from_tf()
   training.quiet_library_logs()
+  if jax.default_backend() == 'cpu':
+    advice = xla_options.host_memory_advice()
+    if advice:
+      logging.info(advice)

@@ -1,5 +1,7 @@
 """The library's XLA options: when they apply, and that they leave results unchanged."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -71,3 +73,45 @@ def test_a_library_jit_can_be_traced_inside_the_callers_own_jit(monkeypatch):
   np.testing.assert_array_equal(jax.vmap(f, in_axes=(0, None))(a[:, None], b), jnp.full((3, 1, 2), 4.0))
   assert 'dot_general' in str(jax.make_jaxpr(f)(a, b))
   assert f.lower(a, b).compile() is not None
+
+
+def test_host_memory_advice_only_where_the_tunable_would_help():
+  madvise = 'madvise'
+  advice = xla_options.host_memory_advice(madvise, {}, (2, 36))
+  assert advice is not None and 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1' in advice
+  # The user's GLIBC_TUNABLES already asks for huge pages (alone or among other tunables).
+  assert xla_options.host_memory_advice(madvise, {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'},
+                                        (2, 36)) is None
+  assert xla_options.host_memory_advice(
+      madvise, {'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2'},
+      (2, 40)) is None
+  # Other tunables alone do not.
+  assert xla_options.host_memory_advice(
+      madvise, {'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'}, (2, 36)) is not None
+  # 'always' gives large mappings huge pages anyway, 'never' gives none; glibc < 2.35 lacks the
+  # tunable, and a C library that is not glibc reports (0, 0).
+  assert xla_options.host_memory_advice('always', {}, (2, 36)) is None
+  assert xla_options.host_memory_advice('never', {}, (2, 36)) is None
+  assert xla_options.host_memory_advice(madvise, {}, (2, 34)) is None
+  assert xla_options.host_memory_advice(madvise, {}, (0, 0)) is None
+  assert xla_options.host_memory_advice('', {}, (2, 36)) is None  # No THP file (not Linux).
+
+
+def test_transparent_hugepage_mode_parsing():
+  assert xla_options.transparent_hugepage_mode('always [madvise] never\n') == 'madvise'
+  assert xla_options.transparent_hugepage_mode('[always] madvise never\n') == 'always'
+  assert xla_options.transparent_hugepage_mode('always madvise [never]\n') == 'never'
+  assert xla_options.transparent_hugepage_mode('') == ''
+
+
+def test_glibc_version_parsing(monkeypatch):
+  for text, expected in (('glibc 2.36', (2, 36)), ('glibc 2.35.1', (2, 35)), ('musl 1.2', (0, 0)),
+                         ('', (0, 0)), ('glibc two', (0, 0))):
+    monkeypatch.setattr(os, 'confstr', lambda name, t=text: t)
+    assert xla_options._glibc_version() == expected, text
+
+  def unsupported(name):
+    raise ValueError(name)
+
+  monkeypatch.setattr(os, 'confstr', unsupported)
+  assert xla_options._glibc_version() == (0, 0)

@@ -13,11 +13,19 @@ rounding. They are left out
   - where the environment's XLA_FLAGS already sets the same flag (the user's choice wins);
   - where VAEPRIOR_JAX_XLA_DEFAULTS=0 is set (for A/B timings, e.g. of `python -m benchmarks.run`);
   - where this jaxlib does not know the option (probed once per platform, with a warning).
+
+`host_memory_advice` is about the process, not the compiler: XLA:CPU allocates each execution's
+buffers (hundreds of MiB for a ResnetVAE step) through malloc, which glibc maps afresh and unmaps
+every step; with transparent huge pages in 'madvise' mode they are faulted in 4 KiB pages (about
+93,000 page faults per ResnetVAE step). GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) makes
+malloc ask for huge pages. It has to be in the environment when the process starts, so the library
+only says so; the Makefile sets it.
 """
 
 import functools
 import os
-from typing import Dict
+import re
+from typing import Dict, Mapping, Optional, Tuple
 
 from absl import logging
 import jax
@@ -50,6 +58,53 @@ def compiler_options(platform: str = '') -> Dict[str, str]:
   if not names or not _supported(platform, names):
     return {}
   return {n: CPU_OPTIONS[n] for n in names}
+
+
+HUGETLB_TUNABLE = 'glibc.malloc.hugetlb'
+THP_MODE_FILE = '/sys/kernel/mm/transparent_hugepage/enabled'
+
+
+def transparent_hugepage_mode(text: Optional[str] = None) -> str:
+  """The kernel's THP mode ('always', 'madvise' or 'never'; '' where unknown), from `text` or from
+  /sys/kernel/mm/transparent_hugepage/enabled (which brackets the mode in force)."""
+  if text is None:
+    try:
+      with open(THP_MODE_FILE) as f:
+        text = f.read()
+    except OSError:
+      return ''
+  match = re.search(r'\[(\w+)\]', text)
+  return match.group(1) if match else ''
+
+
+def _glibc_version() -> Tuple[int, int]:
+  try:
+    name, version = os.confstr('CS_GNU_LIBC_VERSION').split()
+    major, minor = version.split('.')[:2]
+    return (int(major), int(minor)) if name == 'glibc' else (0, 0)
+  except (ValueError, OSError, AttributeError):
+    return (0, 0)
+
+
+def host_memory_advice(thp_mode: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
+                       glibc: Optional[Tuple[int, int]] = None) -> Optional[str]:
+  """A one-line hint when CPU steps would run faster with glibc's huge-page tunable, else None.
+
+  It applies where glibc >= 2.35 is the C library, transparent huge pages are in 'madvise' mode (in
+  'always' mode large mappings get them anyway; in 'never' mode nothing helps) and GLIBC_TUNABLES
+  does not set glibc.malloc.hugetlb. The arguments default to this process's own.
+  """
+  thp_mode = transparent_hugepage_mode() if thp_mode is None else thp_mode
+  environ = os.environ if environ is None else environ
+  glibc = _glibc_version() if glibc is None else glibc
+  if glibc < (2, 35) or thp_mode != 'madvise':
+    return None
+  if HUGETLB_TUNABLE in environ.get('GLIBC_TUNABLES', ''):
+    return None
+  return (f'CPU speed: transparent huge pages are in madvise mode and GLIBC_TUNABLES does not set '
+          f'{HUGETLB_TUNABLE}, so XLA\'s per-step buffers are faulted in 4 KiB pages; start the '
+          f'process with GLIBC_TUNABLES={HUGETLB_TUNABLE}=1 (as the Makefile does) for faster '
+          'convolutional steps (benchmarks/RESULTS.md).')
 
 
 def jit(fun, platform: str = '', **jit_kwargs):
