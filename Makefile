@@ -9,6 +9,11 @@ MANUAL_DIR ?= $(wildcard ../shared/data/binarized_mnist)
 EVAL_FLAGS ?=
 
 PY := $(VENV)/bin/python
+# glibc >= 2.35: malloc asks for transparent huge pages, which XLA:CPU's large per-step buffers need
+# where THP is in madvise mode (vaeprior_jax/xla_options.py; benchmarks/RESULTS.md has the A/B).
+# Older glibc ignores it; a GLIBC_TUNABLES of your own wins.
+GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
+export GLIBC_TUNABLES
 
 .PHONY: demo test clean-demo
 
