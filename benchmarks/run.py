@@ -69,7 +69,9 @@ def environment():
           'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
           'device_kind': jax.devices()[0].device_kind, 'cpu': _cpu_name(),
           'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
-          'library_xla_options': xla_options.compiler_options()}
+          'library_xla_options': xla_options.compiler_options(),
+          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
+          'transparent_hugepage': xla_options.transparent_hugepage_mode()}
   try:
     import flax  # pylint: disable=g-import-not-at-top
     info['flax'] = flax.__version__
