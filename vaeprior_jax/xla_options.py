@@ -14,12 +14,11 @@ rounding. They are left out
   - where VAEPRIOR_JAX_XLA_DEFAULTS=0 is set (for A/B timings, e.g. of `python -m benchmarks.run`);
   - where this jaxlib does not know the option (probed once per platform, with a warning).
 
-`host_memory_advice` is about the process, not the compiler: XLA:CPU allocates each execution's
-buffers (hundreds of MiB for a ResnetVAE step) through malloc, which glibc maps afresh and unmaps
-every step; with transparent huge pages in 'madvise' mode they are faulted in 4 KiB pages (about
-93,000 page faults per ResnetVAE step). GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) makes
-malloc ask for huge pages. It has to be in the environment when the process starts, so the library
-only says so; the Makefile sets it.
+`host_memory_advice` is about the process, not the compiler. Where transparent huge pages are in
+'madvise' mode, glibc's malloc (which XLA:CPU allocates through) hands out 4 KiB pages unless
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) asks for huge pages; that made ResnetVAE
+train steps 1.11x faster on the VM we measured (benchmarks/RESULTS.md). It has to be in the
+environment when the process starts, so the library only says so; the Makefile sets it.
 """
 
 import functools
@@ -102,9 +101,9 @@ def host_memory_advice(thp_mode: Optional[str] = None, environ: Optional[Mapping
   if HUGETLB_TUNABLE in environ.get('GLIBC_TUNABLES', ''):
     return None
   return (f'CPU speed: transparent huge pages are in madvise mode and GLIBC_TUNABLES does not set '
-          f'{HUGETLB_TUNABLE}, so XLA\'s per-step buffers are faulted in 4 KiB pages; start the '
-          f'process with GLIBC_TUNABLES={HUGETLB_TUNABLE}=1 (as the Makefile does) for faster '
-          'convolutional steps (benchmarks/RESULTS.md).')
+          f'{HUGETLB_TUNABLE}, so malloc hands out 4 KiB pages; starting the process with '
+          f'GLIBC_TUNABLES={HUGETLB_TUNABLE}=1 (as the Makefile does) made convolutional train '
+          'steps ~1.1x faster where measured (benchmarks/RESULTS.md).')
 
 
 def jit(fun, platform: str = '', **jit_kwargs):
