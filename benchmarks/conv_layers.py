@@ -10,13 +10,13 @@ library's XLA options) and, where torch is installed, PyTorch (NCHW, as the peer
 """
 
 import json
-import time
 
 from absl import app
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import jax_workloads as jw
 from vaeprior_jax import xla_options
 
 SHAPES = ((28, 32), (14, 64))
@@ -24,14 +24,9 @@ BATCH = 128
 
 
 def _ms(fn, reps=5, windows=7):
-  fn()
-  times = []
-  for _ in range(windows):
-    start = time.perf_counter()
-    for _ in range(reps):
-      fn()
-    times.append((time.perf_counter() - start) / reps)
-  return 1e3 * float(np.median(times))
+  """Milliseconds per call of fn: the median over `windows` timed windows of `reps` calls."""
+  times = jw.time_windows(lambda: [fn() for _ in range(reps)], windows)
+  return 1e3 * float(np.median(times)) / reps
 
 
 def _layer(x, w, b):
