@@ -33,6 +33,13 @@ def random_images(n: int, seed: int = 0) -> np.ndarray:
   return (np.random.default_rng(seed).random((n,) + SHAPE) < 0.3).astype(np.float32)
 
 
+def train_steps_per_window(net: str) -> int:
+  """Train steps per timed window: enough for ~0.3-1 s on the default backend."""
+  if jax.default_backend() != 'cpu':
+    return 200 if net == 'dense' else 50
+  return 40 if net == 'dense' else 3
+
+
 def time_windows(run_window: Callable[[], None], num_windows: int, warmup_windows: int = 1):
   """Seconds of each of `num_windows` calls of run_window (which must block until done)."""
   for _ in range(warmup_windows):

@@ -14,7 +14,6 @@ processes started with and without it (benchmarks/RESULTS.md gives the loop).
 
 import ctypes
 import json
-import os
 import resource
 import time
 
@@ -42,7 +41,7 @@ def main(argv):
   del argv
   from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
   work = jw.TrainWorkload(jw.config_for(_NET.value, _PRIOR.value))
-  steps = 3 if _NET.value == 'resnet' else 40
+  steps = jw.train_steps_per_window(_NET.value)
   work.run(2)
   settings = ('thp_disabled', 'thp_allowed') if _TOGGLE.value else ('as_started',)
   times = {s: [] for s in settings}
@@ -58,8 +57,7 @@ def main(argv):
       times[setting].append((time.perf_counter() - start) / steps)
       faults[setting].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
   out = {'net': _NET.value, 'prior': _PRIOR.value, 'batch_size': work.batch_size,
-         'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
-         'transparent_hugepage': xla_options.transparent_hugepage_mode()}
+         **xla_options.host_memory_settings()}
   for s in settings:
     out[s] = {'ms_per_step': 1e3 * float(np.median(times[s])),
               'faults_per_step': float(np.median(faults[s])),

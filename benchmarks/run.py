@@ -70,8 +70,7 @@ def environment():
           'device_kind': jax.devices()[0].device_kind, 'cpu': _cpu_name(),
           'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
           'library_xla_options': xla_options.compiler_options(),
-          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
-          'transparent_hugepage': xla_options.transparent_hugepage_mode()}
+          **xla_options.host_memory_settings()}
   try:
     import flax  # pylint: disable=g-import-not-at-top
     info['flax'] = flax.__version__
@@ -135,12 +134,6 @@ WORKLOADS = (('dense', 'standard'), ('dense', 'realnvp'), ('resnet', 'standard')
              ('resnet', 'realnvp'))
 
 
-def _train_steps_per_window(net):
-  if _accelerator():
-    return 200 if net == 'dense' else 50
-  return 40 if net == 'dense' else 3
-
-
 def _torch_or_none():
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -158,7 +151,7 @@ def run_train(results, peer: bool):
   for net, prior in WORKLOADS:
     name = f'{net}/{prior}'
     work = jw.TrainWorkload(jw.config_for(net, prior))
-    steps = _train_steps_per_window(net)
+    steps = jw.train_steps_per_window(net)
     entry = {'batch_size': work.batch_size, 'steps_per_window': steps,
              'compile_seconds': work.compile_seconds, **jw.memory_of(work.compiled)}
     flops = work.flops_per_step()
@@ -282,7 +275,7 @@ def run_scaling(results):
       continue
     work = jw.TrainWorkload(jw.config_for('dense', 'realnvp'),
                             mesh=sharding.make_mesh(jax.devices()[:n]))
-    steps = _train_steps_per_window('dense')
+    steps = jw.train_steps_per_window('dense')
     times = jw.time_windows(lambda: work.run(steps), _WINDOWS.value)
     out[str(n)] = steps * work.batch_size / _median(times)
     _log(f'scaling dense/realnvp over {n} device(s): {out[str(n)]:.0f} examples/s')

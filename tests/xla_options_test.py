@@ -115,3 +115,12 @@ def test_glibc_version_parsing(monkeypatch):
 
   monkeypatch.setattr(os, 'confstr', unsupported)
   assert xla_options._glibc_version() == (0, 0)
+
+
+def test_host_memory_settings_report_the_environment(monkeypatch):
+  monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.hugetlb=1')
+  settings = xla_options.host_memory_settings()
+  assert settings['glibc_tunables'] == 'glibc.malloc.hugetlb=1'
+  assert settings['transparent_hugepage'] in ('always', 'madvise', 'never', '')
+  monkeypatch.delenv('GLIBC_TUNABLES')
+  assert xla_options.host_memory_settings()['glibc_tunables'] == ''

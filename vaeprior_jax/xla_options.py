@@ -76,6 +76,13 @@ def transparent_hugepage_mode(text: Optional[str] = None) -> str:
   return match.group(1) if match else ''
 
 
+def host_memory_settings() -> Dict[str, str]:
+  """What decides this process's page sizes: GLIBC_TUNABLES and the kernel's THP mode (for benchmark
+  records)."""
+  return {'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
+          'transparent_hugepage': transparent_hugepage_mode()}
+
+
 def _glibc_version() -> Tuple[int, int]:
   try:
     name, version = os.confstr('CS_GNU_LIBC_VERSION').split()
