@@ -10,6 +10,7 @@ import helpers
 from vaeprior_jax import evaluation
 from vaeprior_jax import models
 from vaeprior_jax import nets
+from vaeprior_jax import objectives
 from vaeprior_jax import training
 
 
@@ -119,6 +120,14 @@ def test_l2_penalty_covers_exactly_the_non_linear_kernels():
   for linear in ('encoder/heads/mean/kernel', 'decoder/logits/kernel',
                  'prior/flow/blocks/invertible_dense/kernel', 'prior/flow/blocks/coupling/scale/kernel'):
     assert linear in flat and linear not in included
+
+
+@pytest.mark.parametrize('shape', [(), (7,), (784, 500), (3, 3, 32, 64), (20, 40, 40)])
+def test_sum_of_squares_matches_float64_and_has_gradient_2x(shape):
+  x = jax.random.normal(jax.random.key(0), shape) * 3.0
+  expected = np.sum(np.square(np.asarray(x, np.float64)))
+  np.testing.assert_allclose(float(objectives.sum_of_squares(x)), expected, rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(objectives.sum_of_squares)(x), 2.0 * np.asarray(x), rtol=1e-6)
 
 
 def _pixel_decoder_and_params(shape=(8, 8, 1)):
