@@ -86,48 +86,60 @@ def _transpose_phase_taps(kernel_size: int, stride: int):
           for t in range(kernel_size) if (a + t - pad_before) % stride == 0]
 
 
+def _phase_kernel(kernel: Array, taps_h, taps_w):
+  """The stride-1 kernel of one output phase, from its (tap, offset) pairs along each axis, and the
+  padding that places it: ([eh, ew, C, F], ((pad_top, pad_bottom), (pad_left, pad_right)))."""
+  lo_h, hi_h = min(d for _, d in taps_h), max(d for _, d in taps_h)
+  lo_w, hi_w = min(d for _, d in taps_w), max(d for _, d in taps_w)
+  index = np.zeros((2, hi_h - lo_h + 1, hi_w - lo_w + 1), np.int32)
+  used = np.zeros((hi_h - lo_h + 1, hi_w - lo_w + 1, 1, 1), np.float32)
+  for th, dh in taps_h:
+    for tw, dw in taps_w:
+      index[:, dh - lo_h, dw - lo_w] = (th, tw)
+      used[dh - lo_h, dw - lo_w] = 1.0
+  # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
+  return kernel[index[0], index[1]] * used.astype(kernel.dtype), ((-lo_h, hi_h), (-lo_w, hi_w))
+
+
 def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Array:
   """lax.conv_transpose(x, kernel, strides, 'SAME') for x [N, H, W, C], kernel [kh, kw, C, F] (HWIO,
   not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], computed without dilating x.
 
-  Each of the sh*sw output phases (o mod s) is a small stride-1 convolution of x itself: one
-  convolution computes all of them at once, with a kernel gathered from `kernel` whose output
-  channels are (phase, F) and whose unused taps are zero; a reshape then interleaves the phases
-  (depth to space, "sub-pixel convolution"). Same function and gradients as lax's, but XLA:CPU takes
-  the kernel gradient of an input-dilated convolution through a slow path (12-20x slower than the
-  forward pass for ResnetVAE's upsampling layers; benchmarks/RESULTS.md); here every gradient is that
-  of an ordinary convolution. A 1x1 kernel needs no convolution of the phases: its output is the 1x1
-  product at phase (0, 0) and zeros elsewhere.
+  Each of the sh*sw output phases (o mod s) is a small stride-1 convolution of x itself with the
+  taps of `kernel` that reach it (for 3x3, stride 2: 1x1, 1x2, 2x1 and 2x2 kernels, 9 taps in all);
+  the phases are then interleaved (depth to space). Same function and gradients as lax's, but
+  XLA:CPU takes the kernel gradient of an input-dilated convolution through a slow path (12-20x
+  slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/RESULTS.md); here every
+  gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
+  convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
+  of the multiply-adds and was 1.5-2x slower.) A phase that no tap reaches (kernel < stride) is zero.
   """
   kh, kw, in_features, features = kernel.shape
   sh, sw = strides
   if x.ndim != 4 or x.shape[-1] != in_features:
     raise ValueError(f'conv_transpose_same needs x [N, H, W, {in_features}], got {x.shape}.')
+  n, h, w, _ = x.shape
   if kh == 1 and kw == 1:  # Only phase (0, 0) has a tap, at offset 0.
     y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0])
     return jax.lax.pad(y, jnp.zeros((), y.dtype),
                        ((0, 0, 0), (0, sh - 1, sh - 1), (0, sw - 1, sw - 1), (0, 0, 0)))
   taps_h, taps_w = _transpose_phase_taps(kh, sh), _transpose_phase_taps(kw, sw)
-  lo_h, hi_h = min(d for *_, d in taps_h), max(d for *_, d in taps_h)
-  lo_w, hi_w = min(d for *_, d in taps_w), max(d for *_, d in taps_w)
-  eh, ew = hi_h - lo_h + 1, hi_w - lo_w + 1
-  # The phase kernel [eh, ew, C, sh, sw, F]: tap (th, tw) of `kernel` where phase (ah, aw) meets
-  # offset (dh, dw), zero where it meets none.
-  index = np.zeros((2, eh, ew, sh, sw), np.int32)
-  used = np.zeros((eh, ew, sh, sw, 1, 1), np.float32)
-  for ah, th, dh in taps_h:
-    for aw, tw, dw in taps_w:
-      index[:, dh - lo_h, dw - lo_w, ah, aw] = (th, tw)
-      used[dh - lo_h, dw - lo_w, ah, aw] = 1.0
-  phase_kernel = kernel[index[0], index[1]] * used.astype(kernel.dtype)  # [eh, ew, sh, sw, C, F]
-  phase_kernel = phase_kernel.transpose(0, 1, 4, 2, 3, 5).reshape(eh, ew, in_features,
-                                                                  sh * sw * features)
-  # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
-  y = jax.lax.conv_general_dilated(x, phase_kernel, (1, 1), ((-lo_h, hi_h), (-lo_w, hi_w)),
-                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  n, h, w, _ = y.shape
-  y = y.reshape(n, h, w, sh, sw, features).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(n, h * sh, w * sw, features)
+  dtype = jnp.result_type(x, kernel)
+  rows = []
+  for ah in range(sh):
+    phase_h = [(t, d) for a, t, d in taps_h if a == ah]
+    row = []
+    for aw in range(sw):
+      phase_w = [(t, d) for a, t, d in taps_w if a == aw]
+      if not phase_h or not phase_w:
+        row.append(jnp.zeros((n, h, w, features), dtype))
+        continue
+      phase_kernel, padding = _phase_kernel(kernel, phase_h, phase_w)
+      row.append(jax.lax.conv_general_dilated(x, phase_kernel, (1, 1), padding,
+                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+    rows.append(jnp.stack(row, axis=3))  # [N, H, W, sw, F]
+  y = jnp.stack(rows, axis=3)  # [N, H, W, sh, sw, F]
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * sh, w * sw, features)
 
 
 class ConvTranspose(nn.Module):
