@@ -112,7 +112,8 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
   slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/RESULTS.md); here every
   gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
   convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
-  of the multiply-adds and was 1.5-2x slower.) A phase that no tap reaches (kernel < stride) is zero.
+  of the multiply-adds and was 1.4-1.7x slower, forward and gradients.) A phase that no tap reaches
+  (kernel < stride) is zero.
   """
   kh, kw, in_features, features = kernel.shape
   sh, sw = strides
