@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     'matplotlib>=3.8',  # The analyses' figures.
 ]
 
+LINUX_X86_64 = 'sys_platform == "linux" and platform_machine == "x86_64"'
+
 setuptools.setup(
     name='vaeprior_jax',
     version='0.1.0',
@@ -37,5 +39,8 @@ setuptools.setup(
         'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'],
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
+        # benchmarks/onednn_convs.py (a prototype): libdnnl built with GNU OpenMP, and its headers.
+        'onednn': [f'{name}==2023.2.0; {LINUX_X86_64}'
+                   for name in ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')],
     },
 )
