@@ -17,7 +17,9 @@ It checks each layer kind's values and gradients against lax, and the loss of on
 the plain XLA step (same initial state), then times the two JAX steps and, where torch is installed,
 PyTorch's peer step (`torch_peer.py`) in alternating windows of one process, and prints one JSON
 line: milliseconds per step (median) and the ratios. oneDNN runs on its own OpenMP threads
-(OMP_NUM_THREADS, default: all cores), beside XLA's thread pool.
+(OMP_NUM_THREADS, default: all cores), beside XLA's thread pool. One device only: on a mesh of
+several, XLA cannot partition the custom calls (it all-gathers their operands), and on 4 simulated
+CPU devices the step stalled until XLA's collective timeout (benchmarks/RESULTS.md).
 """
 
 import contextlib
