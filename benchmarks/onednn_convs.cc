@@ -6,8 +6,11 @@
 //   OnednnConvBwdWeights(x, dy) -> (dw, db)      convolution_backward_weights (with the bias gradient)
 //
 // Attributes: sh, sw (strides), pt, pb, pl, pr (padding: top, bottom, left, right). Primitives are
-// created once per shape and kept; kernels are reordered to and from oneDNN's preferred layout on
-// every call (3x3x64x64 floats: negligible next to the convolution).
+// created once per shape and calling thread, and kept: several devices of one process call them
+// concurrently, and oneDNN's library-managed scratchpad is not safe for concurrent executions of
+// one primitive (one shared cache gave NaNs on 4 simulated devices). Kernels are reordered to and
+// from oneDNN's preferred layout on every call (3x3x64x64 floats: negligible next to the
+// convolution).
 
 #include <array>
 #include <map>
@@ -97,9 +100,9 @@ BwdWeights MakeBwdWeights(const Geometry& g) {
   return {pd, dnnl::convolution_backward_weights(pd)};
 }
 
-std::map<Key, Fwd> fwd_cache;
-std::map<Key, BwdData> bwd_data_cache;
-std::map<Key, BwdWeights> bwd_weights_cache;
+thread_local std::map<Key, Fwd> fwd_cache;
+thread_local std::map<Key, BwdData> bwd_data_cache;
+thread_local std::map<Key, BwdWeights> bwd_weights_cache;
 
 template <typename Dims>
 Geometry MakeGeometry(const Dims& x, const Dims& w, const Dims& y, int64_t sh, int64_t sw,

@@ -17,9 +17,10 @@ It checks each layer kind's values and gradients against lax, and the loss of on
 the plain XLA step (same initial state), then times the two JAX steps and, where torch is installed,
 PyTorch's peer step (`torch_peer.py`) in alternating windows of one process, and prints one JSON
 line: milliseconds per step (median) and the ratios. oneDNN runs on its own OpenMP threads
-(OMP_NUM_THREADS, default: all cores), beside XLA's thread pool. One device only: on a mesh of
-several, XLA cannot partition the custom calls (it all-gathers their operands), and on 4 simulated
-CPU devices the step stalled until XLA's collective timeout (benchmarks/RESULTS.md).
+(OMP_NUM_THREADS, default: all cores), beside XLA's thread pool. With --mesh_devices=N (on the CPU
+with XLA_FLAGS=--xla_force_host_platform_device_count=N) both steps run on a 'data' mesh of N
+devices; the oneDNN step is traced inside `jax.set_mesh`, so that each device convolves its own
+rows (`shard_map`: XLA cannot partition the custom calls itself and would all-gather the batch).
 """
 
 import contextlib
@@ -41,6 +42,7 @@ import numpy as np
 _PRIOR = flags.DEFINE_enum('prior', 'standard', ['standard', 'realnvp'], 'Prior.')
 _WINDOWS = flags.DEFINE_integer('windows', 8, 'Timed windows per step.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Train steps per window.')
+_MESH_DEVICES = flags.DEFINE_integer('mesh_devices', 1, 'Devices of the data mesh of both steps.')
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'onednn_convs.cc')
 _TARGETS = ('OnednnConvFwd', 'OnednnConvBwdData', 'OnednnConvBwdWeights')
@@ -70,18 +72,24 @@ def _pads(x_shape, kernel_shape, strides, padding):
 
 
 def onednn_conv(x, kernel, bias, strides, padding):
-  """conv_general_dilated(x, kernel, strides, padding, ('NHWC', 'HWIO', 'NHWC')) + bias, in oneDNN."""
+  """conv_general_dilated(x, kernel, strides, padding, ('NHWC', 'HWIO', 'NHWC')) + bias, in oneDNN.
+
+  Inside `jax.set_mesh(mesh)` with a 'data' axis of several devices, each device convolves its own
+  rows of the batch (`shard_map`); XLA cannot partition the custom calls by itself."""
   (pt, pb), (pl, pr) = _pads(x.shape, kernel.shape, strides, padding)
   attrs = {k: np.int64(v) for k, v in
            dict(sh=strides[0], sw=strides[1], pt=pt, pb=pb, pl=pl, pr=pr).items()}
-  n, h, w, _ = x.shape
-  kh, kw, _, f = kernel.shape
-  out = jax.ShapeDtypeStruct((n, (h + pt + pb - kh) // strides[0] + 1,
-                              (w + pl + pr - kw) // strides[1] + 1, f), jnp.float32)
+
+  def forward(x_, k_):
+    n, h, w, _ = x_.shape
+    kh, kw, _, f = k_.shape
+    out = jax.ShapeDtypeStruct((n, (h + pt + pb - kh) // strides[0] + 1,
+                                (w + pl + pr - kw) // strides[1] + 1, f), jnp.float32)
+    return jax.ffi.ffi_call('OnednnConvFwd', out)(x_, k_, **attrs)
 
   @jax.custom_vjp
   def conv(x_, k_, b_):
-    return jax.ffi.ffi_call('OnednnConvFwd', out)(x_, k_, **attrs) + b_
+    return forward(x_, k_) + b_
 
   def conv_fwd(x_, k_, b_):
     return conv(x_, k_, b_), (x_, k_)
@@ -92,11 +100,16 @@ def onednn_conv(x, kernel, bias, strides, padding):
         dy, k_, **attrs)
     dk, db = jax.ffi.ffi_call('OnednnConvBwdWeights',
                               (jax.ShapeDtypeStruct(k_.shape, jnp.float32),
-                               jax.ShapeDtypeStruct((f,), jnp.float32)))(x_, dy, **attrs)
+                               jax.ShapeDtypeStruct((k_.shape[-1],), jnp.float32)))(x_, dy, **attrs)
     return dx, dk, db
 
   conv.defvjp(conv_fwd, conv_bwd)
-  return conv(x, kernel, bias)
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return conv(x, kernel, bias)
+  spec = jax.sharding.PartitionSpec
+  return jax.shard_map(conv, mesh=mesh, in_specs=(spec('data'), spec(), spec()),
+                       out_specs=spec('data'), check_vma=False)(x, kernel, bias)
 
 
 class OnednnConv(nn.Module):
@@ -148,12 +161,16 @@ def check_layers():
 def main(argv):
   del argv
   from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   build_and_register()
   result = {'prior': _PRIOR.value, 'layers_max_relative_error': check_layers()}
   config = jw.config_for('resnet', _PRIOR.value)
-  plain = jw.TrainWorkload(config)
-  with convolutions_in_onednn():
-    onednn = jw.TrainWorkload(config)
+  mesh = sharding.make_mesh(jax.devices()[:_MESH_DEVICES.value])
+  plain = jw.TrainWorkload(config, mesh=mesh)
+  with convolutions_in_onednn(), jax.set_mesh(mesh):
+    onednn = jw.TrainWorkload(config, mesh=mesh)
+  result['mesh_devices'] = mesh.devices.size
+  result['all_gathers_in_onednn_step'] = onednn.compiled.as_text().count(' all-gather(')
   # One step from the same initial state: the losses agree to float32 rounding.
   plain.state, m_plain = plain.compiled(plain.state, plain.batch, plain.key)
   onednn.state, m_onednn = onednn.compiled(onednn.state, onednn.batch, onednn.key)
