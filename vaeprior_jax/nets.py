@@ -88,17 +88,17 @@ def _transpose_phase_taps(kernel_size: int, stride: int):
 
 def _phase_kernel(kernel: Array, taps_h, taps_w):
   """The stride-1 kernel of one output phase, from its (tap, offset) pairs along each axis, and the
-  padding that places it: ([eh, ew, C, F], ((pad_top, pad_bottom), (pad_left, pad_right)))."""
-  lo_h, hi_h = min(d for _, d in taps_h), max(d for _, d in taps_h)
-  lo_w, hi_w = min(d for _, d in taps_w), max(d for _, d in taps_w)
-  index = np.zeros((2, hi_h - lo_h + 1, hi_w - lo_w + 1), np.int32)
-  used = np.zeros((hi_h - lo_h + 1, hi_w - lo_w + 1, 1, 1), np.float32)
-  for th, dh in taps_h:
-    for tw, dw in taps_w:
-      index[:, dh - lo_h, dw - lo_w] = (th, tw)
-      used[dh - lo_h, dw - lo_w] = 1.0
+  padding that places it: ([eh, ew, C, F], ((pad_top, pad_bottom), (pad_left, pad_right))).
+
+  A phase's taps are every s-th tap, at consecutive offsets, so they fill the kernel: no zeros."""
+  taps_h, taps_w = sorted(taps_h, key=lambda p: p[1]), sorted(taps_w, key=lambda p: p[1])
+  (_, lo_h), (_, hi_h) = taps_h[0], taps_h[-1]
+  (_, lo_w), (_, hi_w) = taps_w[0], taps_w[-1]
+  assert hi_h - lo_h + 1 == len(taps_h) and hi_w - lo_w + 1 == len(taps_w), (taps_h, taps_w)
+  rows = np.array([t for t, _ in taps_h])
+  cols = np.array([t for t, _ in taps_w])
   # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
-  return kernel[index[0], index[1]] * used.astype(kernel.dtype), ((-lo_h, hi_h), (-lo_w, hi_w))
+  return kernel[rows[:, None], cols[None, :]], ((-lo_h, hi_h), (-lo_w, hi_w))
 
 
 def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Array:
