@@ -52,6 +52,18 @@ def time_windows(run_window: Callable[[], None], num_windows: int, warmup_window
   return times
 
 
+def alternating_windows(num_windows: int, *window_fns: Callable[[], None]):
+  """Seconds of each window_fn over `num_windows` rounds, run in turn within each round (so that the
+  machine's drift hits every workload alike): one list per function."""
+  times = [[] for _ in window_fns]
+  for _ in range(num_windows):
+    for fn, out in zip(window_fns, times):
+      start = time.perf_counter()
+      fn()
+      out.append(time.perf_counter() - start)
+  return times
+
+
 def memory_of(compiled) -> Dict[str, float]:
   """XLA's buffer assignment of a compiled function, in MiB (peak = arguments + outputs + temporaries
   - donated/aliased)."""

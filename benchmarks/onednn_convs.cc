@@ -14,7 +14,6 @@
 
 #include <array>
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -50,11 +49,10 @@ struct Geometry {
   }
 };
 
+// `cache` is thread_local (see the header), so no lock is needed.
 template <typename Primitive>
 Primitive& Cached(std::map<Key, Primitive>& cache, const Geometry& g,
                   Primitive (*make)(const Geometry&)) {
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(g.key());
   if (it == cache.end()) it = cache.emplace(g.key(), make(g)).first;
   return it->second;

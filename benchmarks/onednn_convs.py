@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -188,16 +187,11 @@ def main(argv):
     pass
   for fn in windows.values():
     fn()
-  times = {name: [] for name in windows}
-  for _ in range(_WINDOWS.value):
-    for name, fn in windows.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(1e3 * (time.perf_counter() - start) / steps)
-  for name, ts in times.items():
-    result[f'{name}_ms_per_step'] = float(np.median(ts))
+  times = jw.alternating_windows(_WINDOWS.value, *windows.values())
+  for name, ts in zip(windows, times):
+    result[f'{name}_ms_per_step'] = 1e3 * float(np.median(ts)) / steps
   result['onednn_speedup'] = result['xla_ms_per_step'] / result['onednn_ms_per_step']
-  if 'torch' in times:
+  if 'torch' in windows:
     result['xla_over_torch'] = result['torch_ms_per_step'] / result['xla_ms_per_step']
     result['onednn_over_torch'] = result['torch_ms_per_step'] / result['onednn_ms_per_step']
   print(json.dumps(result))

@@ -90,18 +90,6 @@ def _log(msg):
   print(msg, flush=True)
 
 
-def _alternating(num_windows, *window_fns):
-  """Seconds of each window_fn over `num_windows` rounds, run in turn within each round (so that the
-  machine's drift hits every workload alike): one list per function."""
-  times = [[] for _ in window_fns]
-  for _ in range(num_windows):
-    for fn, out in zip(window_fns, times):
-      start = time.perf_counter()
-      fn()
-      out.append(time.perf_counter() - start)
-  return times
-
-
 # ------------------------------------------------------------------------------------ sections
 
 def run_matmul(results):
@@ -165,8 +153,8 @@ def run_train(results, peer: bool):
       x = torch.from_numpy(jw.random_images(work.batch_size).transpose(0, 3, 1, 2).copy())
       step(x)
     torch_window = lambda: [step(x) for _ in range(steps)]
-    jax_times, *rest = _alternating(_WINDOWS.value, lambda: work.run(steps),
-                                    *([torch_window] if torch is not None else []))
+    jax_times, *rest = jw.alternating_windows(_WINDOWS.value, lambda: work.run(steps),
+                                              *([torch_window] if torch is not None else []))
     torch_times = rest[0] if rest else []
     entry['examples_per_s'] = steps * work.batch_size / _median(jax_times)
     entry['achieved_flops_per_s'] = flops * steps / _median(jax_times)
@@ -217,8 +205,9 @@ def run_nll(results, peer: bool):
         x = torch.from_numpy(jw.random_images(batch).transpose(0, 3, 1, 2).copy())
         torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
       torch_window = lambda: torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
-      jax_times, *rest = _alternating(max(3, _WINDOWS.value // 2), lambda: work.run(1),
-                                      *([torch_window] if with_peer else []))
+      jax_times, *rest = jw.alternating_windows(max(3, _WINDOWS.value // 2),
+                                                lambda: work.run(1),
+                                                *([torch_window] if with_peer else []))
       torch_times = rest[0] if rest else []
       entry['examples_per_s'] = batch / _median(jax_times)
       entry['achieved_flops_per_s'] = flops / _median(jax_times)
