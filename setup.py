@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
 ]
 
 LINUX_X86_64 = 'sys_platform == "linux" and platform_machine == "x86_64"'
+ONEDNN = [f'{name}==2023.2.0; {LINUX_X86_64}' for name in ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')]
 
 setuptools.setup(
     name='vaeprior_jax',
@@ -33,14 +34,17 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['vaeprior_jax', 'vaeprior_jax.*', 'experiments',
                                                'experiments.*']),
+    # The oneDNN backend's custom calls, compiled at first use (vaeprior_jax/onednn.py).
+    package_data={'vaeprior_jax': ['csrc/*.cc']},
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'],
+        # The tests cover the oneDNN backend too, where its wheels exist.
+        'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'] + ONEDNN,
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
-        # benchmarks/onednn_convs.py (a prototype): libdnnl built with GNU OpenMP, and its headers.
-        'onednn': [f'{name}==2023.2.0; {LINUX_X86_64}'
-                   for name in ('onednn-cpu-gomp', 'onednn-devel-cpu-gomp')],
+        # model.conv_backend='onednn' (CPU): libdnnl built with GNU OpenMP, and its headers; the
+        # custom calls are compiled with $CXX (default g++) at first use.
+        'onednn': ONEDNN,
     },
 )

@@ -25,6 +25,9 @@ _ACTIVE_UNITS = flags.DEFINE_bool('active_units', True, 'Count active units on t
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'auto', list(evaluate_lib.CHECKPOINTS),
                                 'Which checkpoint: best (early stopping), latest, or auto (best if '
                                 'the run kept one, else latest).')
+_CONV_BACKEND = flags.DEFINE_enum('conv_backend', None, ['xla', 'onednn'],
+                                  'Who computes the convolutions (default: the training config\'s '
+                                  'model.conv_backend; both take the same checkpoints).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -32,7 +35,7 @@ def main(argv):
   common.start(argv)
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
-                                 checkpoint=_CHECKPOINT.value)
+                                 checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)
   print(json.dumps(result, indent=2))
 
 

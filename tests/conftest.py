@@ -22,3 +22,13 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+
+# The oneDNN backend's compiled custom calls (tests/onednn_test.py): built once per run, into a fresh
+# folder shared by the workers, not into ~/.cache.
+if 'VAEPRIOR_JAX_CACHE_DIR' not in os.environ:
+  import atexit  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  _library_cache = tempfile.mkdtemp(prefix='vaeprior_jax_test_libraries_')
+  atexit.register(shutil.rmtree, _library_cache, ignore_errors=True)
+  os.environ['VAEPRIOR_JAX_CACHE_DIR'] = _library_cache

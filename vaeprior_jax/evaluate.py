@@ -40,10 +40,14 @@ def paper_nll(config):
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
-             write_images: bool = True, checkpoint: str = 'auto') -> Dict[str, float]:
+             write_images: bool = True, checkpoint: str = 'auto',
+             conv_backend: Optional[str] = None) -> Dict[str, float]:
   """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (and PNG grids).
 
   checkpoint: 'auto' (the best one if the run used early stopping, else the latest), 'latest', 'best'.
+  conv_backend: who computes the convolutions (default: the training config's model.conv_backend);
+  both backends take the same parameters, so a run trained with 'onednn' on a CPU can be evaluated
+  with 'xla' elsewhere, and the other way round.
 
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
@@ -53,6 +57,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   (of the two-level models: over Concat[z1, z2], and per level as active_units_z1, active_units_z2).
   """
   config = training.load_config(workdir)
+  if conv_backend is not None:
+    config.model.conv_backend = conv_backend
   ec = config.eval
   num_samples = num_samples or ec.num_samples
   chunk_size = chunk_size or ec.chunk_size
@@ -73,7 +79,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
-                eval_seconds=time.time() - start)
+                eval_seconds=time.time() - start,
+                conv_backend=config.model.get('conv_backend', 'xla'))
   reference = paper_nll(config)
   if reference is not None and split == 'test':
     result.update(entry=config.get('entry', ''), paper_nll=reference)

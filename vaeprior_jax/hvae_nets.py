@@ -39,12 +39,12 @@ def _flatten_image(x: Array) -> Array:
   return x.reshape(x.shape[:-3] + (-1,))
 
 
-def _gated_conv_features(x: Array, stack, prefix: str) -> Array:
+def _gated_conv_features(x: Array, stack, prefix: str, conv_backend: str) -> Array:
   """Gated convolutions of `stack` over x [..., H, W, C], flattened: [..., H/4 * W/4 * 6]."""
   batch_shape = x.shape[:-3]
   h = x.reshape((-1,) + x.shape[-3:])
   for i, (features, kernel, stride) in enumerate(stack):
-    h = nets.GatedConv(features, kernel, stride, name=f'{prefix}_{i}')(h)
+    h = nets.GatedConv(features, kernel, stride, conv_backend, name=f'{prefix}_{i}')(h)
   return h.reshape(batch_shape + (-1,))
 
 
@@ -52,11 +52,12 @@ class EncoderZ2(nn.Module):
   """q(z2|x): x -> GatedDense[300 -> 300] (conv=False) or 5 gated convolutions (conv=True) -> heads."""
   latent_dim: int
   conv: bool = False
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
     if self.conv:
-      h = _gated_conv_features(x, CONV_Z2_STACK, 'hidden')
+      h = _gated_conv_features(x, CONV_Z2_STACK, 'hidden', self.conv_backend)
     else:
       h = nets.gated_mlp(_flatten_image(x), (HIDDEN, HIDDEN))
     return nets.tomczak_heads(self.latent_dim)(h)
@@ -67,11 +68,12 @@ class EncoderZ1(nn.Module):
   5 gated convolutions (conv), g = GatedDense of the size of f(x)."""
   latent_dim: int
   conv: bool = False
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array, z2: Array) -> Tuple[Array, Array]:
     if self.conv:
-      hx = _gated_conv_features(x, CONV_Z1_STACK, 'hidden_x')
+      hx = _gated_conv_features(x, CONV_Z1_STACK, 'hidden_x', self.conv_backend)
     else:
       hx = nets.GatedDense(HIDDEN, name='hidden_x')(_flatten_image(x))
     hx = jnp.broadcast_to(hx, z2.shape[:-1] + hx.shape[-1:])
@@ -108,6 +110,7 @@ class ConvDecoder(nn.Module):
   UnFlatten -> 4 gated 3x3 convolutions of 64 channels -> LinearConv1x1[C] logits."""
   output_shape: Tuple[int, int, int]
   channels: Sequence[int] = DECODER_CONV_CHANNELS
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, z1: Array, z2: Array) -> Array:
@@ -117,8 +120,8 @@ class ConvDecoder(nn.Module):
     h = nets.GatedDense(int(np.prod(self.output_shape)), name='hidden_joint')(h)
     h = h.reshape((-1,) + tuple(self.output_shape))
     for i, features in enumerate(self.channels):
-      h = nets.GatedConv(features, 3, 1, name=f'hidden_conv_{i}')(h)
-    logits = nn.Conv(self.output_shape[-1], (1, 1), name='logits')(h)
+      h = nets.GatedConv(features, 3, 1, self.conv_backend, name=f'hidden_conv_{i}')(h)
+    logits = nets.conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
     return logits.reshape(batch_shape + tuple(self.output_shape))
 
 
@@ -129,6 +132,7 @@ class PixelDecoder(nn.Module):
   num_layers: int = 3
   features: int = 0
   dropout_rate: float = 0.5
+  conv_backend: str = 'xla'
   autoregressive = True
 
   @nn.compact
@@ -142,7 +146,8 @@ class PixelDecoder(nn.Module):
         nets.GatedDense(size, name='hidden_z2')(z2).reshape((-1,) + shape)], axis=-1)
     x = jnp.broadcast_to(x, batch_shape + shape).reshape((-1,) + shape)
     logits = nets.PixelCNN(shape, self.num_layers, self.features, self.dropout_rate,
-                           name='pixelcnn')(x, cond, deterministic, dropout_rng)
+                           conv_backend=self.conv_backend, name='pixelcnn')(
+                               x, cond, deterministic, dropout_rng)
     return logits.reshape(batch_shape + shape)
 
 
@@ -150,9 +155,11 @@ NETS = ('hvae', 'convhvae', 'pixelhvae')
 
 
 def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int],
-           pixelcnn_layers: int = 3, pixelcnn_features: int = 0):
-  """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS)."""
+           pixelcnn_layers: int = 3, pixelcnn_features: int = 0, conv_backend: str = 'xla'):
+  """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS); the
+  convolutions are `conv_backend`'s (nets.CONV_BACKENDS)."""
   input_shape = tuple(int(s) for s in input_shape)
+  nets.conv_layer(conv_backend)  # Validates the name.
   if name not in NETS:
     raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
   conv = name != 'hvae'
@@ -162,7 +169,9 @@ def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int
   if name == 'hvae':
     decoder = Decoder(input_shape)
   elif name == 'convhvae':
-    decoder = ConvDecoder(input_shape)
+    decoder = ConvDecoder(input_shape, conv_backend=conv_backend)
   else:
-    decoder = PixelDecoder(input_shape, pixelcnn_layers, pixelcnn_features)
-  return (EncoderZ2(z2_dim, conv), EncoderZ1(z1_dim, conv), ConditionalPrior(z1_dim), decoder)
+    decoder = PixelDecoder(input_shape, pixelcnn_layers, pixelcnn_features,
+                           conv_backend=conv_backend)
+  return (EncoderZ2(z2_dim, conv, conv_backend), EncoderZ1(z1_dim, conv, conv_backend),
+          ConditionalPrior(z1_dim), decoder)

@@ -11,6 +11,7 @@ import numpy as np
 from vaeprior_jax import distributions
 from vaeprior_jax import hvae_nets
 from vaeprior_jax import nets
+from vaeprior_jax import onednn
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
 
@@ -318,6 +319,14 @@ def validate(model_config):
   if is_hierarchical(model_config) and model_config.posterior != 'gaussian':
     raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
                      f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
+  backend = model_config.get('conv_backend', 'xla')
+  if backend not in nets.CONV_BACKENDS:
+    raise ValueError(f'Unknown model.conv_backend {backend!r}; allowed: '
+                     f'{", ".join(nets.CONV_BACKENDS)}.')
+  if backend == 'onednn':
+    reason = onednn.unavailable_reason()
+    if reason:
+      raise ValueError(f'model.conv_backend=onednn cannot run here: {reason}')
 
 
 def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableModel:
@@ -328,8 +337,8 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableMod
   models), posterior (gaussian|realnvp), latent_dim (of z, or of z2), flow_depth, and optionally z1_dim
   (0: latent_dim), num_components (500: mixture components or pseudo-inputs), flow_hidden_units (256),
   flow_unroll (1: RealNVP blocks per scan iteration; flow_depth unrolls the loop entirely),
-  coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3) and pixelcnn_features (0:
-  C + 32).
+  coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3), pixelcnn_features (0:
+  C + 32) and conv_backend ('xla'; 'onednn': oneDNN's convolutions on the CPU, see `onednn`).
   """
   validate(model_config)
   get = lambda k, default: model_config.get(k, default)
@@ -344,10 +353,11 @@ def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableMod
     z1_dim = get('z1_dim', 0) or model_config.latent_dim
     encoder_z2, encoder_z1, conditional_prior, decoder = hvae_nets.create(
         model_config.net, z1_dim, model_config.latent_dim, input_shape,
-        get('pixelcnn_layers', 3), get('pixelcnn_features', 0))
+        get('pixelcnn_layers', 3), get('pixelcnn_features', 0), get('conv_backend', 'xla'))
     return HierarchicalVAE(encoder_z2=encoder_z2, encoder_z1=encoder_z1,
                            conditional_prior=conditional_prior, decoder=decoder, prior=prior,
                            z1_dim=z1_dim)
-  encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope)
+  encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope,
+                                 get('conv_backend', 'xla'))
   return VAE(encoder=encoder, decoder=decoder, prior=prior,
              posterior=posteriors.create(model_config.posterior, **flow_kwargs))

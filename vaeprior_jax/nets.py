@@ -6,6 +6,7 @@ All non-linear layers use leaky ReLU. Modules whose names start with `hidden` ho
 non-linear layers (the ones the paper's L2 regularisation applies to, see `training.l2_penalty`).
 """
 
+import functools
 from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -13,7 +14,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import onednn
+
 Array = jax.Array
+
+# Who computes the convolutions: XLA (flax's nn.Conv; every platform) or oneDNN (`onednn.Conv`, the
+# CPU only, opt-in). Same parameters, so checkpoints move between them.
+CONV_BACKENDS = ('xla', 'onednn')
+
+
+def conv_layer(backend: str):
+  """The convolution layer class of `backend` (one of CONV_BACKENDS), called as
+  layer(features, kernel_size, strides, padding, name=...)."""
+  if backend == 'xla':
+    return nn.Conv
+  if backend == 'onednn':
+    return onednn.Conv
+  raise ValueError(f'Unknown conv_backend {backend!r}; allowed: {", ".join(CONV_BACKENDS)}.')
+
+
+def _stride1_conv(backend: str):
+  """(x, kernel, padding) -> the stride-1 convolution (no bias) of `backend`."""
+  if backend == 'onednn':
+    return lambda x, kernel, padding: onednn.conv(x, kernel, None, (1, 1), padding)
+  conv_layer(backend)  # Validates the name.
+  return lambda x, kernel, padding: jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 # Conv/Resnet stacks of App. B.2 for 28x28 inputs:
 #   encoder  28x28x32 -> 28x28x32 -> 14x14x64 -> 14x14x64 -> 7x7x64 -> 7x7x16
@@ -101,7 +127,8 @@ def _phase_kernel(kernel: Array, taps_h, taps_w):
   return kernel[rows[:, None], cols[None, :]], ((-lo_h, hi_h), (-lo_w, hi_w))
 
 
-def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Array:
+def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int],
+                        conv_backend: str = 'xla') -> Array:
   """lax.conv_transpose(x, kernel, strides, 'SAME') for x [N, H, W, C], kernel [kh, kw, C, F] (HWIO,
   not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], computed without dilating x.
 
@@ -113,8 +140,9 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
   gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
   convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
   of the multiply-adds and was 1.4-1.7x slower, forward and gradients.) A phase that no tap reaches
-  (kernel < stride) is zero.
+  (kernel < stride) is zero. The phases' convolutions are `conv_backend`'s (CONV_BACKENDS).
   """
+  conv = _stride1_conv(conv_backend)
   kh, kw, in_features, features = kernel.shape
   sh, sw = strides
   if x.ndim != 4 or x.shape[-1] != in_features:
@@ -136,8 +164,7 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
         row.append(jnp.zeros((n, h, w, features), dtype))
         continue
       phase_kernel, padding = _phase_kernel(kernel, phase_h, phase_w)
-      row.append(jax.lax.conv_general_dilated(x, phase_kernel, (1, 1), padding,
-                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+      row.append(conv(x, phase_kernel, padding))
     rows.append(jnp.stack(row, axis=3))  # [N, H, W, sw, F]
   y = jnp.stack(rows, axis=3)  # [N, H, W, sh, sw, F]
   return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * sh, w * sw, features)
@@ -146,11 +173,13 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Ar
 class ConvTranspose(nn.Module):
   """nn.ConvTranspose(features, kernel_size, strides, padding='SAME') with the same parameters
   ('kernel' [kh, kw, C, F] with lecun-normal init, 'bias' [F] zeros) and the same function,
-  computed by `conv_transpose_same`. Input [N, H, W, C]."""
+  computed by `conv_transpose_same` (its stride-1 convolutions by `conv_backend`). Input
+  [N, H, W, C]."""
   features: int
   kernel_size: Tuple[int, int]
   strides: Tuple[int, int] = (1, 1)
   padding: str = 'SAME'
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -160,7 +189,7 @@ class ConvTranspose(nn.Module):
                         tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
-    return conv_transpose_same(x, kernel, tuple(self.strides)) + bias
+    return conv_transpose_same(x, kernel, tuple(self.strides), self.conv_backend) + bias
 
 
 class ResidualBlock(nn.Module):
@@ -173,10 +202,13 @@ class ResidualBlock(nn.Module):
   stride: int
   transpose: bool = False
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    conv = ConvTranspose if self.transpose else nn.Conv
+    plain = conv_layer(self.conv_backend)
+    conv = (functools.partial(ConvTranspose, conv_backend=self.conv_backend) if self.transpose
+            else plain)
     strides = (self.stride, self.stride)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
@@ -184,18 +216,20 @@ class ResidualBlock(nn.Module):
     h = nn.leaky_relu(x, self.negative_slope)
     h = conv(self.features, (3, 3), strides, padding='SAME', name='conv_0')(h)
     h = nn.leaky_relu(h, self.negative_slope)
-    h = nn.Conv(self.features, (3, 3), padding='SAME', name='conv_1')(h)
+    h = plain(self.features, (3, 3), padding='SAME', name='conv_1')(h)
     return shortcut + h
 
 
-def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float) -> Array:
+def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float,
+                conv_backend: str) -> Array:
   """Applies the non-linear (de)conv or (de)resnet layers of `stack`, named hidden_0, hidden_1, ..."""
   for i, (features, stride) in enumerate(stack):
     name = f'hidden_{i}'
     if block == 'resnet':
-      h = ResidualBlock(features, stride, transpose, negative_slope, name=name)(h)
+      h = ResidualBlock(features, stride, transpose, negative_slope, conv_backend, name=name)(h)
     else:
-      conv = ConvTranspose if transpose else nn.Conv
+      conv = (functools.partial(ConvTranspose, conv_backend=conv_backend) if transpose
+              else conv_layer(conv_backend))
       h = conv(features, (3, 3), (stride, stride), padding='SAME', name=name)(h)
     h = nn.leaky_relu(h, negative_slope) if block == 'conv' else h
   # A resnet stack is a non-linear layer too: close it with the activation.
@@ -213,24 +247,26 @@ class ConvEncoder(nn.Module):
   latent_dim: int
   block: str = 'resnet'  # 'conv' (ConvVAE) or 'resnet' (ResnetVAE)
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
     _check_spatial(x.shape[-3:])
     batch_shape = x.shape[:-3]
     h = x.reshape((-1,) + x.shape[-3:])
-    h = _conv_stack(h, ENCODER_STACK, self.block, False, self.negative_slope)
+    h = _conv_stack(h, ENCODER_STACK, self.block, False, self.negative_slope, self.conv_backend)
     h = h.reshape(batch_shape + (-1,))
     return GaussianHeads(self.latent_dim, name='heads')(h)
 
 
-def _deconv_trunk(z: Array, output_shape, block: str, negative_slope: float) -> Array:
+def _deconv_trunk(z: Array, output_shape, block: str, negative_slope: float,
+                  conv_backend: str) -> Array:
   """z -> Dense[H/4*W/4*16] -> UnFlatten -> {DeConv|DeResnet}[...-> H x W x 32], as [-1, H, W, 32]."""
   height, width, _ = output_shape
   small = (height // 4, width // 4, BOTTLENECK_CHANNELS)
   h = nn.Dense(small[0] * small[1] * small[2], name='hidden_dense')(z)
   h = nn.leaky_relu(h, negative_slope).reshape((-1,) + small)
-  return _conv_stack(h, DECODER_STACK, block, True, negative_slope)
+  return _conv_stack(h, DECODER_STACK, block, True, negative_slope, conv_backend)
 
 
 class ConvDecoder(nn.Module):
@@ -239,12 +275,13 @@ class ConvDecoder(nn.Module):
   output_shape: Tuple[int, int, int]
   block: str = 'resnet'
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     _check_spatial(self.output_shape)
-    h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope)
-    logits = nn.Conv(self.output_shape[-1], (1, 1), name='logits')(h)
+    h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope, self.conv_backend)
+    logits = conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
@@ -267,6 +304,7 @@ class ShiftedConv(nn.Module):
   features: int
   kernel_size: Tuple[int, int]
   direction: str  # 'down' or 'down_right'
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -277,7 +315,8 @@ class ShiftedConv(nn.Module):
       pad = ((0, 0), (kh - 1, 0), (kw - 1, 0), (0, 0))
     else:
       raise ValueError(f'Unknown shift direction {self.direction!r}; allowed: down, down_right.')
-    return nn.Conv(self.features, self.kernel_size, padding='VALID', name='conv')(jnp.pad(x, pad))
+    return conv_layer(self.conv_backend)(self.features, self.kernel_size, padding='VALID',
+                                         name='conv')(jnp.pad(x, pad))
 
 
 class GatedResnet(nn.Module):
@@ -287,18 +326,22 @@ class GatedResnet(nn.Module):
   kernel_size: Tuple[int, int]
   dropout_rate: float = 0.5
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array, aux: Optional[Array], cond: Array, deterministic: bool,
                dropout_rng: Optional[Array] = None) -> Array:
     act = lambda v: nn.leaky_relu(v, self.negative_slope)
+    conv = conv_layer(self.conv_backend)
     features = x.shape[-1]
-    h = ShiftedConv(features, self.kernel_size, self.direction, name='hidden_conv_0')(act(x))
+    h = ShiftedConv(features, self.kernel_size, self.direction, self.conv_backend,
+                    name='hidden_conv_0')(act(x))
     if aux is not None:
-      h = h + nn.Conv(features, (1, 1), name='hidden_aux')(act(aux))
+      h = h + conv(features, (1, 1), name='hidden_aux')(act(aux))
     h = nn.Dropout(self.dropout_rate)(act(h), deterministic=deterministic, rng=dropout_rng)
-    h = ShiftedConv(2 * features, self.kernel_size, self.direction, name='hidden_conv_1')(h)
-    h = h + nn.Conv(2 * features, (1, 1), name='hidden_cond')(cond)
+    h = ShiftedConv(2 * features, self.kernel_size, self.direction, self.conv_backend,
+                    name='hidden_conv_1')(h)
+    h = h + conv(2 * features, (1, 1), name='hidden_cond')(cond)
     a, b = jnp.split(h, 2, axis=-1)
     return x + a * nn.sigmoid(b)
 
@@ -319,25 +362,29 @@ class PixelCNN(nn.Module):
   features: int = 0
   dropout_rate: float = 0.5
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array, cond: Array, deterministic: bool = True,
                dropout_rng: Optional[Array] = None) -> Array:
     channels = self.output_shape[-1]
     features = self.features or channels + 32
+    backend = self.conv_backend
     h0 = jnp.concatenate([x, cond], axis=-1)
     # The first layer must not see pixel (r, c) itself: shift its outputs once.
-    u = down_shift(ShiftedConv(features, (2, 3), 'down', name='hidden_input_u')(h0))
-    ul = (down_shift(ShiftedConv(features, (1, 3), 'down', name='hidden_input_ul_0')(h0)) +
-          right_shift(ShiftedConv(features, (2, 1), 'down_right', name='hidden_input_ul_1')(h0)))
+    u = down_shift(ShiftedConv(features, (2, 3), 'down', backend, name='hidden_input_u')(h0))
+    ul = (down_shift(ShiftedConv(features, (1, 3), 'down', backend, name='hidden_input_ul_0')(h0)) +
+          right_shift(ShiftedConv(features, (2, 1), 'down_right', backend,
+                                  name='hidden_input_ul_1')(h0)))
     keys = (jax.random.split(dropout_rng, 2 * self.num_layers) if dropout_rng is not None
             else [None] * (2 * self.num_layers))
     for i in range(self.num_layers):
-      u = GatedResnet('down', (2, 3), self.dropout_rate, self.negative_slope,
+      u = GatedResnet('down', (2, 3), self.dropout_rate, self.negative_slope, backend,
                       name=f'hidden_u_{i}')(u, None, cond, deterministic, keys[2 * i])
-      ul = GatedResnet('down_right', (2, 2), self.dropout_rate, self.negative_slope,
+      ul = GatedResnet('down_right', (2, 2), self.dropout_rate, self.negative_slope, backend,
                        name=f'hidden_ul_{i}')(ul, u, cond, deterministic, keys[2 * i + 1])
-    return nn.Conv(channels, (1, 1), name='logits')(nn.leaky_relu(ul, self.negative_slope))
+    return conv_layer(backend)(channels, (1, 1), name='logits')(
+        nn.leaky_relu(ul, self.negative_slope))
 
 
 def _images(x: Array, batch_shape, image_shape) -> Array:
@@ -353,6 +400,7 @@ class PixelCNNDecoder(nn.Module):
   num_layers: int = 3
   dropout_rate: float = 0.5
   negative_slope: float = 0.2
+  conv_backend: str = 'xla'
   autoregressive = True
 
   @nn.compact
@@ -360,9 +408,10 @@ class PixelCNNDecoder(nn.Module):
                dropout_rng: Optional[Array] = None) -> Array:
     _check_spatial(self.output_shape)
     batch_shape = z.shape[:-1]
-    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope)
+    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope, self.conv_backend)
     logits = PixelCNN(self.output_shape, self.num_layers, dropout_rate=self.dropout_rate,
-                      negative_slope=self.negative_slope, name='pixelcnn')(
+                      negative_slope=self.negative_slope, conv_backend=self.conv_backend,
+                      name='pixelcnn')(
                           _images(x, batch_shape, self.output_shape), cond, deterministic,
                           dropout_rng)
     return logits.reshape(batch_shape + tuple(self.output_shape))
@@ -390,12 +439,14 @@ class GatedConv(nn.Module):
   features: int
   kernel_size: int = 3
   stride: int = 1
+  conv_backend: str = 'xla'
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     pad = self.kernel_size // 2
-    conv = lambda name: nn.Conv(self.features, (self.kernel_size,) * 2, (self.stride,) * 2,
-                                padding=((pad, pad), (pad, pad)), name=name)
+    conv = lambda name: conv_layer(self.conv_backend)(
+        self.features, (self.kernel_size,) * 2, (self.stride,) * 2,
+        padding=((pad, pad), (pad, pad)), name=name)
     return conv('h')(x) * nn.sigmoid(conv('gate')(x))
 
 
@@ -443,20 +494,22 @@ NETS = ('dense', 'conv', 'resnet', 'pixel', 'gated_mlp')
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
-           negative_slope: float = 0.2) -> Tuple[nn.Module, nn.Module]:
-  """Returns (encoder, decoder) for the net called `name` (one of NETS)."""
+           negative_slope: float = 0.2, conv_backend: str = 'xla') -> Tuple[nn.Module, nn.Module]:
+  """Returns (encoder, decoder) for the net called `name` (one of NETS); the convolutional nets'
+  convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
   input_shape = tuple(int(s) for s in input_shape)
+  conv_layer(conv_backend)  # Validates the name.
   if name == 'dense':
     return (DenseEncoder(latent_dim, negative_slope=negative_slope),
             DenseDecoder(input_shape, negative_slope=negative_slope))
   if name in ('conv', 'resnet'):
     _check_spatial(input_shape)
-    return (ConvEncoder(latent_dim, name, negative_slope),
-            ConvDecoder(input_shape, name, negative_slope))
+    return (ConvEncoder(latent_dim, name, negative_slope, conv_backend),
+            ConvDecoder(input_shape, name, negative_slope, conv_backend))
   if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
     _check_spatial(input_shape)
-    return (ConvEncoder(latent_dim, 'resnet', negative_slope),
-            PixelCNNDecoder(input_shape, negative_slope=negative_slope))
+    return (ConvEncoder(latent_dim, 'resnet', negative_slope, conv_backend),
+            PixelCNNDecoder(input_shape, negative_slope=negative_slope, conv_backend=conv_backend))
   if name == 'gated_mlp':  # Tomczak & Welling's VAE (L = 1).
     return GatedMLPEncoder(latent_dim), GatedMLPDecoder(input_shape)
   raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')

@@ -152,6 +152,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.flow_depth = 1             # unused: no RealNVP in these models
   config.model.pixelcnn_layers = 3        # PixelHVAE's PixelCNN (shared with PixelVAE)
   config.model.pixelcnn_features = 0      # 0: C + 32 channels
+  config.model.conv_backend = 'xla'       # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = dataset

@@ -174,6 +174,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.flow_unroll = 1            # RealNVP blocks per loop iteration (K: no loop; accelerators)
   config.model.coupling_scale_bias = 2.0  # scale = sigmoid(s + 2): each coupling starts near identity
   config.model.negative_slope = 0.2       # leaky ReLU, TensorFlow's default
+  config.model.conv_backend = 'xla'       # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
 
   config.data = ml_collections.ConfigDict()
   # binarized_mnist | mnist | fashion_mnist | omniglot (Burda et al.'s 28x28 chardata.mat, not tfds'

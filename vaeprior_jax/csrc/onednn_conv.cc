@@ -1,16 +1,18 @@
-// oneDNN convolutions as XLA FFI custom calls, for benchmarks/onednn_convs.py (a prototype, not part
-// of the library). NHWC activations, HWIO kernels, float32, explicit padding, no dilation, no groups.
+// oneDNN's convolutions as XLA FFI custom calls, for `vaeprior_jax.onednn` (conv_backend='onednn').
+// NHWC activations with any number of leading batch dimensions ([..., H, W, C], flattened to N
+// images), HWIO kernels, float32, explicit non-negative padding, no dilation, no groups.
 //
-//   OnednnConvFwd(x, w) -> y                     convolution_forward
-//   OnednnConvBwdData(dy, w) -> dx               convolution_backward_data
-//   OnednnConvBwdWeights(x, dy) -> (dw, db)      convolution_backward_weights (with the bias gradient)
+//   vaeprior_jax_onednn_conv_fwd(x, w) -> y                    convolution_forward
+//   vaeprior_jax_onednn_conv_bwd_data(dy, w) -> dx             convolution_backward_data
+//   vaeprior_jax_onednn_conv_bwd_weights(x, dy) -> (dw, db)    convolution_backward_weights (with
+//                                                              the bias gradient)
 //
 // Attributes: sh, sw (strides), pt, pb, pl, pr (padding: top, bottom, left, right). Primitives are
 // created once per shape and calling thread, and kept: several devices of one process call them
 // concurrently, and oneDNN's library-managed scratchpad is not safe for concurrent executions of
 // one primitive (one shared cache gave NaNs on 4 simulated devices). Kernels are reordered to and
 // from oneDNN's preferred layout on every call (3x3x64x64 floats: negligible next to the
-// convolution).
+// convolution). vaeprior_jax/onednn.py compiles this file at first use.
 
 #include <array>
 #include <map>
@@ -102,10 +104,20 @@ thread_local std::map<Key, Fwd> fwd_cache;
 thread_local std::map<Key, BwdData> bwd_data_cache;
 thread_local std::map<Key, BwdWeights> bwd_weights_cache;
 
+// x [..., H, W, C] (the leading dimensions are the N images), w [kh, kw, C, F], y [..., OH, OW, F].
 template <typename Dims>
-Geometry MakeGeometry(const Dims& x, const Dims& w, const Dims& y, int64_t sh, int64_t sw,
-                      int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  return {x[0], x[1], x[2], x[3], w[0], w[1], w[3], y[1], y[2], sh, sw, pt, pb, pl, pr};
+ffi::ErrorOr<Geometry> MakeGeometry(const Dims& x, const Dims& w, const Dims& y, int64_t sh,
+                                    int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  const size_t r = x.size();
+  if (r < 3 || y.size() != r || w.size() != 4) {
+    return ffi::Unexpected<ffi::Error>(ffi::Error(
+        ffi::ErrorCode::kInvalidArgument,
+        "oneDNN convolution: needs images [..., H, W, C] and a kernel [kh, kw, C, F]"));
+  }
+  int64_t n = 1;
+  for (size_t i = 0; i + 3 < r; ++i) n *= x[i];
+  return Geometry{n, x[r - 3], x[r - 2], x[r - 1], w[0], w[1], w[3], y[r - 3], y[r - 2],
+                  sh, sw, pt, pb, pl, pr};
 }
 
 ffi::Error Failed(const dnnl::error& e) {
@@ -115,8 +127,10 @@ ffi::Error Failed(const dnnl::error& e) {
 ffi::Error FwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y,
                    int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   try {
-    Geometry g = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw, pt, pb, pl,
-                              pr);
+    auto geometry = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw, pt, pb,
+                                 pl, pr);
+    if (geometry.has_error()) return geometry.error();
+    const Geometry& g = geometry.value();
     Fwd& p = Cached(fwd_cache, g, &MakeFwd);
     dnnl::stream s(Engine());
     dnnl::memory src(p.pd.src_desc(), Engine(), x.typed_data());
@@ -134,8 +148,10 @@ ffi::Error BwdDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt,
                        int64_t pb, int64_t pl, int64_t pr) {
   try {
-    Geometry g = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw, pt, pb,
-                              pl, pr);
+    auto geometry = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw, pt,
+                                 pb, pl, pr);
+    if (geometry.has_error()) return geometry.error();
+    const Geometry& g = geometry.value();
     BwdData& p = Cached(bwd_data_cache, g, &MakeBwdData);
     dnnl::stream s(Engine());
     dnnl::memory diff_dst(p.pd.diff_dst_desc(), Engine(), dy.typed_data());
@@ -154,8 +170,10 @@ ffi::Error BwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                           ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db,
                           int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
   try {
-    Geometry g = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw, pt, pb,
-                              pl, pr);
+    auto geometry = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw, pt,
+                                 pb, pl, pr);
+    if (geometry.has_error()) return geometry.error();
+    const Geometry& g = geometry.value();
     BwdWeights& p = Cached(bwd_weights_cache, g, &MakeBwdWeights);
     dnnl::stream s(Engine());
     dnnl::memory src(p.pd.src_desc(), Engine(), x.typed_data());
@@ -180,17 +198,17 @@ ffi::Error BwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
   .Attr<int64_t>("sh").Attr<int64_t>("sw").Attr<int64_t>("pt").Attr<int64_t>("pb")          \
       .Attr<int64_t>("pl").Attr<int64_t>("pr")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvFwd, FwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vaeprior_jax_onednn_conv_fwd, FwdImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBwdData, BwdDataImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vaeprior_jax_onednn_conv_bwd_data, BwdDataImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>() CONV_ATTRS);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBwdWeights, BwdWeightsImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vaeprior_jax_onednn_conv_bwd_weights, BwdWeightsImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
