@@ -6,7 +6,6 @@ from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from experiments.configs import xu2019
@@ -20,10 +19,12 @@ from vaeprior_jax import xla_options
 SHAPE = (28, 28, 1)
 
 
-def config_for(net: str, prior: str, flow_depth: int = 20, batch_size: int = 128):
+def config_for(net: str, prior: str, flow_depth: int = 20, batch_size: int = 128,
+               conv_backend: str = 'xla'):
   """An xu2019 config (the paper's protocol) for `net` with the standard or RealNVP prior."""
   config = xu2019.get_config(f'table1,{net},{"rnvp_prior" if prior == "realnvp" else "standard"}')
   config.model.flow_depth = flow_depth
+  config.model.conv_backend = conv_backend
   config.train.batch_size = batch_size
   config.train.warmup_epochs = 100.0
   return config

@@ -41,6 +41,8 @@ _NLL_EXAMPLES = flags.DEFINE_list('nll_memory_examples', ['1000', '10000'],
                                   'Test-set sizes of the nll_memory section.')
 _FULL_TEST_EXAMPLES = flags.DEFINE_integer('full_test_examples', 10000,
                                            'Test examples of the gpu section\'s NLL target.')
+_CONV_BACKEND = flags.DEFINE_enum('conv_backend', 'xla', ['xla', 'onednn'],
+                                  "The JAX models' model.conv_backend (onednn: CPU only, opt-in).")
 _GPU_EPOCHS = flags.DEFINE_integer('gpu_epochs', 20, 'Epochs timed in the gpu section.')
 _DATA_CACHE = flags.DEFINE_string('data_cache', '', 'A data.cache_dir holding static MNIST: the gpu '
                                   'section then evaluates the real test images.')
@@ -70,6 +72,7 @@ def environment():
           'device_kind': jax.devices()[0].device_kind, 'cpu': _cpu_name(),
           'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
           'library_xla_options': xla_options.compiler_options(),
+          'conv_backend': _CONV_BACKEND.value,
           **xla_options.host_memory_settings()}
   try:
     import flax  # pylint: disable=g-import-not-at-top
@@ -122,6 +125,11 @@ WORKLOADS = (('dense', 'standard'), ('dense', 'realnvp'), ('resnet', 'standard')
              ('resnet', 'realnvp'))
 
 
+def _config(net, prior, **kwargs):
+  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
+  return jw.config_for(net, prior, conv_backend=_CONV_BACKEND.value, **kwargs)
+
+
 def _torch_or_none():
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -138,7 +146,7 @@ def run_train(results, peer: bool):
   out = {}
   for net, prior in WORKLOADS:
     name = f'{net}/{prior}'
-    work = jw.TrainWorkload(jw.config_for(net, prior))
+    work = jw.TrainWorkload(_config(net, prior))
     steps = jw.train_steps_per_window(net)
     entry = {'batch_size': work.batch_size, 'steps_per_window': steps,
              'compile_seconds': work.compile_seconds, **jw.memory_of(work.compiled)}
@@ -190,7 +198,7 @@ def run_nll(results, peer: bool):
     batch = _nll_batch(net)
     for chunk in _chunks():
       name = f'{net}/{prior}/chunk{chunk}'
-      work = jw.NLLWorkload(jw.config_for(net, prior), 1000, chunk, batch)
+      work = jw.NLLWorkload(_config(net, prior), 1000, chunk, batch)
       entry = {'batch_size': batch, 'num_samples': 1000, 'chunk_size': chunk,
                'compile_seconds': work.compile_seconds, **jw.memory_of(work.compiled)}
       flops = work.flops_per_batch()
@@ -228,7 +236,7 @@ def run_nll(results, peer: bool):
 
 def run_nll_memory(results):
   from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
-  config = jw.config_for('dense', 'standard')
+  config = _config('dense', 'standard')
   out = {}
   for n in (int(v) for v in _NLL_EXAMPLES.value):
     images = jw.random_images(n, seed=5)
@@ -248,7 +256,7 @@ def run_compile(results):
   from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
   out = {}
   for depth in (5, 20, 50):
-    work = jw.TrainWorkload(jw.config_for('dense', 'realnvp', flow_depth=depth))
+    work = jw.TrainWorkload(_config('dense', 'realnvp', flow_depth=depth))
     out[f'K{depth}'] = work.compile_seconds
     _log(f'compile dense/realnvp K={depth}: {work.compile_seconds:.2f} s')
   out['ratio_K50_over_K5'] = out['K50'] / out['K5']
@@ -262,7 +270,7 @@ def run_scaling(results):
   for n in (1, 2, 4):
     if n > jax.device_count():
       continue
-    work = jw.TrainWorkload(jw.config_for('dense', 'realnvp'),
+    work = jw.TrainWorkload(_config('dense', 'realnvp'),
                             mesh=sharding.make_mesh(jax.devices()[:n]))
     steps = jw.train_steps_per_window('dense')
     times = jw.time_windows(lambda: work.run(steps), _WINDOWS.value)
@@ -277,7 +285,7 @@ def run_gpu(results):
   # 1. The 1,000-sample NLL of ResnetVAE + RealNVP prior (K = 50) over the whole test set.
   n = _FULL_TEST_EXAMPLES.value
   images, source = jw.random_images(n, seed=9), 'random binary images'
-  config = jw.config_for('resnet', 'realnvp', flow_depth=50)
+  config = _config('resnet', 'realnvp', flow_depth=50)
   if _DATA_CACHE.value:
     from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
     data_config = config.data.copy_and_resolve_references()
@@ -291,7 +299,7 @@ def run_gpu(results):
     _log(f'gpu {key}: {len(images)} examples x 1000 samples in {seconds:.1f} s')
   # 2. Epochs of the on-device loop (DenseVAE, batch 128, 50,000 images, 390 steps per epoch).
   for prior in ('standard', 'realnvp'):
-    work = jw.DeviceLoopWorkload(jw.config_for('dense', prior), binarize=False)
+    work = jw.DeviceLoopWorkload(_config('dense', prior), binarize=False)
     times = jw.time_windows(lambda: work.run(1), _GPU_EPOCHS.value, warmup_windows=1)
     epoch = _median(times)
     out[f'dense_{prior}_on_device_epoch'] = {
@@ -301,7 +309,7 @@ def run_gpu(results):
     _log(f'gpu dense/{prior} on-device: {epoch * 1000:.1f} ms per epoch; 2,400 epochs = '
          f'{2400 * epoch / 60:.1f} min of training steps')
   # 3. One early-stopping validation (100 samples over 10,000 validation images), DenseVAE+RNVP.
-  seconds, _ = jw.split_nll(jw.config_for('dense', 'realnvp'), jw.random_images(10000, 3), 100,
+  seconds, _ = jw.split_nll(_config('dense', 'realnvp'), jw.random_images(10000, 3), 100,
                             100, 1000)
   out['dense_realnvp_validation_100_samples_seconds'] = seconds
   _log(f'gpu one validation pass (10,000 x 100 samples): {seconds:.2f} s; the protocol has 120')
