@@ -200,12 +200,23 @@ def _mesh_axes(entries) -> Tuple[str, ...]:
   return tuple(axes)
 
 
-def _partitioned(call, num_images: int, reduce: bool):
-  """`call` (operands: `num_images` image arrays [..., H, W, C], then kernels) as a
-  custom_partitioning op: the images keep the sharding of operand 0's leading (batch) axes, all
-  else is replicated; with `reduce` (the kernel gradient), the outputs are replicated and summed
-  over the mesh axes of the batch (one all-reduce). Without a mesh, just `call`."""
+# Shardy's view of each custom call ({n}: the leading batch factors n0, n1, ...): the batch passes
+# through (or, for the kernel gradient, is reduced); every other factor must stay unsharded.
+_RULES = {
+    'forward': '{n} h w c, kh kw c f -> {n} i j f',  # (x, kernel) -> y
+    'input_grad': '{n} i j f, kh kw c f -> {n} h w c',  # (dy, kernel) -> dx
+    'kernel_grad': '{n} h w c, {n} i j f -> kh kw c f, f',  # (x, dy) -> (dkernel, dbias)
+}
+
+
+def _partitioned(call, kind: str):
+  """`call` (a custom call of `kind`, a key of _RULES) as a custom_partitioning op: the image
+  operands keep the sharding of operand 0's leading (batch) axes, the kernel is replicated; the
+  kernel gradient's outputs are replicated and summed over the mesh axes of the batch (one
+  all-reduce). Without a mesh, just `call`."""
   op = custom_partitioning(call)
+  num_images = 2 if kind == 'kernel_grad' else 1
+  reduce = kind == 'kernel_grad'
   spec = jax.sharding.PartitionSpec
 
   def shardings(mesh, arg_shapes, result_shape):
@@ -234,13 +245,14 @@ def _partitioned(call, num_images: int, reduce: bool):
     """Shardy's view: the batch factors n0.. pass through (or are reduced); the rest must not be
     sharded."""
     del mesh, result_types
-    n = ' '.join(f'n{i}' for i in range(len(value_types[0].shape) - 3))
-    if reduce:  # (x, dy) -> (dw, db)
-      return (f'{n} h w c, {n} i j f -> kh kw c f, f',
-              dict(reduction_factors=tuple(n.split()),
-                   need_replication_factors=('h', 'w', 'c', 'i', 'j', 'f', 'kh', 'kw')))
-    return (f'{n} h w c, kh kw c f -> {n} i j f',  # (x, k) -> y or (dy, k) -> dx
-            dict(need_replication_factors=('h', 'w', 'c', 'kh', 'kw', 'f', 'i', 'j')))
+    batch = tuple(f'n{i}' for i in range(len(value_types[0].shape) - 3))
+    rule = _RULES[kind].format(n=' '.join(batch))
+    # Shardy wants each kind of factor listed in order of first appearance.
+    ordered = dict.fromkeys(rule.replace('->', ' ').replace(',', ' ').split())
+    factors = dict(need_replication_factors=tuple(f for f in ordered if f not in batch))
+    if reduce:
+      factors['reduction_factors'] = batch
+    return rule, factors
 
   op.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule)
   return op
@@ -262,7 +274,7 @@ def _forward_op(geometry: Geometry):
     out = jax.ShapeDtypeStruct(x.shape[:-3] + (oh, ow, k.shape[-1]), jnp.float32)
     return jax.ffi.ffi_call(_FWD, out)(x, k, **attrs)
 
-  return _batch_images(_partitioned(call, 1, False), 'forward')
+  return _batch_images(_partitioned(call, 'forward'), 'forward')
 
 
 @functools.lru_cache(maxsize=None)
@@ -274,7 +286,7 @@ def _input_grad_op(geometry: Geometry, x_spatial: Tuple[int, int]):
     out = jax.ShapeDtypeStruct(dy.shape[:-3] + tuple(x_spatial) + (k.shape[2],), jnp.float32)
     return jax.ffi.ffi_call(_BWD_DATA, out)(dy, k, **attrs)
 
-  return _batch_images(_partitioned(call, 1, False), 'input gradient')
+  return _batch_images(_partitioned(call, 'input_grad'), 'input gradient')
 
 
 def _batch_images(op, name: str):
@@ -304,7 +316,7 @@ def _kernel_grad_op(geometry: Geometry, kernel_spatial: Tuple[int, int]):
            jax.ShapeDtypeStruct((dy.shape[-1],), jnp.float32))
     return jax.ffi.ffi_call(_BWD_WEIGHTS, out)(x, dy, **attrs)
 
-  op = _partitioned(call, 2, True)
+  op = _partitioned(call, 'kernel_grad')
   batched = jax.custom_batching.custom_vmap(lambda x, dy: op(x, dy))
 
   @batched.def_vmap
