@@ -2,8 +2,9 @@
 
 XLA's cost analysis counts a while loop's body once (it does not know the trip count in general), so
 a RealNVP under `nn.scan` would be undercounted; here `scan` bodies are multiplied by their length.
-Only dot_general and conv_general_dilated are counted (2 FLOPs per multiply-add): element-wise work
-is small beside them in these models and is left out, so the count is a lower bound.
+Only dot_general and conv_general_dilated, and the oneDNN backend's convolution custom calls
+(`vaeprior_jax.onednn`), are counted (2 FLOPs per multiply-add): element-wise work is small beside
+them in these models and is left out, so the count is a lower bound.
 """
 
 import math
@@ -40,6 +41,20 @@ def _conv_flops(eqn) -> float:
   return 2.0 * math.prod(out.shape) * kernel_in * kernel_spatial
 
 
+def _onednn_flops(eqn) -> float:
+  """A oneDNN convolution custom call: 2 x (output or dy elements) x kh kw C, as its lax analogue."""
+  target = str(eqn.params.get('target_name', ''))
+  if not target.startswith('vaeprior_jax_onednn_conv_'):
+    return 0.0
+  if target.endswith('_fwd'):  # (x, kernel [kh, kw, C, F]) -> y
+    images, (kh, kw, c, _) = eqn.outvars[0].aval, eqn.invars[1].aval.shape
+  elif target.endswith('_bwd_data'):  # (dy, kernel) -> dx
+    images, (kh, kw, c, _) = eqn.invars[0].aval, eqn.invars[1].aval.shape
+  else:  # (x, dy) -> (dkernel [kh, kw, C, F], dbias)
+    images, (kh, kw, c, _) = eqn.invars[1].aval, eqn.outvars[0].aval.shape
+  return 2.0 * math.prod(images.shape) * kh * kw * c
+
+
 def _sub_jaxprs(eqn):
   for value in eqn.params.values():
     for v in (value if isinstance(value, (tuple, list)) else (value,)):
@@ -57,6 +72,8 @@ def count_jaxpr(jaxpr) -> float:
       total += _dot_flops(eqn)
     elif name == 'conv_general_dilated':
       total += _conv_flops(eqn)
+    elif name == 'ffi_call':
+      total += _onednn_flops(eqn)
     elif name == 'scan':
       total += eqn.params['length'] * count_jaxpr(eqn.params['jaxpr'].jaxpr)
     elif name == 'while':
