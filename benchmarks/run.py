@@ -6,8 +6,8 @@ PyTorch peer and the machine's matrix-product peak. Run by hand; results go to b
 
 Sections (--only): matmul (dense float32 matrix-product peak), train (DenseVAE / ResnetVAE x standard
 / RealNVP prior K=20, batch 128: examples/s, XLA memory, FLOP/s), nll (1,000-sample estimator:
-test examples/s and memory per chunk size), peer (train and nll timed against the PyTorch peer in
-the same process, alternating windows; needs torch), nll_memory (peak memory over 1,000 vs 10,000
+test examples/s and memory per chunk size), peer (train and nll, or the one of them named beside it,
+timed against the PyTorch peer in the same process, alternating windows; needs torch), nll_memory (peak memory over 1,000 vs 10,000
 test examples), compile (train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s
 over 1, 2, 4 devices where present), gpu (accelerator targets: the full-test-set NLL of ResnetVAE +
 RealNVP K=50, and epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE
@@ -326,6 +326,8 @@ def main(argv):
   results = {'environment': environment()}
   _log(json.dumps(results['environment'], indent=1))
   peer = 'peer' in only and _torch_or_none()[0] is not None and not _accelerator()
+  # `peer` alone times both train and nll against PyTorch; beside one of them, only that one.
+  peer_sections = ({'train', 'nll'} & only) or {'train', 'nll'}
   if 'peer' in only and not peer:
     _log('peer: skipped (needs torch, and runs on the CPU only).')
   for name, fn in (('matmul', run_matmul), ('gpu', run_gpu), ('train', lambda r: run_train(r, peer)),
@@ -335,7 +337,7 @@ def main(argv):
       if name in only and _ONLY.value:
         _log('gpu: skipped (no accelerator).')
       continue
-    if name in only or (name in ('train', 'nll') and peer):
+    if name in only or (name in peer_sections and peer):
       start = time.perf_counter()
       fn(results)
       results.setdefault('section_seconds', {})[name] = time.perf_counter() - start
