@@ -318,9 +318,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     if config.model.prior == 'vampprior_data' or config.model.get('pseudo_inputs_from_data', False):
       state = _pseudo_inputs_from_data(state, dataset.train, config, mesh)
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
-  logging.info('Model %s/%s/%s, %d parameters, %d devices; %d steps (%d per epoch).',
-               config.model.net, config.model.prior, config.model.posterior, num_params, num_devices,
-               num_steps, per_epoch)
+  logging.info('Model %s/%s/%s, %d parameters, convolutions by %s, %d devices; %d steps (%d per '
+               'epoch).', config.model.net, config.model.prior, config.model.posterior, num_params,
+               config.model.get('conv_backend', 'xla'), num_devices, num_steps, per_epoch)
   if staged:
     logging.info('Phases: %s.', prior_training.describe(phases, per_epoch))
   if start_step >= num_steps:
