@@ -33,18 +33,12 @@ _MESH_DEVICES = flags.DEFINE_integer('mesh_devices', 1, 'Devices of the data mes
 def _torch_window(net, prior, workload, images):
   """A window of PyTorch's peer, or None without torch."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
     from benchmarks import torch_peer  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  torch.manual_seed(0)
-  model = torch_peer.VAE(net, prior)
-  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
   if workload == 'train':
-    step = torch_peer.make_train_step(model)
-    return lambda: [step(x) for _ in range(_STEPS.value)]
-  model.eval()
-  return lambda: torch_peer.importance_weighted_log_likelihood(model, x, 1000, _CHUNK.value)
+    return torch_peer.train_window(net, prior, images, _STEPS.value)
+  return torch_peer.nll_window(net, prior, images, 1000, _CHUNK.value)
 
 
 def main(argv):

@@ -154,15 +154,11 @@ def run_train(results, peer: bool):
     entry['flops_per_step_jaxpr'] = flops
     entry['flops_per_step_xla'] = jw.xla_flops(work.compiled)
     work.run(2)
+    peers = []
     if torch is not None:
-      torch.manual_seed(0)
-      model = torch_peer.VAE(net, prior)
-      step = torch_peer.make_train_step(model)
-      x = torch.from_numpy(jw.random_images(work.batch_size).transpose(0, 3, 1, 2).copy())
-      step(x)
-    torch_window = lambda: [step(x) for _ in range(steps)]
-    jax_times, *rest = jw.alternating_windows(_WINDOWS.value, lambda: work.run(steps),
-                                              *([torch_window] if torch is not None else []))
+      peers.append(torch_peer.train_window(net, prior, jw.random_images(work.batch_size), steps))
+      peers[0]()  # Warm-up.
+    jax_times, *rest = jw.alternating_windows(_WINDOWS.value, lambda: work.run(steps), *peers)
     torch_times = rest[0] if rest else []
     entry['examples_per_s'] = steps * work.batch_size / _median(jax_times)
     entry['achieved_flops_per_s'] = flops * steps / _median(jax_times)
@@ -207,15 +203,12 @@ def run_nll(results, peer: bool):
       # chunk size on its own.
       with_peer = torch is not None and chunk == 100
       work.run(1)
+      peers = []
       if with_peer:
-        torch.manual_seed(0)
-        model = torch_peer.VAE(net, prior).eval()
-        x = torch.from_numpy(jw.random_images(batch).transpose(0, 3, 1, 2).copy())
-        torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
-      torch_window = lambda: torch_peer.importance_weighted_log_likelihood(model, x, 1000, chunk)
+        peers.append(torch_peer.nll_window(net, prior, jw.random_images(batch), 1000, chunk))
+        peers[0]()  # Warm-up.
       jax_times, *rest = jw.alternating_windows(max(3, _WINDOWS.value // 2),
-                                                lambda: work.run(1),
-                                                *([torch_window] if with_peer else []))
+                                                lambda: work.run(1), *peers)
       torch_times = rest[0] if rest else []
       entry['examples_per_s'] = batch / _median(jax_times)
       entry['achieved_flops_per_s'] = flops / _median(jax_times)

@@ -224,3 +224,26 @@ def importance_weighted_log_likelihood(model: VAE, x, num_samples: int = 1000,
     chunk = torch.logsumexp(log_px_z + log_pz - log_qz, dim=0)
     running = chunk if running is None else torch.logaddexp(running, chunk)
   return running - math.log(num_samples)
+
+
+def _nchw(images):
+  """NHWC float32 NumPy images -> an NCHW tensor."""
+  return torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+
+
+def train_window(net: str, prior: str, images, steps: int):
+  """A timing window for the benchmarks: () -> `steps` train steps of a fresh peer (seed 0) on the
+  NHWC `images`."""
+  torch.manual_seed(0)
+  step = make_train_step(VAE(net, prior))
+  x = _nchw(images)
+  return lambda: [step(x) for _ in range(steps)]
+
+
+def nll_window(net: str, prior: str, images, num_samples: int, chunk_size: int):
+  """A timing window: () -> the peer's (seed 0) `num_samples`-sample estimate on the NHWC
+  `images`."""
+  torch.manual_seed(0)
+  model = VAE(net, prior).eval()
+  x = _nchw(images)
+  return lambda: importance_weighted_log_likelihood(model, x, num_samples, chunk_size)
