@@ -244,9 +244,15 @@ def test_build_is_cached_and_a_failed_build_says_why(tmp_path, monkeypatch):
   bad = tmp_path / 'bad.cc'
   bad.write_text('this is not C++\n')
   monkeypatch.setattr(onednn, 'SOURCE', str(bad))
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with monkeypatch.context() as m:
+    m.setenv('VAEPRIOR_JAX_CACHE_DIR', str(blocker))
+    with pytest.raises(RuntimeError, match='set VAEPRIOR_JAX_CACHE_DIR to a writable folder'):
+      onednn.cache_dir()
   with pytest.raises(RuntimeError, match='Compiling the oneDNN custom calls failed'):
     onednn._build(include, lib_dir)  # pylint: disable=protected-access
-  assert not [f for f in os.listdir(tmp_path / 'onednn')]  # No partial library is left.
+  assert not os.listdir(tmp_path / 'onednn')  # No partial library is left.
   # A library already in the cache for this source is reused, not rebuilt.
   good = tmp_path / 'good.cc'
   good.write_text('extern "C" int vaeprior_jax_probe() { return 7; }\n')

@@ -110,7 +110,11 @@ def cache_dir() -> str:
       os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
       'vaeprior_jax')
   path = os.path.join(root, 'onednn')
-  os.makedirs(path, exist_ok=True)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise RuntimeError(f'conv_backend=onednn compiles its custom calls into {path}, which cannot be '
+                       f'created ({e}); set VAEPRIOR_JAX_CACHE_DIR to a writable folder.') from None
   return path
 
 
