@@ -2,12 +2,14 @@ r"""The library's two CPU convolution backends side by side: model.conv_backend=
 
   pip install -e '.[onednn]'   # onednn-cpu-gomp + onednn-devel-cpu-gomp 2023.2.0 (and g++)
   python -m benchmarks.onednn_convs [--net=resnet] [--prior=standard] [--workload=train|nll]
+  python -m benchmarks.onednn_convs --tomczak2018=table1,convhvae,vampprior
 
 Builds the workload of `benchmarks.jax_workloads` twice, once per backend (same initial parameters:
 both backends' layers have the same parameters), checks that they agree (the first train step's
 loss, or the estimate of one test batch), then times the two JAX versions and, where torch is
-installed, PyTorch's peer (`torch_peer.py`) in alternating windows of one process, and prints one
-JSON line: milliseconds per window's unit (train step, or test batch; medians) and the ratios. With
+installed, PyTorch's peer (`torch_peer.py`; ResnetVAE only) in alternating windows of one process,
+and prints one JSON line: milliseconds per window's unit (train step, or test batch; medians) and
+the ratios. With
 --mesh_devices=N (on the CPU with XLA_FLAGS=--xla_force_host_platform_device_count=N) both run on a
 'data' mesh of N devices and the line counts the all-gathers in each compiled step.
 """
@@ -19,7 +21,8 @@ from absl import flags
 import jax
 import numpy as np
 
-_NET = flags.DEFINE_enum('net', 'resnet', ['conv', 'resnet'], 'Net.')
+_NET = flags.DEFINE_enum('net', 'resnet', ['conv', 'resnet', 'pixel'],
+                        'Net (the PyTorch peer exists for resnet only).')
 _PRIOR = flags.DEFINE_enum('prior', 'standard', ['standard', 'realnvp'], 'Prior.')
 _WORKLOAD = flags.DEFINE_enum('workload', 'train', ['train', 'nll'],
                               'A train step, or the 1,000-sample estimator on one test batch.')
@@ -28,10 +31,14 @@ _STEPS = flags.DEFINE_integer('steps', 3, 'Train steps per window (train).')
 _NLL_BATCH = flags.DEFINE_integer('nll_batch', 8, 'Test examples per batch (nll).')
 _CHUNK = flags.DEFINE_integer('chunk_size', 100, 'Samples per vmapped chunk (nll).')
 _MESH_DEVICES = flags.DEFINE_integer('mesh_devices', 1, 'Devices of the data mesh.')
+_TOMCZAK = flags.DEFINE_string('tomczak2018', '', 'Instead of --net/--prior: a tomczak2018.py entry '
+                               '(e.g. table1,convhvae,vampprior), its own batch size; no peer.')
 
 
 def _torch_window(net, prior, workload, images):
-  """A window of PyTorch's peer, or None without torch."""
+  """A window of PyTorch's peer, or None without torch or without a peer of `net`."""
+  if net != 'resnet' or _TOMCZAK.value:
+    return None
   try:
     from benchmarks import torch_peer  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -49,8 +56,16 @@ def main(argv):
   mesh = sharding.make_mesh(jax.devices()[:_MESH_DEVICES.value])
   result = {'net': net, 'prior': prior, 'workload': workload, 'mesh_devices': mesh.devices.size}
   works, windows = {}, {}
+  if _TOMCZAK.value:
+    net, prior = _TOMCZAK.value, ''
+    result.update(net=net, prior=prior)
   for backend in ('xla', 'onednn'):
-    config = jw.config_for(net, prior, conv_backend=backend)
+    if _TOMCZAK.value:
+      from experiments.configs import tomczak2018  # pylint: disable=g-import-not-at-top
+      config = tomczak2018.get_config(_TOMCZAK.value)
+      config.model.conv_backend = backend
+    else:
+      config = jw.config_for(net, prior, conv_backend=backend)
     if workload == 'train':
       work = jw.TrainWorkload(config, mesh=mesh)
       # One step from the same initial state: the losses agree to float32 rounding.
