@@ -192,6 +192,13 @@ class ConvTranspose(nn.Module):
     return conv_transpose_same(x, kernel, tuple(self.strides), self.conv_backend) + bias
 
 
+def _strided_layer(conv_backend: str, transpose: bool):
+  """The layer class of a (de)conv stack's strided convolutions: transposed (upsampling) or not."""
+  if transpose:
+    return functools.partial(ConvTranspose, conv_backend=conv_backend)
+  return conv_layer(conv_backend)
+
+
 class ResidualBlock(nn.Module):
   """Pre-activation residual block: y = shortcut(x) + Conv(act(Conv_s(act(x)))).
 
@@ -207,8 +214,7 @@ class ResidualBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     plain = conv_layer(self.conv_backend)
-    conv = (functools.partial(ConvTranspose, conv_backend=self.conv_backend) if self.transpose
-            else plain)
+    conv = _strided_layer(self.conv_backend, self.transpose)
     strides = (self.stride, self.stride)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
@@ -228,8 +234,7 @@ def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: fl
     if block == 'resnet':
       h = ResidualBlock(features, stride, transpose, negative_slope, conv_backend, name=name)(h)
     else:
-      conv = (functools.partial(ConvTranspose, conv_backend=conv_backend) if transpose
-              else conv_layer(conv_backend))
+      conv = _strided_layer(conv_backend, transpose)
       h = conv(features, (3, 3), (stride, stride), padding='SAME', name=name)(h)
     h = nn.leaky_relu(h, negative_slope) if block == 'conv' else h
   # A resnet stack is a non-linear layer too: close it with the activation.
