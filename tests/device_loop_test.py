@@ -10,7 +10,6 @@ import pytest
 
 import helpers
 from vaeprior_jax import device_loop
-from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
 
@@ -54,31 +53,15 @@ def test_dynamic_binarization_draws_pixels_with_the_grey_levels_as_probabilities
 
 def test_the_compiled_loop_takes_the_same_steps_as_plain_steps():
   config = helpers.tiny_config(prior='realnvp')
-  shape = (8, 8, 1)
-  model = models.create(config.model, shape)
-  images = (np.random.default_rng(0).random((48,) + shape)).astype(np.float32)
-  mesh = sharding.make_mesh()
-  dd = device_loop.DeviceData(images, 8, seed=0, binarize=True, mesh=mesh)
-  optimizer = training.make_optimizer(config.train, dd.steps_per_epoch)
-  step_fn = training.make_train_step(model, optimizer, config.train, dd.steps_per_epoch)
-  init = jax.jit(lambda b: training.create_train_state(model, optimizer, b, jax.random.key(0)),
-                 out_shardings=sharding.replicated(mesh))
-  key = sharding.replicate(jax.random.key(1), mesh)
-  plain_state = init(dd.batch_at(0))
-  plain_step = training.compile_train_step(step_fn, mesh)
-  plain_losses = []
-  for s in range(8):  # Crosses an epoch boundary (6 steps per epoch).
-    plain_state, m = plain_step(plain_state, sharding.shard_batch(dd.batch_at(s), mesh), key)
-    plain_losses.append(float(m['loss']))
-  loop = device_loop.make_loop(step_fn, dd)
-  state = init(dd.batch_at(0))
-  state, m1 = loop(state, key, 4)
-  state, m2 = loop(state, key, 4)  # Starts mid-epoch, from the state's step.
+  images = (np.random.default_rng(0).random((48, 8, 8, 1))).astype(np.float32)
+  # 8 steps cross an epoch boundary (6 steps per epoch); the second call starts mid-epoch, from the
+  # state's step.
+  (plain_state, plain_losses), (state, losses) = helpers.plain_and_on_device_steps(
+      config, images, 8, (4, 4))
   assert int(state['step']) == 8
-  losses = np.concatenate([np.asarray(m1['loss']), np.asarray(m2['loss'])])
   np.testing.assert_allclose(losses, plain_losses, rtol=2e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               jax.device_get(state['params']), jax.device_get(plain_state['params']))
+               state['params'], plain_state['params'])
 
 
 def _on_device_config(num_steps):

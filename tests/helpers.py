@@ -41,3 +41,35 @@ def tiny_config(**model):
   for k, v in model.items():
     config.model[k] = v
   return config
+
+
+def plain_and_on_device_steps(config, images, batch_size: int, chunks):
+  """The same training run twice on a mesh of all devices, from the same initial state: plain
+  compiled steps, and the on-device loop (`device_loop.make_loop`) called with `chunks` steps at a
+  time. Returns ((plain state, plain losses), (loop state, loop losses)), fetched to the host."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import device_loop  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  model = models.create(config.model, images.shape[1:])
+  mesh = sharding.make_mesh()
+  dd = device_loop.DeviceData(images, batch_size, seed=0, binarize=True, mesh=mesh)
+  optimizer = training.make_optimizer(config.train, dd.steps_per_epoch)
+  step_fn = training.make_train_step(model, optimizer, config.train, dd.steps_per_epoch)
+  init = jax.jit(lambda b: training.create_train_state(model, optimizer, b, jax.random.key(0)),
+                 out_shardings=sharding.replicated(mesh))
+  key = sharding.replicate(jax.random.key(1), mesh)
+  plain_state, plain_step, plain_losses = init(dd.batch_at(0)), training.compile_train_step(
+      step_fn, mesh), []
+  for s in range(sum(chunks)):
+    plain_state, m = plain_step(plain_state, sharding.shard_batch(dd.batch_at(s), mesh), key)
+    plain_losses.append(float(m['loss']))
+  loop = device_loop.make_loop(step_fn, dd)
+  state, losses = init(dd.batch_at(0)), []
+  for n in chunks:
+    state, m = loop(state, key, n)
+    losses.append(np.asarray(m['loss']))
+  return ((jax.device_get(plain_state), np.asarray(plain_losses)),
+          (jax.device_get(state), np.concatenate(losses)))

@@ -133,9 +133,9 @@ def test_transposed_convolution_phases(kernel, stride):
 
 def test_conv_layer_has_nn_convs_parameters():
   x = jax.random.normal(jax.random.key(7), (2, 8, 8, 3))
-  for args, kwargs in ((((5, (3, 3))), {}), ((4, (1, 1), (2, 2)), {}),
-                       ((4, (3, 3), 1), {'padding': ((1, 1), (1, 1))}), ((2, (2, 3)),
-                                                                          {'padding': 'VALID'})):
+  for args, kwargs in (((5, (3, 3)), {}), ((4, (1, 1), (2, 2)), {}),
+                       ((4, (3, 3), 1), {'padding': ((1, 1), (1, 1))}),
+                       ((2, (2, 3)), {'padding': 'VALID'})):
     ours, ref = onednn.Conv(*args, **kwargs), nn.Conv(*args, **kwargs)
     params = ref.init(jax.random.key(8), x)
     ours_params = ours.init(jax.random.key(8), x)
@@ -219,25 +219,10 @@ def test_train_with_onednn_then_evaluate_with_either_backend(tmp_path):
 def test_on_device_loop_takes_the_plain_steps():
   """The on-device loop (`train.on_device`: steps inside one compiled `scan`, batch sharded over 4
   devices) with oneDNN's convolutions takes the steps that the plain compiled step takes."""
-  from vaeprior_jax import device_loop  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(net='conv', prior='standard', conv_backend='onednn')
-  shape = (8, 8, 1)
-  model = models.create(config.model, shape)
-  images = np.random.default_rng(0).random((48,) + shape).astype(np.float32)
-  mesh = sharding.make_mesh()
-  data = device_loop.DeviceData(images, 8, seed=0, binarize=True, mesh=mesh)
-  optimizer = training.make_optimizer(config.train, data.steps_per_epoch)
-  step_fn = training.make_train_step(model, optimizer, config.train, data.steps_per_epoch)
-  init = jax.jit(lambda b: training.create_train_state(model, optimizer, b, jax.random.key(0)),
-                 out_shardings=sharding.replicated(mesh))
-  key = sharding.replicate(jax.random.key(1), mesh)
-  state, plain_step, plain_losses = init(data.batch_at(0)), training.compile_train_step(
-      step_fn, mesh), []
-  for s in range(4):
-    state, metrics = plain_step(state, sharding.shard_batch(data.batch_at(s), mesh), key)
-    plain_losses.append(float(metrics['loss']))
-  _, metrics = device_loop.make_loop(step_fn, data)(init(data.batch_at(0)), key, 4)
-  np.testing.assert_allclose(np.asarray(metrics['loss']), plain_losses, rtol=2e-6)
+  images = np.random.default_rng(0).random((48, 8, 8, 1)).astype(np.float32)
+  (_, plain_losses), (_, losses) = helpers.plain_and_on_device_steps(config, images, 8, (4,))
+  np.testing.assert_allclose(losses, plain_losses, rtol=2e-6)
 
 
 def test_bad_inputs_have_clear_errors():
