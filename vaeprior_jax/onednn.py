@@ -85,8 +85,7 @@ def unavailable_reason(backend: Optional[str] = None) -> Optional[str]:
     return (f'conv_backend=onednn runs on the CPU only, and JAX runs on {backend!r}; use '
             'conv_backend=xla.')
   try:
-    _dist_file('onednn-devel-cpu-gomp', 'oneapi/dnnl/dnnl.hpp')
-    _dist_file('onednn-cpu-gomp', 'libdnnl.so')
+    onednn_dirs()
   except RuntimeError as e:
     return str(e)
   compiler = os.environ.get('CXX', 'g++')
