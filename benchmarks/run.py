@@ -7,8 +7,8 @@ PyTorch peer and the machine's matrix-product peak. Run by hand; results go to b
 Sections (--only): matmul (dense float32 matrix-product peak), train (DenseVAE / ResnetVAE x standard
 / RealNVP prior K=20, batch 128: examples/s, XLA memory, FLOP/s), nll (1,000-sample estimator:
 test examples/s and memory per chunk size), peer (train and nll, or the one of them named beside it,
-timed against the PyTorch peer in the same process, alternating windows; needs torch), nll_memory (peak memory over 1,000 vs 10,000
-test examples), compile (train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s
+timed against the PyTorch peer in the same process, alternating windows; needs torch), nll_memory
+(peak memory over 1,000 vs 10,000 test examples), compile (train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s
 over 1, 2, 4 devices where present), gpu (accelerator targets: the full-test-set NLL of ResnetVAE +
 RealNVP K=50, and epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE
 protocol).
