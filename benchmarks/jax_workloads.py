@@ -162,9 +162,10 @@ class NLLWorkload:
 
 
 def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, batch_size: int,
-              mesh=None, seed: int = 0):
+              mesh=None, seed: int = 0, on_compiled: Optional[Callable[[], object]] = None):
   """The binaries' whole-split evaluation (`evaluation.split_metrics`) of random-init parameters:
-  (seconds, metrics). The estimate itself is meaningless for untrained parameters; its cost is not."""
+  (seconds, metrics). The estimate itself is meaningless for untrained parameters; its cost is not.
+  `on_compiled` is called after compilation and one warm-up batch, just before the timed run."""
   mesh = mesh or sharding.make_mesh()
   model = models.create(config.model, SHAPE)
   params = init_params(model, images[:8], mesh, seed)
@@ -173,6 +174,8 @@ def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, bat
   # Compile outside the timed region, on one batch.
   jax.block_until_ready(batch_metrics(params, sharding.shard_batch(images[:batch_size], mesh),
                                       jax.random.key(0)))
+  if on_compiled is not None:
+    on_compiled()
   start = time.perf_counter()
   metrics = evaluation.split_metrics(batch_metrics, params, images, jax.random.key(3), mesh,
                                      batch_size)

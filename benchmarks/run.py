@@ -4,14 +4,14 @@ PyTorch peer and the machine's matrix-product peak. Run by hand; results go to b
   python -m benchmarks.run                       # everything that applies to the devices present
   python -m benchmarks.run --only=train,nll --json=/tmp/bench.json
 
-Sections (--only): matmul (dense float32 matrix-product peak), train (DenseVAE / ResnetVAE x standard
-/ RealNVP prior K=20, batch 128: examples/s, XLA memory, FLOP/s), nll (1,000-sample estimator:
-test examples/s and memory per chunk size), peer (train and nll, or the one of them named beside it,
-timed against the PyTorch peer in the same process, alternating windows; needs torch), nll_memory
-(peak memory over 1,000 vs 10,000 test examples), compile (train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s
-over 1, 2, 4 devices where present), gpu (accelerator targets: the full-test-set NLL of ResnetVAE +
-RealNVP K=50, and epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE
-protocol).
+Sections (--only): matmul (dense float32 matrix-product peak), train (DenseVAE / ResnetVAE x
+standard / RealNVP prior K=20, batch 128: examples/s, XLA memory, FLOP/s), nll (1,000-sample
+estimator: test examples/s and memory per chunk size), peer (train and nll, or the one of them named
+beside it, timed against the PyTorch peer in the same process, alternating windows; needs torch),
+nll_memory (peak memory over 1,000 vs 10,000 test examples, each in a process of its own), compile
+(train-step compile time for RealNVP depth K = 5, 20, 50), scaling (examples/s over 1, 2, 4 devices
+where present), gpu (accelerator targets: the full-test-set NLL of ResnetVAE + RealNVP K=50, and
+epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE protocol).
 
 Every timing is the median over timed windows after a warm-up; FLOPs are counted from the jaxpr
 (matrix products and convolutions; `benchmarks.flops`), with XLA's own cost analysis beside them.
@@ -23,7 +23,7 @@ import datetime
 import json
 import os
 import platform
-import resource
+import subprocess
 import sys
 import time
 
@@ -228,20 +228,32 @@ def run_nll(results, peer: bool):
 
 
 def run_nll_memory(results):
-  from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
-  config = _config('dense', 'standard')
+  """Each test-set size in a fresh process (`benchmarks.split_memory`): a process's peak memory only
+  grows, so in this one, after the other sections, the estimator's peak would hide under theirs."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = {}
   for n in (int(v) for v in _NLL_EXAMPLES.value):
-    images = jw.random_images(n, seed=5)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    seconds, metrics = jw.split_nll(config, images, 1000, 100, 128)
-    out[str(n)] = {'seconds': seconds, 'examples_per_s': n / seconds,
-                   'process_peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   'process_peak_rss_before_mib': rss_before,
-                   'device_peak_mib': jw.device_peak_mib(), 'num_examples': metrics['num_examples']}
-    _log(f'nll_memory dense/standard, {n} examples: {seconds:.1f} s, process peak RSS '
-         f'{out[str(n)]["process_peak_rss_mib"]:.0f} MiB, device peak '
-         f'{out[str(n)]["device_peak_mib"]}')
+    command = [sys.executable, '-m', 'benchmarks.split_memory', f'--num_examples={n}',
+               '--net=dense', '--prior=standard', '--num_samples=1000', '--chunk_size=100',
+               '--batch_size=128']
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+      raise RuntimeError(f'{" ".join(command)} failed with exit status {done.returncode}:\n'
+                         f'{done.stderr[-4000:]}')
+    entry = json.loads(done.stdout.strip().splitlines()[-1])
+    out[str(n)] = entry
+    _log(f'nll_memory dense/standard, {n} examples (own process): {entry["seconds"]:.1f} s, '
+         f'process peak RSS {entry["process_peak_rss_before_mib"]:.0f} MiB before the evaluation '
+         f'(compiled, one batch done), {entry["process_peak_rss_mib"]:.0f} MiB after it; device '
+         f'peak {entry["device_peak_mib"]}')
+  sizes = sorted(out, key=int)
+  if len(sizes) > 1:
+    small, large = out[sizes[0]], out[sizes[-1]]
+    growth = large['process_peak_rss_mib'] - small['process_peak_rss_mib']
+    images = large['images_mib'] - small['images_mib']
+    results['nll_memory_growth_mib'] = growth
+    _log(f'nll_memory: the peak grew by {growth:.0f} MiB from {sizes[0]} to {sizes[-1]} examples '
+         f'(their images differ by {images:.0f} MiB)')
   results['nll_memory'] = out
 
 
