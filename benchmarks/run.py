@@ -44,6 +44,9 @@ _FULL_TEST_EXAMPLES = flags.DEFINE_integer('full_test_examples', 10000,
 _CONV_BACKEND = flags.DEFINE_enum('conv_backend', 'xla', ['xla', 'onednn'],
                                   "The JAX models' model.conv_backend (onednn: CPU only, opt-in).")
 _GPU_EPOCHS = flags.DEFINE_integer('gpu_epochs', 20, 'Epochs timed in the gpu section.')
+_GPU_SMOKE = flags.DEFINE_bool('gpu_smoke', False, 'Run the gpu section at tiny sizes, on any '
+                                'backend (the CPU included): a check that it runs before an '
+                                'accelerator is spent on it. Its numbers mean nothing.')
 _DATA_CACHE = flags.DEFINE_string('data_cache', '', 'A data.cache_dir holding static MNIST: the gpu '
                                   'section then evaluates the real test images.')
 
@@ -286,9 +289,10 @@ def run_scaling(results):
 
 def run_gpu(results):
   from benchmarks import jax_workloads as jw  # pylint: disable=g-import-not-at-top
-  out = {}
+  smoke = _GPU_SMOKE.value
+  out = {'smoke': smoke}
   # 1. The 1,000-sample NLL of ResnetVAE + RealNVP prior (K = 50) over the whole test set.
-  n = _FULL_TEST_EXAMPLES.value
+  n = 16 if smoke else _FULL_TEST_EXAMPLES.value
   images, source = jw.random_images(n, seed=9), 'random binary images'
   config = _config('resnet', 'realnvp', flow_depth=50)
   if _DATA_CACHE.value:
@@ -296,28 +300,38 @@ def run_gpu(results):
     data_config = config.data.copy_and_resolve_references()
     data_config.cache_dir = _DATA_CACHE.value
     images, source = data.load(data_config).test[:n], 'static MNIST test images'
-  for batch, chunk in ((128, 100), (256, 250)):
+  for batch, chunk in ((8, 10),) if smoke else ((128, 100), (256, 250)):
     seconds, metrics = jw.split_nll(config, images, 1000, chunk, batch)
     key = f'resnet_realnvp_K50_nll_b{batch}_c{chunk}'
     out[key] = {'seconds': seconds, 'num_examples': metrics['num_examples'], 'source': source,
-                'device_peak_mib': jw.device_peak_mib()}
+                'device_peak_so_far_mib': jw.device_peak_mib()}
     _log(f'gpu {key}: {len(images)} examples x 1000 samples in {seconds:.1f} s')
-  # 2. Epochs of the on-device loop (DenseVAE, batch 128, 50,000 images, 390 steps per epoch).
-  for prior in ('standard', 'realnvp'):
-    work = jw.DeviceLoopWorkload(_config('dense', prior), binarize=False)
-    times = jw.time_windows(lambda: work.run(1), _GPU_EPOCHS.value, warmup_windows=1)
-    epoch = _median(times)
-    out[f'dense_{prior}_on_device_epoch'] = {
-        'seconds_per_epoch': epoch, 'steps_per_epoch': work.steps_per_call,
+  # 2. Epochs of the on-device loop (DenseVAE, batch 128, 50,000 images, 390 steps per epoch), the
+  # RealNVP prior with its K = 20 blocks in a scan (flow_unroll 1) and unrolled.
+  examples = 1280 if smoke else 50000
+  for prior, unroll in (('standard', 1), ('realnvp', 1), ('realnvp', 20)):
+    config = _config('dense', prior)
+    config.model.flow_unroll = unroll
+    work = jw.DeviceLoopWorkload(config, num_examples=examples,
+                                 steps_per_call=examples // config.train.batch_size)
+    times = jw.time_windows(lambda: work.run(1), 2 if smoke else _GPU_EPOCHS.value,
+                            warmup_windows=1)
+    epoch = _median(times) * 50000 / examples
+    name = f'dense_{prior}' + (f'_unroll{unroll}' if prior == 'realnvp' else '')
+    out[f'{name}_on_device_epoch'] = {
+        'seconds_per_epoch': epoch, 'steps_per_epoch': 50000 // config.train.batch_size,
+        'timed_steps_per_call': work.steps_per_call,
         'projected_2400_epochs_minutes': 2400 * epoch / 60,
         'compile_seconds': work.compile_seconds}
-    _log(f'gpu dense/{prior} on-device: {epoch * 1000:.1f} ms per epoch; 2,400 epochs = '
+    _log(f'gpu {name} on-device: {epoch * 1000:.1f} ms per epoch of 50,000; 2,400 epochs = '
          f'{2400 * epoch / 60:.1f} min of training steps')
   # 3. One early-stopping validation (100 samples over 10,000 validation images), DenseVAE+RNVP.
-  seconds, _ = jw.split_nll(_config('dense', 'realnvp'), jw.random_images(10000, 3), 100,
-                            100, 1000)
+  n = 256 if smoke else 10000
+  seconds, _ = jw.split_nll(_config('dense', 'realnvp'), jw.random_images(n, 3), 100, 100,
+                            128 if smoke else 1000)
   out['dense_realnvp_validation_100_samples_seconds'] = seconds
-  _log(f'gpu one validation pass (10,000 x 100 samples): {seconds:.2f} s; the protocol has 120')
+  out['validation_examples'] = n
+  _log(f'gpu one validation pass ({n} x 100 samples): {seconds:.2f} s; the protocol has 120')
   results['gpu'] = out
 
 
@@ -338,9 +352,9 @@ def main(argv):
   for name, fn in (('matmul', run_matmul), ('gpu', run_gpu), ('train', lambda r: run_train(r, peer)),
                    ('nll', lambda r: run_nll(r, peer)), ('nll_memory', run_nll_memory),
                    ('compile', run_compile), ('scaling', run_scaling)):
-    if name == 'gpu' and not _accelerator():
+    if name == 'gpu' and not _accelerator() and not _GPU_SMOKE.value:
       if name in only and _ONLY.value:
-        _log('gpu: skipped (no accelerator).')
+        _log('gpu: skipped (no accelerator; --gpu_smoke runs it at tiny sizes).')
       continue
     if name in only or (name in peer_sections and peer):
       start = time.perf_counter()

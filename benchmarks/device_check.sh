@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The accelerator checks of issue 5 as one prepared run, for a lent GPU with little device time
+# (about 6 minutes on an H100 when warm). Run from the repository root; results go to $OUT.
+#
+#   OUT=/tmp/device_check benchmarks/device_check.sh
+#   SMOKE=1 OUT=/tmp/device_check benchmarks/device_check.sh   # tiny sizes on any backend, CPU too
+#
+# In order of importance, each step with its own time limit so that one slow step cannot use up
+# the rest: the gpu section of benchmarks.run (full-test-set NLL target, on-device epochs of the
+# 2,400-epoch DenseVAE protocol with the RealNVP blocks scanned and unrolled), the upsampling
+# layers two ways (benchmarks.conv_layers --transposed: is the CPU's per-phase form right here?),
+# then the train section. DATA_CACHE=<data.cache_dir> evaluates the real static MNIST test images.
+set -uo pipefail
+OUT=${OUT:-/tmp/device_check}
+PYTHON=${PYTHON:-python}
+mkdir -p "$OUT"
+smoke=()
+if [[ -n "${SMOKE:-}" ]]; then smoke=(--gpu_smoke); fi
+data=()
+if [[ -n "${DATA_CACHE:-}" ]]; then data=(--data_cache="$DATA_CACHE"); fi
+
+step() {  # step NAME SECONDS COMMAND...: stdout+stderr to $OUT/NAME.log, the exit status recorded.
+  local name=$1 seconds=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$seconds" "$@" > "$OUT/$name.log" 2>&1
+  echo "$name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+}
+
+{ nvidia-smi || true; "$PYTHON" -c 'import jax; print(jax.__version__, jax.devices())'; } \
+    > "$OUT/environment.txt" 2>&1
+step gpu 300 "$PYTHON" -m benchmarks.run --only=gpu --gpu_epochs=5 "${smoke[@]}" "${data[@]}" \
+    --json="$OUT/gpu.json"
+step transposed 90 "$PYTHON" -m benchmarks.conv_layers --transposed
+step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 --json="$OUT/train.json"
