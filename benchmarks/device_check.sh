@@ -9,7 +9,8 @@
 # the rest: the gpu section of benchmarks.run (full-test-set NLL target, on-device epochs of the
 # 2,400-epoch DenseVAE protocol with the RealNVP blocks scanned and unrolled), the upsampling
 # layers two ways (benchmarks.conv_layers --transposed: is the CPU's per-phase form right here?),
-# then the train section. DATA_CACHE=<data.cache_dir> evaluates the real static MNIST test images.
+# a profile of the unrolled RealNVP epoch (benchmarks.epoch_time --profile), then the train
+# section. DATA_CACHE=<data.cache_dir> evaluates the real static MNIST test images.
 set -uo pipefail
 OUT=${OUT:-/tmp/device_check}
 PYTHON=${PYTHON:-python}
@@ -32,4 +33,8 @@ step() {  # step NAME SECONDS COMMAND...: stdout+stderr to $OUT/NAME.log, the ex
 step gpu 300 "$PYTHON" -m benchmarks.run --only=gpu --gpu_epochs=5 "${smoke[@]}" "${data[@]}" \
     --json="$OUT/gpu.json"
 step transposed 90 "$PYTHON" -m benchmarks.conv_layers --transposed
+# Where the unrolled RealNVP epoch's time goes (50 steps traced: kernels by total time).
+step profile 120 "$PYTHON" -m benchmarks.epoch_time \
+    --config=experiments/configs/xu2019.py:table1,dense,rnvp_prior --config.model.flow_unroll=20 \
+    --epochs=2 --num_examples=6400 --profile
 step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 --json="$OUT/train.json"

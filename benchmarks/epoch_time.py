@@ -4,8 +4,9 @@ r"""Seconds per epoch of the on-device training loop (`train.on_device`) for any
       --epochs=3 --config.model.flow_unroll=20
 
 Times whole epochs (50,000 random binary 28x28 images, the config's batch size, optimizer and model)
-after one warm-up epoch, which includes compilation; prints one JSON line. Planning for long protocols:
-the paper's 2,400 epochs take 2,400 times the median.
+after one warm-up epoch, which includes compilation; prints one JSON line. Planning for long
+protocols: the paper's 2,400 epochs take 2,400 times the median. With --profile, one more epoch is
+traced and its ops (on an accelerator, its kernels) are summed by name: where an epoch's time goes.
 """
 
 import json
@@ -19,6 +20,8 @@ import numpy as np
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'An experiment config.')
 _EPOCHS = flags.DEFINE_integer('epochs', 3, 'Timed epochs (after one warm-up epoch).')
 _EXAMPLES = flags.DEFINE_integer('num_examples', 50000, 'Training-set size.')
+_PROFILE = flags.DEFINE_bool('profile', False, 'Also trace one more epoch and add a summary of '
+                             'its ops or kernels by total time (jax_workloads.profile_summary).')
 
 
 def main(argv):
@@ -31,9 +34,12 @@ def main(argv):
   first = time.perf_counter() - start
   times = jw.time_windows(lambda: work.run(1), _EPOCHS.value, warmup_windows=0)
   epoch = float(np.median(times))
-  print(json.dumps({'seconds_per_epoch': epoch, 'num_examples': _EXAMPLES.value, 'all': times, 'compile_and_first_epoch_s': first,
-                    'projected_2400_epochs_minutes': 2400 * epoch / 60,
-                    'model': config.model.to_dict()}), flush=True)
+  out = {'seconds_per_epoch': epoch, 'num_examples': _EXAMPLES.value, 'all': times,
+         'compile_and_first_epoch_s': first, 'projected_2400_epochs_minutes': 2400 * epoch / 60,
+         'steps_per_epoch': work.steps_per_call, 'model': config.model.to_dict()}
+  if _PROFILE.value:
+    out['profile'] = jw.profile_summary(lambda: work.run(1))
+  print(json.dumps(out), flush=True)
 
 
 if __name__ == '__main__':

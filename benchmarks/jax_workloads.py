@@ -212,6 +212,41 @@ class DeviceLoopWorkload:
     jax.block_until_ready(metrics['loss'])
 
 
+def profile_summary(run: Callable[[], None], top: int = 20) -> Dict[str, dict]:
+  """Traces one call of `run` with jax.profiler and sums its events by name, per profiler plane
+  (on a GPU '/device:GPU:0' holds the kernels, on the CPU '/host:CPU' the XLA ops): for each plane
+  the number of events, their total milliseconds and the `top` names by total time as
+  [name, count, ms]. Python's functions are not traced. Events nest on the CPU (an executor's
+  event spans its ops), so totals there count some time twice."""
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as folder:
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0
+    jax.profiler.start_trace(folder, profiler_options=options)
+    try:
+      run()
+    finally:
+      jax.profiler.stop_trace()
+    files = glob.glob(f'{folder}/**/*.xplane.pb', recursive=True)
+    if not files:
+      return {}
+    data = jax.profiler.ProfileData.from_file(files[0])
+    summary = {}
+    for plane in data.planes:
+      totals, counts = collections.Counter(), collections.Counter()
+      for line in plane.lines:
+        for event in line.events:
+          totals[event.name] += event.duration_ns / 1e6
+          counts[event.name] += 1
+      if counts:
+        summary[plane.name] = {
+            'events': sum(counts.values()), 'total_ms': sum(totals.values()),
+            'top': [[name, counts[name], ms] for name, ms in totals.most_common(top)]}
+    return summary
+
+
 def matmul_peak(size: int, dtype=jnp.float32, num_windows: int = 5,
                 library_options: bool = False) -> float:
   """Dense matrix-product FLOP/s of this device (median of timed windows of 10 products), compiled
