@@ -79,6 +79,8 @@ def memory_of(compiled) -> Dict[str, float]:
 
 
 def device_peak_mib() -> Optional[float]:
+  """The first local device's peak memory in use since the process started (None where the backend
+  does not say, as on the CPU): it is never reset, so it covers everything run before."""
   stats = jax.local_devices()[0].memory_stats()
   if not stats or 'peak_bytes_in_use' not in stats:
     return None

@@ -170,7 +170,7 @@ def run_train(results, peer: bool):
     if torch_times:
       entry['torch_examples_per_s'] = steps * work.batch_size / _median(torch_times)
       entry['jax_over_torch'] = entry['examples_per_s'] / entry['torch_examples_per_s']
-    entry['device_peak_mib'] = jw.device_peak_mib()
+    entry['device_peak_so_far_mib'] = jw.device_peak_mib()  # The process's, never reset.
     out[name] = entry
     _log(f'train {name}: {entry["examples_per_s"]:.0f} examples/s'
          + (f' (PyTorch {entry["torch_examples_per_s"]:.0f}, ratio {entry["jax_over_torch"]:.2f})'
@@ -220,7 +220,7 @@ def run_nll(results, peer: bool):
       if torch_times:
         entry['torch_examples_per_s'] = batch / _median(torch_times)
         entry['jax_over_torch'] = entry['examples_per_s'] / entry['torch_examples_per_s']
-      entry['device_peak_mib'] = jw.device_peak_mib()
+      entry['device_peak_so_far_mib'] = jw.device_peak_mib()  # The process's, never reset.
       out[name] = entry
       _log(f'nll {name} (batch {batch}): {entry["examples_per_s"]:.1f} test examples/s'
            + (f' (PyTorch {entry["torch_examples_per_s"]:.1f}, ratio '
