@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator checks of issue 5 as one prepared run, for a lent GPU with little device time
-# (about 6 minutes on an H100 when warm). Run from the repository root; results go to $OUT.
+# (about 7 minutes on an H100, estimated from the timings of 2026-11-23). Run it from the
+# repository root; results go to $OUT.
 #
 #   OUT=/tmp/device_check benchmarks/device_check.sh
 #   SMOKE=1 OUT=/tmp/device_check benchmarks/device_check.sh   # tiny sizes on any backend, CPU too
