@@ -5,6 +5,7 @@ would otherwise first fail on a lent accelerator: a CPU-only path taken on every
 lowering rule. Nothing is compiled or run here; the GPU and TPU numbers are benchmarks/RESULTS.md's.
 """
 
+import functools
 import re
 
 import jax
@@ -14,8 +15,10 @@ import pytest
 
 from experiments.configs import tomczak2018
 from experiments.configs import xu2019
+from vaeprior_jax import device_loop
 from vaeprior_jax import evaluation
 from vaeprior_jax import models
+from vaeprior_jax import sharding
 from vaeprior_jax import training
 
 ENTRIES = (
@@ -58,3 +61,22 @@ def test_train_step_and_estimator_lower_for_gpu_and_tpu(module, entry):
     calls = _custom_calls(lowered_step) | _custom_calls(lowered_estimator)
     assert not any(c.startswith('vaeprior_jax_onednn') for c in calls), calls
     assert (LU_TARGETS[platform] in calls) == flow, (platform, sorted(calls))
+
+
+def test_on_device_loop_lowers_for_gpu_and_tpu():
+  """`train.on_device`'s compiled loop (the GPU protocol's path): batches drawn and binarized on the
+  device, DenseVAE + RealNVP steps, in one scan."""
+  config = xu2019.get_config('table1,dense,rnvp_prior')
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  images = np.random.default_rng(0).random((256, 28, 28, 1)).astype(np.float32)
+  data = device_loop.DeviceData(images, 128, 0, True, mesh)
+  model = models.create(config.model, images.shape[1:])
+  optimizer = training.make_optimizer(config.train, data.steps_per_epoch)
+  step = training.make_train_step(model, optimizer, config.train, data.steps_per_epoch)
+  state = jax.eval_shape(lambda b: training.create_train_state(model, optimizer, b,
+                                                               jax.random.key(0)), data.batch_at(0))
+  key = jax.eval_shape(lambda: jax.random.key(1))
+  loop = functools.partial(device_loop.scan_fn(step, data), length=3)
+  for platform in ('cuda', 'tpu'):
+    lowered = export.export(jax.jit(loop), platforms=[platform])(state, data.images, data.keys, key)
+    assert LU_TARGETS[platform] in _custom_calls(lowered), platform

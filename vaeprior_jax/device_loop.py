@@ -95,15 +95,14 @@ class DeviceData:
 StepFn = Callable[[Dict, jax.Array, jax.Array], Tuple[Dict, Dict[str, jax.Array]]]
 
 
-def make_loop(step_fn: StepFn, device_data: DeviceData):
-  """Returns run(state, train_key, length) -> (state, metrics with a leading axis [length]).
+def scan_fn(step_fn: StepFn, device_data: DeviceData):
+  """The loop as a plain function: (state, images, keys, train_key, length) -> (state, metrics).
 
-  `length` consecutive steps from state['step'] run as one compiled `lax.scan` of step_fn over
-  on-device batches; each distinct length compiles once. The state is donated.
+  `length` steps of step_fn from state['step'] as one `lax.scan` over batches drawn on the device
+  from device_data's images and keys. `make_loop` compiles it; `jax.export` can lower it for another
+  platform (tests/lowering_test.py).
   """
-  mesh = device_data.mesh
-  repl = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharded(mesh)
+  batch_sharding = sharding.batch_sharded(device_data.mesh)
   per_epoch = device_data.steps_per_epoch
 
   def run(state, images, keys, train_key, length):
@@ -117,6 +116,19 @@ def make_loop(step_fn: StepFn, device_data: DeviceData):
       return step_fn(state, x, train_key)
 
     return jax.lax.scan(body, state, None, length=length)
+
+  return run
+
+
+def make_loop(step_fn: StepFn, device_data: DeviceData):
+  """Returns run(state, train_key, length) -> (state, metrics with a leading axis [length]).
+
+  `length` consecutive steps from state['step'] run as one compiled `lax.scan` of step_fn over
+  on-device batches; each distinct length compiles once. The state is donated.
+  """
+  mesh = device_data.mesh
+  repl = sharding.replicated(mesh)
+  run = scan_fn(step_fn, device_data)
 
   compiled = {}
 
