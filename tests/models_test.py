@@ -109,11 +109,15 @@ def test_vae_elbo_and_importance_weights(prior, posterior):
 
 def test_l2_penalty_covers_exactly_the_non_linear_kernels():
   model = models.create(_config(net='resnet', posterior='realnvp'), (28, 28, 1))
-  params = model.init(jax.random.key(0), _binary((4, 28, 28, 1)), jax.random.key(1))['params']
+  # The parameters' structure from an abstract init (nothing compiled), filled with random values.
+  shapes = jax.eval_shape(model.init, jax.random.key(0), _binary((4, 28, 28, 1)),
+                          jax.random.key(1))['params']
+  rng = np.random.default_rng(2)
+  params = jax.tree.map(lambda l: rng.normal(size=l.shape).astype(np.float32), shapes)
   flat = {'/'.join(str(k.key) for k in path): leaf
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
   included = [p for p in flat if p.endswith('kernel') and '/hidden' in '/' + p]
-  expected = sum(0.5 * float(jnp.sum(flat[p] ** 2)) for p in included)
+  expected = sum(0.5 * np.sum(np.square(flat[p], dtype=np.float64)) for p in included)
   np.testing.assert_allclose(float(training.l2_penalty(params)), expected, rtol=1e-5)
   assert 'prior/flow/blocks/coupling/hidden/kernel' in included
   assert 'encoder/hidden_2/conv_0/kernel' in included
