@@ -69,35 +69,29 @@ dnnl::memory KernelIn(const md& wanted, const Geometry& g, float* data, dnnl::st
   return out;
 }
 
-struct Fwd {
-  dnnl::convolution_forward::primitive_desc pd;
-  dnnl::convolution_forward prim;
+// A primitive with the descriptor it was made from (which holds the memory layouts it chose).
+template <typename P>
+struct WithDesc {
+  explicit WithDesc(const typename P::primitive_desc& desc) : pd(desc), prim(desc) {}
+  typename P::primitive_desc pd;
+  P prim;
 };
-Fwd MakeFwd(const Geometry& g) {
-  auto pd = g.forward(dnnl::prop_kind::forward_training);
-  return {pd, dnnl::convolution_forward(pd)};
-}
+using Fwd = WithDesc<dnnl::convolution_forward>;
+using BwdData = WithDesc<dnnl::convolution_backward_data>;
+using BwdWeights = WithDesc<dnnl::convolution_backward_weights>;
 
-struct BwdData {
-  dnnl::convolution_backward_data::primitive_desc pd;
-  dnnl::convolution_backward_data prim;
-};
+Fwd MakeFwd(const Geometry& g) { return Fwd(g.forward(dnnl::prop_kind::forward_training)); }
+
 BwdData MakeBwdData(const Geometry& g) {
-  dnnl::convolution_backward_data::primitive_desc pd(
+  return BwdData(dnnl::convolution_backward_data::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.dst(),
-      g.strides(), g.pad_l(), g.pad_r(), g.forward(dnnl::prop_kind::forward_training));
-  return {pd, dnnl::convolution_backward_data(pd)};
+      g.strides(), g.pad_l(), g.pad_r(), g.forward(dnnl::prop_kind::forward_training)));
 }
 
-struct BwdWeights {
-  dnnl::convolution_backward_weights::primitive_desc pd;
-  dnnl::convolution_backward_weights prim;
-};
 BwdWeights MakeBwdWeights(const Geometry& g) {
-  dnnl::convolution_backward_weights::primitive_desc pd(
+  return BwdWeights(dnnl::convolution_backward_weights::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.bias(),
-      g.dst(), g.strides(), g.pad_l(), g.pad_r(), g.forward(dnnl::prop_kind::forward_training));
-  return {pd, dnnl::convolution_backward_weights(pd)};
+      g.dst(), g.strides(), g.pad_l(), g.pad_r(), g.forward(dnnl::prop_kind::forward_training)));
 }
 
 thread_local std::map<Key, Fwd> fwd_cache;
