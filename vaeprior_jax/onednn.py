@@ -57,6 +57,11 @@ _BWD_WEIGHTS = 'vaeprior_jax_onednn_conv_bwd_weights'
 
 # ----------------------------------------------------------------------------- build and register
 
+def _compiler() -> str:
+  """The C++ compiler that builds the custom calls: $CXX, default g++."""
+  return os.environ.get('CXX', 'g++')
+
+
 def _dist_file(dist: str, suffix: str) -> str:
   """The installed file of distribution `dist` whose path ends with `suffix`."""
   try:
@@ -88,7 +93,7 @@ def unavailable_reason(backend: Optional[str] = None) -> Optional[str]:
     onednn_dirs()
   except RuntimeError as e:
     return str(e)
-  compiler = os.environ.get('CXX', 'g++')
+  compiler = _compiler()
   if shutil.which(compiler) is None:
     return (f'conv_backend=onednn compiles its custom calls at first use, and the C++ compiler '
             f'{compiler!r} ($CXX, default g++) is not on the PATH.')
@@ -119,7 +124,7 @@ def cache_dir() -> str:
 
 def _build(include: str, lib_dir: str) -> str:
   """Compiles SOURCE (once per source, jaxlib and oneDNN) into cache_dir(); returns the .so path."""
-  compiler = os.environ.get('CXX', 'g++')
+  compiler = _compiler()
   flags = ['-O2', '-std=c++17', '-shared', '-fPIC', '-w', f'-I{jax.ffi.include_dir()}',
            f'-I{include}']
   with open(SOURCE, 'rb') as f:
