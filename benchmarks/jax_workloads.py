@@ -185,10 +185,11 @@ def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, bat
 
 
 class DeviceLoopWorkload:
-  """`train.on_device`: whole chunks of steps in one compiled scan over device-resident images."""
+  """`train.on_device`: whole chunks of steps in one compiled scan over device-resident images;
+  `steps_per_call` steps per call, by default one epoch of `num_examples`."""
 
-  def __init__(self, config, num_examples: int = 50000, steps_per_call: int = 390, mesh=None,
-               seed: int = 0, binarize: bool = False):
+  def __init__(self, config, num_examples: int = 50000, steps_per_call: Optional[int] = None,
+               mesh=None, seed: int = 0, binarize: bool = False):
     self.mesh = mesh or sharding.make_mesh()
     self.model = models.create(config.model, SHAPE)
     tc = config.train
@@ -202,7 +203,7 @@ class DeviceLoopWorkload:
                                                                jax.random.key(seed)),
                          out_shardings=sharding.replicated(self.mesh))(self.data.batch_at(0))
     self.key = sharding.replicate(jax.random.key(seed + 1), self.mesh)
-    self.steps_per_call = steps_per_call
+    self.steps_per_call = steps_per_call or per_epoch
     self.batch_size = tc.batch_size
     start = time.perf_counter()
     self.run(1)

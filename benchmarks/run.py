@@ -312,8 +312,7 @@ def run_gpu(results):
   for prior, unroll in (('standard', 1), ('realnvp', 1), ('realnvp', 20)):
     config = _config('dense', prior)
     config.model.flow_unroll = unroll
-    work = jw.DeviceLoopWorkload(config, num_examples=examples,
-                                 steps_per_call=examples // config.train.batch_size)
+    work = jw.DeviceLoopWorkload(config, num_examples=examples)  # A call is an epoch.
     times = jw.time_windows(lambda: work.run(1), 2 if smoke else _GPU_EPOCHS.value,
                             warmup_windows=1)
     epoch = _median(times) * 50000 / examples
