@@ -11,14 +11,15 @@
 # 2,400-epoch DenseVAE protocol with the RealNVP blocks scanned and unrolled), the upsampling
 # layers two ways (benchmarks.conv_layers --transposed: is the CPU's per-phase form right here?),
 # a profile of the unrolled RealNVP epoch (benchmarks.epoch_time --profile), the RealNVP epochs
-# with CUDA graphs over loops too, then the train section. DATA_CACHE=<data.cache_dir> evaluates the real static MNIST test images.
+# with CUDA graphs over loops too, then the train section. DATA_CACHE=<data.cache_dir> evaluates
+# the real static MNIST test images.
 set -uo pipefail
 OUT=${OUT:-/tmp/device_check}
 PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
 smoke=()
-SMOKE_SIZE=50000
-if [[ -n "${SMOKE:-}" ]]; then smoke=(--gpu_smoke); SMOKE_SIZE=1280; fi
+epoch_examples=50000  # Training images per epoch of the graphs steps.
+if [[ -n "${SMOKE:-}" ]]; then smoke=(--gpu_smoke); epoch_examples=1280; fi
 data=()
 if [[ -n "${DATA_CACHE:-}" ]]; then data=(--data_cache="$DATA_CACHE"); fi
 
@@ -45,6 +46,6 @@ graphs=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,
 for unroll in 1 20; do
   XLA_FLAGS="${XLA_FLAGS:-} $graphs" step "graphs_unroll$unroll" 120 "$PYTHON" -m \
       benchmarks.epoch_time --config=experiments/configs/xu2019.py:table1,dense,rnvp_prior \
-      --config.model.flow_unroll=$unroll --epochs=3 --num_examples="$SMOKE_SIZE"
+      --config.model.flow_unroll=$unroll --epochs=3 --num_examples="$epoch_examples"
 done
 step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 --json="$OUT/train.json"
