@@ -114,17 +114,23 @@ ffi::ErrorOr<Geometry> MakeGeometry(const Dims& x, const Dims& w, const Dims& y,
                   sh, sw, pt, pb, pl, pr};
 }
 
-ffi::Error Failed(const dnnl::error& e) {
-  return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+// Runs body(geometry) with oneDNN's exceptions turned into FFI errors.
+template <typename Body>
+ffi::Error Run(const ffi::ErrorOr<Geometry>& geometry, Body body) {
+  if (geometry.has_error()) return geometry.error();
+  try {
+    body(geometry.value());
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  }
+  return ffi::Error::Success();
 }
 
 ffi::Error FwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y,
                    int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  try {
-    auto geometry = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw, pt, pb,
-                                 pl, pr);
-    if (geometry.has_error()) return geometry.error();
-    const Geometry& g = geometry.value();
+  auto geometry = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), sh, sw, pt, pb, pl,
+                               pr);
+  return Run(geometry, [&](const Geometry& g) {
     Fwd& p = Cached(fwd_cache, g, &MakeFwd);
     dnnl::stream s(Engine());
     dnnl::memory src(p.pd.src_desc(), Engine(), x.typed_data());
@@ -132,20 +138,15 @@ ffi::Error FwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::Result
     dnnl::memory wei = KernelIn(p.pd.weights_desc(), g, w.typed_data(), s);
     p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
     s.wait();
-  } catch (const dnnl::error& e) {
-    return Failed(e);
-  }
-  return ffi::Error::Success();
+  });
 }
 
 ffi::Error BwdDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt,
                        int64_t pb, int64_t pl, int64_t pr) {
-  try {
-    auto geometry = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw, pt,
-                                 pb, pl, pr);
-    if (geometry.has_error()) return geometry.error();
-    const Geometry& g = geometry.value();
+  auto geometry = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), sh, sw, pt, pb,
+                               pl, pr);
+  return Run(geometry, [&](const Geometry& g) {
     BwdData& p = Cached(bwd_data_cache, g, &MakeBwdData);
     dnnl::stream s(Engine());
     dnnl::memory diff_dst(p.pd.diff_dst_desc(), Engine(), dy.typed_data());
@@ -154,20 +155,15 @@ ffi::Error BwdDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w,
     p.prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei},
                        {DNNL_ARG_DIFF_SRC, diff_src}});
     s.wait();
-  } catch (const dnnl::error& e) {
-    return Failed(e);
-  }
-  return ffi::Error::Success();
+  });
 }
 
 ffi::Error BwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                           ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db,
                           int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  try {
-    auto geometry = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw, pt,
-                                 pb, pl, pr);
-    if (geometry.has_error()) return geometry.error();
-    const Geometry& g = geometry.value();
+  auto geometry = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), sh, sw, pt, pb,
+                               pl, pr);
+  return Run(geometry, [&](const Geometry& g) {
     BwdWeights& p = Cached(bwd_weights_cache, g, &MakeBwdWeights);
     dnnl::stream s(Engine());
     dnnl::memory src(p.pd.src_desc(), Engine(), x.typed_data());
@@ -180,10 +176,7 @@ ffi::Error BwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                        {DNNL_ARG_DIFF_WEIGHTS, diff_w}, {DNNL_ARG_DIFF_BIAS, diff_bias}});
     if (reorder) dnnl::reorder(diff_w, user_dw).execute(s, diff_w, user_dw);
     s.wait();
-  } catch (const dnnl::error& e) {
-    return Failed(e);
-  }
-  return ffi::Error::Success();
+  });
 }
 
 }  // namespace
