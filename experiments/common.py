@@ -1,5 +1,7 @@
 """What every binary does first, and the flags for runs over several hosts (one process per host)."""
 
+import importlib
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -18,14 +20,33 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0 (or $JAX_COORDINATOR_ADDRESS).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, in [0, num_processes).')
+_IMPORT = flags.DEFINE_multi_string(
+    'import', [], 'Python modules (dotted names on the Python path) to import first: your own priors, '
+    'nets, likelihoods or methods, registered by name (see vaeprior_jax.registry). Repeat the flag '
+    'or separate names by commas; give the same to evaluate and analyze as to train.')
+
+
+def import_extensions(names):
+  """Imports the modules named in --import (a one-line error for one that cannot be found)."""
+  for name in (n.strip() for entry in names for n in entry.split(',')):
+    if not name:
+      continue
+    try:
+      importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name != name and not name.startswith(f'{e.name}.'):
+        raise
+      raise app.UsageError(f'--import={name}: no module {e.name!r} on the Python path '
+                           '(PYTHONPATH, or the working directory).') from None
 
 
 def start(argv):
-  """Rejects stray arguments, joins the other processes (--multihost), keeps TensorFlow off the
+  """Rejects stray arguments, imports the --import modules, joins the other processes (--multihost), keeps TensorFlow off the
   accelerators and the logs to our own progress lines; on the CPU, says when the process would run
   faster with glibc's huge-page tunable (`xla_options.host_memory_advice`)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import_extensions(_IMPORT.value)
   if _MULTIHOST.value:
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   data.hide_accelerators_from_tf()

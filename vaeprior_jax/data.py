@@ -277,7 +277,8 @@ CACHE_VERSION = 1
 
 def cache_path(data_config) -> Optional[str]:
   """Where `load` keeps the prepared splits of `data_config` (`data.cache_dir`), or None."""
-  cache_dir = data_config.get('cache_dir', '')
+  data_config = _complete(data_config)
+  cache_dir = data_config.cache_dir
   if not cache_dir:
     return None
   # Only the settings that change this dataset's splits: a static dataset has one cache file.
@@ -355,6 +356,12 @@ def read_cache(path: str, name: str) -> 'Dataset':
   return Dataset(name, *splits, dynamic)
 
 
+def _complete(data_config):
+  """`data_config` with the keys it leaves out taken from `config.defaults()`."""
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.complete_section(data_config, 'data')
+
+
 def load(data_config) -> Dataset:
   """Loads `data_config.dataset`. Where tfds has no validation split (App. B.1): a random part of
   `data.validation_size` training images (0 = the dataset's default: 10,000 for MNIST and
@@ -364,6 +371,7 @@ def load(data_config) -> Dataset:
   With `data.cache_dir`, the prepared splits are also kept there as one .npz file per dataset and
   split settings (`cache_path`); later loads read it without TensorFlow or tfds.
   """
+  data_config = _complete(data_config)
   validate(data_config)
   path = cache_path(data_config)
   if path and os.path.exists(path):
@@ -386,16 +394,16 @@ def _load_from_tfds(data_config) -> Dataset:
   if not spec.carve_validation:
     return Dataset(name, *(load_split(builder, s, name) for s in SPLITS), spec.dynamic)
   train = load_split(builder, 'train', name)
-  num_validation = int(data_config.get('validation_size', 0) or spec.validation_size)
+  num_validation = int(data_config.validation_size or spec.validation_size)
   if not 0 < num_validation < len(train):
     raise ValueError(f'data.validation_size {num_validation} must be in (0, {len(train)}), the size '
                      f'of the training split of {data_config.dataset}.')
-  order = np.random.default_rng(data_config.get('split_seed', 0)).permutation(len(train))
+  order = np.random.default_rng(data_config.split_seed).permutation(len(train))
   test = load_split(builder, 'test', name)
   if spec.dynamic:
-    test_seed = data_config.get('test_binarization_seed', 0)
+    test_seed = data_config.test_binarization_seed
     test = np.concatenate([binarize(test, [test_seed, i])
-                           for i in range(data_config.get('test_binarizations', 10))])
+                           for i in range(data_config.test_binarizations)])
   return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
                  test, spec.dynamic)
 

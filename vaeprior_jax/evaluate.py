@@ -33,7 +33,7 @@ def paper_nll(config):
   actual = dict(net=config.model.net, prior=config.model.prior, posterior=config.model.posterior,
                 flow_depth=config.model.flow_depth if uses_flow else 0,
                 dataset=config.data.dataset,
-                prior_training=config.train.get('prior_training', 'joint'))
+                prior_training=config.train.prior_training)
   return config.paper_nll if actual == dict(setting) else None
 
 
@@ -80,13 +80,13 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
-                conv_backend=config.model.get('conv_backend', 'xla'))
+                conv_backend=config.model.conv_backend)
   reference = paper_nll(config)
   if reference is not None and split == 'test':
     result.update(entry=config.get('entry', ''), paper_nll=reference)
 
   if active_units:
-    au_samples = ec.get('active_units_samples', 1000)
+    au_samples = ec.active_units_samples
     posterior_mean = xla_options.jit(lambda p, x, k: model.apply(
         {'params': p}, x, k, au_samples, method=model.posterior_mean))
     _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size,

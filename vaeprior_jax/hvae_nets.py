@@ -175,3 +175,18 @@ def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int
                            conv_backend=conv_backend)
   return (EncoderZ2(z2_dim, conv, conv_backend), EncoderZ1(z1_dim, conv, conv_backend),
           ConditionalPrior(z1_dim), decoder)
+
+
+def _builder(name: str):
+  def build(model_config, input_shape):
+    z1_dim = model_config.z1_dim or model_config.latent_dim
+    encoder_z2, encoder_z1, conditional_prior, decoder = create(
+        name, z1_dim, model_config.latent_dim, input_shape, model_config.pixelcnn_layers,
+        model_config.pixelcnn_features, model_config.conv_backend)
+    return {'encoder_z2': encoder_z2, 'encoder_z1': encoder_z1,
+            'conditional_prior': conditional_prior, 'decoder': decoder, 'z1_dim': z1_dim}
+  return build
+
+
+for _name in NETS:
+  nets.REGISTRY.register(_name, _builder(_name))

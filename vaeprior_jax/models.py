@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
 from vaeprior_jax import hvae_nets
+from vaeprior_jax import likelihoods
 from vaeprior_jax import nets
 from vaeprior_jax import onednn
 from vaeprior_jax import posteriors
@@ -37,15 +39,17 @@ class LatentVariableModel(nn.Module):
     """(name, size) of the latent levels, in the order they are concatenated in z."""
     raise NotImplementedError
 
+  def _likelihood(self) -> nn.Module:
+    """The model's likelihood module; None stands for Bernoulli logits over [H, W, C]."""
+    return self.likelihood if self.likelihood is not None else likelihoods.Bernoulli()
+
   def observation_log_prob(self, x: Array, out: Array) -> Array:
-    """log p(x|z) from the decoder's output, [...]: Bernoulli (logits) unless `likelihood` is set."""
-    if self.likelihood is None:
-      return distributions.bernoulli_log_prob(x, out, event_ndims=3)
-    return self.likelihood.log_prob(x, out)
+    """log p(x|z) from the decoder's output, [...], by the model's `likelihood`."""
+    return self._likelihood().log_prob(x, out)
 
   def observation_mean(self, out: Array) -> Array:
     """E[x|z] from the decoder's output (Bernoulli: sigmoid of the logits)."""
-    return jax.nn.sigmoid(out) if self.likelihood is None else self.likelihood.mean(out)
+    return self._likelihood().mean(out)
 
   def elbo(self, x: Array, rng: Array, beta: float = 1.0) -> Array:
     """Warm-up ELBO, one sample: log p(x|z) + beta (log p(z) - log q(z|x)), [B]."""
@@ -67,20 +71,19 @@ class LatentVariableModel(nn.Module):
     """Means of p(x|z), z ~ p(z): [num_samples, H, W, C] (non-autoregressive decoders)."""
     return self.observation_mean(self.decode(self.sample_prior(rng, num_samples)))
 
-  def _vamp_components(self) -> Tuple[Array, Array]:
-    """The VampPrior's components: the prior encoder's (means, log_stds) of the pseudo-inputs [K, d]."""
-    return self.prior_encoder(self.prior.pseudo_inputs())
+  def prior_context(self) -> priors.PriorContext:
+    """What this model offers its prior (see `priors.PriorContext`)."""
+    decode_mean = None
+    if not self.autoregressive:
+      decode_mean = lambda z: self.observation_mean(self.decode(z))
+    return priors.PriorContext(encoder=self.prior_encoder, decode_mean=decode_mean, model=self)
 
   def top_prior_log_prob(self, z: Array) -> Array:
-    """log p(z) of the prior module (the VampPrior through this model's encoder), [...]."""
-    if isinstance(self.prior, priors.VampPrior):
-      return self.prior.log_prob(z, *self._vamp_components())
-    return self.prior.log_prob(z)
+    """log p(z) of the prior module, given this model's context, [...]."""
+    return self.prior.log_prob(z, self.prior_context())
 
   def sample_top_prior(self, rng: Array, num_samples: int) -> Array:
-    if isinstance(self.prior, priors.VampPrior):
-      return self.prior.sample(rng, num_samples, *self._vamp_components())
-    return self.prior.sample(rng, num_samples)
+    return self.prior.sample(rng, num_samples, self.prior_context())
 
 
 def _check_decoder_input(autoregressive: bool, x):
@@ -99,7 +102,7 @@ class VAE(LatentVariableModel):
   decoder: nn.Module
   prior: nn.Module
   posterior: nn.Module
-  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits (see `likelihoods`)
+  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits over [H, W, C]
 
   @property
   def prior_encoder(self) -> nn.Module:
@@ -172,7 +175,7 @@ class HierarchicalVAE(LatentVariableModel):
   decoder: nn.Module
   prior: nn.Module
   z1_dim: int
-  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits (see `likelihoods`)
+  likelihood: Optional[nn.Module] = None  # None: Bernoulli logits over [H, W, C]
 
   @property
   def prior_encoder(self) -> nn.Module:
@@ -286,6 +289,7 @@ def sample_images(model: LatentVariableModel, params, rng: Array, num_samples: i
   return decode_images(model, params, z, pixel_key, image_shape)
 
 
+# The library's own nets; `nets.REGISTRY.names()` also lists those user code registered.
 NETS = nets.NETS + hvae_nets.NETS
 
 
@@ -296,10 +300,11 @@ def is_hierarchical(model_config) -> bool:
 
 def validate(model_config):
   """Raises ValueError naming the first bad value of `config.model` and what is allowed."""
-  for key, allowed in (('net', NETS), ('prior', priors.PRIORS),
-                       ('posterior', posteriors.POSTERIORS)):
-    if model_config[key] not in allowed:
-      raise ValueError(f'Unknown model.{key} {model_config[key]!r}; allowed: {", ".join(allowed)}.')
+  model_config = config_lib.complete_section(model_config, 'model')
+  for key, table in (('net', nets.REGISTRY), ('prior', priors.REGISTRY),
+                     ('posterior', posteriors.REGISTRY)):
+    table.check(model_config[key])
+  likelihoods.REGISTRY.check(model_config.likelihood)
   uses_flow = 'realnvp' in (model_config.prior, model_config.posterior)
   if uses_flow and model_config.latent_dim < 2:
     raise ValueError(f'A RealNVP needs model.latent_dim >= 2, got {model_config.latent_dim}.')
@@ -307,19 +312,19 @@ def validate(model_config):
     raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')
   if model_config.latent_dim < 1:
     raise ValueError(f'model.latent_dim must be >= 1, got {model_config.latent_dim}.')
-  if model_config.get('z1_dim', 0) < 0:
+  if model_config.z1_dim < 0:
     raise ValueError(f'model.z1_dim must be >= 0 (0: model.latent_dim), got {model_config.z1_dim}.')
   if model_config.prior in ('mog', 'vampprior', 'vampprior_data'):
-    if model_config.get('num_components', 500) < 1:
+    if model_config.num_components < 1:
       raise ValueError(f'model.num_components must be >= 1 with model.prior={model_config.prior}, '
-                       f'got {model_config.get("num_components")}.')
+                       f'got {model_config.num_components}.')
   if model_config.prior.startswith('vampprior') and model_config.posterior != 'gaussian':
     raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
                      f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
   if is_hierarchical(model_config) and model_config.posterior != 'gaussian':
     raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
                      f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
-  backend = model_config.get('conv_backend', 'xla')
+  backend = model_config.conv_backend
   if backend not in nets.CONV_BACKENDS:
     raise ValueError(f'Unknown model.conv_backend {backend!r}; allowed: '
                      f'{", ".join(nets.CONV_BACKENDS)}.')
@@ -329,35 +334,28 @@ def validate(model_config):
       raise ValueError(f'model.conv_backend=onednn cannot run here: {reason}')
 
 
-def create(model_config, input_shape: Tuple[int, int, int]) -> LatentVariableModel:
-  """Builds the model described by `config.model`.
+def create(model_config, input_shape: Tuple[int, ...]) -> LatentVariableModel:
+  """Builds the model described by `config.model`, its parts looked up by name in the registries
+  (user code may register more: see `registry`).
 
-  Keys: net (dense|conv|resnet|pixel|gated_mlp: a `VAE`; hvae|convhvae|pixelhvae: a
-  `HierarchicalVAE`), prior (standard|realnvp|mog|vampprior|vampprior_data; of z2 in the two-level
-  models), posterior (gaussian|realnvp), latent_dim (of z, or of z2), flow_depth, and optionally z1_dim
-  (0: latent_dim), num_components (500: mixture components or pseudo-inputs), flow_hidden_units (256),
-  flow_unroll (1: RealNVP blocks per scan iteration; flow_depth unrolls the loop entirely),
-  coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3), pixelcnn_features (0:
-  C + 32) and conv_backend ('xla'; 'onednn': oneDNN's convolutions on the CPU, see `onednn`).
+  Keys: net (`nets.REGISTRY`: dense|conv|resnet|pixel|gated_mlp give a `VAE`; hvae|convhvae|pixelhvae
+  a `HierarchicalVAE`), prior (`priors.REGISTRY`: standard|realnvp|mog|vampprior|vampprior_data; of z2
+  in the two-level models), posterior (`posteriors.REGISTRY`: gaussian|realnvp), likelihood
+  (`likelihoods.REGISTRY`: bernoulli (default)|gaussian), latent_dim (of z, or of z2), flow_depth, and
+  optionally z1_dim (0: latent_dim), num_components (500: mixture components or pseudo-inputs),
+  flow_hidden_units (256), flow_unroll (1: RealNVP blocks per scan iteration; flow_depth unrolls the
+  loop entirely), coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3),
+  pixelcnn_features (0: C + 32), conv_backend ('xla'; 'onednn': oneDNN's convolutions on the CPU, see
+  `onednn`), and for the Gaussian likelihood learn_gamma (True), log_gamma (0.0) and mean_activation
+  ('identity').
   """
+  model_config = config_lib.complete_section(model_config, 'model')
   validate(model_config)
-  get = lambda k, default: model_config.get(k, default)
-  slope = get('negative_slope', 0.2)
-  flow_kwargs = dict(flow_depth=model_config.flow_depth,
-                     flow_hidden_units=get('flow_hidden_units', 256),
-                     flow_unroll=get('flow_unroll', 1),
-                     scale_bias=get('coupling_scale_bias', 2.0), negative_slope=slope)
-  prior = priors.create(model_config.prior, model_config.latent_dim, **flow_kwargs,
-                        num_components=get('num_components', 500), input_shape=input_shape)
-  if is_hierarchical(model_config):
-    z1_dim = get('z1_dim', 0) or model_config.latent_dim
-    encoder_z2, encoder_z1, conditional_prior, decoder = hvae_nets.create(
-        model_config.net, z1_dim, model_config.latent_dim, input_shape,
-        get('pixelcnn_layers', 3), get('pixelcnn_features', 0), get('conv_backend', 'xla'))
-    return HierarchicalVAE(encoder_z2=encoder_z2, encoder_z1=encoder_z1,
-                           conditional_prior=conditional_prior, decoder=decoder, prior=prior,
-                           z1_dim=z1_dim)
-  encoder, decoder = nets.create(model_config.net, model_config.latent_dim, input_shape, slope,
-                                 get('conv_backend', 'xla'))
-  return VAE(encoder=encoder, decoder=decoder, prior=prior,
-             posterior=posteriors.create(model_config.posterior, **flow_kwargs))
+  input_shape = tuple(int(s) for s in input_shape)
+  parts = dict(nets.REGISTRY.get(model_config.net)(model_config, input_shape))
+  prior = priors.from_config(model_config, input_shape)
+  likelihood = likelihoods.create(model_config, input_shape)
+  if 'encoder_z2' in parts:  # A two-level net.
+    return HierarchicalVAE(prior=prior, likelihood=likelihood, **parts)
+  return VAE(prior=prior, posterior=posteriors.from_config(model_config), likelihood=likelihood,
+             **parts)

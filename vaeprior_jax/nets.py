@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import onednn
+from vaeprior_jax import registry
 
 Array = jax.Array
 
@@ -136,7 +137,7 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int],
   taps of `kernel` that reach it (for 3x3, stride 2: 1x1, 1x2, 2x1 and 2x2 kernels, 9 taps in all);
   the phases are then interleaved (depth to space). Same function and gradients as lax's, but
   XLA:CPU takes the kernel gradient of an input-dilated convolution through a slow path (12-20x
-  slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/RESULTS.md); here every
+  slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/LOG.md); here every
   gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
   convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
   of the multiply-adds and was 1.4-1.7x slower, forward and gradients.) A phase that no tap reaches
@@ -495,13 +496,33 @@ class GatedMLPDecoder(nn.Module):
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
+# The library's one-level nets (REGISTRY.names() also lists the two-level ones of `hvae_nets` and
+# those user code registered).
 NETS = ('dense', 'conv', 'resnet', 'pixel', 'gated_mlp')
+
+# Builders: (model_config, input_shape) -> the model's networks as a dict of modules: {'encoder',
+# 'decoder'} for a one-level VAE (`models.VAE`), or {'encoder_z2', 'encoder_z1', 'conditional_prior',
+# 'decoder', 'z1_dim'} for a two-level one (`models.HierarchicalVAE`). An encoder maps x to the
+# Gaussian's (mean, log_std) [..., latent_dim]; a decoder maps z to the likelihood's parameters.
+REGISTRY = registry.Registry('model.net')
+
+
+def _one_level_builder(name: str):
+  def build(model_config, input_shape):
+    encoder, decoder = create(name, model_config.latent_dim, input_shape,
+                              model_config.negative_slope, model_config.conv_backend)
+    return {'encoder': encoder, 'decoder': decoder}
+  return build
+
+
+for _name in NETS:
+  REGISTRY.register(_name, _one_level_builder(_name))
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
            negative_slope: float = 0.2, conv_backend: str = 'xla') -> Tuple[nn.Module, nn.Module]:
-  """Returns (encoder, decoder) for the net called `name` (one of NETS); the convolutional nets'
-  convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
+  """Returns (encoder, decoder) for the library's net called `name` (one of NETS); the convolutional
+  nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
   input_shape = tuple(int(s) for s in input_shape)
   conv_layer(conv_backend)  # Validates the name.
   if name == 'dense':

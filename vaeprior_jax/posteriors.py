@@ -10,8 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
 from vaeprior_jax import flows
+from vaeprior_jax import registry
 
 Array = jax.Array
 
@@ -61,15 +63,31 @@ class RealNVPPosterior(nn.Module):
     return jnp.mean(self.flow.forward_and_log_det(w)[0], axis=0)
 
 
+# Builders: (model_config) -> posterior module; `model_config` is the `config.model` section.
+REGISTRY = registry.Registry('model.posterior')
+REGISTRY.register('gaussian', lambda mc: GaussianPosterior())
+REGISTRY.register('realnvp', lambda mc: RealNVPPosterior(
+    mc.flow_depth, mc.flow_hidden_units, mc.coupling_scale_bias, mc.negative_slope,
+    mc.flow_unroll))
+
+# The library's own posteriors (REGISTRY.names() also lists those user code registered).
 POSTERIORS = ('gaussian', 'realnvp')
+
+
+def from_config(model_config) -> nn.Module:
+  """The posterior named by `model_config.posterior`, from REGISTRY (missing keys from
+  `config.defaults`)."""
+  model_config = config_lib.complete_section(model_config, 'model')
+  return REGISTRY.get(model_config.posterior)(model_config)
 
 
 def create(name: str, flow_depth: int, flow_hidden_units: int = 256, flow_unroll: int = 1,
            scale_bias: float = 2.0,
            negative_slope: float = 0.2) -> nn.Module:
-  """Builds the posterior called `name` (one of POSTERIORS)."""
-  if name == 'gaussian':
-    return GaussianPosterior()
-  if name == 'realnvp':
-    return RealNVPPosterior(flow_depth, flow_hidden_units, scale_bias, negative_slope, flow_unroll)
-  raise ValueError(f'Unknown posterior {name!r}; allowed: {", ".join(POSTERIORS)}.')
+  """Builds the posterior called `name` (a name of REGISTRY) from explicit settings."""
+  if name not in REGISTRY:
+    raise ValueError(f'Unknown posterior {name!r}; allowed: {", ".join(REGISTRY.names())}.')
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  return from_config(ml_collections.ConfigDict(dict(
+      posterior=name, flow_depth=flow_depth, flow_hidden_units=flow_hidden_units,
+      flow_unroll=flow_unroll, coupling_scale_bias=scale_bias, negative_slope=negative_slope)))

@@ -54,6 +54,8 @@ The paper's test NLLs (static MNIST, dynamic MNIST, Omniglot):
 
 import ml_collections
 
+from vaeprior_jax import config as config_lib
+
 
 DATASETS = ('binarized_mnist', 'mnist', 'omniglot')
 _N = lambda *v: dict(zip(DATASETS, v))
@@ -81,7 +83,7 @@ TABLES_2_TO_4 = {
 TABLES = ('table1',) + tuple(TABLES_2_TO_4)
 # Importance samples per vmapped chunk, per net, keeping the estimator's XLA buffers for a batch of 100
 # under 2 GiB (chunk 100 takes 0.13 GiB for HVAE, 5.6 GiB for ConvHVAE, 18.5 GiB for PixelHVAE;
-# benchmarks/RESULTS.md). Raise eval.chunk_size on a large accelerator for speed.
+# benchmarks/LOG.md). Raise eval.chunk_size on a large accelerator for speed.
 EVAL_CHUNK_SIZES = {'gated_mlp': 100, 'hvae': 100, 'convhvae': 25, 'pixelhvae': 5}
 LEARNING_RATES = {'lr5e-4': 5e-4, 'lr1e-4': 1e-4}
 BUDGETS = ('quickstart', 'runlocal')
@@ -92,19 +94,7 @@ def parse(arg: str):
   ValueError naming a bad or repeated token and what is allowed."""
   choices = {'table': TABLES, 'net': tuple(NET_TOKENS), 'prior': PRIORS, 'dataset': DATASETS,
              'lr': tuple(LEARNING_RATES), 'budget': BUDGETS}
-  out = {}
-  for token in (t.strip() for t in arg.split(',')):
-    if not token:
-      continue
-    kinds = [k for k, allowed in choices.items() if token in allowed]
-    if not kinds:
-      allowed = '; '.join(f'{k}: {", ".join(v)}' for k, v in choices.items())
-      raise ValueError(f'Unknown tomczak2018 config token {token!r}; allowed: {allowed}.')
-    if kinds[0] in out:
-      raise ValueError(f'Two {kinds[0]} tokens in the tomczak2018 config argument: '
-                       f'{out[kinds[0]]!r} and {token!r}.')
-    out[kinds[0]] = token
-  return out
+  return config_lib.parse_tokens(arg, choices, 'tomczak2018')
 
 
 def _entry(tokens):
@@ -132,8 +122,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   tokens = parse(arg)
   net_token, prior, dataset, paper_nll = _entry(tokens)
   net = NET_TOKENS[net_token]
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  config = config_lib.defaults()  # What the paper does not set: vaeprior_jax/config.py.
   config.entry = arg or 'table1,hvae,vampprior,binarized_mnist'
   config.paper_nll = paper_nll
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
@@ -141,7 +130,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       net=net, prior=prior, posterior='gaussian', flow_depth=0, dataset=dataset,
       prior_training='joint'))
 
-  config.model = ml_collections.ConfigDict()
   config.model.net = net                  # gated_mlp (VAE, L = 1) | hvae | convhvae | pixelhvae
   config.model.prior = prior              # of z (L = 1) or z2: standard | vampprior | vampprior_data | mog
   config.model.num_components = 1000 if dataset == 'omniglot' else 500  # K
@@ -149,25 +137,17 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.posterior = 'gaussian'
   config.model.latent_dim = 40            # M (L = 1) or M2, the size of z2
   config.model.z1_dim = 40                # M1 (0: latent_dim)
-  config.model.flow_depth = 1             # unused: no RealNVP in these models
   config.model.pixelcnn_layers = 3        # PixelHVAE's PixelCNN (shared with PixelVAE)
   config.model.pixelcnn_features = 0      # 0: C + 32 channels
-  config.model.conv_backend = 'xla'       # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
 
-  config.data = ml_collections.ConfigDict()
   config.data.dataset = dataset
-  config.data.manual_dir = ''
-  config.data.data_dir = ''               # tfds data_dir; '' = tfds' default
-  config.data.cache_dir = ''              # keep the prepared splits here as .npz (no TF to reload)
   config.data.validation_size = 1345 if dataset == 'omniglot' else 0  # 0: 10,000 for MNIST
   config.data.split_seed = 0
   config.data.test_binarizations = 1      # the paper binarizes the test images once
   config.data.test_binarization_seed = 0
 
-  config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 2000.0
   config.train.num_steps = -1             # > 0 overrides num_epochs
-  config.train.on_device = False          # True: data on the devices, steps in compiled loops
   config.train.batch_size = 100
   config.train.learning_rate = LEARNING_RATES[tokens.get('lr', 'lr5e-4')]
   config.train.lr_decay_epochs = ()
@@ -187,7 +167,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.prior_training = 'joint'
   config.train.qz_regularizer = False
 
-  config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1000          # the paper: 5,000
   config.eval.chunk_size = EVAL_CHUNK_SIZES[net]  # memory ~ chunk x batch
   config.eval.batch_size = 100

@@ -43,6 +43,8 @@ The paper's test NLLs (StaticMNIST, MNIST, FashionMNIST, Omniglot):
 
 import ml_collections
 
+from vaeprior_jax import config as config_lib
+
 
 DATASETS = ('binarized_mnist', 'mnist', 'fashion_mnist', 'omniglot')
 _N = lambda *v: dict(zip(DATASETS, v))
@@ -74,7 +76,7 @@ TABLE4 = {'joint': _N(79.99, 78.58, 224.09, 93.61), 'iterative': _N(80.63, 79.61
 TABLES = ('table1', 'tableB3', 'table2', 'table3', 'table4')
 NETS = ('dense', 'conv', 'resnet', 'pixel')
 # Importance samples per vmapped chunk of the estimator, per net: XLA's buffers for one batch of 128 grow
-# as chunk x batch, so these keep every net under 2 GiB (benchmarks/RESULTS.md, "Memory of the
+# as chunk x batch, so these keep every net under 2 GiB (benchmarks/LOG.md, "Memory of the
 # estimator": chunk 100 takes 0.12 GiB for DenseVAE, 2.4 GiB for ConvVAE, 3.6 GiB for ResnetVAE with
 # K = 50 and 23.6 GiB for PixelVAE). Raise eval.chunk_size on a large accelerator for speed.
 EVAL_CHUNK_SIZES = {'dense': 100, 'conv': 50, 'resnet': 50, 'pixel': 5}
@@ -92,19 +94,7 @@ def parse(arg: str):
   choices = {'table': TABLES, 'net': NETS, 'variant': VARIANTS, 'strategy': STRATEGIES,
              'dataset': DATASETS, 'budget': BUDGETS,
              'depth': tuple(f'k{k}' for k in TABLE2)}
-  out = {}
-  for token in (t.strip() for t in arg.split(',')):
-    if not token:
-      continue
-    kinds = [k for k, allowed in choices.items() if token in allowed]
-    if not kinds:
-      allowed = '; '.join(f'{k}: {", ".join(v)}' for k, v in choices.items())
-      raise ValueError(f'Unknown xu2019 config token {token!r}; allowed: {allowed}.')
-    if kinds[0] in out:
-      raise ValueError(f'Two {kinds[0]} tokens in the xu2019 config argument: '
-                       f'{out[kinds[0]]!r} and {token!r}.')
-    out[kinds[0]] = token
-  return out
+  return config_lib.parse_tokens(arg, choices, 'xu2019')
 
 
 def _entry(tokens):
@@ -152,8 +142,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   net, prior, posterior, depth, strategy, paper_nll = _entry(tokens)
   dataset = tokens.get('dataset', 'binarized_mnist')
   static = dataset == 'binarized_mnist'
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  config = config_lib.defaults()  # What the paper does not set: vaeprior_jax/config.py.
   config.entry = arg or 'table1,dense,rnvp_prior,binarized_mnist'
   config.paper_nll = paper_nll
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
@@ -162,7 +151,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       flow_depth=depth if 'realnvp' in (prior, posterior) else 0,  # as evaluate.paper_nll reads it
       dataset=dataset, prior_training=strategy))
 
-  config.model = ml_collections.ConfigDict()
   config.model.net = net                  # dense | conv | resnet | pixel
   config.model.prior = prior              # standard | realnvp | mog | vampprior | vampprior_data
   config.model.num_components = 500       # mog components / VampPrior pseudo-inputs
@@ -170,19 +158,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.model.posterior = posterior      # gaussian | realnvp
   config.model.latent_dim = 40 if dataset in ('binarized_mnist', 'mnist') else 64
   config.model.flow_depth = depth         # K, RealNVP blocks
-  config.model.flow_hidden_units = 256    # Dense[256] in each coupling layer
-  config.model.flow_unroll = 1            # RealNVP blocks per loop iteration (K: no loop; accelerators)
   config.model.coupling_scale_bias = 2.0  # scale = sigmoid(s + 2): each coupling starts near identity
   config.model.negative_slope = 0.2       # leaky ReLU, TensorFlow's default
-  config.model.conv_backend = 'xla'       # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
 
-  config.data = ml_collections.ConfigDict()
   # binarized_mnist | mnist | fashion_mnist | omniglot (Burda et al.'s 28x28 chardata.mat, not tfds'
   # 105x105 omniglot) | cifar10 | celeb_a (colour, [0, 1]: for the Gaussian-decoder models to come)
   config.data.dataset = dataset
-  config.data.manual_dir = ''             # folder with the original files (offline preparation)
-  config.data.data_dir = ''               # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
-  config.data.cache_dir = ''              # keep the prepared splits here as .npz (no TF to reload)
   # mnist / fashion_mnist / omniglot (App. B.1): validation carved from the training images (0 = the
   # dataset's default: 10,000; 4,000 for Omniglot; 5,000 for CIFAR-10), test set binarized 10 times
   # with a fixed seed; ignored by binarized_mnist and celeb_a, which have their own splits.
@@ -191,10 +172,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.test_binarizations = 10
   config.data.test_binarization_seed = 0
 
-  config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 2400.0
   config.train.num_steps = -1             # > 0 overrides num_epochs
-  config.train.on_device = False          # True: data on the devices, steps in compiled loops
   config.train.batch_size = 64 if net == 'pixel' else 128
   # StaticMNIST: 1e-4, then 1e-5 after epoch 1,600; elsewhere 1e-3 / 1e-4 / 1e-5 over thirds.
   config.train.learning_rate = 1e-4 if static else 1e-3
@@ -224,7 +203,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.iterative_learning_rate = 1e-4
   config.train.qz_regularizer = False     # Reg[q(z)] of App. B.3
 
-  config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1000
   config.eval.chunk_size = EVAL_CHUNK_SIZES[net]  # samples per vmapped chunk; memory ~ chunk x batch
   config.eval.batch_size = 128            # test examples per compiled call

@@ -1,0 +1,129 @@
+"""The library's config defaults, in one place, and the token parser the paper configs share.
+
+A run's config has four sections the library reads: `model`, `data`, `train` and `eval` (and
+`seed`). `defaults()` holds every key with its default; the paper configs
+(`experiments/configs/*.py`) start from it and set what their paper says. `complete(config)` fills
+what a config leaves out from these defaults, so a config written by hand, or the `config.json` of a
+run from before a key existed, reads the same as a full one; the library then reads each key
+directly, never with a default of its own.
+"""
+
+from typing import Dict, Sequence
+
+import ml_collections
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """Every key the library reads, with its default."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  model = config.model = ml_collections.ConfigDict()
+  model.net = 'dense'                 # nets.REGISTRY (one-level and two-level nets)
+  model.prior = 'standard'            # priors.REGISTRY
+  model.posterior = 'gaussian'        # posteriors.REGISTRY
+  model.likelihood = 'bernoulli'      # likelihoods.REGISTRY: bernoulli | gaussian
+  model.latent_dim = 40               # z (of z2 in the two-level models)
+  model.z1_dim = 0                    # the two-level models' z1 (0: latent_dim)
+  model.flow_depth = 20               # K, RealNVP blocks (prior or posterior)
+  model.flow_hidden_units = 256       # Dense[256] in each coupling layer
+  model.flow_unroll = 1               # RealNVP blocks per loop iteration (flow_depth: no loop)
+  model.coupling_scale_bias = 2.0     # scale = sigmoid(s + 2): each coupling starts near identity
+  model.negative_slope = 0.2          # leaky ReLU, TensorFlow's default
+  model.num_components = 500          # MoG components / VampPrior pseudo-inputs
+  model.pseudo_inputs_from_data = False  # vampprior: start the pseudo-inputs at training images
+  model.pixelcnn_layers = 3           # PixelVAE / PixelHVAE's gated layers per stream
+  model.pixelcnn_features = 0         # 0: C + 32 channels
+  model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
+  model.log_gamma = 0.0               # ... its initial (or fixed) log
+  model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
+  model.conv_backend = 'xla'          # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
+
+  data = config.data = ml_collections.ConfigDict()
+  data.dataset = 'binarized_mnist'
+  data.manual_dir = ''                # folder with the original files (offline preparation)
+  data.data_dir = ''                  # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
+  data.cache_dir = ''                 # keep the prepared splits here as .npz (no TF to reload)
+  data.validation_size = 0            # 0: the dataset's default
+  data.split_seed = 0
+  data.test_binarizations = 10
+  data.test_binarization_seed = 0
+
+  train = config.train = ml_collections.ConfigDict()
+  train.method = ''                   # methods.REGISTRY; '' = prior_training below
+  train.prior_training = 'joint'      # joint | post_hoc | iterative (the older name of method)
+  train.num_epochs = 2400.0
+  train.num_steps = -1                # > 0 overrides num_epochs
+  train.on_device = False             # True: data on the devices, steps in compiled loops
+  train.batch_size = 128
+  train.learning_rate = 1e-4
+  train.lr_decay_epochs = ()
+  train.lr_decay_factor = 0.1
+  train.normalize_gradients = False   # Adam on per-tensor unit-norm gradients (Tomczak & Welling)
+  train.warmup_epochs = 100.0         # beta: beta_start -> 1 linearly
+  train.beta_start = 0.01
+  train.l2_reg = 1e-4                 # on kernels of non-linear layers
+  train.checkpoint_every_steps = 5000
+  train.max_checkpoints_to_keep = 3
+  train.log_every_steps = 500
+  train.early_stopping = False        # validate every eval_every_epochs, keep the best in best/
+  train.early_stopping_metric = 'nll'  # nll | elbo
+  train.eval_every_epochs = 20.0
+  train.early_stopping_num_samples = 100
+  train.early_stopping_patience_epochs = 0.0  # > 0: stop after this many epochs without a best
+  train.init_from = ''                # post_hoc / iterative: the trained standard VAE's workdir
+  train.post_hoc_epochs = 3200.0
+  train.prior_learning_rates = (1e-3, 1e-4)
+  train.iterative_iterations = 4      # I
+  train.iterative_epochs = 400.0      # M
+  train.iterative_learning_rate = 1e-4
+  train.qz_regularizer = False        # Reg[q(z)] of Xu et al., App. B.3
+
+  ev = config.eval = ml_collections.ConfigDict()
+  ev.num_samples = 1000
+  ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
+  ev.batch_size = 128                 # test examples per compiled call
+  ev.active_units_samples = 1000
+  return config
+
+
+def _fill(target: ml_collections.ConfigDict, source) -> None:
+  for key, value in source.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and isinstance(
+        target.get(key), ml_collections.ConfigDict):
+      _fill(target[key], value)
+    else:  # As given, whatever the default's type (JSON gives lists for tuples).
+      with target.ignore_type():
+        target[key] = value
+
+
+def complete(config) -> ml_collections.ConfigDict:
+  """A copy of `config` (a ConfigDict or a nested dict) with what it leaves out taken from
+  `defaults()`. Keys the defaults lack (a paper's `entry`, `paper_nll`, your own) are kept."""
+  out = defaults()
+  source = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  _fill(out, source)
+  return out
+
+
+def complete_section(section, name: str) -> ml_collections.ConfigDict:
+  """One section (e.g. `config.model`) completed from the defaults of section `name`."""
+  return complete({name: section})[name]
+
+
+def parse_tokens(arg: str, choices: Dict[str, Sequence[str]], paper: str) -> Dict[str, str]:
+  """Splits a config argument 'a,b,c' into {kind: token}, each token found in one of `choices`
+  ({kind: allowed tokens}); raises ValueError naming a bad or repeated token and what is allowed."""
+  out = {}
+  for token in (t.strip() for t in arg.split(',')):
+    if not token:
+      continue
+    kinds = [k for k, allowed in choices.items() if token in allowed]
+    if not kinds:
+      allowed = '; '.join(f'{k}: {", ".join(v)}' for k, v in choices.items())
+      raise ValueError(f'Unknown {paper} config token {token!r}; allowed: {allowed}.')
+    if kinds[0] in out:
+      raise ValueError(f'Two {kinds[0]} tokens in the {paper} config argument: '
+                       f'{out[kinds[0]]!r} and {token!r}.')
+    out[kinds[0]] = token
+  return out

@@ -1,0 +1,233 @@
+"""What a training method is, and the one compiled step that serves them all.
+
+A method (`Method`) says
+  - its parameter groups: how the parameters split into named subtrees (`partition`, `merge`), and
+    each group's optax optimizer (`optimizers`);
+  - its phases (`phases`): which groups train over which global steps;
+  - its loss (`loss`), given the merged parameters, the groups being trained, a batch, a key and the
+    step;
+  - host-side hooks: `prepare` (before anything is built, e.g. train another run first),
+    `initial_variables` (the starting variables, e.g. from a pretrained run or with pseudo-inputs
+    set from data) and `train_key`.
+
+`make_step(model, method, groups)` turns that into (state, batch, train_key) -> (state, metrics):
+the gradient of the loss with respect to the trained groups only, each trained group updated by its
+own optimizer (which gets the global step as the extra argument `step`), the other groups and their
+optimizer states left as they are. The loop (`training.train_and_evaluate`) knows nothing of any
+particular method: it compiles one step per distinct set of trained groups and runs the phases.
+
+The train state is a dict: 'params', 'opt_state' ({group: optimizer state}), 'step', and, for models
+with non-trainable variables (Flax collections other than 'params', e.g. batch statistics),
+'model_state' ({collection: tree}), updated by the step where the model mutates them. All of it is
+checkpointed, so resuming repeats an uninterrupted run exactly.
+
+Methods are looked up by name (`train.method`) in `REGISTRY`; user code registers its own there.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from vaeprior_jax import registry
+
+State = Dict[str, Any]
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """Global steps [start, end) during which the parameter groups `groups` train."""
+  name: str
+  groups: Tuple[str, ...]
+  start: int
+  end: int
+  learning_rate: Optional[float] = None  # For the log, where the phase has one constant rate.
+
+  @property
+  def group(self) -> str:
+    """The one group a single-group phase trains."""
+    if len(self.groups) != 1:
+      raise ValueError(f'Phase {self.name} trains {len(self.groups)} groups: {self.groups}.')
+    return self.groups[0]
+
+
+def phase_of(phases: Sequence[Phase], step: int) -> Phase:
+  for phase in phases:
+    if phase.start <= step < phase.end:
+      return phase
+  raise ValueError(f'Step {step} is past the last phase (which ends at step {phases[-1].end}).')
+
+
+def total_steps(phases: Sequence[Phase]) -> int:
+  return phases[-1].end if phases else 0
+
+
+class Method:
+  """Base class of training methods; see the module docstring. One instance per run."""
+
+  name = 'method'
+
+  def __init__(self, config, steps_per_epoch: int):
+    self.config = config
+    self.steps_per_epoch = int(steps_per_epoch)
+
+  @classmethod
+  def validate(cls, config) -> None:
+    """Raises ValueError naming a bad setting, before any data is loaded."""
+
+  # Parameter groups -------------------------------------------------------------------------------
+
+  def partition(self, params) -> Dict[str, Any]:
+    """{group: subtree} of the parameters (default: one group, 'all')."""
+    return {'all': params}
+
+  def merge(self, groups: Dict[str, Any]):
+    """The inverse of `partition`."""
+    return groups['all']
+
+  def optimizers(self) -> Dict[str, optax.GradientTransformationExtraArgs]:
+    """{group: optimizer}; `update` receives the global step as the keyword argument `step`."""
+    raise NotImplementedError
+
+  # Schedule and loss ------------------------------------------------------------------------------
+
+  def phases(self) -> List[Phase]:
+    raise NotImplementedError
+
+  def loss(self, model, params, model_state: Dict[str, Any], trained: Dict[str, Any], batch: Array,
+           rng: Array, step: Array) -> Tuple[Array, Dict[str, Array], Dict[str, Any]]:
+    """(loss, metrics, new model_state) of one batch. `params` are all parameters, `trained` the
+    groups being trained (the loss is differentiated with respect to these; penalties on the trained
+    parameters only should read them). Apply the model with `apply_model`. Metrics should include
+    'loss' and, for the loop's log line, 'elbo', 'reconstruction', 'kl', 'beta', 'learning_rate'."""
+    raise NotImplementedError
+
+  # Host-side hooks --------------------------------------------------------------------------------
+
+  def train_key(self, key: Array) -> Array:
+    """The key whose fold_in(., step) is step's key."""
+    return key
+
+  def prepare(self, workdir: str, train_fn: Callable[[Any, str], Any]) -> None:
+    """Runs before the model is trained; `train_fn(config, workdir)` trains another run."""
+
+  def initial_variables(self, model, batch: Array, key: Array, train_images, mesh) -> Dict[str, Any]:
+    """The variables ({'params': ..., other collections}) training starts from, replicated over
+    `mesh`; `batch` is the first training batch, `train_images` the training split (host arrays)."""
+    return jax.jit(lambda b, k: init_variables(model, b, k),
+                   out_shardings=NamedSharding(mesh, PartitionSpec()))(batch, key)
+
+  def describe(self) -> str:
+    """One line for the log: the phases, when there are several."""
+    return ''
+
+
+def init_variables(model, batch: Array, key: Array) -> Dict[str, Any]:
+  """model.init through `elbo` on a data batch (the flows' ActNorm layers take their initial values
+  from it): {'params': ..., and any other collections}."""
+  param_key, sample_key = jax.random.split(key)
+  return dict(model.init({'params': param_key}, batch, sample_key, method=model.elbo))
+
+
+def state_from_variables(method: Method, variables: Dict[str, Any]) -> State:
+  """The train state at step 0: the variables, and each group's fresh optimizer state."""
+  params = variables['params']
+  groups = method.partition(params)
+  optimizers = method.optimizers()
+  state = {'params': params,
+           'opt_state': {g: optimizers[g].init(groups[g]) for g in optimizers},
+           'step': jnp.zeros((), jnp.int32)}
+  model_state = {k: v for k, v in variables.items() if k != 'params'}
+  if model_state:
+    state['model_state'] = model_state
+  return state
+
+
+def apply_model(model, params, model_state: Optional[Dict[str, Any]], *args, method, **kwargs):
+  """(model.apply(...), new model_state): the non-trainable collections are mutable, so layers that
+  keep statistics update them; without any, the model state stays empty."""
+  if not model_state:
+    return model.apply({'params': params}, *args, method=method, **kwargs), {}
+  out, updated = model.apply({'params': params, **model_state}, *args, method=method,
+                             mutable=list(model_state), **kwargs)
+  return out, {k: updated.get(k, v) for k, v in model_state.items()}
+
+
+def make_step(model, method: Method, groups: Sequence[str]):
+  """(state, batch, train_key) -> (state, metrics): one step that trains `groups`; step s uses the
+  key fold_in(train_key, s)."""
+  groups = tuple(groups)
+  optimizers = method.optimizers()
+  for g in groups:
+    if g not in optimizers:
+      raise ValueError(f'{method.name} has no parameter group {g!r}; its groups: '
+                       f'{", ".join(optimizers)}.')
+
+  def step_fn(state: State, batch: Array, train_key: Array):
+    step = state['step']
+    rng = jax.random.fold_in(train_key, step)
+    parts = method.partition(state['params'])
+    trained = {g: parts[g] for g in groups}
+
+    def loss_fn(trained):
+      params = method.merge({**parts, **trained})
+      loss, metrics, model_state = method.loss(model, params, state.get('model_state'), trained,
+                                               batch, rng, step)
+      return loss, (metrics, model_state)
+
+    grads, (metrics, model_state) = jax.grad(loss_fn, has_aux=True)(trained)
+    opt_state = dict(state['opt_state'])
+    new = dict(trained)
+    for g in groups:
+      updates, opt_state[g] = optimizers[g].update(grads[g], opt_state[g], trained[g], step=step)
+      new[g] = optax.apply_updates(trained[g], updates)
+    out = dict(state, params=method.merge({**parts, **new}), opt_state=opt_state, step=step + 1)
+    if model_state:
+      out['model_state'] = model_state
+    return out, metrics
+
+  return step_fn
+
+
+def scale_by_step_schedule(schedule: Callable[[Array], Array]
+                           ) -> optax.GradientTransformationExtraArgs:
+  """Multiplies updates by -schedule(step), `step` being the global step the train step passes (a
+  learning rate set by the run's phases rather than by a per-optimizer count)."""
+
+  def update_fn(updates, state, params=None, *, step, **extra_args):
+    del params, extra_args
+    rate = schedule(step)
+    return jax.tree.map(lambda u: -rate * u, updates), state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
+
+
+# Method classes by name: a class taking (config, steps_per_epoch).
+REGISTRY = registry.Registry('train.method')
+
+
+def method_name(train_config) -> str:
+  """`train.method`; where it is empty, `train.prior_training` (the older key for the three prior
+  strategies), else 'joint'."""
+  return train_config.get('method') or train_config.get('prior_training') or 'joint'
+
+
+def method_class(train_config):
+  """The class of the run's method; a one-line error names the key, the value and what is allowed."""
+  name = method_name(train_config)
+  if name not in REGISTRY:
+    key = 'train.method' if train_config.get('method') else 'train.prior_training'
+    raise ValueError(f'Unknown {key} {name!r}; allowed: {", ".join(REGISTRY.names())}.')
+  return REGISTRY.get(name)
+
+
+def validate(config) -> None:
+  method_class(config.train).validate(config)
+
+
+def from_config(config, steps_per_epoch: int) -> Method:
+  return method_class(config.train)(config, steps_per_epoch)
