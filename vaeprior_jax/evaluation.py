@@ -84,6 +84,22 @@ def importance_weighted_log_likelihood(log_weight_fn: Callable[[Array, Array], A
   return _chunked_sample_reduce(terms_fn, x, rng, num_samples, chunk_size)['log_mean_exp']
 
 
+def log_likelihood_fn(model, num_samples: int = 1000, chunk_size: int = 100):
+  """The compiled K-sample estimator of a model: (params, x [B, ...], key) -> log p(x) [B].
+
+  Build it once per model and call it as often as you like: it compiles once per batch shape, where
+  `importance_weighted_log_likelihood` called with a fresh function each time traces and compiles
+  anew on every call. Sample j uses `jax.random.split(key, num_samples)[j]`, as there.
+  """
+
+  @xla_options.jit
+  def log_likelihood(params, x, key):
+    log_w = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_importance_weight)
+    return importance_weighted_log_likelihood(log_w, x, key, num_samples, chunk_size)
+
+  return log_likelihood
+
+
 def importance_weighted_metrics(terms_fn: TermsFn, x: Array, rng: Array, num_samples: int = 1000,
                                 chunk_size: int = 100) -> Dict[str, Array]:
   """The App. B.3 metrics of a batch, per example ([B] each), from one set of K samples.
