@@ -14,7 +14,7 @@ With --transposed: the ResnetVAE decoder's two 3x3, stride-2 transposed convolut
 the library computes them (`nets.conv_transpose_same`: one stride-1 convolution per output phase)
 and as `lax.conv_transpose` does (one convolution of the input dilated with zeros: flax's
 nn.ConvTranspose), in alternating windows, after checking that both give the same values. The
-per-phase form was chosen on the CPU (benchmarks/RESULTS.md); on an accelerator this says whether
+per-phase form was chosen on the CPU (benchmarks/LOG.md); on an accelerator this says whether
 it should be kept there.
 """
 

@@ -1,4 +1,4 @@
-r"""What a tiny log-determinant costs inside a compiled step with convolutions (benchmarks/RESULTS.md).
+r"""What a tiny log-determinant costs inside a compiled step with convolutions (benchmarks/LOG.md).
 
   python -m benchmarks.lapack_in_step
 

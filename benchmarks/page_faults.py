@@ -9,7 +9,7 @@ per step (`getrusage`). With --toggle_thp (Linux), windows alternate between tra
 disabled and allowed for this process (`prctl(PR_SET_THP_DISABLE)`), so that only the memory
 faulted during the steps changes page size; start it with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 where
 THP is in madvise mode, or nothing is asked for huge pages. A/B of the tunable itself: alternate
-processes started with and without it (benchmarks/RESULTS.md gives the loop).
+processes started with and without it (benchmarks/LOG.md gives the loop).
 """
 
 import ctypes

@@ -1,5 +1,5 @@
 r"""The benchmark suite: speed and memory of training and of the 1,000-sample estimator, against a
-PyTorch peer and the machine's matrix-product peak. Run by hand; results go to benchmarks/RESULTS.md.
+PyTorch peer and the machine's matrix-product peak. Run by hand; results go to benchmarks/LOG.md (and RESULTS.md).
 
   python -m benchmarks.run                       # everything that applies to the devices present
   python -m benchmarks.run --only=train,nll --json=/tmp/bench.json

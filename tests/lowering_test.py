@@ -2,7 +2,7 @@
 
 `jax.export` lowers a function for a platform that is not present. This catches, on the CPU, what
 would otherwise first fail on a lent accelerator: a CPU-only path taken on every platform, a missing
-lowering rule. Nothing is compiled or run here; the GPU and TPU numbers are benchmarks/RESULTS.md's.
+lowering rule. Nothing is compiled or run here; the GPU and TPU numbers are benchmarks/LOG.md's.
 """
 
 import functools

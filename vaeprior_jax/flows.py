@@ -71,7 +71,7 @@ def log_abs_det(a: Array) -> Array:
   `jnp.linalg.slogdet` calls jaxlib's LAPACK (getrf, and two trsm in its gradient): 0.85 ms alone for
   20 matrices of 40 x 40, but inside a compiled train step a profile shows the same calls taking
   10-290 ms, and without them the DenseVAE + RealNVP step is 1.6x faster, ResnetVAE + RealNVP 1.24x
-  (benchmarks/RESULTS.md; the mechanism was not found). Elsewhere it is `jnp.linalg.slogdet`
+  (benchmarks/LOG.md; the mechanism was not found). Elsewhere it is `jnp.linalg.slogdet`
   (cuSOLVER's batched LU on a GPU, XLA's on a TPU), where a d-step loop of small kernels would cost
   more than the solver.
   """

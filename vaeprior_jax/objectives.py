@@ -10,7 +10,7 @@ def sum_of_squares(x: jax.Array) -> jax.Array:
   Equal to jnp.sum(jnp.square(x)) up to float32 rounding, and faster on the CPU: XLA:CPU (jax 0.10)
   compiles the sum of a whole matrix to reduce-window loops, which took 0.67 ms of a 12.6 ms DenseVAE
   train step for the L2 penalty (one thread, under 2 elements per ns), while a product with a ones
-  vector runs at memory bandwidth (benchmarks/RESULTS.md). The product is at full float32 precision
+  vector runs at memory bandwidth (benchmarks/LOG.md). The product is at full float32 precision
   on every platform. Vectors and scalars are summed directly.
   """
   if x.ndim < 2:

@@ -1,7 +1,7 @@
 """Convolutions computed by oneDNN inside compiled JAX steps: the CPU's `model.conv_backend='onednn'`.
 
 On the CPU, XLA's convolutions are what keep the ResnetVAE train step behind PyTorch's, which calls
-oneDNN (benchmarks/RESULTS.md). This module calls the same library from the compiled step: three XLA
+oneDNN (benchmarks/LOG.md). This module calls the same library from the compiled step: three XLA
 FFI custom calls (forward; input gradient; kernel and bias gradients) in `csrc/onednn_conv.cc`, under
 a `custom_vjp`. `conv` computes what `lax.conv_general_dilated` (NHWC, HWIO) plus a bias computes, and
 `Conv` is a drop-in for the `nn.Conv` layers of this library's nets, with the same parameters: a

@@ -3,7 +3,7 @@
 On the CPU, XLA (jax 0.10) hands convolutions and matrix products to YNNPACK fusions by default. For
 this library's workloads XLA's own kernels were faster on the x86 machine we measured: ResnetVAE
 training and the DenseVAE 1,000-sample estimator gained most, DenseVAE training was unchanged
-(benchmarks/RESULTS.md has the A/B). `jit` therefore compiles with YNNPACK fusions off on the CPU,
+(benchmarks/LOG.md has the A/B). `jit` therefore compiles with YNNPACK fusions off on the CPU,
 per compiled function: nothing process-wide changes, and other JAX code in the process keeps XLA's
 defaults.
 
@@ -17,7 +17,7 @@ rounding. They are left out
 `host_memory_advice` is about the process, not the compiler. Where transparent huge pages are in
 'madvise' mode, glibc's malloc (which XLA:CPU allocates through) hands out 4 KiB pages unless
 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) asks for huge pages; that made ResnetVAE
-train steps 1.11x faster on the VM we measured (benchmarks/RESULTS.md). It has to be in the
+train steps 1.11x faster on the VM we measured (benchmarks/LOG.md). It has to be in the
 environment when the process starts, so the library only says so; the Makefile sets it.
 """
 
@@ -110,7 +110,7 @@ def host_memory_advice(thp_mode: Optional[str] = None, environ: Optional[Mapping
   return (f'CPU speed: transparent huge pages are in madvise mode and GLIBC_TUNABLES does not set '
           f'{HUGETLB_TUNABLE}, so malloc hands out 4 KiB pages; starting the process with '
           f'GLIBC_TUNABLES={HUGETLB_TUNABLE}=1 (as the Makefile does) made convolutional train '
-          'steps ~1.1x faster where measured (benchmarks/RESULTS.md).')
+          'steps ~1.1x faster where measured (benchmarks/LOG.md).')
 
 
 def jit(fun, platform: str = '', **jit_kwargs):
