@@ -56,9 +56,14 @@ class Gaussian(nn.Module):
   event_ndims: int = 3
   mean_activation: str = 'identity'
 
+  def setup(self):
+    if self.learn_gamma:
+      self.learned_log_gamma = self.param('log_gamma', nn.initializers.constant(self.log_std), (),
+                                          jnp.float32)
+
   def _log_gamma(self) -> Array:
     if self.learn_gamma:
-      return self.param('log_gamma', nn.initializers.constant(self.log_std), (), jnp.float32)
+      return self.learned_log_gamma
     return jnp.asarray(self.log_std, jnp.float32)
 
   def log_prob(self, x: Array, out: Array) -> Array:

@@ -1,0 +1,76 @@
+"""The observation models p(x|z): densities against scipy, any event shape, the learned gamma's
+optimum in closed form, and the choice by config."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.stats
+
+import helpers
+from vaeprior_jax import likelihoods
+from vaeprior_jax import models
+
+
+@pytest.mark.parametrize('event_shape', [(6,), (4, 3, 2)])
+@pytest.mark.parametrize('learn_gamma', [False, True])
+def test_gaussian_log_prob_matches_scipy(event_shape, learn_gamma):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(5,) + event_shape).astype(np.float32)
+  out = rng.normal(size=(5,) + event_shape).astype(np.float32)
+  lik = likelihoods.Gaussian(log_std=-0.7, learn_gamma=learn_gamma, event_ndims=len(event_shape))
+  variables = lik.init(jax.random.key(0), x, out, method='log_prob')
+  assert ('log_gamma' in variables.get('params', {})) == learn_gamma
+  got = lik.apply(variables, x, out, method='log_prob')
+  expected = scipy.stats.norm(out.astype(np.float64), np.exp(-0.7)).logpdf(x).reshape(5, -1).sum(1)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_gaussian_sigmoid_mean_and_bernoulli_cross_entropy_on_vectors():
+  rng = np.random.default_rng(1)
+  x = rng.random((3, 7)).astype(np.float32)  # continuous targets in [0, 1]
+  out = rng.normal(size=(3, 7)).astype(np.float32)
+  p = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
+  gauss = likelihoods.Gaussian(log_std=0.2, event_ndims=1, mean_activation='sigmoid')
+  np.testing.assert_allclose(gauss.apply({}, x, out, method='log_prob'),
+                             scipy.stats.norm(p, np.exp(0.2)).logpdf(x).sum(1), rtol=1e-5)
+  np.testing.assert_allclose(gauss.apply({}, out, method='mean'), p, rtol=1e-6)
+  bern = likelihoods.Bernoulli(event_ndims=1)
+  cross_entropy = (x * np.log(p) + (1 - x) * np.log1p(-p)).sum(1)
+  np.testing.assert_allclose(bern.apply({}, x, out, method='log_prob'), cross_entropy, rtol=1e-5)
+
+
+def test_learned_gamma_reaches_the_residual_standard_deviation():
+  """max over gamma of sum log N(x; m, gamma^2) is at gamma^2 = mean squared residual."""
+  rng = np.random.default_rng(2)
+  out = rng.normal(size=(256, 10)).astype(np.float32)
+  x = out + 0.3 * rng.normal(size=out.shape).astype(np.float32)
+  lik = likelihoods.Gaussian(log_std=0.0, learn_gamma=True, event_ndims=1)
+  params = lik.init(jax.random.key(0), x, out, method='log_prob')['params']
+  optimizer = optax.adam(0.05)
+  state = optimizer.init(params)
+  loss = lambda p: -jnp.mean(lik.apply({'params': p}, x, out, method='log_prob'))
+  for _ in range(400):
+    grads = jax.grad(loss)(params)
+    updates, state = optimizer.update(grads, state)
+    params = optax.apply_updates(params, updates)
+  optimum = np.sqrt(np.mean(np.square(x.astype(np.float64) - out)))
+  np.testing.assert_allclose(np.exp(float(params['log_gamma'])), optimum, rtol=1e-3)
+
+
+def test_the_config_chooses_the_likelihood_and_gamma_is_a_parameter():
+  config = helpers.tiny_config()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (4, 28, 28, 1)), np.float32)
+  for name, learned in (('bernoulli', False), ('gaussian', True)):
+    config.model.likelihood = name
+    model = models.create(config.model, (28, 28, 1))
+    params = model.init(jax.random.key(1), x, jax.random.key(2))['params']
+    assert ('likelihood' in params) == learned
+    if learned:
+      assert float(params['likelihood']['log_gamma']) == 0.0
+      grads = jax.grad(lambda p: -model.apply({'params': p}, x, jax.random.key(3)).mean())(params)
+      assert float(jnp.abs(grads['likelihood']['log_gamma'])) > 0
+  config.model.likelihood = 'poisson'
+  with pytest.raises(ValueError, match="Unknown model.likelihood 'poisson'; allowed: bernoulli, gaussian"):
+    models.create(config.model, (28, 28, 1))
