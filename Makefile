@@ -10,7 +10,7 @@ EVAL_FLAGS ?=
 
 PY := $(VENV)/bin/python
 # glibc >= 2.35: malloc asks for transparent huge pages where THP is in madvise mode; ResnetVAE steps
-# ran 1.11x faster (vaeprior_jax/xla_options.py; benchmarks/RESULTS.md has the A/B).
+# ran 1.11x faster (vaeprior_jax/cpu/xla_options.py; benchmarks/LOG.md has the A/B).
 # Older glibc ignores it; a GLIBC_TUNABLES of your own wins.
 GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 export GLIBC_TUNABLES

@@ -34,8 +34,8 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['vaeprior_jax', 'vaeprior_jax.*', 'experiments',
                                                'experiments.*']),
-    # The oneDNN backend's custom calls, compiled at first use (vaeprior_jax/onednn.py).
-    package_data={'vaeprior_jax': ['csrc/*.cc']},
+    # The oneDNN backend's custom calls, compiled at first use (vaeprior_jax/cpu/onednn.py).
+    package_data={'vaeprior_jax': ['cpu/csrc/*.cc']},
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={

@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks import jax_workloads as jw
 from vaeprior_jax import nets
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 _TRANSPOSED = flags.DEFINE_bool('transposed', False, 'Time the upsampling layers instead: the '
                                 "library's per-phase transposed convolution against lax's.")

@@ -14,7 +14,7 @@ from vaeprior_jax import evaluation
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 SHAPE = (28, 28, 1)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks import jax_workloads as jw
 from vaeprior_jax import flows
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 
 def _convs(x, w):

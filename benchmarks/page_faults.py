@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 _NET = flags.DEFINE_enum('net', 'resnet', ['dense', 'resnet'], 'Network.')
 _PRIOR = flags.DEFINE_enum('prior', 'standard', ['standard', 'realnvp'], 'Prior.')

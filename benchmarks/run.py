@@ -32,7 +32,7 @@ from absl import flags
 import jax
 import numpy as np
 
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 _ONLY = flags.DEFINE_list('only', [], 'Sections to run (default: all that apply).')
 _JSON = flags.DEFINE_string('json', '', 'Write all results to this JSON file.')

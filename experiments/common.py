@@ -10,7 +10,7 @@ import jax
 from vaeprior_jax import data
 from vaeprior_jax import sharding
 from vaeprior_jax import training
-from vaeprior_jax import xla_options
+from vaeprior_jax.cpu import xla_options
 
 _MULTIHOST = flags.DEFINE_bool(
     'multihost', False, 'Call jax.distributed.initialize() before anything else. Without the three '

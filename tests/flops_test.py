@@ -40,7 +40,7 @@ def test_onednn_convolutions_count_as_their_lax_analogues():
   import pytest  # pylint: disable=g-import-not-at-top
   if sys.platform != 'linux' or platform.machine() != 'x86_64':
     pytest.skip('oneDNN wheels exist for Linux x86_64 only')
-  from vaeprior_jax import onednn  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.cpu import onednn  # pylint: disable=g-import-not-at-top
   x, k, b = jnp.ones((2, 9, 9, 3)), jnp.ones((3, 3, 3, 4)), jnp.ones((4,))
   ref = lambda x, k: jnp.sum(lax.conv_general_dilated(
       x, k, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b)

@@ -39,3 +39,20 @@ def test_conv_transpose_refuses_other_padding_and_shapes():
     nets.ConvTranspose(3, (3, 3), (2, 2), padding='VALID').init(jax.random.key(0), x)
   with pytest.raises(ValueError, match=r'\[N, H, W, 2\]'):
     nets.conv_transpose_same(jnp.zeros((4, 4, 2)), jnp.zeros((3, 3, 2, 3)), (2, 2))
+
+
+def test_the_per_phase_transposed_convolution_is_the_cpus_only():
+  """On the CPU the layer is computed per output phase (no input dilation); lowered for a GPU or
+  TPU it is lax's transposed convolution (an input-dilated convolution)."""
+  from jax import export  # pylint: disable=g-import-not-at-top
+  x = jnp.zeros((2, 7, 7, 3))
+  layer = nets.ConvTranspose(4, (3, 3), (2, 2))
+  params = layer.init(jax.random.key(0), x)
+  dilated = {}
+  for platform in ('cpu', 'cuda', 'tpu'):
+    exported = export.export(jax.jit(layer.apply), platforms=[platform])(params, x)
+    dilated[platform] = 'lhs_dilate = [2, 2]' in exported.mlir_module()
+  assert dilated == {'cpu': False, 'cuda': True, 'tpu': True}, dilated
+  np.testing.assert_allclose(
+      nets.lax_conv_transpose_same(x + 1.0, params['params']['kernel'], (2, 2)),
+      layer.apply(params, x + 1.0) - params['params']['bias'], rtol=1e-5, atol=1e-5)

@@ -18,7 +18,7 @@ from tests import helpers
 from vaeprior_jax import hvae_nets
 from vaeprior_jax import models
 from vaeprior_jax import nets
-from vaeprior_jax import onednn
+from vaeprior_jax.cpu import onednn
 from vaeprior_jax import sharding
 from vaeprior_jax import training
 

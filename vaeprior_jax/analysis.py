@@ -24,7 +24,7 @@ from vaeprior_jax import data
 from vaeprior_jax import models
 from vaeprior_jax import posteriors
 from vaeprior_jax import sharding
-from vaeprior_jax import xla_options
+from vaeprior_jax import compiled
 
 Array = jax.Array
 
@@ -63,13 +63,13 @@ def posterior_moments(model, params, images: np.ndarray, key: Array, mesh, batch
                       num_samples: int = 1000) -> Tuple[np.ndarray, np.ndarray]:
   """(E_q[z|x], per-dimension std of q(z|x)), each [N, latent_dim]."""
   if _is_gaussian(model):
-    @xla_options.jit
+    @compiled.jit
     def fn(x, k):
       del k
       mean, log_std = _encode(model, params, x)
       return jnp.stack([mean, jnp.exp(log_std)])
   else:
-    @xla_options.jit
+    @compiled.jit
     def fn(x, k):
       z = _posterior_samples(model, params, x, k, num_samples)
       return jnp.stack([jnp.mean(z, 0), jnp.std(z, 0)])
@@ -87,7 +87,7 @@ def closest_pairs(means: np.ndarray, block_size: int = 1024) -> Tuple[np.ndarray
   all_means = jnp.asarray(means)
   sq_norms = jnp.sum(all_means ** 2, axis=1)
 
-  @xla_options.jit
+  @compiled.jit
   def block(rows, row_ids):
     d2 = jnp.sum(rows ** 2, 1)[:, None] + sq_norms[None, :] - 2.0 * rows @ all_means.T
     d2 = jnp.where(row_ids[:, None] == jnp.arange(n)[None, :], jnp.inf, d2)
@@ -110,13 +110,13 @@ def std_along(model, params, images: np.ndarray, directions: np.ndarray, key: Ar
   unit = directions / np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
   unit = unit.astype(np.float32)
   if _is_gaussian(model):
-    @xla_options.jit
+    @compiled.jit
     def fn(x, u, k):
       del k
       _, log_std = _encode(model, params, x)
       return jnp.sqrt(jnp.sum(jnp.exp(2 * log_std) * u ** 2, axis=-1))
   else:
-    @xla_options.jit
+    @compiled.jit
     def fn(x, u, k):
       z = _posterior_samples(model, params, x, k, num_samples)
       return jnp.std(jnp.sum(z * u, axis=-1), axis=0)
@@ -171,7 +171,7 @@ def nearest_images(samples: np.ndarray, train_images: np.ndarray,
   """Index of the training image nearest to each sample in pixel-wise L2 distance (Fig. 1), [S]."""
   s = jnp.asarray(samples.reshape(samples.shape[0], -1), jnp.float32)
   best_d, best_i = np.full(len(samples), np.inf), np.zeros(len(samples), np.int64)
-  dist = xla_options.jit(
+  dist = compiled.jit(
       lambda t: jnp.sum(s ** 2, 1)[:, None] + jnp.sum(t ** 2, 1)[None] - 2 * s @ t.T)
   for start in range(0, train_images.shape[0], block_size):
     block = data.to_float(train_images[start:start + block_size])
@@ -263,7 +263,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   ends = rng.choice(len(train), (num_pairs, 2), replace=False)
   rows, log_pz = interpolations(model, params, train[ends[:, 0]], train[ends[:, 1]], num_steps,
                                 interp_key, num_samples)
-  samples = np.array(xla_options.jit(
+  samples = np.array(compiled.jit(
       lambda p, k: models.sample_images(model, p, k, 36, dataset.input_shape))(params, sample_key))
   grid = samples.reshape((6, 6) + samples.shape[1:])
   nearest = nearest_images(grid[:, 4], train)

@@ -37,7 +37,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
   model.log_gamma = 0.0               # ... its initial (or fixed) log
   model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
-  model.conv_backend = 'xla'          # xla | onednn (CPU only, opt-in: vaeprior_jax/onednn.py)
+  model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
 
   data = config.data = ml_collections.ConfigDict()
   data.dataset = 'binarized_mnist'

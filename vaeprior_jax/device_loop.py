@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from vaeprior_jax import data
 from vaeprior_jax import sharding
-from vaeprior_jax import xla_options
+from vaeprior_jax import compiled
 
 # Domain tags for the data keys: fold_in(key(seed), _DATA_TAG), then 0 (shuffles) or 1 (binarization).
 _DATA_TAG = 0xDA7A
@@ -130,14 +130,14 @@ def make_loop(step_fn: StepFn, device_data: DeviceData):
   repl = sharding.replicated(mesh)
   run = scan_fn(step_fn, device_data)
 
-  compiled = {}
+  by_length = {}
 
   def run_steps(state, train_key, length: int):
-    if length not in compiled:
-      compiled[length] = xla_options.jit(functools.partial(run, length=length),
-                                         xla_options.mesh_platform(mesh),
-                                         in_shardings=(repl, repl, repl, repl),
-                                         out_shardings=(repl, repl), donate_argnums=(0,))
-    return compiled[length](state, device_data.images, device_data.keys, train_key)
+    if length not in by_length:
+      by_length[length] = compiled.jit(functools.partial(run, length=length),
+                                       compiled.mesh_platform(mesh),
+                                       in_shardings=(repl, repl, repl, repl),
+                                       out_shardings=(repl, repl), donate_argnums=(0,))
+    return by_length[length](state, device_data.images, device_data.keys, train_key)
 
   return run_steps

@@ -15,7 +15,7 @@ from vaeprior_jax import images
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
-from vaeprior_jax import xla_options
+from vaeprior_jax import compiled
 
 
 CHECKPOINTS = training.CHECKPOINTS
@@ -45,9 +45,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (and PNG grids).
 
   checkpoint: 'auto' (the best one if the run used early stopping, else the latest), 'latest', 'best'.
-  conv_backend: who computes the convolutions (default: the training config's model.conv_backend);
-  both backends take the same parameters, so a run trained with 'onednn' on a CPU can be evaluated
-  with 'xla' elsewhere, and the other way round.
+  conv_backend: who computes the convolutions (a name of nets.CONV_BACKENDS; default: the training
+  config's model.conv_backend); every backend takes the same parameters, so a run trained with a
+  CPU-only backend can be evaluated with 'xla' elsewhere, and the other way round.
 
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
@@ -87,7 +87,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   if active_units:
     au_samples = ec.active_units_samples
-    posterior_mean = xla_options.jit(lambda p, x, k: model.apply(
+    posterior_mean = compiled.jit(lambda p, x, k: model.apply(
         {'params': p}, x, k, au_samples, method=model.posterior_mean))
     _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size,
                                          rows=sharding.process_slice(batch_size))
@@ -106,7 +106,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
   if write_images and jax.process_index() == 0:
     sample_key, recon_key = jax.random.split(image_key)
-    samples = xla_options.jit(
+    samples = compiled.jit(
         lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
@@ -114,7 +114,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     cols = min(10, len(indices))
     num_rows = min(5, len(indices) // cols)
     x = split_images[indices[:num_rows * cols]]
-    recon = xla_options.jit(
+    recon = compiled.jit(
         lambda p, x_, k: model.apply({'params': p}, x_, k, method=model.reconstruct))(
             params, jnp.asarray(x), recon_key)
     pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaeprior_jax import xla_options
+from vaeprior_jax import compiled
 
 Array = jax.Array
 TermsFn = Callable[[Array, Array], Dict[str, Array]]
@@ -92,7 +92,7 @@ def log_likelihood_fn(model, num_samples: int = 1000, chunk_size: int = 100):
   anew on every call. Sample j uses `jax.random.split(key, num_samples)[j]`, as there.
   """
 
-  @xla_options.jit
+  @compiled.jit
   def log_likelihood(params, x, key):
     log_w = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_importance_weight)
     return importance_weighted_log_likelihood(log_w, x, key, num_samples, chunk_size)
@@ -144,7 +144,7 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
 def make_batch_metrics(model, num_samples: int, chunk_size: int):
   """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example."""
 
-  @xla_options.jit
+  @compiled.jit
   def batch_metrics(params, x, key):
     terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)

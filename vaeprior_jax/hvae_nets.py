@@ -159,7 +159,7 @@ def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int
   """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS); the
   convolutions are `conv_backend`'s (nets.CONV_BACKENDS)."""
   input_shape = tuple(int(s) for s in input_shape)
-  nets.conv_layer(conv_backend)  # Validates the name.
+  nets.CONV_BACKENDS.check(conv_backend)
   if name not in NETS:
     raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
   conv = name != 'hvae'

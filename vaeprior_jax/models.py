@@ -13,7 +13,6 @@ from vaeprior_jax import distributions
 from vaeprior_jax import hvae_nets
 from vaeprior_jax import likelihoods
 from vaeprior_jax import nets
-from vaeprior_jax import onednn
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
 
@@ -327,11 +326,10 @@ def validate(model_config):
   backend = model_config.conv_backend
   if backend not in nets.CONV_BACKENDS:
     raise ValueError(f'Unknown model.conv_backend {backend!r}; allowed: '
-                     f'{", ".join(nets.CONV_BACKENDS)}.')
-  if backend == 'onednn':
-    reason = onednn.unavailable_reason()
-    if reason:
-      raise ValueError(f'model.conv_backend=onednn cannot run here: {reason}')
+                     f'{", ".join(nets.CONV_BACKENDS.names())}.')
+  reason = nets.CONV_BACKENDS.get(backend).unavailable_reason()
+  if reason:
+    raise ValueError(f'model.conv_backend={backend} cannot run here: {reason}')
 
 
 def create(model_config, input_shape: Tuple[int, ...]) -> LatentVariableModel:
@@ -345,9 +343,9 @@ def create(model_config, input_shape: Tuple[int, ...]) -> LatentVariableModel:
   optionally z1_dim (0: latent_dim), num_components (500: mixture components or pseudo-inputs),
   flow_hidden_units (256), flow_unroll (1: RealNVP blocks per scan iteration; flow_depth unrolls the
   loop entirely), coupling_scale_bias (2.0), negative_slope (0.2), pixelcnn_layers (3),
-  pixelcnn_features (0: C + 32), conv_backend ('xla'; 'onednn': oneDNN's convolutions on the CPU, see
-  `onednn`), and for the Gaussian likelihood learn_gamma (True), log_gamma (0.0) and mean_activation
-  ('identity').
+  pixelcnn_features (0: C + 32), conv_backend (`nets.CONV_BACKENDS`: 'xla', or a CPU-only one of
+  `vaeprior_jax.cpu`), and for the Gaussian likelihood learn_gamma (True), log_gamma (0.0) and
+  mean_activation ('identity').
   """
   model_config = config_lib.complete_section(model_config, 'model')
   validate(model_config)

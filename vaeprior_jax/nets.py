@@ -6,6 +6,7 @@ All non-linear layers use leaky ReLU. Modules whose names start with `hidden` ho
 non-linear layers (the ones the paper's L2 regularisation applies to, see `training.l2_penalty`).
 """
 
+import dataclasses
 import functools
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -14,33 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaeprior_jax import onednn
 from vaeprior_jax import registry
+from vaeprior_jax.cpu import conv_transpose as cpu_conv_transpose
 
 Array = jax.Array
-
-# Who computes the convolutions: XLA (flax's nn.Conv; every platform) or oneDNN (`onednn.Conv`, the
-# CPU only, opt-in). Same parameters, so checkpoints move between them.
-CONV_BACKENDS = ('xla', 'onednn')
-
-
-def conv_layer(backend: str):
-  """The convolution layer class of `backend` (one of CONV_BACKENDS), called as
-  layer(features, kernel_size, strides, padding, name=...)."""
-  if backend == 'xla':
-    return nn.Conv
-  if backend == 'onednn':
-    return onednn.Conv
-  raise ValueError(f'Unknown conv_backend {backend!r}; allowed: {", ".join(CONV_BACKENDS)}.')
-
-
-def _stride1_conv(backend: str):
-  """(x, kernel, padding) -> the stride-1 convolution (no bias) of `backend`."""
-  if backend == 'onednn':
-    return lambda x, kernel, padding: onednn.conv(x, kernel, None, (1, 1), padding)
-  conv_layer(backend)  # Validates the name.
-  return lambda x, kernel, padding: jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 # Conv/Resnet stacks of App. B.2 for 28x28 inputs:
 #   encoder  28x28x32 -> 28x28x32 -> 14x14x64 -> 14x14x64 -> 7x7x64 -> 7x7x16
@@ -97,78 +75,69 @@ class DenseDecoder(nn.Module):
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
-# ------------------------------------------------------------------ transposed convolution
+# ------------------------------------------------------------------ convolutions, by backend
 
-def _transpose_phase_taps(kernel_size: int, stride: int):
-  """One spatial axis of lax.conv_transpose(..., 'SAME') (transpose_kernel=False): the triples
-  (phase a, tap t, offset d) such that output s*m + a receives kernel[t] * x[m + d].
+@dataclasses.dataclass(frozen=True)
+class Convolutions:
+  """How a backend computes the nets' convolutions (all with flax's parameter layouts, so a
+  checkpoint moves between backends).
 
-  lax computes the transposed convolution as a stride-1 convolution of x dilated by s (s - 1 zeros
-  between pixels), padded by pad_before (below) in front. Output o = s*m + a then meets x[j] at tap t
-  when o + t - pad_before = s*j, i.e. t = pad_before - a (mod s) and j = m + (a + t - pad_before) / s.
+  conv: a layer class called as conv(features, kernel_size, strides, padding, name=...), nn.Conv's
+    parameters.
+  stride1: (x, kernel, padding) -> the stride-1 convolution of x [N, H, W, C] with kernel HWIO, no
+    bias.
+  transpose_same: (x, kernel, strides) -> lax.conv_transpose(x, kernel, strides, 'SAME') with
+    flax's kernel [kh, kw, C, F] (not flipped).
+  unavailable_reason: () -> '' where it can run here, else why not.
   """
-  pad_len = kernel_size + stride - 2
-  pad_before = kernel_size - 1 if stride > kernel_size - 1 else -(-pad_len // 2)
-  return [(a, t, (a + t - pad_before) // stride) for a in range(stride)
-          for t in range(kernel_size) if (a + t - pad_before) % stride == 0]
+  conv: Callable
+  stride1: Callable
+  transpose_same: Callable
+  unavailable_reason: Callable[[], str] = lambda: ''
 
 
-def _phase_kernel(kernel: Array, taps_h, taps_w):
-  """The stride-1 kernel of one output phase, from its (tap, offset) pairs along each axis, and the
-  padding that places it: ([eh, ew, C, F], ((pad_top, pad_bottom), (pad_left, pad_right))).
+def _lax_stride1(x, kernel, padding):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
-  A phase's taps are every s-th tap, at consecutive offsets, so they fill the kernel: no zeros."""
-  taps_h, taps_w = sorted(taps_h, key=lambda p: p[1]), sorted(taps_w, key=lambda p: p[1])
-  (_, lo_h), (_, hi_h) = taps_h[0], taps_h[-1]
-  (_, lo_w), (_, hi_w) = taps_w[0], taps_w[-1]
-  assert hi_h - lo_h + 1 == len(taps_h) and hi_w - lo_w + 1 == len(taps_w), (taps_h, taps_w)
-  rows = np.array([t for t, _ in taps_h])
-  cols = np.array([t for t, _ in taps_w])
-  # Output m reads x[m + lo] .. x[m + hi]: pad (or crop, for negative amounts) by -lo and hi.
-  return kernel[rows[:, None], cols[None, :]], ((-lo_h, hi_h), (-lo_w, hi_w))
+
+def lax_conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int]) -> Array:
+  """lax.conv_transpose(x, kernel, strides, 'SAME'), flax's kernel layout (nn.ConvTranspose)."""
+  return jax.lax.conv_transpose(x, kernel, tuple(strides), 'SAME',
+                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _xla_transpose_same(x, kernel, strides):
+  """lax's transposed convolution, computed per output phase on the CPU (`cpu.conv_transpose`)."""
+  strides = tuple(strides)
+  return jax.lax.platform_dependent(
+      x, kernel,
+      cpu=lambda x_, k_: cpu_conv_transpose.per_phase(x_, k_, strides, _lax_stride1),
+      default=lambda x_, k_: lax_conv_transpose_same(x_, k_, strides))
+
+
+# Who computes the convolutions, by name (`model.conv_backend`): 'xla' (flax's nn.Conv; every
+# platform), and those registered by `vaeprior_jax.cpu.backends` or by user code.
+CONV_BACKENDS = registry.Registry('conv_backend')
+CONV_BACKENDS.register('xla', Convolutions(nn.Conv, _lax_stride1, _xla_transpose_same))
+
+
+def conv_layer(backend: str):
+  """The convolution layer class of `backend` (a name of CONV_BACKENDS), called as
+  layer(features, kernel_size, strides, padding, name=...)."""
+  return CONV_BACKENDS.get(backend).conv
 
 
 def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int],
                         conv_backend: str = 'xla') -> Array:
   """lax.conv_transpose(x, kernel, strides, 'SAME') for x [N, H, W, C], kernel [kh, kw, C, F] (HWIO,
-  not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], computed without dilating x.
-
-  Each of the sh*sw output phases (o mod s) is a small stride-1 convolution of x itself with the
-  taps of `kernel` that reach it (for 3x3, stride 2: 1x1, 1x2, 2x1 and 2x2 kernels, 9 taps in all);
-  the phases are then interleaved (depth to space). Same function and gradients as lax's, but
-  XLA:CPU takes the kernel gradient of an input-dilated convolution through a slow path (12-20x
-  slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/LOG.md); here every
-  gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
-  convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
-  of the multiply-adds and was 1.4-1.7x slower, forward and gradients.) A phase that no tap reaches
-  (kernel < stride) is zero. The phases' convolutions are `conv_backend`'s (CONV_BACKENDS).
-  """
-  conv = _stride1_conv(conv_backend)
+  not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], by `conv_backend`. On the CPU
+  it is computed per output phase (`cpu.conv_transpose`), elsewhere by lax."""
   kh, kw, in_features, features = kernel.shape
-  sh, sw = strides
+  del kh, kw, features
   if x.ndim != 4 or x.shape[-1] != in_features:
     raise ValueError(f'conv_transpose_same needs x [N, H, W, {in_features}], got {x.shape}.')
-  n, h, w, _ = x.shape
-  if kh == 1 and kw == 1:  # Only phase (0, 0) has a tap, at offset 0.
-    y = jnp.einsum('nhwc,cf->nhwf', x, kernel[0, 0])
-    return jax.lax.pad(y, jnp.zeros((), y.dtype),
-                       ((0, 0, 0), (0, sh - 1, sh - 1), (0, sw - 1, sw - 1), (0, 0, 0)))
-  taps_h, taps_w = _transpose_phase_taps(kh, sh), _transpose_phase_taps(kw, sw)
-  dtype = jnp.result_type(x, kernel)
-  rows = []
-  for ah in range(sh):
-    phase_h = [(t, d) for a, t, d in taps_h if a == ah]
-    row = []
-    for aw in range(sw):
-      phase_w = [(t, d) for a, t, d in taps_w if a == aw]
-      if not phase_h or not phase_w:
-        row.append(jnp.zeros((n, h, w, features), dtype))
-        continue
-      phase_kernel, padding = _phase_kernel(kernel, phase_h, phase_w)
-      row.append(conv(x, phase_kernel, padding))
-    rows.append(jnp.stack(row, axis=3))  # [N, H, W, sw, F]
-  y = jnp.stack(rows, axis=3)  # [N, H, W, sh, sw, F]
-  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * sh, w * sw, features)
+  return CONV_BACKENDS.get(conv_backend).transpose_same(x, kernel, tuple(strides))
 
 
 class ConvTranspose(nn.Module):
@@ -524,7 +493,7 @@ def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
   """Returns (encoder, decoder) for the library's net called `name` (one of NETS); the convolutional
   nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
   input_shape = tuple(int(s) for s in input_shape)
-  conv_layer(conv_backend)  # Validates the name.
+  CONV_BACKENDS.check(conv_backend)
   if name == 'dense':
     return (DenseEncoder(latent_dim, negative_slope=negative_slope),
             DenseDecoder(input_shape, negative_slope=negative_slope))

@@ -36,7 +36,7 @@ from vaeprior_jax import metric_writer
 from vaeprior_jax import models
 from vaeprior_jax import objectives
 from vaeprior_jax import sharding
-from vaeprior_jax import xla_options
+from vaeprior_jax import compiled
 from vaeprior_jax.checkpoints import (CHECKPOINTS, abstract_train_state, best_checkpoint_manager,
                                       checkpoint_manager, load_config, resolve_checkpoint,
                                       restore_params, restore_state, root_keys, save_config)
@@ -118,7 +118,7 @@ def next_event(step: int, num_steps: int, train_config, early_stopping=None, pha
 
 def compile_train_step(train_step, mesh: Mesh):
   repl = sharding.replicated(mesh)
-  return xla_options.jit(train_step, xla_options.mesh_platform(mesh),
+  return compiled.jit(train_step, compiled.mesh_platform(mesh),
                          in_shardings=(repl, sharding.batch_sharded(mesh), repl),
                          out_shardings=(repl, repl), donate_argnums=(0,))
 
