@@ -125,6 +125,77 @@ def compile_train_step(train_step, mesh: Mesh):
 
 # ------------------------------------------------------------------------------------------- loop
 
+class _Feed:
+  """Where the training batches come from: the host's input pipeline (one compiled step per call),
+  or, with `train.on_device`, the training split on every device (chunks of steps in one compiled
+  loop, up to the next step at which the host has something to do)."""
+
+  def __init__(self, config, dataset, mesh):
+    tc = config.train
+    self._config, self._dataset, self._mesh = config, dataset, mesh
+    self.on_device = bool(tc.on_device)
+    if self.on_device:
+      self._device_data = device_loop.DeviceData(dataset.train, tc.batch_size, config.seed,
+                                                 dataset.dynamic, mesh)
+      self.first_batch = self._device_data.batch_at(0)
+    else:
+      self.first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
+                                                 dataset.dynamic))
+
+  def runner(self, step_fns, phases, num_steps: int, start_step: int, train_key, early_stopping):
+    """run(state, step) -> (state, metrics, the step reached); `step_fns` by trained groups."""
+    tc, mesh = self._config.train, self._mesh
+    if self.on_device:
+      loops = {g: device_loop.make_loop(f, self._device_data) for g, f in step_fns.items()}
+
+      def run(state, step):
+        phase = methods.phase_of(phases, step)
+        end = next_event(step, num_steps, tc, early_stopping, phase.end)
+        state, metrics = loops[phase.groups](state, train_key, end - step)
+        return state, metrics, end
+
+      return run
+    steps = {g: compile_train_step(f, mesh) for g, f in step_fns.items()}
+    batches = data.train_batches(self._dataset.train, tc.batch_size, self._config.seed, start_step,
+                                 self._dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
+
+    def run(state, step):
+      state, metrics = steps[methods.phase_of(phases, step).groups](
+          state, sharding.shard_batch(next(batches), mesh), train_key)
+      return state, metrics, step + 1
+
+    return run
+
+  def per_step(self, pending) -> list:
+    """The metrics of each step since the last host event, fetched to the host (on the device,
+    each call's metrics have a leading axis over its steps)."""
+    host = sharding.to_host(pending)
+    if self.on_device:
+      host = [{k: v[i] for k, v in chunk.items()} for chunk in host
+              for i in range(len(chunk['loss']))]
+    return host
+
+
+def _check_finite(per_step, done: int, manager, workdir: str):
+  """Raises FloatingPointError at the first non-finite loss among the steps ending at `done`."""
+  for offset, m in enumerate(per_step):
+    if not np.isfinite(m['loss']):
+      bad = done - len(per_step) + offset
+      raise FloatingPointError(
+          f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; the last good checkpoint '
+          f'(step {manager.latest_step()}) is kept in {workdir}/checkpoints.')
+
+
+def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int):
+  phase = f' [{phase_name}]' if phase_name else ''
+  logging.info('step %d/%d%s (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f '
+               'lr %.1e | %.1f steps/s, ETA %s', done, num_steps, phase, done / per_epoch,
+               last['loss'], last['elbo'], last['reconstruction'], last['kl'], last['beta'],
+               last['learning_rate'], last['steps_per_sec'],
+               metric_writer.format_duration(
+                   (num_steps - done) / max(last['steps_per_sec'], 1e-9)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
   """Trains `config` in `workdir` with its method, resuming from its latest checkpoint; returns the
   last logged metrics."""
@@ -151,14 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   num_steps = methods.base.total_steps(phases)
   keys = root_keys(config.seed)
   replicated = sharding.replicated(mesh)
-  on_device = bool(tc.on_device)
-  if on_device:  # The training split on every device; chunks of steps in one compiled loop.
-    device_data = device_loop.DeviceData(dataset.train, tc.batch_size, config.seed,
-                                         dataset.dynamic, mesh)
-    first_batch = device_data.batch_at(0)
-  else:
-    first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
-                                           dataset.dynamic))
+  feed = _Feed(config, dataset, mesh)
 
   manager = checkpoint_manager(workdir, tc.max_checkpoints_to_keep)
   start_step = manager.latest_step() or 0
@@ -167,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                                                         replicated))
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   else:
-    variables = method.initial_variables(model, first_batch, keys['init'], dataset.train, mesh)
+    variables = method.initial_variables(model, feed.first_batch, keys['init'], dataset.train, mesh)
     state = jax.jit(functools.partial(methods.state_from_variables, method),
                     out_shardings=replicated)(variables)
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
@@ -188,23 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   train_key = sharding.replicate(method.train_key(keys['train']), mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.early_stopping else None
-  if on_device:
-    loops = {g: device_loop.make_loop(f, device_data) for g, f in step_fns.items()}
-
-    def run(state, step):  # Up to the next step at which the host has something to do.
-      phase = methods.phase_of(phases, step)
-      end = next_event(step, num_steps, tc, early_stopping, phase.end)
-      state, metrics = loops[phase.groups](state, train_key, end - step)
-      return state, metrics, end
-  else:
-    compiled = {g: compile_train_step(f, mesh) for g, f in step_fns.items()}
-    batches = data.train_batches(dataset.train, tc.batch_size, config.seed, start_step,
-                                 dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
-
-    def run(state, step):
-      state, metrics = compiled[methods.phase_of(phases, step).groups](
-          state, sharding.shard_batch(next(batches), mesh), train_key)
-      return state, metrics, step + 1
+  run = feed.runner(step_fns, phases, num_steps, start_step, train_key, early_stopping)
 
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
@@ -213,25 +261,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     while step < num_steps:
       state, metrics, done = run(state, step)
       step = done
-      pending.append(metrics)  # On device: with a leading axis over the chunk's steps.
+      pending.append(metrics)
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps
       log = done % tc.log_every_steps == 0 or done == num_steps
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
       if not (save or log or validate):
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.
-      host = sharding.to_host(pending)
-      if on_device:
-        host = [{k: v[i] for k, v in chunk.items()} for chunk in host
-                for i in range(len(chunk['loss']))]
-      pending = []
-      for offset, m in enumerate(host):
-        if not np.isfinite(m['loss']):
-          bad = done - len(host) + offset
-          raise FloatingPointError(
-              f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; the last good checkpoint '
-              f'(step {manager.latest_step()}) is kept in {workdir}/checkpoints.')
-      window.extend(host)
+      per_step, pending = feed.per_step(pending), []
+      _check_finite(per_step, done, manager, workdir)
+      window.extend(per_step)
       stop = False
       if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
         stop = early_stopping.validate(done, state, writer)
@@ -239,18 +278,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       if save:
         manager.save(done, args=ocp.args.StandardSave(state))
       if log or stop:
-        elapsed = time.time() - window_start
-        steps_per_sec = (done - window_step) / max(elapsed, 1e-9)
+        steps_per_sec = (done - window_step) / max(time.time() - window_start, 1e-9)
         last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
         writer.write_scalars(done, last)
-        phase = f' [{methods.phase_of(phases, done - 1).name}]' if len(phases) > 1 else ''
-        logging.info('step %d/%d%s (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f '
-                     'lr %.1e | %.1f steps/s, ETA %s', done, num_steps, phase, done / per_epoch,
-                     last['loss'],
-                     last['elbo'], last['reconstruction'], last['kl'], last['beta'],
-                     last['learning_rate'], steps_per_sec,
-                     metric_writer.format_duration((num_steps - done) / max(steps_per_sec, 1e-9)))
+        _log_line(done, num_steps, last,
+                  methods.phase_of(phases, done - 1).name if len(phases) > 1 else '', per_epoch)
         window, window_start, window_step = [], time.time(), done
       if stop:
         break
