@@ -22,13 +22,10 @@ gauss_jordan_inverse = linalg.gauss_jordan_inverse  # Also importable from here.
 def log_abs_det(a: Array) -> Array:
   """log|det a| of [..., d, d] matrices, differentiable (gradient a^{-T}).
 
-  On the CPU this is `cpu.linalg.gauss_jordan_inverse`, whose inverse also gives the derivative. There
-  `jnp.linalg.slogdet` calls jaxlib's LAPACK (getrf, and two trsm in its gradient): 0.85 ms alone for
-  20 matrices of 40 x 40, but inside a compiled train step a profile shows the same calls taking
-  10-290 ms, and without them the DenseVAE + RealNVP step is 1.6x faster, ResnetVAE + RealNVP 1.24x
-  (benchmarks/LOG.md; the mechanism was not found). Elsewhere it is `jnp.linalg.slogdet`
-  (cuSOLVER's batched LU on a GPU, XLA's on a TPU), where a d-step loop of small kernels would cost
-  more than the solver.
+  On the CPU this is `cpu.linalg.gauss_jordan_inverse`, whose inverse also gives the derivative:
+  inside a compiled step, jaxlib's LAPACK calls slowed the whole step (benchmarks/LOG.md). Elsewhere
+  it is `jnp.linalg.slogdet` (cuSOLVER's batched LU on a GPU, XLA's on a TPU), where a d-step loop of small
+  kernels would cost more than the solver.
   """
   return lax.platform_dependent(a, cpu=linalg.log_abs_det_gauss_jordan,
                                 default=lambda m: jnp.linalg.slogdet(m)[1])

@@ -7,11 +7,10 @@ import jax.numpy as jnp
 def sum_of_squares(x: jax.Array) -> jax.Array:
   """sum(x**2) over all elements, as a matrix-vector product over the leading dimensions.
 
-  Equal to jnp.sum(jnp.square(x)) up to float32 rounding, and faster on the CPU: XLA:CPU (jax 0.10)
-  compiles the sum of a whole matrix to reduce-window loops, which took 0.67 ms of a 12.6 ms DenseVAE
-  train step for the L2 penalty (one thread, under 2 elements per ns), while a product with a ones
-  vector runs at memory bandwidth (benchmarks/LOG.md). The product is at full float32 precision
-  on every platform. Vectors and scalars are summed directly.
+  Equal to jnp.sum(jnp.square(x)) up to float32 rounding. XLA:CPU compiles the sum of a whole matrix
+  to slow reduce-window loops, while a product with a ones vector runs at memory bandwidth
+  (benchmarks/LOG.md); elsewhere the two cost the same, so this one form serves every platform. The
+  product is at full float32 precision. Vectors and scalars are summed directly.
   """
   if x.ndim < 2:
     return jnp.sum(jnp.square(x))

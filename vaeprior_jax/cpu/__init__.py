@@ -3,8 +3,8 @@ against the plain computation in the tests, and none applies on GPUs or TPUs.
 
   xla_options     compiler options for the library's compiled functions on the CPU (XLA's own
                   kernels instead of YNNPACK fusions), and the huge-page advice for the process.
-  conv_transpose  transposed convolutions as one stride-1 convolution per output phase (XLA:CPU's
-                  kernel gradient of the input-dilated form is 12-20x slower than its forward pass).
+  conv_transpose  transposed convolutions as one stride-1 convolution per output phase (XLA:CPU
+                  takes the kernel gradient of the input-dilated form through a slow path).
   linalg          log|det| by Gauss-Jordan elimination in plain XLA operations (jaxlib's LAPACK calls
                   slowed whole compiled steps).
   onednn          oneDNN's convolutions as XLA FFI custom calls (opt-in: model.conv_backend=onednn;

@@ -51,12 +51,11 @@ def per_phase(x: Array, kernel: Array, strides: Tuple[int, int], stride1_conv) -
   Each of the sh*sw output phases (o mod s) is a small stride-1 convolution of x itself with the
   taps of `kernel` that reach it (for 3x3, stride 2: 1x1, 1x2, 2x1 and 2x2 kernels, 9 taps in all);
   the phases are then interleaved (depth to space). Same function and gradients as lax's, but
-  XLA:CPU takes the kernel gradient of an input-dilated convolution through a slow path (12-20x
-  slower than the forward pass for ResnetVAE's upsampling layers; benchmarks/LOG.md); here every
+  XLA:CPU takes the kernel gradient of an input-dilated convolution through a slow path; here every
   gradient is that of an ordinary convolution, and no multiply-add meets a dilation zero. (One
-  convolution of all phases at once, with a shared 2x2 kernel whose unused taps are zero, does 16/9
-  of the multiply-adds and was 1.4-1.7x slower, forward and gradients.) A phase that no tap reaches
-  (kernel < stride) is zero. `stride1_conv(x, kernel, padding)` computes the phases' convolutions
+  convolution of all phases at once, with a shared kernel whose unused taps are zero, does more
+  multiply-adds and was slower; benchmarks/LOG.md.) A phase that no tap reaches (kernel < stride)
+  is zero. `stride1_conv(x, kernel, padding)` computes the phases' convolutions
   (XLA's or oneDNN's).
   """
   conv = stride1_conv

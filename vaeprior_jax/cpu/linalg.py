@@ -1,8 +1,7 @@
 """log|det a| on the CPU without LAPACK: Gauss-Jordan elimination in plain XLA operations.
 
-Inside a compiled train step, jaxlib's LAPACK calls (getrf, and two trsm in the gradient) slowed the
-whole step (the DenseVAE + RealNVP step ran 1.6x faster without them, ResnetVAE + RealNVP 1.24x;
-benchmarks/LOG.md). `flows.log_abs_det` uses this on the CPU and `jnp.linalg.slogdet` elsewhere.
+Inside a compiled train step, jaxlib's LAPACK calls (getrf, and two trsm in the gradient) slow the
+whole step down far beyond their own cost (benchmarks/LOG.md has the profiles). `flows.log_abs_det` uses this on the CPU and `jnp.linalg.slogdet` elsewhere.
 """
 
 from typing import Tuple
