@@ -212,3 +212,24 @@ def test_load_keeps_the_prepared_splits_in_the_cache_and_reads_them_without_tfds
   mnist_path = data.cache_path(config)
   config.split_seed = 1
   assert data.cache_path(config) not in (path, mnist_path)
+
+
+def test_grey_levels_without_binarization(tmp_path):
+  """data.binarize=False (Dai & Wipf): the same train/validation split, every split as grey levels,
+  the test set once; its cache is a file of its own."""
+  with helpers.mock_tfds(64):
+    binarized = data.load(_dynamic_config('mnist'))
+    grey = data.load(_dynamic_config('mnist', binarize=False))
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    raw_test = data.load_split(tfds.builder('mnist'), 'test')
+  assert binarized.dynamic and not grey.dynamic
+  np.testing.assert_array_equal(grey.train, binarized.train)
+  np.testing.assert_array_equal(grey.validation, binarized.validation)
+  np.testing.assert_array_equal(grey.test, raw_test)  # Once, not binarized.
+  assert len(np.unique(grey.test)) > 2
+  np.testing.assert_array_equal(grey.eval_images('validation', 3), grey.validation)
+  batch = next(data.train_batches(grey.train, 8, seed=0, binarize_batches=grey.dynamic))
+  assert len(np.unique(batch)) > 2
+  config = _dynamic_config('mnist', cache_dir=str(tmp_path))
+  assert data.cache_path(config) != data.cache_path(_dynamic_config('mnist', binarize=False,
+                                                                    cache_dir=str(tmp_path)))

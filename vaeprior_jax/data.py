@@ -227,6 +227,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 def require_binary(data_config, what: str):
   """Raises ValueError if `data_config.dataset` is a colour dataset: `what` models binary images."""
+  data_config = _complete(data_config)
   if SPECS[data_config.dataset].continuous:
     binary = ', '.join(n for n, s in SPECS.items() if not s.continuous)
     raise ValueError(f'data.dataset={data_config.dataset} holds colour images in [0, 1], but {what} '
@@ -265,7 +266,8 @@ class Dataset:
     return getattr(self, name)
 
   def eval_images(self, name: str, seed: int = 0) -> np.ndarray:
-    """Binary images of a split: grey levels binarized with `seed` where the split holds them."""
+    """The images of a split as models see them: with `dynamic`, grey levels binarized with `seed`
+    (the test split holds its fixed binarizations); otherwise as stored."""
     images = self.split(name)
     return binarize(images, seed) if self.dynamic and name != 'test' else images
 
@@ -283,9 +285,12 @@ def cache_path(data_config) -> Optional[str]:
     return None
   # Only the settings that change this dataset's splits: a static dataset has one cache file.
   spec = SPECS[data_config.dataset]
+  binarized = spec.dynamic and data_config.binarize
   relevant = (('validation_size', 'split_seed') if spec.carve_validation else ()) + (
-      ('test_binarizations', 'test_binarization_seed') if spec.dynamic else ())
+      ('test_binarizations', 'test_binarization_seed') if binarized else ())
   settings = {k: data_config.get(k) for k in ('dataset',) + relevant}
+  if spec.dynamic and not binarized:  # (Only then: the binarized sets keep their older file names.)
+    settings['binarize'] = False
   settings['version'] = CACHE_VERSION
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
   return os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
@@ -400,12 +405,13 @@ def _load_from_tfds(data_config) -> Dataset:
                      f'of the training split of {data_config.dataset}.')
   order = np.random.default_rng(data_config.split_seed).permutation(len(train))
   test = load_split(builder, 'test', name)
-  if spec.dynamic:
+  dynamic = spec.dynamic and data_config.binarize
+  if dynamic:
     test_seed = data_config.test_binarization_seed
     test = np.concatenate([binarize(test, [test_seed, i])
                            for i in range(data_config.test_binarizations)])
   return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
-                 test, spec.dynamic)
+                 test, dynamic)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
