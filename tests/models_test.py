@@ -195,3 +195,22 @@ def test_pixel_vae_samples_autoregressively():
   first = jax.nn.sigmoid(model.apply({'params': params}, z, jnp.zeros((3,) + shape),
                                      method=model.decode))
   np.testing.assert_allclose(samples[:, 0, 0, 0], np.asarray(first)[:, 0, 0, 0], rtol=1e-5)
+
+
+def test_the_second_stage_vae_models_latent_vectors():
+  """Dai & Wipf's second stage: dense ReLU layers with the input concatenated to the last hidden
+  layer before the heads, a Gaussian likelihood over vectors with a learned gamma_z."""
+  config = _config(net='second_stage', likelihood='gaussian', latent_dim=5, prior='standard')
+  config.second_stage_units, config.second_stage_layers = 32, 3
+  model = models.create(config, (7,))
+  u = jax.random.normal(jax.random.key(0), (4, 7))
+  params = model.init(jax.random.key(1), u, jax.random.key(2))['params']
+  assert [params['encoder'][f'hidden_{i}']['kernel'].shape for i in range(3)] == [
+      (7, 32), (32, 32), (32, 32)]
+  assert params['encoder']['heads']['mean']['kernel'].shape == (7 + 32, 5)
+  assert params['decoder']['mean']['kernel'].shape == (5 + 32, 7)
+  assert params['likelihood']['log_gamma'].shape == ()
+  t = model.apply({'params': params}, u, jax.random.key(3), method=model.log_weight_terms)
+  assert all(v.shape == (4,) and np.all(np.isfinite(v)) for v in t.values())
+  with pytest.raises(ValueError, match=r'latent vectors \[d\]; got an input shape \(28, 28, 1\)'):
+    models.create(config, (28, 28, 1))

@@ -34,6 +34,10 @@ def defaults() -> ml_collections.ConfigDict:
   model.pseudo_inputs_from_data = False  # vampprior: start the pseudo-inputs at training images
   model.pixelcnn_layers = 3           # PixelVAE / PixelHVAE's gated layers per stream
   model.pixelcnn_features = 0         # 0: C + 32 channels
+  model.two_stage = False             # Dai & Wipf: a second VAE on the first stage's latents
+  model.second_stage_latent_dim = 0   # ... its latent size (0: latent_dim)
+  model.second_stage_units = 1024     # ... (and net=second_stage): Dense width, 2048 for ResNets
+  model.second_stage_layers = 3
   model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
   model.log_gamma = 0.0               # ... its initial (or fixed) log
   model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
@@ -46,6 +50,9 @@ def defaults() -> ml_collections.ConfigDict:
   data.cache_dir = ''                 # keep the prepared splits here as .npz (no TF to reload)
   data.validation_size = 0            # 0: the dataset's default
   data.split_seed = 0
+  data.binarize = True                # mnist / fashion_mnist / omniglot: binarize the grey levels
+                                      # (anew every step; the test set 10 times); False: grey levels
+                                      # in [0, 1] as they are (Dai & Wipf's continuous data)
   data.test_binarizations = 10
   data.test_binarization_seed = 0
 
@@ -78,6 +85,9 @@ def defaults() -> ml_collections.ConfigDict:
   train.iterative_epochs = 400.0      # M
   train.iterative_learning_rate = 1e-4
   train.qz_regularizer = False        # Reg[q(z)] of Xu et al., App. B.3
+  train.second_stage_epochs = 400.0   # method=two_stage: the second stage's budget,
+  train.second_stage_learning_rate = 1e-4  # ... its Adam,
+  train.second_stage_lr_decay_epochs = ()  # ... times lr_decay_factor at these (from its start)
 
   ev = config.eval = ml_collections.ConfigDict()
   ev.num_samples = 1000

@@ -465,6 +465,49 @@ class GatedMLPDecoder(nn.Module):
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
 
 
+# ------------------------------------------------------------------ vectors (Dai & Wipf's second stage)
+
+class SecondStageEncoder(nn.Module):
+  """Dai & Wipf's second-stage encoder on latent vectors u [..., d]: `num_layers` Dense[units] + ReLU,
+  then the input concatenated to the last hidden layer, then the Gaussian heads (their code's
+  `second stage`; Table 1: 3 layers of 1024, 2048 in the ResNet runs)."""
+  latent_dim: int
+  units: int = 1024
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = x
+    for i in range(self.num_layers):
+      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
+    return GaussianHeads(self.latent_dim, name='heads')(jnp.concatenate([x, h], axis=-1))
+
+
+class SecondStageDecoder(nn.Module):
+  """The second-stage decoder: z -> `num_layers` Dense[units] + ReLU -> Concat[z, h] -> Linear[d], the
+  mean of the Gaussian over the first stage's latents (its scale is the likelihood's gamma_z)."""
+  output_shape: Tuple[int]
+  units: int = 1024
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = z
+    for i in range(self.num_layers):
+      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
+    return nn.Dense(self.output_shape[-1], name='mean')(jnp.concatenate([z, h], axis=-1))
+
+
+def _second_stage(model_config, input_shape):
+  if len(input_shape) != 1:
+    raise ValueError(f'model.net=second_stage models latent vectors [d]; got an input shape '
+                     f'{tuple(input_shape)}.')
+  return {'encoder': SecondStageEncoder(model_config.latent_dim, model_config.second_stage_units,
+                                        model_config.second_stage_layers),
+          'decoder': SecondStageDecoder(tuple(input_shape), model_config.second_stage_units,
+                                        model_config.second_stage_layers)}
+
+
 # The library's one-level nets (REGISTRY.names() also lists the two-level ones of `hvae_nets` and
 # those user code registered).
 NETS = ('dense', 'conv', 'resnet', 'pixel', 'gated_mlp')
@@ -486,6 +529,7 @@ def _one_level_builder(name: str):
 
 for _name in NETS:
   REGISTRY.register(_name, _one_level_builder(_name))
+REGISTRY.register('second_stage', _second_stage)
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],

@@ -1,0 +1,128 @@
+"""Dai & Wipf's two-stage VAE: the second stage's inputs, two-stage sampling, and the two-stage method
+(each stage trains its own group; a run resumes exactly inside either stage)."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import helpers
+from vaeprior_jax import evaluate
+from vaeprior_jax import models
+from vaeprior_jax import training
+
+SHAPE = (28, 28, 1)
+
+
+def _config(**train):
+  config = helpers.tiny_config(prior='standard', likelihood='gaussian', two_stage=True)
+  config.data.dataset = 'mnist'
+  config.data.binarize = False
+  config.data.validation_size = 16
+  config.model.second_stage_units = 16
+  config.train.method = 'two_stage'
+  config.train.num_steps = 4
+  config.train.warmup_epochs = 0.0
+  config.train.second_stage_epochs = 1.0  # 48 mock training images / batch 8: 6 steps.
+  config.train.second_stage_learning_rate = 1e-3
+  config.train.checkpoint_every_steps = 2
+  config.train.max_checkpoints_to_keep = 10
+  for k, v in train.items():
+    config.train[k] = v
+  return config
+
+
+def _model_and_params(config):
+  model = models.create(config.model, SHAPE)
+  x = jax.random.uniform(jax.random.key(0), (6,) + SHAPE)
+  params = model.init(jax.random.key(1), x, jax.random.key(2))['params']
+  return model, params, x
+
+
+def test_second_stage_inputs_are_fresh_draws_of_the_first_stages_posterior():
+  model, params, x = _model_and_params(_config())
+  assert set(params) == {'first', 'second'}
+  draw = lambda k: model.apply({'params': params}, x, k, method=model.second_stage_inputs)
+  z = jax.vmap(draw)(jax.random.split(jax.random.key(3), 4000))  # [4000, 6, d]
+  assert not np.allclose(z[0], z[1])  # A fresh eps for every call (every train step).
+  mean, log_std = model.apply({'params': params}, x, method=lambda m, x_: m.first.encoder(x_))
+  np.testing.assert_allclose(z.mean(0), mean, atol=0.1)
+  np.testing.assert_allclose(z.std(0), jnp.exp(log_std), rtol=0.1)
+  # No gradient reaches the first stage through the second stage's loss.
+  grads = jax.grad(lambda p: -jnp.sum(model.apply(
+      {'params': p}, x, jax.random.key(4), method=model.second_stage_terms)['log_px_z']))(params)
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads['first']))
+  assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads['second']))
+
+
+def test_two_stage_samples_add_gamma_z_noise_to_the_second_stage_mean():
+  model, params, _ = _model_and_params(_config())
+  params = jax.tree.map(lambda p: p, params)
+  params['second']['likelihood']['log_gamma'] = jnp.log(jnp.float32(0.5))
+  key = jax.random.key(5)
+  z = model.apply({'params': params}, key, 20000, method=model.sample_prior)
+  second_key, _ = jax.random.split(key)
+  z_mean = model.apply({'params': params}, second_key, 20000,
+                       method=lambda m, k, n: m.second.sample(k, n))
+  np.testing.assert_allclose(np.std(np.asarray(z - z_mean)), 0.5, rtol=0.02)
+  x = model.apply({'params': params}, key, 3, method=model.sample)
+  baseline = model.apply({'params': params}, key, 3, method=model.first_stage_sample)
+  assert x.shape == baseline.shape == (3,) + SHAPE
+
+
+def _flat(tree):
+  return [np.asarray(v) for v in jax.tree.leaves(tree)]
+
+
+def _equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(_flat(a), _flat(b)))
+
+
+def _state(workdir, config):
+  model = models.create(config.model, SHAPE)
+  manager = training.checkpoint_manager(workdir)
+  steps = manager.all_steps()
+  states = {s: jax.device_get(training.restore_state(
+      manager, training.abstract_train_state(model, config, SHAPE), s)) for s in steps}
+  manager.close()
+  return states
+
+
+def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_path):
+  config, full = _config(), str(tmp_path / 'full')
+  with helpers.mock_tfds(64):
+    last = training.train_and_evaluate(config, full)
+    states = _state(full, config)
+    assert sorted(states) == [2, 4, 6, 8, 10]
+    for resume_at in (2, 6):  # Inside stage 1 (steps 0-3) and inside stage 2 (4-9).
+      resumed = str(tmp_path / f'resumed_{resume_at}')
+      shutil.copytree(full, resumed)
+      manager = training.checkpoint_manager(resumed)
+      for s in manager.all_steps():
+        if s > resume_at:
+          manager.delete(s)
+      manager.close()
+      training.train_and_evaluate(config, resumed)
+      assert _equal(_state(resumed, config)[10], states[10]), resume_at
+    result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
+                               write_images=True)
+  assert np.isfinite(last['loss']) and np.isfinite(result['nll']) and 'gamma_z' in last
+  # Stage 1 (steps 0-3) moves the first stage only, stage 2 (4-9) the second only.
+  assert not _equal(states[2]['params']['first'], states[4]['params']['first'])
+  assert _equal(states[2]['params']['second'], states[4]['params']['second'])
+  assert _equal(states[4]['params']['first'], states[10]['params']['first'])
+  assert not _equal(states[4]['params']['second'], states[10]['params']['second'])
+
+
+def test_bad_two_stage_settings_are_named():
+  config = _config()
+  config.model.two_stage = False
+  with pytest.raises(ValueError, match='set model.two_stage=True'):
+    training.methods.validate(config)
+  config = _config()
+  config.model.prior = 'realnvp'
+  with pytest.raises(ValueError, match="standard prior and the Gaussian posterior; got "
+                                       "model.prior='realnvp'"):
+    models.create(config.model, SHAPE)
