@@ -1,7 +1,11 @@
-"""Test setup: 4 simulated CPU devices, TensorFlow kept off accelerators, no network."""
+"""Test setup: 4 simulated CPU devices, TensorFlow kept off accelerators, no network, and XLA's
+optimisation passes off (compiling is most of the suite's time) except for tests marked `optimized`,
+which check a property of the compiled code users run (e.g. its rounding)."""
 
 import os
 import sys
+
+import pytest
 
 # Must happen before JAX initialises its backends.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
@@ -9,6 +13,9 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# As flax's tests do: the tests compare computations with each other or with independent truths at
+# tolerances that hold either way; the binaries the tests start inherit it.
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -35,3 +42,21 @@ if _fresh_folder_for('JAX_COMPILATION_CACHE_DIR', 'vaeprior_jax_test_cache_'):
 # The oneDNN backend's compiled custom calls (tests/onednn_test.py): built once per run, into a fresh
 # folder shared by the workers, not into ~/.cache.
 _fresh_folder_for('VAEPRIOR_JAX_CACHE_DIR', 'vaeprior_jax_test_libraries_')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'optimized: compile with XLA\'s optimisation passes on, as users do.')
+
+
+@pytest.fixture(autouse=True)
+def _optimisations_for_marked_tests(request):
+  if request.node.get_closest_marker('optimized') is None:
+    yield
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  before = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', False)
+  try:
+    yield
+  finally:
+    jax.config.update('jax_disable_most_optimizations', before)

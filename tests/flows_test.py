@@ -122,6 +122,7 @@ def _relative_inverse_error(inverse, a64):
       truth, axis=(-2, -1))
 
 
+@pytest.mark.optimized  # The accuracy of the compiled code users run (FMA contraction included).
 def test_gauss_jordan_inverse_is_as_accurate_as_lapack_against_float64():
   rng = np.random.default_rng(0)
   a = rng.normal(size=(20, 40, 40)).astype(np.float32)  # condition numbers up to ~1e4

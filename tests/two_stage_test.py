@@ -107,8 +107,14 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
       training.train_and_evaluate(config, resumed)
       assert _equal(_state(resumed, config)[10], states[10]), resume_at
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
-                               write_images=True)
+                               write_images=False)
+    # A first stage trained elsewhere: stage 1 is skipped, its parameters are the start.
+    second_only = str(tmp_path / 'second_only')
+    training.train_and_evaluate(_config(init_from=full), second_only)
+    started = _state(second_only, _config(init_from=full))
   assert np.isfinite(last['loss']) and np.isfinite(result['nll']) and 'gamma_z' in last
+  assert sorted(started) == [2, 4, 6]
+  assert _equal(started[6]['params']['first'], states[10]['params']['first'])
   # Stage 1 (steps 0-3) moves the first stage only, stage 2 (4-9) the second only.
   assert not _equal(states[2]['params']['first'], states[4]['params']['first'])
   assert _equal(states[2]['params']['second'], states[4]['params']['second'])
