@@ -82,6 +82,10 @@ def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
     again = _state(resumed, config)
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=False)
+    other = _config(num_steps=6)
+    other.train.method = 'joint'  # Other parameter groups: the checkpoint cannot be resumed.
+    with pytest.raises(ValueError, match=r'step 4 in .*holds another train state .*\(joint\)'):
+      training.train_and_evaluate(other, resumed)
   assert np.isfinite(last['loss']) and np.isfinite(result['nll'])
   assert int(final['step']) == 4 and int(at_2['step']) == 2
   # The net's statistics: one update per train step, kept in the checkpoint.
