@@ -6,7 +6,9 @@ r"""The paper's analyses of trained workdirs (App. B.3-B.4, Figs. 1-3, Tables 7-
 Writes, per workdir, analysis/analysis.json (reconstruction, kl, kl_z|x, elbo, NLL, active units;
 posterior-std, closest-pair-distance and normalized-distance histograms; interpolation log p(z)),
 figure1_samples.png, figure2_interpolations.png and figure3_histograms.png; with several workdirs and
---compare_out, one figure3 with their histograms overlaid and a JSON table of their metrics.
+--compare_out, one figure3 with their histograms overlaid and a JSON table of their metrics. For a
+two-stage run (Dai & Wipf), analysis/two_stage.json with gamma and gamma_z over training and the
+singular-value spectra of q(z) and q(u) against N(0, I)'s, figure1_gamma.png and figure1_spectra.png.
 """
 
 import json
@@ -18,6 +20,7 @@ from absl import logging
 
 from experiments import common
 from vaeprior_jax import analysis
+from vaeprior_jax import checkpoints
 from vaeprior_jax import evaluate
 
 _WORKDIRS = flags.DEFINE_list('workdir', None, 'Training workdir(s), comma-separated.')
@@ -39,6 +42,12 @@ def main(argv):
   common.start(argv)
   results = {}
   for workdir in _WORKDIRS.value:
+    if checkpoints.load_config(workdir).model.two_stage:  # Dai & Wipf: gamma, latent spectra.
+      result = analysis.analyze_two_stage(workdir, _MAX_EXAMPLES.value or 10000, _SEED.value,
+                                          _CHECKPOINT.value)
+      logging.info('%s: distances to N(0, I)\'s spectrum %s', workdir,
+                   json.dumps(result['distance_to_standard_normal']))
+      continue
     results[workdir] = analysis.analyze_workdir(
         workdir, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value, _NUM_PAIRS.value,
         _NUM_STEPS.value, _SEED.value, _CHECKPOINT.value)

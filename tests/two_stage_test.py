@@ -1,6 +1,7 @@
 """Dai & Wipf's two-stage VAE: the second stage's inputs, two-stage sampling, and the two-stage method
 (each stage trains its own group; a run resumes exactly inside either stage)."""
 
+import os
 import shutil
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import helpers
+from vaeprior_jax import analysis
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import training
@@ -107,13 +109,18 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
       training.train_and_evaluate(config, resumed)
       assert _equal(_state(resumed, config)[10], states[10]), resume_at
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
-                               write_images=False)
+                               write_images=True)
+    spectra = analysis.analyze_two_stage(full, max_examples=16)
     # A first stage trained elsewhere: stage 1 is skipped, its parameters are the start.
     second_only = str(tmp_path / 'second_only')
     training.train_and_evaluate(_config(init_from=full), second_only)
     started = _state(second_only, _config(init_from=full))
   assert np.isfinite(last['loss']) and np.isfinite(result['nll']) and 'gamma_z' in last
   assert sorted(started) == [2, 4, 6]
+  assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]
+  assert len(spectra['spectra']['q_z']) == len(spectra['spectra']['q_u']) == 4
+  assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))
+  assert os.path.exists(os.path.join(full, 'samples_first_stage.png'))
   assert _equal(started[6]['params']['first'], states[10]['params']['first'])
   # Stage 1 (steps 0-3) moves the first stage only, stage 2 (4-9) the second only.
   assert not _equal(states[2]['params']['first'], states[4]['params']['first'])
@@ -132,3 +139,10 @@ def test_bad_two_stage_settings_are_named():
   with pytest.raises(ValueError, match="standard prior and the Gaussian posterior; got "
                                        "model.prior='realnvp'"):
     models.create(config.model, SHAPE)
+
+
+def test_the_singular_value_spectrum_of_gaussian_samples_is_their_scales():
+  rng = np.random.default_rng(0)
+  scales = np.array([3.0, 1.0, 0.5, 0.1])
+  samples = rng.normal(size=(200000, 4)) * scales
+  np.testing.assert_allclose(analysis.singular_value_spectrum(samples), scales, rtol=0.01)

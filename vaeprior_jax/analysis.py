@@ -345,3 +345,115 @@ def plot_histograms(runs: Dict[str, Dict[str, np.ndarray]], path: str):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+# ------------------------------------------------------------------ Dai & Wipf's two-stage analyses
+
+def singular_value_spectrum(samples: np.ndarray) -> np.ndarray:
+  """Singular values of samples [N, d] divided by sqrt(N), descending: the root mean squares along
+  the principal axes (about 1 each for N(0, I); Dai & Wipf's Fig. 1 right)."""
+  samples = np.asarray(samples, np.float64)
+  if samples.ndim != 2:
+    raise ValueError(f'singular_value_spectrum needs samples [N, d], got {samples.shape}.')
+  return np.linalg.svd(samples / np.sqrt(len(samples)), compute_uv=False)
+
+
+def two_stage_latents(model, params, images: np.ndarray, key: Array, mesh,
+                      batch_size: int = 128) -> Tuple[np.ndarray, np.ndarray]:
+  """One z ~ q(z|x) of the first stage and one u ~ q(u|z) of the second per image: ([N, d_z],
+  [N, d_u])."""
+
+  def latents(m, x, k):
+    z = m.second_stage_inputs(x, jax.random.fold_in(k, 0))
+    return jnp.concatenate([z, m.second.sample_posterior(z, jax.random.fold_in(k, 1))], axis=-1)
+
+  fn = compiled.jit(lambda x, k: model.apply({'params': params}, x, k, method=latents))
+  both = _map_batches(fn, [images], key, mesh, batch_size)
+  d_z = model.latent_levels[0][1]
+  return both[:, :d_z], both[:, d_z:]
+
+
+def metric_curve(workdir: str, name: str):
+  """[[step, value], ...] of metric `name` in workdir/metrics.jsonl (the logged window means)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  rows = []
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      if line.strip():
+        entry = json.loads(line)
+        if name in entry:
+          rows.append([int(entry['step']), float(entry[name])])
+  return rows
+
+
+def analyze_two_stage(workdir: str, max_examples: int = 10000, seed: int = 0,
+                      checkpoint: str = 'auto') -> Dict:
+  """Dai & Wipf's Fig. 1 for a two-stage workdir: gamma and gamma_z over training (from
+  metrics.jsonl), and the singular-value spectra of z ~ q(z|x) (first stage) and u ~ q(u|z) (second
+  stage) over training images (a seeded subset of `max_examples`), beside that of as many N(0, I)
+  samples; their Euclidean distances to it. Writes analysis/two_stage.json, figure1_gamma.png and
+  figure1_spectra.png."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config = checkpoints.load_config(workdir)
+  if not config.model.two_stage:
+    raise ValueError(f'{workdir} is not a two-stage run (model.two_stage is False).')
+  dataset = data.load(config.data)
+  model = models.create(config.model, dataset.input_shape)
+  params, step = checkpoints.restore_params(workdir, config, model, dataset.input_shape,
+                                            checkpoint)
+  mesh = sharding.make_mesh()
+  batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
+  train = dataset.eval_images('train', seed)
+  rng = np.random.default_rng(seed)
+  subset = np.arange(len(train))
+  if 0 < max_examples < len(train):
+    subset = np.sort(rng.choice(len(train), max_examples, replace=False))
+  z, u = two_stage_latents(model, params, train[subset], jax.random.key(seed), mesh, batch_size)
+  spectra = {'q_z': singular_value_spectrum(z), 'q_u': singular_value_spectrum(u),
+             'standard_normal': singular_value_spectrum(rng.normal(size=z.shape))}
+  result = {
+      'workdir': workdir, 'step': int(step), 'num_examples': int(len(subset)),
+      'gamma': metric_curve(workdir, 'gamma'), 'gamma_z': metric_curve(workdir, 'gamma_z'),
+      'spectra': {k: v.tolist() for k, v in spectra.items()},
+      'distance_to_standard_normal': {
+          k: float(np.linalg.norm(spectra[k] - spectra['standard_normal'][:len(spectra[k])]))
+          for k in ('q_z', 'q_u')},
+  }
+  out_dir = os.path.join(workdir, 'analysis')
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, 'two_stage.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  _plot_two_stage(result, out_dir)
+  return result
+
+
+def _plot_two_stage(result: Dict, out_dir: str):
+  import os  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(4, 3))
+  for name in ('gamma', 'gamma_z'):
+    if result[name]:
+      steps, values = zip(*result[name])
+      ax.plot(steps, values, label=name)
+  ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, 'figure1_gamma.png'), dpi=100)
+  plt.close(fig)
+  fig, ax = plt.subplots(figsize=(4, 3))
+  for name, label in (('q_z', 'q(z), first stage'), ('q_u', 'q(u), second stage'),
+                      ('standard_normal', 'N(0, I)')):
+    values = result['spectra'][name]
+    ax.plot(range(1, len(values) + 1), values, label=label)
+  ax.set_xlabel('dimension (sorted)')
+  ax.set_ylabel('singular value / sqrt(N)')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, 'figure1_spectra.png'), dpi=100)
+  plt.close(fig)

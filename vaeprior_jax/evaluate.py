@@ -49,6 +49,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   config's model.conv_backend); every backend takes the same parameters, so a run trained with a
   CPU-only backend can be evaluated with 'xla' elsewhere, and the other way round.
 
+  Two-stage runs (Dai & Wipf) are evaluated on their first stage; `samples.png` holds two-stage
+  samples and `samples_first_stage.png` the first stage's from z ~ N(0, I).
+
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
   its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo,
@@ -109,6 +112,11 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     samples = compiled.jit(
         lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
+    if config.model.two_stage:  # Dai & Wipf's baseline beside the two-stage samples: z ~ N(0, I).
+      first_stage = compiled.jit(lambda p, k: model.apply(
+          {'params': p}, k, 100, method=model.first_stage_sample))(params, sample_key)
+      images.save_grid(np.asarray(first_stage),
+                       os.path.join(workdir, 'samples_first_stage.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
     indices, _ = data.eval_batches(split_images, batch_size, max_examples, seed)
     cols = min(10, len(indices))
