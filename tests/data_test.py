@@ -233,3 +233,45 @@ def test_grey_levels_without_binarization(tmp_path):
   config = _dynamic_config('mnist', cache_dir=str(tmp_path))
   assert data.cache_path(config) != data.cache_path(_dynamic_config('mnist', binarize=False,
                                                                     cache_dir=str(tmp_path)))
+
+
+
+def _read_idx_images(path):
+  """The images of a gzipped IDX file (magic 0x00000803, then N, rows, cols), as [N, rows, cols]."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  with gzip.open(path, 'rb') as f:
+    raw = f.read()
+  magic, n, rows, cols = np.frombuffer(raw[:16], '>u4')
+  assert magic == 0x803, hex(magic)
+  return np.frombuffer(raw[16:], np.uint8).reshape(n, rows, cols)
+
+
+@pytest.mark.parametrize('name', ['mnist', 'fashion_mnist'])
+def test_prepares_mnist_like_datasets_offline_from_the_original_files(tmp_path, name):
+  """tfds' own builder from ../shared/data/NAME (as in CI): the splits hold exactly the files' images,
+  train and validation are the seeded split of the training file, and the test binarizations are the
+  seeded ones (each a Bernoulli draw of the test file's grey levels)."""
+  folder = os.path.join(helpers.SHARED_DATA, name)
+  if not os.path.isdir(folder):
+    pytest.skip(f'{folder} is not here (CI has it)')
+  config = _dynamic_config(name, manual_dir=folder, data_dir=str(tmp_path / 'tfds'),
+                           validation_size=0)
+  dataset = data.load(config)
+  train_file = _read_idx_images(os.path.join(folder, 'train-images-idx3-ubyte.gz'))
+  test_file = _read_idx_images(os.path.join(folder, 't10k-images-idx3-ubyte.gz'))
+  as_bytes = lambda a: np.round(np.asarray(a) * 255).astype(np.uint8).reshape(len(a), 28, 28)
+  assert dataset.train.shape == (50000, 28, 28, 1) and dataset.validation.shape[0] == 10000
+  # tfds stores the examples in its own order: compare the sets of images.
+  sort_rows = lambda a: a.reshape(len(a), -1)[np.lexsort(a.reshape(len(a), -1).T[::-1])]
+  np.testing.assert_array_equal(
+      sort_rows(np.concatenate([as_bytes(dataset.train), as_bytes(dataset.validation)])),
+      sort_rows(train_file))
+  # The split is the seeded permutation of tfds' training examples (data.split_seed = 0).
+  train_grey = data.load_split(data.get_builder(config), 'train', name)
+  order = np.random.default_rng(0).permutation(len(train_grey))
+  np.testing.assert_array_equal(dataset.validation, train_grey[order[:10000]])
+  # 10 binarizations of the test images, seeded: the grey levels, in tfds' order, binarized.
+  test_grey = data.load_split(data.get_builder(config), 'test', name)
+  np.testing.assert_array_equal(sort_rows(as_bytes(test_grey)), sort_rows(test_file))
+  expected = np.concatenate([data.binarize(test_grey, [0, i]) for i in range(10)])
+  np.testing.assert_array_equal(dataset.test, expected)

@@ -8,8 +8,9 @@ import tensorflow_datasets as tfds
 from experiments.configs import xu2019
 from vaeprior_jax import data
 
-SHARED_MNIST = __import__('os').path.join(
-    __import__('os').path.dirname(__file__), '..', '..', 'shared', 'data', 'binarized_mnist')
+SHARED_DATA = __import__('os').path.join(
+    __import__('os').path.dirname(__file__), '..', '..', 'shared', 'data')
+SHARED_MNIST = __import__('os').path.join(SHARED_DATA, 'binarized_mnist')
 
 
 @contextlib.contextmanager
