@@ -25,7 +25,11 @@ def main(argv):
   if evaluate.paper_nll(_CONFIG.value) is not None:
     logging.info("Paper's test NLL for %s: %.2f nats.", _CONFIG.value.entry,
                  _CONFIG.value.paper_nll)
-  training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except training.Preempted as e:
+    logging.warning('%s', e)
+    raise SystemExit(e.exit_code) from None
 
 
 if __name__ == '__main__':

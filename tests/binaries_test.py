@@ -1,6 +1,6 @@
 """The real `experiments.train` / `experiments.evaluate` binaries, end to end on mock data, in
 subprocesses: a run killed with SIGKILL and restarted ends with the same parameters, bit for bit, as a
-run that was never interrupted."""
+run that was never interrupted; so does one stopped with SIGTERM, which saves the step it was on."""
 
 import json
 import os
@@ -69,6 +69,25 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   with open(os.path.join(resumed, 'metrics.jsonl')) as f:
     steps = [json.loads(line)['step'] for line in f]
   assert steps == list(range(20, NUM_STEPS + 1, 20))  # One line per logged step, no repeats.
+
+  # SIGTERM (a preemption): the step in progress finishes, its state is saved, the process exits
+  # with 143; the rerun loses no step and ends where the uninterrupted run did.
+  termed = str(tmp_path / 'termed')
+  proc = subprocess.Popen(_train_command(termed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not _checkpoint_steps(termed) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  saved = _checkpoint_steps(termed)[-1]
+  assert f'SIGTERM: the state of step {saved} is saved' in stderr
+  result = _run(_train_command(termed))
+  assert f'Resumed from the checkpoint of step {saved}' in result.stderr
+  term_params, term_step = helpers.latest_params(termed)
+  assert term_step == NUM_STEPS
+  jax.tree.map(np.testing.assert_array_equal, term_params, ref_params)
 
   config = xu2019.get_config('runlocal')
   result = _run(_command('experiments.evaluate', f'--workdir={resumed}', '--max_examples=20',

@@ -13,6 +13,8 @@ The joint-training step of the papers' protocol is also available alone, for you
 
 import functools
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable, Dict, Tuple
 
@@ -47,12 +49,12 @@ State = Dict[str, Any]
 l2_penalty = objectives.l2_penalty
 
 # Also importable from here, where they lived before `checkpoints` and `methods.joint`.
-__all__ = ['CHECKPOINTS', 'EarlyStopping', 'abstract_train_state', 'best_checkpoint_manager',
-           'beta_schedule', 'checkpoint_manager', 'compile_train_step', 'create_train_state',
-           'init_opt_state', 'l2_penalty', 'learning_rate_schedule', 'load_config',
-           'make_optimizer', 'make_train_step', 'next_event', 'normalize_per_tensor',
-           'num_train_steps', 'quiet_library_logs', 'resolve_checkpoint', 'restore_params',
-           'restore_state', 'root_keys', 'save_config', 'train_and_evaluate']
+__all__ = ['CHECKPOINTS', 'EarlyStopping', 'Preempted', 'abstract_train_state',
+           'best_checkpoint_manager', 'beta_schedule', 'checkpoint_manager', 'compile_train_step',
+           'create_train_state', 'init_opt_state', 'l2_penalty', 'learning_rate_schedule',
+           'load_config', 'make_optimizer', 'make_train_step', 'next_event',
+           'normalize_per_tensor', 'num_train_steps', 'quiet_library_logs', 'resolve_checkpoint',
+           'restore_params', 'restore_state', 'root_keys', 'save_config', 'train_and_evaluate']
 
 
 def quiet_library_logs():
@@ -196,9 +198,43 @@ def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int):
                    (num_steps - done) / max(last['steps_per_sec'], 1e-9)))
 
 
+class Preempted(Exception):
+  """Training stopped on SIGTERM or SIGINT after saving the state of `step`; rerun to resume."""
+
+  def __init__(self, signal_name: str, step: int, workdir: str):
+    super().__init__(f'{signal_name}: stopped after step {step} with its checkpoint saved in '
+                     f'{workdir}/checkpoints; rerun the same command to resume from it.')
+    self.signal_name, self.step = signal_name, step
+    self.exit_code = 128 + int(signal.Signals[signal_name])
+
+
+class _StopRequests:
+  """While training: SIGTERM (what a preemption sends) and SIGINT only set `requested`; the loop
+  then finishes the current step (or on-device chunk), saves a checkpoint, waits for it and raises
+  `Preempted`. Installed only in the main thread; the previous handlers come back on `close`."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.requested = ''
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = signal.Signals(signum).name
+
+  def close(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
   """Trains `config` in `workdir` with its method, resuming from its latest checkpoint; returns the
-  last logged metrics."""
+  last logged metrics. On SIGTERM or SIGINT it saves the state after the current step and raises
+  `Preempted` (the binary exits with 128 + the signal's number); rerunning resumes from there."""
   config = config_lib.complete(config)
   os.makedirs(workdir, exist_ok=True)
   models.validate(config.model)  # Fail on a bad name before loading any data.
@@ -266,13 +302,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
   step = start_step
+  stops = _StopRequests()
   try:
     while step < num_steps:
       state, metrics, done = run(state, step)
       step = done
       pending.append(metrics)
-      save = done % tc.checkpoint_every_steps == 0 or done == num_steps
-      log = done % tc.log_every_steps == 0 or done == num_steps
+      preempted = stops.requested
+      save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
+      log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
       if not (save or log or validate):
         continue
@@ -294,9 +332,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         _log_line(done, num_steps, last,
                   methods.phase_of(phases, done - 1).name if len(phases) > 1 else '', per_epoch)
         window, window_start, window_step = [], time.time(), done
+      if preempted:
+        manager.wait_until_finished()
+        logging.warning('%s: the state of step %d is saved in %s/checkpoints; rerun the same '
+                        'command to resume from it.', preempted, done, workdir)
+        raise Preempted(preempted, done, workdir)
       if stop:
         break
   finally:
+    stops.close()
     manager.wait_until_finished()
     manager.close()
     if early_stopping is not None:
