@@ -98,6 +98,24 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert [json.loads(l)['step'] for l in f] == [5, 10, 15]
 
 
+def test_a_checkpoint_at_the_non_finite_step_is_not_called_good(tmp_path):
+  config = helpers.tiny_config()
+  config.train.num_steps = 40
+  config.train.checkpoint_every_steps = 1  # The state of step 17 is saved before its loss is known.
+  config.train.max_checkpoints_to_keep = 3
+  config.train.lr_decay_epochs = (2,)
+  config.train.lr_decay_factor = 1e30
+  with helpers.mock_binarized_mnist(64):
+    with pytest.raises(FloatingPointError, match=r'at step 17\. Training stopped; the last good '
+                       r'checkpoint \(step 16\).*the checkpoint of step 17 holds the state'):
+      training.train_and_evaluate(config, str(tmp_path))
+  config.train.checkpoint_every_steps = 1000
+  with helpers.mock_binarized_mnist(64):
+    with pytest.raises(FloatingPointError, match='at step 17. Training stopped; no checkpoint '
+                                                 'before it was saved'):
+      training.train_and_evaluate(config, str(tmp_path / 'none'))
+
+
 _REAL_SPLIT_METRICS = training.evaluation.split_metrics
 
 

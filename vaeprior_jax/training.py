@@ -179,13 +179,22 @@ class _Feed:
 
 
 def _check_finite(per_step, done: int, manager, workdir: str):
-  """Raises FloatingPointError at the first non-finite loss among the steps ending at `done`."""
+  """Raises FloatingPointError at the first non-finite loss among the steps ending at `done`.
+
+  The loss of step s is that of the state saved as step s, so the good checkpoints are those before
+  the bad step; one saved at the bad step itself (checkpoints every step) is named as the state
+  that gave the non-finite loss, not as a good one."""
   for offset, m in enumerate(per_step):
     if not np.isfinite(m['loss']):
       bad = done - len(per_step) + offset
-      raise FloatingPointError(
-          f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; the last good checkpoint '
-          f'(step {manager.latest_step()}) is kept in {workdir}/checkpoints.')
+      good = [s for s in manager.all_steps() if s < bad]
+      where = (f'the last good checkpoint (step {max(good)}) is kept in {workdir}/checkpoints'
+               if good else f'no checkpoint before it was saved in {workdir}/checkpoints')
+      if bad in manager.all_steps():
+        where += (f'; the checkpoint of step {bad} holds the state that gave this loss: move it '
+                  'out of the folder to resume from the one before')
+      raise FloatingPointError(f'Non-finite loss {m["loss"]} at step {bad}. Training stopped; '
+                               f'{where}.')
 
 
 def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int):
