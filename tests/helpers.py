@@ -29,12 +29,22 @@ def mock_binarized_mnist(num_examples: int = 64):
 def latest_params(workdir, input_shape=(28, 28, 1)):
   """(parameters of the latest checkpoint of a training workdir, fetched to the host; its step)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
-  config = training.load_config(workdir)
-  model = models.create(config.model, input_shape)
-  params, step = training.restore_params(workdir, config, model, input_shape, 'latest')
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  _, params, step = checkpoints.restore_run(workdir, input_shape, 'latest')
   return jax.device_get(params), step
+
+
+def copy_until(workdir, copy, step):
+  """Copies a training workdir to `copy` without its checkpoints after `step` (a run that stopped
+  there), to resume it."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  shutil.copytree(workdir, copy)
+  manager = checkpoints.checkpoint_manager(copy)
+  for s in manager.all_steps():
+    if s > step:
+      manager.delete(s)
+  manager.close()
 
 
 def tiny_config(**model):

@@ -119,6 +119,17 @@ def restore_params(workdir: str, config, model, input_shape, checkpoint: str = '
   return state['params'], step
 
 
+def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None):
+  """(config, parameters, step) of another run's workdir: its model built from its own config
+  (`config`, or its config.json), the parameters of `checkpoint` replicated over all devices."""
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  config = load_config(workdir) if config is None else config
+  input_shape = tuple(input_shape)
+  params, step = restore_params(workdir, config, models.create(config.model, input_shape),
+                                input_shape, checkpoint)
+  return config, params, step
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:

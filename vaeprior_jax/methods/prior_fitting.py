@@ -36,7 +36,6 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vaeprior_jax import hvae_nets
-from vaeprior_jax import models
 from vaeprior_jax import objectives
 from vaeprior_jax.methods import base
 
@@ -197,10 +196,7 @@ class PriorFitting(base.Method):
     from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
     pretrained = checkpoints.load_config(self._init_from)
     check_pretrained_config(self.config, pretrained)
-    input_shape = batch.shape[1:]
-    params, step = checkpoints.restore_params(
-        self._init_from, pretrained, models.create(pretrained.model, input_shape), input_shape,
-        'auto')
+    _, params, step = checkpoints.restore_run(self._init_from, batch.shape[1:], 'auto', pretrained)
     logging.info('Starting %s prior training from the standard VAE of %s at step %d.',
                  base.method_name(self.config.train), self._init_from, step)
 

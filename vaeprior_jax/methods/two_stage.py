@@ -107,12 +107,7 @@ class TwoStage(base.Method):
     if not init_from:
       return variables
     from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
-    from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
-    trained = checkpoints.load_config(init_from)
-    input_shape = batch.shape[1:]
-    trained_model = models.create(trained.model, input_shape)
-    params, step = checkpoints.restore_params(init_from, trained, trained_model, input_shape,
-                                              'auto')
+    trained, params, step = checkpoints.restore_run(init_from, batch.shape[1:])
     first = params['first'] if trained.model.two_stage else params
     if jax.tree.structure(first) != jax.tree.structure(variables['params']['first']):
       raise ValueError(f'train.init_from={init_from}: its first stage has other parameters than '
