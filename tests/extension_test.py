@@ -3,7 +3,6 @@ tests/user_extension.py plug into `models.create`, `training.train_and_evaluate`
 binaries by name."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -73,10 +72,7 @@ def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
     last = training.train_and_evaluate(config, full)
     final, at_2 = _state(full, config), None
     resumed = str(tmp_path / 'resumed')
-    shutil.copytree(full, resumed)
-    manager = training.checkpoint_manager(resumed)
-    manager.delete(4)
-    manager.close()
+    helpers.copy_until(full, resumed, 2)
     at_2 = _state(resumed, config)
     training.train_and_evaluate(config, resumed)
     again = _state(resumed, config)

@@ -2,7 +2,6 @@
 (each stage trains its own group; a run resumes exactly inside either stage)."""
 
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -100,12 +99,7 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     assert sorted(states) == [2, 4, 6, 8, 10]
     for resume_at in (2, 6):  # Inside stage 1 (steps 0-3) and inside stage 2 (4-9).
       resumed = str(tmp_path / f'resumed_{resume_at}')
-      shutil.copytree(full, resumed)
-      manager = training.checkpoint_manager(resumed)
-      for s in manager.all_steps():
-        if s > resume_at:
-          manager.delete(s)
-      manager.close()
+      helpers.copy_until(full, resumed, resume_at)
       training.train_and_evaluate(config, resumed)
       assert _equal(_state(resumed, config)[10], states[10]), resume_at
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
