@@ -133,8 +133,7 @@ def conv_transpose_same(x: Array, kernel: Array, strides: Tuple[int, int],
   """lax.conv_transpose(x, kernel, strides, 'SAME') for x [N, H, W, C], kernel [kh, kw, C, F] (HWIO,
   not flipped: flax's nn.ConvTranspose), output [N, H*sh, W*sw, F], by `conv_backend`. On the CPU
   it is computed per output phase (`cpu.conv_transpose`), elsewhere by lax."""
-  kh, kw, in_features, features = kernel.shape
-  del kh, kw, features
+  in_features = kernel.shape[2]
   if x.ndim != 4 or x.shape[-1] != in_features:
     raise ValueError(f'conv_transpose_same needs x [N, H, W, {in_features}], got {x.shape}.')
   return CONV_BACKENDS.get(conv_backend).transpose_same(x, kernel, tuple(strides))

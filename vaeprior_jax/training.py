@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Tuple
 from absl import logging
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -75,12 +74,8 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
                        init_batch: jax.Array, key: jax.Array) -> State:
   """The joint-training state at step 0: parameters initialised on a data batch (ActNorm's
   data-dependent init) and `optimizer`'s state."""
-  variables = methods.init_variables(model, init_batch, key)
-  state = {'params': variables.pop('params'), 'step': jnp.zeros((), jnp.int32)}
-  state['opt_state'] = {'all': optimizer.init(state['params'])}
-  if variables:
-    state['model_state'] = variables
-  return state
+  method = methods.joint.Joint.for_train_config({}, 1, optimizer)  # Only its optimizer is used.
+  return methods.state_from_variables(method, methods.init_variables(model, init_batch, key))
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, train_config,
