@@ -10,6 +10,7 @@ import pytest
 
 import helpers
 from vaeprior_jax import analysis
+from vaeprior_jax import checkpoints
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import training
@@ -18,7 +19,10 @@ SHAPE = (28, 28, 1)
 
 
 def _config(**train):
-  config = helpers.tiny_config(prior='standard', likelihood='gaussian', two_stage=True)
+  # The first stage: Dai & Wipf's ResNet, small; its batch norm statistics are model state.
+  config = helpers.tiny_config(prior='standard', likelihood='gaussian', two_stage=True,
+                               net='dai_resnet', mean_activation='sigmoid', latent_dim=4,
+                               dai_resnet_base_dim=2, dai_resnet_num_scales=1, dai_resnet_fc_dim=8)
   config.data.dataset = 'mnist'
   config.data.binarize = False
   config.data.validation_size = 16
@@ -36,6 +40,7 @@ def _config(**train):
 
 
 def _model_and_params(config):
+  config.model.net = 'dense'
   model = models.create(config.model, SHAPE)
   x = jax.random.uniform(jax.random.key(0), (6,) + SHAPE)
   params = model.init(jax.random.key(1), x, jax.random.key(2))['params']
@@ -116,6 +121,21 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))
   assert os.path.exists(os.path.join(full, 'samples_first_stage.png'))
   assert _equal(started[6]['params']['first'], states[10]['params']['first'])
+  # Batch statistics: trained in stage 1, untouched by stage 2 (its inputs come from the first stage
+  # in inference mode), resumed (above: whole states) and restored with the parameters.
+  stats = lambda s: s['model_state']['batch_stats']['first']
+  assert not _equal(stats(states[2]), stats(states[4]))
+  assert _equal(stats(states[4]), stats(states[10]))
+  assert _equal(stats(started[6]), stats(states[10]))
+  model = models.create(config.model, SHAPE)
+  variables, step = checkpoints.restore_variables(full, config, model, SHAPE)
+  assert step == 10 and _equal(variables['batch_stats']['first'], stats(states[10]))
+  # What evaluation applies the model with are the trained statistics: with the initial ones the
+  # ELBO differs.
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(8,) + SHAPE), jnp.float32)
+  init = training.methods.init_variables(model, x, jax.random.key(0))
+  elbo = lambda v: model.apply(v, x, jax.random.key(1))
+  assert not np.array_equal(elbo(variables), elbo(dict(variables, batch_stats=init['batch_stats'])))
   # Stage 1 (steps 0-3) moves the first stage only, stage 2 (4-9) the second only.
   assert not _equal(states[2]['params']['first'], states[4]['params']['first'])
   assert _equal(states[2]['params']['second'], states[4]['params']['second'])

@@ -49,12 +49,12 @@ def _map_batches(fn, arrays, key, mesh, batch_size: int) -> np.ndarray:
 
 def _encode(model, params, x: Array) -> Tuple[Array, Array]:
   """The encoder's (mean, log_std) of x: q(z|x) itself for a Gaussian posterior."""
-  return model.apply({'params': params}, x, method=lambda m, x_: m.encoder(x_))
+  return model.apply(models.as_variables(params), x, method=lambda m, x_: m.encoder(x_))
 
 
 def _posterior_samples(model, params, x: Array, key: Array, num_samples: int) -> Array:
   """num_samples draws of z ~ q(z|x): [num_samples, B, latent_dim]."""
-  return jax.vmap(lambda k: model.apply({'params': params}, x, k,
+  return jax.vmap(lambda k: model.apply(models.as_variables(params), x, k,
                                         method=models.VAE.sample_posterior))(
                                             jax.random.split(key, num_samples))
 
@@ -153,13 +153,13 @@ def interpolations(model, params, x_a: np.ndarray, x_b: np.ndarray, num_steps: i
   """
   x_a, x_b = data.to_float(x_a), data.to_float(x_b)
   mean_key, decode_key = jax.random.split(key)
-  mu = lambda x: model.apply({'params': params}, jnp.asarray(x), mean_key, num_samples,
+  mu = lambda x: model.apply(models.as_variables(params), jnp.asarray(x), mean_key, num_samples,
                              method=models.VAE.posterior_mean)
   mu_a, mu_b = mu(x_a), mu(x_b)
   t = jnp.linspace(0.0, 1.0, num_steps)[None, :, None]
   z = (1 - t) * mu_a[:, None] + t * mu_b[:, None]  # [P, steps, d]
   flat = z.reshape((-1, z.shape[-1]))
-  log_pz = model.apply({'params': params}, flat, method=lambda m, z_: m.prior.log_prob(z_))
+  log_pz = model.apply(models.as_variables(params), flat, method=lambda m, z_: m.prior.log_prob(z_))
   decoded = models.decode_images(model, params, flat, decode_key, x_a.shape[1:])
   decoded = np.asarray(decoded).reshape(z.shape[:2] + x_a.shape[1:])
   rows = np.concatenate([x_a[:, None], decoded, x_b[:, None]], axis=1)
@@ -221,6 +221,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   from absl import logging  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import evaluate  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = training.load_config(workdir)
   if models.is_hierarchical(config.model):
@@ -245,7 +246,8 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
 
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
-  params, step = training.restore_params(workdir, config, model, dataset.input_shape, checkpoint)
+  params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
+                                               checkpoint)
   mesh = sharding.make_mesh()
   batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
   key = jax.random.fold_in(jax.random.key(seed), 0xa11)
@@ -367,7 +369,7 @@ def two_stage_latents(model, params, images: np.ndarray, key: Array, mesh,
     z = m.second_stage_inputs(x, jax.random.fold_in(k, 0))
     return jnp.concatenate([z, m.second.sample_posterior(z, jax.random.fold_in(k, 1))], axis=-1)
 
-  fn = compiled.jit(lambda x, k: model.apply({'params': params}, x, k, method=latents))
+  fn = compiled.jit(lambda x, k: model.apply(models.as_variables(params), x, k, method=latents))
   both = _map_batches(fn, [images], key, mesh, batch_size)
   d_z = model.latent_levels[0][1]
   return both[:, :d_z], both[:, d_z:]
@@ -402,8 +404,8 @@ def analyze_two_stage(workdir: str, max_examples: int = 10000, seed: int = 0,
     raise ValueError(f'{workdir} is not a two-stage run (model.two_stage is False).')
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
-  params, step = checkpoints.restore_params(workdir, config, model, dataset.input_shape,
-                                            checkpoint)
+  params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
+                                               checkpoint)
   mesh = sharding.make_mesh()
   batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
   train = dataset.eval_images('train', seed)

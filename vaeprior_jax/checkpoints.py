@@ -91,8 +91,9 @@ def resolve_checkpoint(workdir: str, checkpoint: str) -> str:
   return checkpoint
 
 
-def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
-  """The parameters of a checkpoint of `workdir`, replicated over all devices; and its step.
+def restore_variables(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
+  """The model variables of a checkpoint of `workdir` ({'params', ...} with the non-trainable
+  collections of its `model_state`, e.g. 'batch_stats'), replicated over all devices; and its step.
 
   checkpoint: 'latest', 'best' (lowest validation NLL, with early stopping), or 'auto' (best if the
   run kept one, else latest). The parameters must have `model`'s shapes; the rest of the state
@@ -116,18 +117,27 @@ def restore_params(workdir: str, config, model, input_shape, checkpoint: str = '
   abstract['params'] = abstract_params(model, input_shape, placement)
   state = restore_state(manager, abstract, step)
   manager.close()
-  return state['params'], step
+  return {'params': state['params'], **state.get('model_state', {})}, step
 
 
-def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None):
+def restore_params(workdir: str, config, model, input_shape, checkpoint: str = 'latest'):
+  """The parameters of a checkpoint of `workdir` (see `restore_variables`), and its step. Models
+  whose nets keep statistics (batch norm) need `restore_variables`."""
+  variables, step = restore_variables(workdir, config, model, input_shape, checkpoint)
+  return variables['params'], step
+
+
+def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None,
+                variables: bool = False):
   """(config, parameters, step) of another run's workdir: its model built from its own config
-  (`config`, or its config.json), the parameters of `checkpoint` replicated over all devices."""
+  (`config`, or its config.json), the parameters of `checkpoint` replicated over all devices (with
+  `variables`, all its model variables, as `restore_variables`)."""
   from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
   config = load_config(workdir) if config is None else config
   input_shape = tuple(input_shape)
-  params, step = restore_params(workdir, config, models.create(config.model, input_shape),
-                                input_shape, checkpoint)
-  return config, params, step
+  restored, step = restore_variables(workdir, config, models.create(config.model, input_shape),
+                                     input_shape, checkpoint)
+  return config, restored if variables else restored['params'], step
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str):

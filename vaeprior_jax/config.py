@@ -38,6 +38,11 @@ def defaults() -> ml_collections.ConfigDict:
   model.second_stage_latent_dim = 0   # ... its latent size (0: latent_dim)
   model.second_stage_units = 1024     # ... (and net=second_stage): Dense width, 2048 for ResNets
   model.second_stage_layers = 3
+  model.dai_resnet_base_dim = 16     # net=dai_resnet (Dai & Wipf's Fig. 11): channels at full size,
+  model.dai_resnet_num_scales = 4     # ... encoder scale blocks (paper: 3, CelebA 4),
+  model.dai_resnet_blocks_per_scale = 1  # ... residual blocks per scale block (paper: 2),
+  model.dai_resnet_fc_dim = 512       # ... the encoder's dense residual block,
+  model.dai_resnet_pooling = 'mean'   # ... before it: mean over H, W (code) | flatten (paper)
   model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
   model.log_gamma = 0.0               # ... its initial (or fixed) log
   model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid

@@ -15,6 +15,7 @@ from vaeprior_jax import images
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 from vaeprior_jax import training
+from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
 
 
@@ -71,7 +72,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
   checkpoint = resolve_checkpoint(workdir, checkpoint)
-  params, step = restore_params(workdir, config, model, dataset.input_shape, checkpoint)
+  # The variables: parameters, and batch statistics where the nets keep them.
+  params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
+                                               checkpoint)
   eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
 
@@ -91,7 +94,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   if active_units:
     au_samples = ec.active_units_samples
     posterior_mean = compiled.jit(lambda p, x, k: model.apply(
-        {'params': p}, x, k, au_samples, method=model.posterior_mean))
+        models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
     _, train_batches = data.eval_batches(dataset.eval_images('train', seed), batch_size,
                                          rows=sharding.process_slice(batch_size))
     means_z = []
@@ -114,7 +117,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
     if config.model.two_stage:  # Dai & Wipf's baseline beside the two-stage samples: z ~ N(0, I).
       first_stage = compiled.jit(lambda p, k: model.apply(
-          {'params': p}, k, 100, method=model.first_stage_sample))(params, sample_key)
+          models.as_variables(p), k, 100, method=model.first_stage_sample))(params, sample_key)
       images.save_grid(np.asarray(first_stage),
                        os.path.join(workdir, 'samples_first_stage.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
@@ -123,7 +126,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     num_rows = min(5, len(indices) // cols)
     x = split_images[indices[:num_rows * cols]]
     recon = compiled.jit(
-        lambda p, x_, k: model.apply({'params': p}, x_, k, method=model.reconstruct))(
+        lambda p, x_, k: model.apply(models.as_variables(p), x_, k, method=model.reconstruct))(
             params, jnp.asarray(x), recon_key)
     pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),
                       np.asarray(recon).reshape((num_rows, cols) + x.shape[1:])], axis=1)

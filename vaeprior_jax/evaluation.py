@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import compiled
+from vaeprior_jax import models
 
 Array = jax.Array
 TermsFn = Callable[[Array, Array], Dict[str, Array]]
@@ -94,7 +95,7 @@ def log_likelihood_fn(model, num_samples: int = 1000, chunk_size: int = 100):
 
   @compiled.jit
   def log_likelihood(params, x, key):
-    log_w = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_importance_weight)
+    log_w = lambda x_, k: model.apply(models.as_variables(params), x_, k, method=model.log_importance_weight)
     return importance_weighted_log_likelihood(log_w, x, key, num_samples, chunk_size)
 
   return log_likelihood
@@ -146,7 +147,7 @@ def make_batch_metrics(model, num_samples: int, chunk_size: int):
 
   @compiled.jit
   def batch_metrics(params, x, key):
-    terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
+    terms_fn = lambda x_, k: model.apply(models.as_variables(params), x_, k, method=model.log_weight_terms)
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
 
   return batch_metrics

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import config as config_lib
+from vaeprior_jax import dai_nets
 from vaeprior_jax import distributions
 from vaeprior_jax import hvae_nets
 from vaeprior_jax import likelihoods
@@ -85,6 +86,23 @@ class LatentVariableModel(nn.Module):
     return self.prior.sample(rng, num_samples, self.prior_context())
 
 
+def call_net(net: nn.Module, *args, train: bool = False):
+  """net(*args), with `train=train` for nets that have a training mode (`has_train_mode`: batch norm,
+  spectral normalisation); the others have none."""
+  if getattr(net, 'has_train_mode', False):
+    return net(*args, train=train)
+  return net(*args)
+
+
+def as_variables(params) -> Dict:
+  """The variables to apply a model with: `params` (the parameter tree) as {'params': params}, or
+  `params` itself where it is already a variables dict ({'params', 'batch_stats', ...}: models whose
+  nets keep statistics). A parameter tree never has a top-level 'params' key."""
+  if isinstance(params, dict) and 'params' in params:
+    return params
+  return {'params': params}
+
+
 def _check_decoder_input(autoregressive: bool, x):
   if autoregressive and x is None:
     raise ValueError('An autoregressive decoder needs x: sample with models.sample_images.')
@@ -116,7 +134,7 @@ class VAE(LatentVariableModel):
     """Bernoulli logits of p(x|z) [..., H, W, C]; autoregressive decoders read x (teacher forcing) and
     use dropout when `train`."""
     if not self.autoregressive:
-      return self.decoder(z)
+      return call_net(self.decoder, z, train=train)
     _check_decoder_input(True, x)
     return self.decoder(z, x, deterministic=not train, dropout_rng=dropout_rng if train else None)
 
@@ -124,9 +142,10 @@ class VAE(LatentVariableModel):
                        train: bool = False) -> Dict[str, Array]:
     """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
 
-    `train` turns on the decoder's dropout (PixelCNN), with a key derived from rng.
+    `train` puts the nets in training mode: the decoder's dropout (PixelCNN), with a key derived
+    from rng, and batch statistics (nets with `has_train_mode`).
     """
-    mean, log_std = self.encoder(x)
+    mean, log_std = call_net(self.encoder, x, train=train)
     z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
     logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
     terms = {
@@ -353,7 +372,8 @@ def decode_images(model: LatentVariableModel, params, z: Array, rng: Array,
   returned holds each pixel's mean p(x_i = 1 | x_<i, z) given the pixels drawn before it.
   """
   if not model.autoregressive:
-    return model.apply({'params': params}, z, method=lambda m, z_: m.observation_mean(m.decode(z_)))
+    return model.apply(as_variables(params), z,
+                       method=lambda m, z_: m.observation_mean(m.decode(z_)))
   num_samples = z.shape[0]
   shape = (num_samples,) + tuple(image_shape)
   size = int(np.prod(image_shape))
@@ -361,7 +381,7 @@ def decode_images(model: LatentVariableModel, params, z: Array, rng: Array,
 
   def body(i, carry):
     x, means = carry
-    probs = jax.nn.sigmoid(model.apply({'params': params}, z, x, method='decode'))
+    probs = jax.nn.sigmoid(model.apply(as_variables(params), z, x, method='decode'))
     p_i = probs.reshape(num_samples, size)[:, i]
     x = x.reshape(num_samples, size).at[:, i].set((uniforms[:, i] < p_i).astype(x.dtype))
     means = means.at[:, i].set(p_i)
@@ -376,12 +396,12 @@ def sample_images(model: LatentVariableModel, params, rng: Array, num_samples: i
                   image_shape: Tuple[int, int, int]) -> Array:
   """Samples x ~ p(x): z ~ p(z), then `decode_images` (autoregressive decoders draw pixels)."""
   prior_key, pixel_key = jax.random.split(rng)
-  z = model.apply({'params': params}, prior_key, num_samples, method='sample_prior')
+  z = model.apply(as_variables(params), prior_key, num_samples, method='sample_prior')
   return decode_images(model, params, z, pixel_key, image_shape)
 
 
 # The library's own nets; `nets.REGISTRY.names()` also lists those user code registered.
-NETS = nets.NETS + hvae_nets.NETS
+NETS = nets.NETS + hvae_nets.NETS + dai_nets.NETS
 
 
 def is_hierarchical(model_config) -> bool:
@@ -428,8 +448,8 @@ def create(model_config, input_shape: Tuple[int, ...]) -> LatentVariableModel:
   """Builds the model described by `config.model`, its parts looked up by name in the registries
   (user code may register more: see `registry`).
 
-  Keys: net (`nets.REGISTRY`: dense|conv|resnet|pixel|gated_mlp give a `VAE`; hvae|convhvae|pixelhvae
-  a `HierarchicalVAE`), prior (`priors.REGISTRY`: standard|realnvp|mog|vampprior|vampprior_data; of z2
+  Keys: net (`nets.REGISTRY`: dense|conv|resnet|pixel|gated_mlp|infogan|dai_resnet give a `VAE`;
+  hvae|convhvae|pixelhvae a `HierarchicalVAE`), prior (`priors.REGISTRY`: standard|realnvp|mog|vampprior|vampprior_data; of z2
   in the two-level models), posterior (`posteriors.REGISTRY`: gaussian|realnvp), likelihood
   (`likelihoods.REGISTRY`: bernoulli (default)|gaussian), latent_dim (of z, or of z2), flow_depth, and
   optionally z1_dim (0: latent_dim), num_components (500: mixture components or pseudo-inputs),

@@ -394,7 +394,7 @@ class EarlyStopping:
   def validate(self, step: int, state: State, writer) -> bool:
     """Evaluates the state of `step`, saves it if best; returns whether to stop."""
     images = self._dataset.eval_images('validation', seed=step)
-    m = evaluation.split_metrics(self._batch_metrics, state['params'], images,
+    m = evaluation.split_metrics(self._batch_metrics, methods.model_variables(state), images,
                                  jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
     loss = m['nll'] if self._metric == 'nll' else -m['elbo']
     improved = loss < self.best_loss

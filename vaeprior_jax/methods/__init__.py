@@ -9,9 +9,9 @@ from vaeprior_jax.methods import joint
 from vaeprior_jax.methods import prior_fitting
 from vaeprior_jax.methods import two_stage
 from vaeprior_jax.methods.base import (REGISTRY, Method, Phase, apply_model, from_config,
-                                       init_variables, make_step, method_name, phase_of,
-                                       state_from_variables, validate)
+                                       init_variables, make_step, method_name, model_variables,
+                                       phase_of, state_from_variables, validate)
 
 __all__ = ['REGISTRY', 'Method', 'Phase', 'apply_model', 'base', 'from_config', 'init_variables',
-           'joint', 'make_step', 'method_name', 'phase_of', 'prior_fitting', 'state_from_variables',
-           'two_stage', 'validate']
+           'joint', 'make_step', 'method_name', 'model_variables', 'phase_of', 'prior_fitting',
+           'state_from_variables', 'two_stage', 'validate']

@@ -147,6 +147,11 @@ def state_from_variables(method: Method, variables: Dict[str, Any]) -> State:
   return state
 
 
+def model_variables(state: State) -> Dict[str, Any]:
+  """The variables to apply the model with, from a train state: {'params', **model_state}."""
+  return {'params': state['params'], **state.get('model_state', {})}
+
+
 def apply_model(model, params, model_state: Optional[Dict[str, Any]], *args, method, **kwargs):
   """(model.apply(...), new model_state): the non-trainable collections are mutable, so layers that
   keep statistics update them; without any, the model state stays empty."""

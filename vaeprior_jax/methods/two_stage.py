@@ -107,15 +107,21 @@ class TwoStage(base.Method):
     if not init_from:
       return variables
     from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
-    trained, params, step = checkpoints.restore_run(init_from, batch.shape[1:])
-    first = params['first'] if trained.model.two_stage else params
+    trained, restored, step = checkpoints.restore_run(init_from, batch.shape[1:], variables=True)
+    if trained.model.two_stage:  # A two-stage run: its first stage, in each collection.
+      restored = {k: v['first'] for k, v in restored.items() if 'first' in v}
+    first = restored['params']
     if jax.tree.structure(first) != jax.tree.structure(variables['params']['first']):
       raise ValueError(f'train.init_from={init_from}: its first stage has other parameters than '
                        'this model.first (model.net, latent_dim and likelihood must match).')
     logging.info('Starting from the first stage of %s at step %d; stage 1 is skipped.', init_from,
                  step)
-    start = dict(variables['params'], first=first)
-    return dict(variables, params=jax.device_put(start, NamedSharding(mesh, PartitionSpec())))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    out = dict(variables)
+    for collection, tree in variables.items():
+      if collection in restored:
+        out[collection] = jax.device_put(dict(tree, first=restored[collection]), replicated)
+    return out
 
   def describe(self):
     return ', '.join(f'{p.name} ({p.groups[0]}, {(p.end - p.start) / self.steps_per_epoch:g} epochs)'
