@@ -43,6 +43,8 @@ setuptools.setup(
         'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'] + ONEDNN,
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
+        # tests/fid_test.py's comparison with pytorch-fid (prefer CPU builds: docs/dai2019.md).
+        'fidcheck': ['torch>=2.0', 'torchvision', 'pytorch-fid==0.3.0'],
         # model.conv_backend='onednn' (CPU): libdnnl built with GNU OpenMP, and its headers; the
         # custom calls are compiled with $CXX (default g++) at first use.
         'onednn': ONEDNN,
