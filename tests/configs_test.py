@@ -157,3 +157,25 @@ def test_two_level_models_refuse_what_they_do_not_support():
   config.train.prior_training = 'post_hoc'
   with pytest.raises(ValueError, match='is for one-level VAEs; model.net=hvae'):
     prior_training.validate(config)
+
+
+def test_every_dai2019_entry_builds_a_valid_model_with_the_codes_settings():
+  from experiments.configs import dai2019  # pylint: disable=g-import-not-at-top
+  shapes = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1), 'cifar10': (32, 32, 3),
+            'celeb_a': (64, 64, 3)}
+  for model, net, dataset in itertools.product(dai2019.MODELS, dai2019.NETS, dai2019.DATASETS):
+    config = dai2019.get_config(f'{model},{net},{dataset}')
+    prior_training.validate(config)
+    built = models.create(config.model, shapes[dataset])
+    assert config.data.binarize is False and config.train.batch_size == 64
+    assert (model == 'two_stage') == (config.train.method == 'two_stage') == hasattr(built, 'second')
+    assert config.paper_fid == dai2019.PAPER_FID[dataset][dai2019.MODELS.index(model)]
+  config = dai2019.get_config('')
+  assert (config.model.net, config.model.likelihood, config.model.learn_gamma) == (
+      'infogan', 'gaussian', True)
+  assert config.train.lr_decay_epochs == (150.0, 300.0)
+  assert config.train.second_stage_lr_decay_epochs == (300.0, 600.0)
+  assert dai2019.get_config('vae_fixed_gamma').model.learn_gamma is False
+  assert dai2019.get_config('vae_xent').model.likelihood == 'bernoulli'
+  with pytest.raises(ValueError, match="Unknown dai2019 config token 'wae'"):
+    dai2019.get_config('wae')
