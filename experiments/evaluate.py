@@ -1,6 +1,11 @@
 r"""Evaluates the latest checkpoint of a training workdir; writes eval_{split}.json and PNG grids.
 
   python -m experiments.evaluate --workdir=/tmp/run --num_samples=1000 --split=test
+
+With --sample_quality (the default for the dai2019 configs' runs) it also writes
+sample_quality_{protocol}.json: Fréchet distances of samples, first-stage samples and
+reconstructions to the data: the classifier Fréchet distance (CFD, an offline stand-in, not FID) on
+labelled datasets, and FID when --fid_weights names pytorch-fid's Inception file.
 """
 
 import json
@@ -9,8 +14,10 @@ from absl import app
 from absl import flags
 
 from experiments import common
+from vaeprior_jax import checkpoints
 from vaeprior_jax import data
 from vaeprior_jax import evaluate as evaluate_lib
+from vaeprior_jax import fid
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
 _SPLIT = flags.DEFINE_enum('split', 'test', list(data.SPLITS), 'Split to evaluate.')
@@ -28,6 +35,21 @@ _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'auto', list(evaluate_lib.CHECKPOI
 _CONV_BACKEND = flags.DEFINE_enum('conv_backend', None, ['xla', 'onednn'],
                                   'Who computes the convolutions (default: the training config\'s '
                                   'model.conv_backend; both take the same checkpoints).')
+_SAMPLE_QUALITY = flags.DEFINE_bool(
+    'sample_quality', None, 'Also write sample_quality_{protocol}.json (default: for runs of the '
+    'dai2019 configs).')
+_CLASSIFIER_DIR = flags.DEFINE_string(
+    'classifier_dir', None, 'Folder of the CFD classifier (trained there on first use; default '
+    'WORKDIR/classifier). Give runs that are compared the same folder.')
+_FID_WEIGHTS = flags.DEFINE_string(
+    'fid_weights', None, f'pytorch-fid\'s {fid.FID_WEIGHTS_NAME} (or ${fid.WEIGHTS_ENV}): adds FID.')
+_PROTOCOL = flags.DEFINE_enum('quality_protocol', 'two_stage', list(evaluate_lib.PROTOCOLS),
+                              'two_stage: 10,000 samples vs 10,000 test images; vaepp: 5,000 vs '
+                              'the training set.')
+_QUALITY_IMAGES = flags.DEFINE_integer('quality_images', None,
+                                       'Generated images (default: the protocol\'s).')
+_MIN_MAX = flags.DEFINE_bool('min_max_normalize', False,
+                             'Scale each generated image to [0, 1] first (the authors\' FID script).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -37,6 +59,13 @@ def main(argv):
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
                                  checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)
   print(json.dumps(result, indent=2))
+  quality = _SAMPLE_QUALITY.value
+  if quality is None:
+    quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
+  if quality:
+    print(json.dumps(evaluate_lib.sample_quality(
+        _WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
+        _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value), indent=2))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Dai & Wipf's two-stage VAE: the second stage's inputs, two-stage sampling, and the two-stage method
 (each stage trains its own group; a run resumes exactly inside either stage)."""
 
+import json
 import os
 
 import jax
@@ -11,6 +12,8 @@ import pytest
 import helpers
 from vaeprior_jax import analysis
 from vaeprior_jax import checkpoints
+from vaeprior_jax import classifier_distance
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import training
@@ -110,12 +113,31 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=True)
     spectra = analysis.analyze_two_stage(full, max_examples=16)
+    classifier_dir = str(tmp_path / 'classifier')
+    quality = evaluate.sample_quality(full, classifier_dir, num_images=20, classifier_steps=5)
+    quality_again = evaluate.sample_quality(full, classifier_dir, num_images=20)
     # A first stage trained elsewhere: stage 1 is skipped, its parameters are the start.
     second_only = str(tmp_path / 'second_only')
     training.train_and_evaluate(_config(init_from=full), second_only)
     started = _state(second_only, _config(init_from=full))
   assert np.isfinite(last['loss']) and np.isfinite(result['nll']) and 'gamma_z' in last
   assert sorted(started) == [2, 4, 6]
+  # The classifier Fréchet distance: one classifier kept in its folder and reused (same numbers),
+  # for samples, first-stage samples and reconstructions; no FID without Inception weights.
+  assert sorted(os.listdir(classifier_dir)) == ['classifier.json', 'classifier.npz']
+  assert quality == quality_again and 'not FID' in quality['classifier']['name']
+  assert all(quality[f'cfd_{kind}'] > 0
+             for kind in ('samples', 'first_stage_samples', 'reconstructions'))
+  assert not any('fid' in k for k in quality)
+  with open(os.path.join(full, 'sample_quality_two_stage.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(quality))
+  other = config_lib.defaults().data
+  other.dataset = 'fashion_mnist'
+  with pytest.raises(ValueError, match='holds the mnist classifier'):
+    classifier_distance.load_or_train(classifier_dir, other)
+  other.dataset = 'binarized_mnist'
+  with pytest.raises(ValueError, match="needs labels; data.dataset='binarized_mnist'"):
+    classifier_distance.load_or_train(classifier_dir, other)
   assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]
   assert len(spectra['spectra']['q_z']) == len(spectra['spectra']['q_u']) == 4
   assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))

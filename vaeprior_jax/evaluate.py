@@ -137,3 +137,131 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     with open(os.path.join(workdir, f'eval_{split}.json'), 'w') as f:
       json.dump(result, f, indent=2)
   return result
+
+
+# ------------------------------------------------------------------------------- sample quality
+
+PROTOCOLS = {
+    # name: (generated images, reference split, reference images; 0 = the whole split)
+    'two_stage': (10000, 'test', 10000),  # Dai & Wipf: 10,000 samples vs 10,000 test images.
+    'vaepp': (5000, 'train', 0),          # VAEPP: 5,000 samples vs the training set.
+}
+
+
+def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batch: int = 500):
+  """`num` images of `kind`: 'samples' (the model's; two-stage for a two-stage model),
+  'first_stage_samples' (z ~ N(0, I)) or 'reconstructions' (of `images`), as numpy [num, H, W, C]."""
+  method = {'samples': model.sample, 'first_stage_samples': getattr(model, 'first_stage_sample', None),
+            'reconstructions': model.reconstruct}[kind]
+  if kind == 'reconstructions':
+    fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=method))
+    out = [np.asarray(fn(params, jnp.asarray(images[i:i + batch], jnp.float32),
+                         jax.random.fold_in(key, i))) for i in range(0, num, batch)]
+  else:
+    fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
+    out = [np.asarray(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
+  return np.concatenate(out)[:num]
+
+
+def min_max_normalize(images: np.ndarray) -> np.ndarray:
+  """Each image scaled to [0, 1] by its own min and max (the authors' FID script does this to
+  generated images; off by default here)."""
+  lo = images.min(axis=(1, 2, 3), keepdims=True)
+  hi = images.max(axis=(1, 2, 3), keepdims=True)
+  return (images - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
+                   fid_weights: Optional[str] = None, protocol: str = 'two_stage',
+                   num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
+                   normalize: bool = False, classifier_steps: int = 2000) -> Dict:
+  """Fréchet distances of a run's samples, first-stage samples (two-stage runs) and
+  reconstructions to the data, written to `sample_quality_{protocol}.json` in `workdir`.
+
+  Always the classifier Fréchet distance (`classifier_distance`, CFD: an offline stand-in, not FID)
+  on labelled datasets, with the classifier kept in `classifier_dir` (default: workdir/classifier;
+  give runs that are compared the same folder). FID when `fid_weights` (or $VAEPRIOR_FID_WEIGHTS)
+  names pytorch-fid's Inception file; its reference statistics are cached in `classifier_dir` per
+  dataset, split, number of images and weights. protocol: 'two_stage' (10,000 generated vs 10,000
+  test images) or 'vaepp' (5,000 vs the training set); num_images overrides the generated count.
+  normalize: min-max normalise each generated image first (the authors' script; off by default).
+  classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
+  """
+  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
+  config = training.load_config(workdir)
+  num_generated, ref_split, num_ref = PROTOCOLS[protocol]
+  num_generated = num_images or num_generated
+  if num_generated < 2:
+    raise ValueError(f'num_images must be >= 2, got {num_generated}.')
+  use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
+  fid_params = fid.load_params(fid_weights) if use_fid else None
+  classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
+  dataset = config.data.dataset
+  use_cfd = dataset in classifier_distance.LABELLED
+  if not (use_cfd or use_fid):
+    raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
+                     f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
+
+  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train' before the
+  # validation carve-out); the reference images, and the test images to reconstruct.
+  def whole_split(split):
+    if use_cfd:
+      return classifier_distance.load_labelled(config.data, split)[0]
+    return data.to_float(data.load(config.data).split(split))
+
+  reference = whole_split(ref_split)
+  if num_ref:
+    reference = reference[np.sort(np.random.default_rng(seed).permutation(len(reference))[:num_ref])]
+  test_images = reference if ref_split == 'test' else whole_split('test')
+
+  input_shape = reference.shape[1:]
+  model = models.create(config.model, input_shape)
+  params, step = checkpoints.restore_variables(workdir, config, model, input_shape,
+                                               resolve_checkpoint(workdir, checkpoint))
+  kinds = ['samples', 'reconstructions']
+  if config.model.two_stage:
+    kinds.insert(1, 'first_stage_samples')
+  key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0x5a1 + seed)
+  result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
+            'num_reference': len(reference), 'step': int(step), 'normalize': normalize}
+  if use_cfd:
+    num_classes = classifier_distance.LABELLED[dataset]
+    cfd_params, info = classifier_distance.load_or_train(classifier_dir, config.data,
+                                                             classifier_steps)
+    result['classifier'] = dict(info, folder=os.path.abspath(classifier_dir))
+    cfd_reference = frechet.gaussian_statistics(
+        classifier_distance.features(cfd_params, num_classes, reference))
+  if use_fid:
+    fid_features = fid.features_fn()
+    digest = fid._sha256(fid.weights_path(fid_weights))[:16]  # pylint: disable=protected-access
+    cache = os.path.join(classifier_dir, f'fid_reference_{dataset}_{ref_split}_{len(reference)}_'
+                                         f'seed{seed}_{digest}.npz')
+    if os.path.exists(cache):
+      with np.load(cache, allow_pickle=False) as stats:
+        fid_reference = (stats['mean'], stats['cov'])
+    else:
+      fid_reference = frechet.gaussian_statistics(fid_features(fid_params, reference))
+      os.makedirs(classifier_dir, exist_ok=True)
+      np.savez(cache, mean=fid_reference[0], cov=fid_reference[1])
+    result['fid_reference_cache'] = cache
+  for i, kind in enumerate(kinds):
+    images = _generated(model, params, kind, min(num_generated, len(test_images))
+                        if kind == 'reconstructions' else num_generated,
+                        jax.random.fold_in(key, i), test_images)
+    if normalize and kind != 'reconstructions':
+      images = min_max_normalize(images)
+    if use_cfd:
+      stats = frechet.gaussian_statistics(
+          classifier_distance.features(cfd_params, num_classes, images))
+      result[f'cfd_{kind}'] = frechet.frechet_distance(*stats, *cfd_reference)
+    if use_fid:
+      stats = frechet.gaussian_statistics(fid_features(fid_params, images))
+      result[f'fid_{kind}'] = frechet.frechet_distance(*stats, *fid_reference)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, f'sample_quality_{protocol}.json'), 'w') as f:
+      json.dump(result, f, indent=2)
+  return result

@@ -119,7 +119,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   budget = tokens.get('budget')
   if budget == 'quickstart':            # Minutes on a CPU: the shape of the curves, not the FIDs.
-    t.num_epochs, t.lr_decay_epochs = 5.0, ()
+    t.num_epochs, t.num_steps, t.lr_decay_epochs = -1.0, 1000, ()
     t.second_stage_epochs, t.second_stage_lr_decay_epochs = 5.0, ()
     t.learning_rate = t.second_stage_learning_rate = 1e-3
     t.checkpoint_every_steps, t.log_every_steps = 1000, 200

@@ -1,0 +1,161 @@
+"""The classifier Fréchet distance (CFD): an offline stand-in for FID on labelled grey-level datasets.
+
+FID needs Inception weights these machines cannot download. The CFD is the same Fréchet distance
+(`frechet`) between two sets of images, in the feature space of a small convolutional classifier
+the library trains on the dataset's own labels instead of Inception's: Conv 32 3x3 -> ReLU -> max
+pool 2 -> Conv 64 3x3 -> ReLU -> max pool 2 -> Dense 128 -> ReLU (the 128-d features) -> Dense
+[classes]. It is **not FID**: its numbers are not comparable with any paper's, only with each other
+under one classifier. Compare runs with the same classifier folder (`classifier_dir`): the
+classifier is trained once (seeded; Adam 1e-3, batch 128, `steps` steps on the tfds 'train' split,
+test accuracy recorded) and kept as `classifier.npz` + `classifier.json` there.
+"""
+
+import json
+import os
+import time
+from typing import Dict, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vaeprior_jax import frechet
+
+Array = jax.Array
+NAME = 'classifier Fréchet distance (CFD; not FID)'
+# Datasets with labels this library reads: name -> number of classes.
+LABELLED = {'mnist': 10, 'fashion_mnist': 10, 'cifar10': 10}
+
+
+class Classifier(nn.Module):
+  """images [N, H, W, C] in [0, 1] -> (logits [N, classes], features [N, 128])."""
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = nn.max_pool(nn.relu(nn.Conv(32, (3, 3), name='conv_0')(x)), (2, 2), (2, 2))
+    h = nn.max_pool(nn.relu(nn.Conv(64, (3, 3), name='conv_1')(h)), (2, 2), (2, 2))
+    features = nn.relu(nn.Dense(128, name='features')(h.reshape((h.shape[0], -1))))
+    return nn.Dense(self.num_classes, name='logits')(features), features
+
+
+def load_labelled(data_config, split: str) -> Tuple[np.ndarray, np.ndarray]:
+  """(images [N, H, W, C] float32 in [0, 1], labels [N] int32) of a whole tfds split ('train' is
+  the full training split, before the validation carve-out), prepared offline like `data.load`."""
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if data_config.dataset not in LABELLED:
+    raise ValueError(f'The {NAME} needs labels; data.dataset={data_config.dataset!r} has none here '
+                     f'(allowed: {", ".join(LABELLED)}).')
+  builder = data.get_builder(data_config)
+  ds = builder.as_dataset(split=split, shuffle_files=False).batch(8192)
+  images, labels = [], []
+  for batch in tfds.as_numpy(ds):
+    images.append(batch['image'])
+    labels.append(batch['label'])
+  return (np.concatenate(images).astype(np.float32) / 255.0,
+          np.concatenate(labels).astype(np.int32))
+
+
+def train(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int = 2000,
+          batch_size: int = 128, seed: int = 0):
+  """The classifier's parameters after `steps` Adam steps (1e-3) on seeded random batches."""
+  model = Classifier(num_classes)
+  params = model.init(jax.random.key(seed), jnp.asarray(images[:2]))['params']
+  optimizer = optax.adam(1e-3)
+  opt_state = optimizer.init(params)
+
+  @jax.jit
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits, _ = model.apply({'params': p}, x)
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  rng = np.random.default_rng(seed)
+  for _ in range(steps):
+    rows = rng.integers(0, len(images), batch_size)
+    params, opt_state = step(params, opt_state, images[rows], labels[rows])
+  return params
+
+
+def _apply_batched(params, num_classes: int, images: np.ndarray, batch_size: int = 500):
+  model = Classifier(num_classes)
+  apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
+  logits, features = [], []
+  for start in range(0, len(images), batch_size):
+    batch = np.asarray(images[start:start + batch_size], np.float32)
+    out = apply(params, batch)
+    logits.append(np.asarray(out[0]))
+    features.append(np.asarray(out[1], np.float64))
+  return np.concatenate(logits), np.concatenate(features)
+
+
+def accuracy(params, num_classes: int, images: np.ndarray, labels: np.ndarray) -> float:
+  logits, _ = _apply_batched(params, num_classes, images)
+  return float(np.mean(np.argmax(logits, -1) == labels))
+
+
+def features(params, num_classes: int, images: np.ndarray) -> np.ndarray:
+  """The 128-d features [N, 128] (float64) of images [N, H, W, C] in [0, 1]."""
+  return _apply_batched(params, num_classes, images)[1]
+
+
+def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
+  """(params, info) of the dataset's classifier kept in `folder`; trained and saved there first if
+  the folder has none. A folder holding another dataset's classifier is refused."""
+  dataset = data_config.dataset
+  if dataset not in LABELLED:
+    raise ValueError(f'The {NAME} needs labels; data.dataset={dataset!r} has none here (allowed: '
+                     f'{", ".join(LABELLED)}).')
+  info_path = os.path.join(folder, 'classifier.json')
+  weights_path = os.path.join(folder, 'classifier.npz')
+  template = Classifier(LABELLED[dataset]).init(
+      jax.random.key(0), jnp.zeros((1,) + _image_shape(dataset)))['params']
+  if os.path.exists(info_path) and os.path.exists(weights_path):
+    with open(info_path) as f:
+      info = json.load(f)
+    if info['dataset'] != dataset:
+      raise ValueError(f'{folder} holds the {info["dataset"]} classifier, not {dataset}\'s.')
+    with np.load(weights_path, allow_pickle=False) as arrays:
+      flat = dict(arrays)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, _: jnp.asarray(flat['/'.join(p.key for p in path)]), template)
+    return params, info
+  start = time.time()
+  images, labels = load_labelled(data_config, 'train')
+  params = train(images, labels, LABELLED[dataset], steps, seed=seed)
+  test_images, test_labels = load_labelled(data_config, 'test')
+  info = {'name': NAME, 'dataset': dataset, 'steps': steps, 'batch_size': 128, 'seed': seed,
+          'train_examples': len(images),
+          'test_accuracy': accuracy(params, LABELLED[dataset], test_images, test_labels),
+          'train_seconds': time.time() - start}
+  os.makedirs(folder, exist_ok=True)
+  flat = {'/'.join(p.key for p in path): np.asarray(v)
+          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  np.savez(weights_path + '.tmp.npz', **flat)
+  os.replace(weights_path + '.tmp.npz', weights_path)
+  with open(info_path, 'w') as f:
+    json.dump(info, f, indent=2)
+  return params, info
+
+
+def _image_shape(dataset: str):
+  return (32, 32, 3) if dataset == 'cifar10' else (28, 28, 1)
+
+
+def distance(params, num_classes: int, images_a: np.ndarray, images_b: np.ndarray,
+             reference: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> float:
+  """The CFD between two image sets (or between images_a and `reference` statistics (mean, cov))."""
+  stats_a = frechet.gaussian_statistics(features(params, num_classes, images_a))
+  stats_b = reference or frechet.gaussian_statistics(features(params, num_classes, images_b))
+  return frechet.frechet_distance(*stats_a, *stats_b)
+
+
+def statistics(params, num_classes: int, images: np.ndarray) -> Dict[str, np.ndarray]:
+  mean, cov = frechet.gaussian_statistics(features(params, num_classes, images))
+  return {'mean': mean, 'cov': cov}
