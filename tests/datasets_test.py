@@ -124,3 +124,22 @@ def test_training_a_bernoulli_vae_on_colour_images_is_refused(tmp_path):
   config.data.dataset = 'cifar10'
   with pytest.raises(ValueError, match='data.dataset=cifar10 holds colour images.*binarized_mnist'):
     training.train_and_evaluate(config, str(tmp_path))
+
+
+def test_the_128_crop_of_dai_and_wipfs_code_is_the_central_square_they_index():
+  image = np.zeros((218, 178, 3), np.uint8)
+  image[45:173, 25:153] = 200  # Their code's img[45:173, 25:153].
+  out = data._crop_and_resize(image, 128, 64).numpy()
+  assert out.shape == (64, 64, 3) and np.all(out == 200)
+  with pytest.raises(ValueError, match='data.celeb_a_crop must be 140 .* or 128'):
+    data.validate(ml_collections.ConfigDict(dict(dataset='celeb_a', celeb_a_crop=100)))
+
+
+def test_data_celeb_a_crop_reaches_the_pipeline(tmp_path):
+  crops = []
+  real = data._crop_and_resize
+  with helpers.mock_tfds(4), mock.patch.object(
+      data, '_crop_and_resize', lambda image, crop, size: crops.append(crop) or real(image, crop,
+                                                                                    size)):
+    celeb = data.load(_config(tmp_path, '', dataset='celeb_a', celeb_a_crop=128))
+  assert celeb.train.shape == (4, 64, 64, 3) and set(crops) == {128}

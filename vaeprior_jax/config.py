@@ -58,6 +58,8 @@ def defaults() -> ml_collections.ConfigDict:
   data.binarize = True                # mnist / fashion_mnist / omniglot: binarize the grey levels
                                       # (anew every step; the test set 10 times); False: grey levels
                                       # in [0, 1] as they are (Dai & Wipf's continuous data)
+  data.celeb_a_crop = 140             # celeb_a: centre crop before 64x64: 140 (WAE's) | 128 (Dai &
+                                      # Wipf's code, its [45:173, 25:153])
   data.test_binarizations = 10
   data.test_binarization_seed = 0
 

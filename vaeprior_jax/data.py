@@ -135,6 +135,10 @@ def check_manual_dir(name: str, builder, manual_dir: str):
 def validate(data_config):
   if data_config.dataset not in DATASETS:
     raise ValueError(f'Unknown data.dataset {data_config.dataset!r}; allowed: {", ".join(DATASETS)}.')
+  crop = data_config.get('celeb_a_crop', SPECS['celeb_a'].crop)
+  if data_config.dataset == 'celeb_a' and crop not in (128, 140):
+    raise ValueError(f'data.celeb_a_crop must be 140 (WAE\'s centre crop) or 128 (Dai & Wipf\'s '
+                     f'code), got {crop!r}.')
 
 
 def _reachable(url: str, timeout: float = 5.0) -> bool:
@@ -197,15 +201,18 @@ def _crop_and_resize(image, crop: int, size: int):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def load_split(builder, split: str, name: Optional[str] = None) -> np.ndarray:
+def load_split(builder, split: str, name: Optional[str] = None,
+               crop: Optional[int] = None) -> np.ndarray:
   """A whole tfds split as [N, H, W, C]: float32 in [0, 1] (binary, or grey levels), or uint8 for the
-  colour datasets (0..255, converted by `to_float` batch by batch: CelebA would take 10 GB as floats)."""
+  colour datasets (0..255, converted by `to_float` batch by batch: CelebA would take 10 GB as floats).
+  crop: the centre crop of the datasets resized to a fixed size (CelebA; default the spec's)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = name or builder.name
   spec = SPECS[name]
+  crop = crop or spec.crop
   ds = builder.as_dataset(split=split, shuffle_files=False)
   if spec.image_size:
-    ds = ds.map(lambda e: {'image': _crop_and_resize(e['image'], spec.crop, spec.image_size)})
+    ds = ds.map(lambda e: {'image': _crop_and_resize(e['image'], crop, spec.image_size)})
   ds = ds.map(lambda e: e['image']).batch(8192)
   images = np.concatenate(list(tfds.as_numpy(ds)))
   if spec.continuous:
@@ -291,6 +298,8 @@ def cache_path(data_config) -> Optional[str]:
   settings = {k: data_config.get(k) for k in ('dataset',) + relevant}
   if spec.dynamic and not binarized:  # (Only then: the binarized sets keep their older file names.)
     settings['binarize'] = False
+  if data_config.dataset == 'celeb_a' and data_config.celeb_a_crop != SPECS['celeb_a'].crop:
+    settings['celeb_a_crop'] = data_config.celeb_a_crop  # (Likewise.)
   settings['version'] = CACHE_VERSION
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
   return os.path.join(os.path.abspath(os.path.expanduser(cache_dir)),
@@ -397,7 +406,8 @@ def _load_from_tfds(data_config) -> Dataset:
   name = data_config.dataset
   spec = SPECS[name]
   if not spec.carve_validation:
-    return Dataset(name, *(load_split(builder, s, name) for s in SPLITS), spec.dynamic)
+    crop = data_config.celeb_a_crop if name == 'celeb_a' else None
+    return Dataset(name, *(load_split(builder, s, name, crop) for s in SPLITS), spec.dynamic)
   train = load_split(builder, 'train', name)
   num_validation = int(data_config.validation_size or spec.validation_size)
   if not 0 < num_validation < len(train):
