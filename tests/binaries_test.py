@@ -92,7 +92,7 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   config = xu2019.get_config('runlocal')
   result = _run(_command('experiments.evaluate', f'--workdir={resumed}', '--max_examples=20',
                          f'--num_samples={config.eval.num_samples}'))
-  with open(os.path.join(resumed, 'eval_test.json')) as f:
+  with open(os.path.join(resumed, 'eval_test_subset20_seed0.json')) as f:
     metrics = json.load(f)
   for key in ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'active_units',
               'num_examples', 'num_samples'):

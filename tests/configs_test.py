@@ -7,6 +7,7 @@ import pytest
 from experiments.configs import tomczak2018
 from experiments.configs import xu2019
 from vaeprior_jax import evaluate
+from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import prior_training
 
@@ -165,7 +166,7 @@ def test_every_dai2019_entry_builds_a_valid_model_with_the_codes_settings():
             'celeb_a': (64, 64, 3)}
   for model, net, dataset in itertools.product(dai2019.MODELS, dai2019.NETS, dai2019.DATASETS):
     config = dai2019.get_config(f'{model},{net},{dataset}')
-    prior_training.validate(config)
+    methods.validate(config)
     built = models.create(config.model, shapes[dataset])
     assert config.data.binarize is False and config.train.batch_size == 64
     assert (model == 'two_stage') == (config.train.method == 'two_stage') == hasattr(built, 'second')
@@ -179,3 +180,30 @@ def test_every_dai2019_entry_builds_a_valid_model_with_the_codes_settings():
   assert dai2019.get_config('vae_xent').model.likelihood == 'bernoulli'
   with pytest.raises(ValueError, match="Unknown dai2019 config token 'wae'"):
     dai2019.get_config('wae')
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('num_steps', -5, r'train.num_steps must be >= 1, or -1 .*got -5'),
+    ('batch_size', 0, 'train.batch_size must be an integer >= 1, got 0'),
+    ('learning_rate', -1.0, r'train.learning_rate must be > 0, got -1.0'),
+    ('log_every_steps', 0, 'train.log_every_steps must be an integer >= 1, got 0'),
+])
+def test_bad_train_values_are_named_before_any_data_is_loaded(key, value, message):
+  config = xu2019.get_config('runlocal')
+  config.train[key] = value
+  with pytest.raises(ValueError, match=message):
+    methods.validate(config)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_samples=0), 'num_samples must be an integer >= 1 .*got 0'),
+    (dict(max_examples=-3), 'max_examples must be an integer >= 1 .*got -3'),
+])
+def test_bad_evaluation_arguments_are_named_before_the_workdir_is_read(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    evaluate.evaluate('/nonexistent/workdir', **kwargs)
+
+
+def test_an_evaluation_on_a_subset_has_a_file_of_its_own():
+  assert evaluate.result_path('w', 'test').endswith('w/eval_test.json')
+  assert evaluate.result_path('w', 'test', 20, 3).endswith('w/eval_test_subset20_seed3.json')

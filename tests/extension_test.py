@@ -2,6 +2,7 @@
 tests/user_extension.py plug into `models.create`, `training.train_and_evaluate`, `evaluate` and the
 binaries by name."""
 
+import json
 import os
 import subprocess
 import sys
@@ -79,9 +80,18 @@ def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=False)
     other = _config(num_steps=6)
-    other.train.method = 'joint'  # Other parameter groups: the checkpoint cannot be resumed.
-    with pytest.raises(ValueError, match=r'step 4 in .*holds another train state .*\(joint\)'):
+    other.train.method = 'joint'  # Another method: refused before anything is written.
+    with open(os.path.join(resumed, 'config.json')) as f:
+      saved = f.read()
+    with pytest.raises(ValueError, match=r"holds a run of another model, data or method "
+                                         r"\(train.method: '\w+' -> 'joint'\)"):
       training.train_and_evaluate(other, resumed)
+    with open(os.path.join(resumed, 'config.json')) as f:
+      assert f.read() == saved
+    # A larger budget is a change a rerun may make: allowed, and recorded.
+    training.train_and_evaluate(_config(num_steps=5), resumed)
+    with open(os.path.join(resumed, 'config_changes.jsonl')) as f:
+      assert json.loads(f.readline())['changes'] == {'train.num_steps': [4, 5]}
   assert np.isfinite(last['loss']) and np.isfinite(result['nll'])
   assert int(final['step']) == 4 and int(at_2['step']) == 2
   # The net's statistics: one update per train step, kept in the checkpoint.

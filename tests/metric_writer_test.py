@@ -26,3 +26,17 @@ def test_scalars_reach_jsonl_and_tensorboard(tmp_path):
   metric_writer.MetricWriter(workdir, resume_from_step=10).close()
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert [json.loads(l)['step'] for l in f] == [10]
+
+
+def test_a_torn_last_line_is_dropped_and_a_bad_middle_line_named(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  path = os.path.join(str(tmp_path), 'metrics.jsonl')
+  with open(path, 'w') as f:
+    f.write('{"step": 5, "loss": 1.0}\n{"step": 10, "loss": 0.5}\n{"step": 15, "lo')
+  metric_writer.MetricWriter(str(tmp_path), resume_from_step=20).close()
+  with open(path) as f:
+    assert [json.loads(l)['step'] for l in f] == [5, 10]
+  with open(path, 'w') as f:
+    f.write('{"step": 5, "loss": 1.0}\n{"step": 1\n{"step": 15, "loss": 0.5}\n')
+  with pytest.raises(ValueError, match=r'metrics.jsonl, line 2, is not JSON'):
+    metric_writer.MetricWriter(str(tmp_path), resume_from_step=20)

@@ -230,7 +230,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
                      'experiments.evaluate for its metrics and per-level active units.')
   out_dir = os.path.join(workdir, 'analysis')
   os.makedirs(out_dir, exist_ok=True)
-  eval_path = os.path.join(workdir, f'eval_{split}.json')
+  eval_path = evaluate.result_path(workdir, split, max_examples if max_examples > 0 else None, seed)
   metrics = None
   if reuse_eval and os.path.exists(eval_path):
     with open(eval_path) as f:

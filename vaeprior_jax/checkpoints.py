@@ -140,6 +140,59 @@ def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None
   return config, restored if variables else restored['params'], step
 
 
+# Keys a rerun of a workdir may change: the budget, logging, checkpointing, evaluation, where the
+# data files are, who computes the convolutions. Any other difference from the workdir's config.json
+# changes the model, the data or the method and is refused (`check_resume_config`).
+RESUMABLE_CHANGES = (
+    'train.num_epochs', 'train.num_steps', 'train.second_stage_epochs', 'train.post_hoc_epochs',
+    'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep', 'train.log_every_steps',
+    'train.on_device', 'train.eval_every_epochs', 'train.early_stopping_num_samples',
+    'train.early_stopping_patience_epochs', 'data.manual_dir', 'data.data_dir', 'data.cache_dir',
+    'model.conv_backend', 'eval.')
+
+
+def _flat(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def config_changes(saved: ml_collections.ConfigDict, requested: ml_collections.ConfigDict):
+  """{dotted key: (saved value, requested value)} of the keys that differ (tuples read as lists)."""
+  a = _flat(json.loads(config_lib.complete(saved).to_json()))
+  b = _flat(json.loads(config_lib.complete(requested).to_json()))
+  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str):
+  """Before anything is written to `workdir`: if it holds a config.json, compares it with `config`.
+  A difference in a key outside RESUMABLE_CHANGES raises ValueError with a one-line diff; allowed
+  differences are logged and appended to config_changes.jsonl. Returns the allowed changes."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return {}
+  saved = load_config(workdir)
+  changes = config_changes(saved, config)
+  refused = {k: v for k, v in changes.items()
+             if not any(k == r or (r.endswith('.') and k.startswith(r)) for r in RESUMABLE_CHANGES)}
+  if refused:
+    diff = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in refused.items())
+    raise ValueError(f'{workdir} holds a run of another model, data or method ({diff}): use a new '
+                     f'--workdir (or remove {path} if nothing there is worth keeping).')
+  if changes and jax.process_index() == 0:
+    import time  # pylint: disable=g-import-not-at-top
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.info('Rerun of %s with changed settings: %s', workdir,
+                 '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in changes.items()))
+    with open(os.path.join(workdir, 'config_changes.jsonl'), 'a') as f:
+      f.write(json.dumps({'time': time.time(), 'changes': changes}) + '\n')
+  return changes
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -151,4 +204,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f'No config.json in workdir {workdir!r}: it is not a training workdir.')
   with open(path) as f:
-    return config_lib.complete(json.load(f))
+    try:
+      saved = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{path} is not valid JSON ({e}); it is not a config this library wrote, or '
+                       'it was damaged.') from None
+  return config_lib.complete(saved)

@@ -38,12 +38,29 @@ def paper_nll(config):
   return config.paper_nll if actual == dict(setting) else None
 
 
+def result_path(workdir: str, split: str, max_examples: Optional[int] = None, seed: int = 0) -> str:
+  """Where `evaluate` writes: eval_{split}.json for a whole split, eval_{split}_subset{N}_seed{S}.json
+  for a subset, so that a quick estimate never replaces a full-split result."""
+  if max_examples is None:
+    return os.path.join(workdir, f'eval_{split}.json')
+  return os.path.join(workdir, f'eval_{split}_subset{max_examples}_seed{seed}.json')
+
+
+def check_arguments(num_samples=None, max_examples=None, chunk_size=None, batch_size=None):
+  """Raises ValueError naming the first bad value (each must be >= 1 when given)."""
+  for name, value in (('num_samples', num_samples), ('max_examples', max_examples),
+                      ('chunk_size', chunk_size), ('batch_size', batch_size)):
+    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+      raise ValueError(f'{name} must be an integer >= 1 (or left out), got {value!r}.')
+
+
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
              write_images: bool = True, checkpoint: str = 'auto',
              conv_backend: Optional[str] = None) -> Dict[str, float]:
-  """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (and PNG grids).
+  """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (a subset:
+  `eval_{split}_subset{N}_seed{S}.json`, see `result_path`) and PNG grids.
 
   checkpoint: 'auto' (the best one if the run used early stopping, else the latest), 'latest', 'best'.
   conv_backend: who computes the convolutions (a name of nets.CONV_BACKENDS; default: the training
@@ -60,6 +77,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   kl = E_q[log q(z|x) - log p(z)], kl_z_given_x = log p(x) - elbo; active_units on the training split
   (of the two-level models: over Concat[z1, z2], and per level as active_units_z1, active_units_z2).
   """
+  check_arguments(num_samples, max_examples, chunk_size, batch_size)
   config = training.load_config(workdir)
   if conv_backend is not None:
     config.model.conv_backend = conv_backend
@@ -134,7 +152,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                      os.path.join(workdir, f'reconstructions_{split}.png'), num_cols=cols)
 
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, f'eval_{split}.json'), 'w') as f:
+    with open(result_path(workdir, split, max_examples, seed), 'w') as f:
       json.dump(result, f, indent=2)
   return result
 

@@ -6,6 +6,7 @@ import time
 from typing import Mapping
 
 import jax
+from absl import logging
 
 
 def format_duration(seconds: float) -> str:
@@ -29,9 +30,23 @@ class MetricWriter:
       return
     if os.path.exists(self._jsonl_path):  # Drop lines a killed run wrote after its last checkpoint.
       with open(self._jsonl_path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_from_step]
-      with open(self._jsonl_path, 'w') as f:
+        lines = [l for l in f if l.strip()]
+      keep = []
+      for i, line in enumerate(lines):
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          if i == len(lines) - 1:  # A line torn by a crash or a full disk: dropped, said so.
+            logging.warning('Dropping the torn last line of %s: %r', self._jsonl_path, line[:80])
+            continue
+          raise ValueError(f'{self._jsonl_path}, line {i + 1}, is not JSON: {line[:80]!r}; '
+                           'repair or remove that line to resume.') from None
+        if record.get('step', 0) <= resume_from_step:
+          keep.append(line if line.endswith('\n') else line + '\n')
+      tmp = self._jsonl_path + '.tmp'
+      with open(tmp, 'w') as f:
         f.writelines(keep)
+      os.replace(tmp, self._jsonl_path)
     from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
     self._tb = event_file_writer.EventFileWriter(os.path.join(workdir, 'tensorboard'))
 

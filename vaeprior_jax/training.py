@@ -39,8 +39,9 @@ from vaeprior_jax import objectives
 from vaeprior_jax import sharding
 from vaeprior_jax import compiled
 from vaeprior_jax.checkpoints import (CHECKPOINTS, abstract_train_state, best_checkpoint_manager,
-                                      checkpoint_manager, load_config, resolve_checkpoint,
-                                      restore_params, restore_state, root_keys, save_config)
+                                      check_resume_config, checkpoint_manager, load_config,
+                                      resolve_checkpoint, restore_params, restore_state, root_keys,
+                                      save_config)
 from vaeprior_jax.methods.joint import (beta_schedule, learning_rate_schedule, make_optimizer,
                                         normalize_per_tensor, num_train_steps)
 
@@ -251,6 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   if tc.batch_size % num_devices:
     raise ValueError(f'train.batch_size {tc.batch_size} must be divisible by the number of devices '
                      f'({num_devices}).')
+  check_resume_config(config, workdir)  # Before anything is written there.
   save_config(config, workdir)
 
   dataset = data.load(config.data)

@@ -230,7 +230,31 @@ def method_class(train_config):
   return REGISTRY.get(name)
 
 
+def _check_train_values(tc) -> None:
+  """The `config.train` values every method reads: one line naming the first bad one."""
+  def bad(key, allowed):
+    raise ValueError(f'train.{key} must be {allowed}, got {tc[key]!r}.')
+  if not isinstance(tc.batch_size, int) or tc.batch_size < 1:
+    bad('batch_size', 'an integer >= 1')
+  if tc.num_steps != -1 and tc.num_steps < 1:
+    bad('num_steps', '>= 1, or -1 (then train.num_epochs sets the budget)')
+  if tc.num_steps == -1 and not tc.num_epochs > 0:
+    bad('num_epochs', '> 0 when train.num_steps is -1')
+  for key in ('learning_rate', 'second_stage_learning_rate', 'iterative_learning_rate'):
+    if not tc[key] > 0:
+      bad(key, '> 0')
+  for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep'):
+    if not isinstance(tc[key], int) or tc[key] < 1:
+      bad(key, 'an integer >= 1')
+  if tc.warmup_epochs < 0:
+    bad('warmup_epochs', '>= 0')
+  if tc.l2_reg < 0:
+    bad('l2_reg', '>= 0')
+
+
 def validate(config) -> None:
+  """Raises ValueError naming the first bad `config.train` value, before any data is loaded."""
+  _check_train_values(config.train)
   method_class(config.train).validate(config)
 
 
