@@ -56,6 +56,77 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=No
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
+class StructureMismatch(ValueError):
+  """A checkpoint holds another tree of arrays than the one asked for (another model or method)."""
+
+
+def _tree_paths(tree):
+  """The leaves' paths as tuples of strings (a namedtuple's field and a dict's key read the same, as
+  Orbax's metadata stores namedtuples as dicts)."""
+  def name(k):
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(k, attr):
+        return str(getattr(k, attr))
+    return str(k)
+  return sorted(tuple(name(k) for k in p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0])
+
+
+def move_aside(manager_dir: str, step: int, reason: str) -> str:
+  """Moves the folder of `step` out of `manager_dir` (a checkpoints folder) into
+  `manager_dir`_unreadable/, never deleting it; returns where it went."""
+  import time  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  target_dir = manager_dir.rstrip('/') + '_unreadable'
+  os.makedirs(target_dir, exist_ok=True)
+  target = os.path.join(target_dir, f'{step}-{int(time.time())}')
+  os.replace(os.path.join(manager_dir, str(step)), target)
+  logging.warning('The checkpoint of step %d in %s cannot be restored (%s); moved to %s, trying the '
+                  'one before it.', step, manager_dir, reason, target)
+  return target
+
+
+def restore_newest_intact(open_manager, abstract_for, step=None):
+  """(state, step, manager) of the newest checkpoint that restores, or (None, None, manager) if none.
+
+  open_manager: () -> a CheckpointManager (reopened after a bad step is moved aside);
+  abstract_for: (stored metadata tree) -> the abstract state to restore into.
+  A checkpoint whose metadata or arrays cannot be read (truncated, overwritten) is moved aside
+  (`move_aside`, one line in the log naming the step, the folder and the cause) and the one before
+  it is tried; `step` (if given) must restore as it is. A checkpoint that reads but holds another
+  tree than `abstract_for` gives raises `StructureMismatch`.
+  """
+  manager = open_manager()
+  while True:
+    current = manager.latest_step() if step is None else step
+    if current is None:
+      return None, None, manager
+    try:
+      stored = manager.item_metadata(current)
+      stored = getattr(stored, 'tree', stored)
+      if stored is None:
+        raise ValueError('no metadata')
+      abstract = abstract_for(stored)
+    except StructureMismatch:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      error = e
+    else:
+      if _tree_paths(stored) != _tree_paths(abstract):
+        raise StructureMismatch(f'the checkpoint of step {current} holds other arrays than asked '
+                                f'for')
+      try:
+        return restore_state(manager, abstract, current), current, manager
+      except Exception as e:  # pylint: disable=broad-except
+        error = e
+    if step is not None:
+      raise ValueError(f'The checkpoint of step {current} in {manager.directory} cannot be '
+                       f'restored: {str(error).splitlines()[0][:300]}') from None
+    directory = str(manager.directory)
+    manager.close()
+    move_aside(directory, current, f'{type(error).__name__}: {str(error).splitlines()[0][:200]}')
+    manager = open_manager()
+
+
 def _abstract(tree, placement):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement), tree)
 
@@ -100,23 +171,34 @@ def restore_variables(workdir: str, config, model, input_shape, checkpoint: str 
   (optimizer states of any method) is read as stored and dropped.
   """
   checkpoint = resolve_checkpoint(workdir, checkpoint)
-  if checkpoint == 'best':
-    manager = best_checkpoint_manager(workdir)
-    step = manager.best_step()
-  else:
-    manager = checkpoint_manager(workdir)
-    step = manager.latest_step()
-  if step is None:
-    manager.close()
+  if not os.path.isdir(os.path.join(workdir, 'best' if checkpoint == 'best' else 'checkpoints')):
     raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
                             f'(python -m experiments.train --workdir={workdir} ...).')
   placement = sharding.replicated(sharding.make_mesh())
-  stored = manager.item_metadata(step)
-  stored = getattr(stored, 'tree', stored)
-  abstract = {k: _abstract(v, placement) for k, v in stored.items() if k != 'params'}
-  abstract['params'] = abstract_params(model, input_shape, placement)
-  state = restore_state(manager, abstract, step)
-  manager.close()
+
+  def abstract_for(stored):
+    abstract = {k: _abstract(v, placement) for k, v in stored.items() if k != 'params'}
+    abstract['params'] = abstract_params(model, input_shape, placement)
+    return abstract
+
+  if checkpoint == 'best':  # The best one must restore as it is (no older best to fall back to).
+    manager = best_checkpoint_manager(workdir)
+    step = manager.best_step()
+    manager.close()
+    open_manager, wanted = lambda: best_checkpoint_manager(workdir), step
+  else:  # The newest intact one: a damaged newest checkpoint is moved aside.
+    open_manager, wanted = lambda: checkpoint_manager(workdir), None
+  state, step = None, None
+  if checkpoint != 'best' or wanted is not None:
+    try:
+      state, step, manager = restore_newest_intact(open_manager, abstract_for, wanted)
+    except StructureMismatch as e:
+      raise ValueError(f'{workdir}: {e} (model {config.model.net}/{config.model.prior}): its '
+                       'config.json and checkpoints disagree.') from None
+    manager.close()
+  if state is None:
+    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
+                            f'(python -m experiments.train --workdir={workdir} ...).')
   return {'params': state['params'], **state.get('model_state', {})}, step
 
 

@@ -266,20 +266,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   replicated = sharding.replicated(mesh)
   feed = _Feed(config, dataset, mesh)
 
-  manager = checkpoint_manager(workdir, tc.max_checkpoints_to_keep)
-  start_step = manager.latest_step() or 0
+  abstract = abstract_train_state(model, config, dataset.input_shape, replicated)
+  try:  # The newest checkpoint that restores; damaged ones are moved aside.
+    state, start_step, manager = checkpoints.restore_newest_intact(
+        lambda: checkpoint_manager(workdir, tc.max_checkpoints_to_keep), lambda _: abstract)
+  except checkpoints.StructureMismatch as e:
+    raise ValueError(
+        f'{e} in {workdir}/checkpoints: this config\'s model and method '
+        f'({methods.method_name(tc)}) build another train state: a different model or method, or '
+        'a run saved before the optimizer states were grouped by method (its parameters can still '
+        'be evaluated). Use a new --workdir.') from None
+  start_step = start_step or 0
   if start_step:
-    abstract = abstract_train_state(model, config, dataset.input_shape, replicated)
-    try:
-      state = restore_state(manager, abstract)
-    except ValueError as e:
-      manager.close()
-      raise ValueError(
-          f'The checkpoint of step {start_step} in {workdir}/checkpoints holds another train state '
-          f'than this config\'s model and method build ({methods.method_name(tc)}): a different '
-          'model or method, or a run saved before the optimizer states were grouped by method '
-          '(its parameters can still be evaluated). Use a new --workdir. Orbax said: '
-          f'{str(e).splitlines()[0]}') from None
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   else:
     variables = method.initial_variables(model, feed.first_batch, keys['init'], dataset.train, mesh)

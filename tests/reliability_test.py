@@ -1,0 +1,56 @@
+"""Faults a long run meets: a damaged newest checkpoint is moved aside (never deleted) and the one
+before it restored, by `train` (which then repeats the uninterrupted run exactly) and by `evaluate`."""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+
+import helpers
+from vaeprior_jax import evaluate
+from vaeprior_jax import training
+
+
+def _config():
+  config = helpers.tiny_config()
+  config.train.num_steps = 6
+  config.train.checkpoint_every_steps = 2
+  config.train.max_checkpoints_to_keep = 10
+  return config
+
+
+def _damage_data(workdir, step):
+  """Truncates every array file of the checkpoint of `step`."""
+  folder = os.path.join(workdir, 'checkpoints', str(step), 'default')
+  for root, _, files in os.walk(folder):
+    if os.sep + 'd' in root:
+      for name in files:
+        with open(os.path.join(root, name), 'r+b') as f:
+          f.truncate(7)
+
+
+def _damage_metadata(workdir, step):
+  with open(os.path.join(workdir, 'checkpoints', str(step), 'default', '_METADATA'), 'w') as f:
+    f.write('{"not": "orbax')
+
+
+def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed(tmp_path):
+  config, full = _config(), str(tmp_path / 'full')
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(config, full)
+    reference, _ = helpers.latest_params(full)
+    for name, damage in (('data', _damage_data), ('metadata', _damage_metadata)):
+      run = str(tmp_path / name)
+      shutil.copytree(full, run)
+      damage(run, 6)
+      if name == 'data':  # evaluate falls back too (and moves the step aside itself).
+        result = evaluate.evaluate(run, 'test', num_samples=2, max_examples=8, active_units=False,
+                                   write_images=False)
+        assert result['step'] == 4
+      training.train_and_evaluate(config, run)
+      params, step = helpers.latest_params(run)
+      assert step == 6, name
+      jax.tree.map(np.testing.assert_array_equal, params, reference)
+      aside = os.listdir(os.path.join(run, 'checkpoints_unreadable'))
+      assert len(aside) == 1 and aside[0].startswith('6-'), (name, aside)
