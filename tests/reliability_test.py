@@ -54,3 +54,17 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed
       jax.tree.map(np.testing.assert_array_equal, params, reference)
       aside = os.listdir(os.path.join(run, 'checkpoints_unreadable'))
       assert len(aside) == 1 and aside[0].startswith('6-'), (name, aside)
+
+
+def test_a_second_run_on_a_workdir_in_use_stops_with_one_line_naming_the_holder(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  with checkpoints.WorkdirLock(workdir):
+    with pytest.raises(RuntimeError, match=rf'run is in use by pid {os.getpid()} on .*one run per '
+                                           'workdir'):
+      training.train_and_evaluate(_config(), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))  # Nothing written.
+  with checkpoints.WorkdirLock(workdir):  # Released: free again.
+    pass

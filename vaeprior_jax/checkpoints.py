@@ -275,6 +275,44 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str):
   return changes
 
 
+class WorkdirLock:
+  """An exclusive lock on a workdir (`workdir/.lock`, fcntl), held while a run trains there: a
+  second `train` on the same workdir stops with one line naming the holder (host and pid) instead of
+  interleaving checkpoints, metrics and config. The lock goes with the process (also when it is
+  killed); the file stays and only says who held it last. Process 0 takes it on a multi-host run."""
+
+  def __init__(self, workdir: str):
+    self._path = os.path.join(workdir, '.lock')
+    self._file = None
+
+  def __enter__(self):
+    if jax.process_index() != 0:
+      return self
+    import fcntl  # pylint: disable=g-import-not-at-top
+    import socket  # pylint: disable=g-import-not-at-top
+    self._file = open(self._path, 'a+')
+    try:
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or 'another process'
+      self._file.close()
+      self._file = None
+      raise RuntimeError(f'{os.path.dirname(self._path)} is in use by {holder}: one run per '
+                         'workdir (wait for it, or stop it, or use another --workdir).') from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    if self._file is not None:
+      self._file.close()  # Releases the lock.
+      self._file = None
+    return False
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:

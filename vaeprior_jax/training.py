@@ -252,6 +252,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   if tc.batch_size % num_devices:
     raise ValueError(f'train.batch_size {tc.batch_size} must be divisible by the number of devices '
                      f'({num_devices}).')
+  with checkpoints.WorkdirLock(workdir):
+    return _train_locked(config, workdir, mesh)
+
+
+def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
+  """train_and_evaluate, holding the workdir's lock."""
+  tc, num_devices = config.train, mesh.devices.size
   check_resume_config(config, workdir)  # Before anything is written there.
   save_config(config, workdir)
 
@@ -305,6 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
+  in_flight = cpu_steps_in_flight(mesh)
   step = start_step
   stops = _StopRequests()
   try:
@@ -312,6 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       state, metrics, done = run(state, step)
       step = done
       pending.append(metrics)
+      if in_flight and len(pending) % in_flight == 0:
+        jax.block_until_ready(metrics)
       preempted = stops.requested
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
       log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
@@ -351,6 +361,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       early_stopping.close()
     writer.close()
   return last
+
+
+# On several CPU devices, XLA:CPU's collectives wait at most 40 s for every device to reach them
+# ("Termination timeout"); a host that dispatches hundreds of sharded steps ahead (a log interval)
+# lets one device's queue fall that far behind, and the run aborts. The loop waits for the step
+# before it every this many steps there; accelerators keep dispatching fully asynchronously.
+CPU_MAX_STEPS_IN_FLIGHT = 16
+
+
+def cpu_steps_in_flight(mesh) -> int:
+  """How many train steps the loop may dispatch ahead of the devices: CPU_MAX_STEPS_IN_FLIGHT on a
+  mesh of several CPU devices, 0 (no bound) elsewhere."""
+  devices = mesh.devices.flat
+  if mesh.devices.size > 1 and all(d.platform == 'cpu' for d in devices):
+    return CPU_MAX_STEPS_IN_FLIGHT
+  return 0
 
 
 EARLY_STOPPING_METRICS = ('nll', 'elbo')
