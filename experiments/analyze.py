@@ -40,6 +40,11 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   common.start(argv)
+  with common.user_errors():
+    _analyze()
+
+
+def _analyze():
   results = {}
   for workdir in _WORKDIRS.value:
     if checkpoints.load_config(workdir).model.two_stage:  # Dai & Wipf: gamma, latent spectra.

@@ -1,12 +1,16 @@
 """What every binary does first, and the flags for runs over several hosts (one process per host)."""
 
+import contextlib
 import importlib
+import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 
+from vaeprior_jax import checkpoints
 from vaeprior_jax import data
 from vaeprior_jax import sharding
 from vaeprior_jax import training
@@ -38,6 +42,27 @@ def import_extensions(names):
         raise
       raise app.UsageError(f'--import={name}: no module {e.name!r} on the Python path '
                            '(PYTHONPATH, or the working directory).') from None
+
+
+# The errors the library raises for bad input: a value, a missing file or dataset, a workdir in
+# use. The binaries print their one-line message without a traceback (`user_errors`).
+USER_ERRORS = (ValueError, FileNotFoundError, data.DataError, checkpoints.WorkdirInUse)
+TRACEBACK_ENV = 'VAEPRIOR_TRACEBACK'
+
+
+@contextlib.contextmanager
+def user_errors():
+  """Bad input ends the binary with 'Error: <the one-line message>' and exit status 2, no
+  traceback. Messages of more than one line (most errors from JAX, XLA or TensorFlow) and every
+  other exception keep their traceback, as does everything when $VAEPRIOR_TRACEBACK is set."""
+  try:
+    yield
+  except USER_ERRORS as e:
+    message = str(e).strip()
+    if os.environ.get(TRACEBACK_ENV) or not message or '\n' in message:
+      raise
+    sys.stderr.write(f'Error: {message}\n(set {TRACEBACK_ENV}=1 for the traceback)\n')
+    raise SystemExit(2) from None
 
 
 def start(argv):

@@ -55,6 +55,11 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   common.start(argv)
+  with common.user_errors():
+    _evaluate()
+
+
+def _evaluate():
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
                                  checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)

@@ -21,12 +21,16 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   common.start(argv)
-  logging.info('Config:\n%s', _CONFIG.value)
+  # The whole config goes to WORKDIR/config.json (and to the log file with -v 1), not the console.
+  logging.vlog(1, 'Config:\n%s', _CONFIG.value)
+  logging.info('Config %s; all its values: %s/config.json.',
+               _CONFIG.value.get('entry', '') or 'as given', _WORKDIR.value)
   if evaluate.paper_nll(_CONFIG.value) is not None:
     logging.info("Paper's test NLL for %s: %.2f nats.", _CONFIG.value.entry,
                  _CONFIG.value.paper_nll)
   try:
-    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    with common.user_errors():
+      training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except training.Preempted as e:
     logging.warning('%s', e)
     raise SystemExit(e.exit_code) from None

@@ -275,6 +275,10 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str):
   return changes
 
 
+class WorkdirInUse(RuntimeError):
+  """Another process holds the workdir's lock."""
+
+
 class WorkdirLock:
   """An exclusive lock on a workdir (`workdir/.lock`, fcntl), held while a run trains there: a
   second `train` on the same workdir stops with one line naming the holder (host and pid) instead of
@@ -298,7 +302,7 @@ class WorkdirLock:
       holder = self._file.read().strip() or 'another process'
       self._file.close()
       self._file = None
-      raise RuntimeError(f'{os.path.dirname(self._path)} is in use by {holder}: one run per '
+      raise WorkdirInUse(f'{os.path.dirname(self._path)} is in use by {holder}: one run per '
                          'workdir (wait for it, or stop it, or use another --workdir).') from None
     self._file.seek(0)
     self._file.truncate()
