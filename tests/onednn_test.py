@@ -271,3 +271,26 @@ def test_build_is_cached_and_a_failed_build_says_why(tmp_path, monkeypatch):
   assert onednn._build(include, lib_dir) == built  # pylint: disable=protected-access
   assert os.stat(built).st_mtime_ns == stamp
 
+
+
+def test_compiled_code_is_loaded_only_from_a_private_folder_and_as_built(tmp_path, monkeypatch):
+  shared = tmp_path / 'shared'
+  (shared / 'onednn').mkdir(parents=True)
+  os.chmod(shared / 'onednn', 0o777)  # A folder others could plant a library in.
+  monkeypatch.setenv('VAEPRIOR_JAX_CACHE_DIR', str(shared))
+  with pytest.raises(RuntimeError, match=r'onednn can be written by other users \(mode 0o777\)'):
+    onednn.cache_dir()
+  monkeypatch.setenv('VAEPRIOR_JAX_CACHE_DIR', str(tmp_path / 'mine'))
+  folder = onednn.cache_dir()
+  assert os.stat(folder).st_mode & 0o777 == 0o700
+  library = os.path.join(folder, 'onednn_conv-test.so')
+  with open(library, 'wb') as f:
+    f.write(b'built')
+  os.chmod(library, 0o700)
+  assert not onednn.verified(library)  # No record of its hash: built again, never loaded.
+  with open(library + '.sha256', 'w') as f:
+    f.write(onednn._file_sha256(library))
+  assert onednn.verified(library)
+  with open(library, 'wb') as f:
+    f.write(b'replaced')
+  assert not onednn.verified(library)

@@ -11,7 +11,9 @@ Opt-in, Linux x86_64 CPUs only. It needs oneDNN's wheels (`pip install 'vaeprior
 onednn-cpu-gomp and onednn-devel-cpu-gomp 2023.2.0) and a C++17 compiler (`$CXX`, default g++): the
 first use compiles the custom calls against them and jaxlib's FFI headers, into a cache folder
 (`$VAEPRIOR_JAX_CACHE_DIR`, else `$XDG_CACHE_HOME/vaeprior_jax`, else ~/.cache/vaeprior_jax), keyed by
-the source, jaxlib's version and the oneDNN found; later processes load the cached library.
+the source, jaxlib's version and the oneDNN found; later processes load the cached library, only from
+a folder that belongs to the user and nobody else can write to, and only if its SHA-256 is the one
+recorded when it was built (otherwise it is built again).
 
 Devices and transformations:
 - Sharding: each custom call is a `custom_partitioning` op. Under `jax.jit` over a mesh, a batch
@@ -115,11 +117,42 @@ def cache_dir() -> str:
       'vaeprior_jax')
   path = os.path.join(root, 'onednn')
   try:
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
   except OSError as e:
     raise RuntimeError(f'conv_backend=onednn compiles its custom calls into {path}, which cannot be '
                        f'created ({e}); set VAEPRIOR_JAX_CACHE_DIR to a writable folder.') from None
+  check_private(path)
   return path
+
+
+def check_private(path: str):
+  """Raises RuntimeError unless `path` belongs to this user and nobody else may write to it: code is
+  loaded from there, so a folder others can write to could hand us their library."""
+  info = os.stat(path)
+  if info.st_uid != os.getuid():
+    raise RuntimeError(f'{path} belongs to user id {info.st_uid}, not to this user ({os.getuid()}); '
+                       'the oneDNN backend loads compiled code only from a folder of your own: set '
+                       'VAEPRIOR_JAX_CACHE_DIR.')
+  if info.st_mode & 0o022:
+    raise RuntimeError(f'{path} can be written by other users (mode {oct(info.st_mode & 0o777)}); '
+                       'the oneDNN backend loads compiled code only from a folder nobody else can '
+                       f'write to: chmod go-w {path}, or set VAEPRIOR_JAX_CACHE_DIR.')
+
+
+def _file_sha256(path: str) -> str:
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def verified(library: str) -> bool:
+  """Whether `library` is the one this process built: private (`check_private`) and with the
+  SHA-256 recorded beside it (`<library>.sha256`) when it was compiled."""
+  record = library + '.sha256'
+  if not (os.path.exists(library) and os.path.exists(record)):
+    return False
+  check_private(library)
+  with open(record) as f:
+    return f.read().strip() == _file_sha256(library)
 
 
 def _build(include: str, lib_dir: str) -> str:
@@ -135,8 +168,8 @@ def _build(include: str, lib_dir: str) -> str:
        compiler.encode()] + [x.encode() for x in flags])).hexdigest()[:16]
   folder = cache_dir()
   out = os.path.join(folder, f'onednn_conv-{key}.so')
-  if os.path.exists(out):
-    return out
+  if verified(out):
+    return out  # Else missing, or not what was built (damaged, replaced): built again.
   # Compile beside the target and rename: concurrent processes each write their own file, and
   # whichever renames last leaves a complete library.
   fd, tmp = tempfile.mkstemp(prefix='.onednn_conv-', suffix='.so', dir=folder)
@@ -148,7 +181,12 @@ def _build(include: str, lib_dir: str) -> str:
     if done.returncode:
       raise RuntimeError(f'Compiling the oneDNN custom calls failed (exit {done.returncode}):\n'
                          f'{" ".join(command)}\n{done.stderr[-4000:]}')
+    os.chmod(tmp, 0o700)
+    digest = _file_sha256(tmp)
     os.replace(tmp, out)
+    with open(out + '.sha256.tmp', 'w') as f:
+      f.write(digest + '\n')
+    os.replace(out + '.sha256.tmp', out + '.sha256')
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
