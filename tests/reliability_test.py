@@ -68,3 +68,20 @@ def test_a_second_run_on_a_workdir_in_use_stops_with_one_line_naming_the_holder(
   assert not os.path.exists(os.path.join(workdir, 'config.json'))  # Nothing written.
   with checkpoints.WorkdirLock(workdir):  # Released: free again.
     pass
+
+
+def test_on_several_cpu_devices_the_loop_bounds_the_steps_in_flight(tmp_path, monkeypatch):
+  # XLA:CPU's collectives abort a run whose host dispatches a log interval of sharded steps ahead
+  # (40 s rendezvous timeout): the loop waits every CPU_MAX_STEPS_IN_FLIGHT steps on CPU meshes.
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh()
+  assert mesh.devices.size > 1 and training.cpu_steps_in_flight(mesh) == 16
+  waits = []
+  real = jax.block_until_ready
+  monkeypatch.setattr(jax, 'block_until_ready', lambda x: waits.append(1) or real(x))
+  config = _config()
+  config.train.num_steps = 40
+  config.train.log_every_steps = config.train.checkpoint_every_steps = 40
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert len(waits) == 40 // 16, len(waits)
