@@ -44,9 +44,10 @@ def import_extensions(names):
                            '(PYTHONPATH, or the working directory).') from None
 
 
-# The errors the library raises for bad input: a value, a missing file or dataset, a workdir in
-# use. The binaries print their one-line message without a traceback (`user_errors`).
-USER_ERRORS = (ValueError, FileNotFoundError, data.DataError, checkpoints.WorkdirInUse)
+# The errors the library raises for bad input or a bad environment: a value, a missing file or
+# dataset, a workdir in use, a checkpoint that cannot be written. The binaries print their one-line message without a traceback (`user_errors`).
+USER_ERRORS = (ValueError, FileNotFoundError, data.DataError, checkpoints.WorkdirInUse,
+               training.CheckpointSaveError)
 TRACEBACK_ENV = 'VAEPRIOR_TRACEBACK'
 
 

@@ -85,3 +85,24 @@ def test_on_several_cpu_devices_the_loop_bounds_the_steps_in_flight(tmp_path, mo
   with helpers.mock_binarized_mnist(64):
     training.train_and_evaluate(config, str(tmp_path / 'run'))
   assert len(waits) == 40 // 16, len(waits)
+
+
+def test_a_save_that_fails_stops_training_at_once_with_the_earlier_checkpoints_intact(
+    tmp_path, monkeypatch):
+  import errno  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  real = ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step == 4:  # The disk fills up at the second checkpoint.
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    return real(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  run = str(tmp_path / 'run')
+  with helpers.mock_binarized_mnist(64):
+    with pytest.raises(training.CheckpointSaveError,
+                       match=r'checkpoint of step 4 in .*failed \(OSError: .*No space left'):
+      training.train_and_evaluate(_config(), run)
+  assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == ['2']

@@ -337,7 +337,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         stop = early_stopping.validate(done, state, writer)
         save = save or stop
       if save:
-        manager.save(done, args=ocp.args.StandardSave(state))
+        save_checkpoint(manager, done, state)
       if log or stop:
         steps_per_sec = (done - window_step) / max(time.time() - window_start, 1e-9)
         last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
@@ -361,6 +361,24 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       early_stopping.close()
     writer.close()
   return last
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (disk full, permissions): training stops at once."""
+
+
+def save_checkpoint(manager, step: int, state) -> None:
+  """Saves `state` as the checkpoint of `step` and waits until it is on disk, so that a failure
+  (disk full) stops training at once with one line, the earlier checkpoints intact, instead of
+  surfacing steps later. (The wait is the write of one checkpoint per `checkpoint_every_steps`.)"""
+  try:
+    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    raise CheckpointSaveError(f'Saving the checkpoint of step {step} in {manager.directory} '
+                              f'failed ({type(e).__name__}: {cause}); training stopped, the earlier '
+                              'checkpoints are intact.') from e
 
 
 # On several CPU devices, XLA:CPU's collectives wait at most 40 s for every device to reach them
