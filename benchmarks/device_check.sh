@@ -49,3 +49,8 @@ for unroll in 1 20; do
       --config.model.flow_unroll=$unroll --epochs=3 --num_examples="$epoch_examples"
 done
 step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 --json="$OUT/train.json"
+# FID features of 10,000 images, jax against pytorch-fid (only where the fidcheck extra is
+# installed: torch, torchvision, pytorch-fid; the step fails alone otherwise).
+fid_images=10000
+if [[ -n "${SMOKE:-}" ]]; then fid_images=8; fi
+step fid 150 "$PYTHON" -m benchmarks.fid_throughput --images=$fid_images --batch_size=200 --windows=3
