@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 
 from experiments.configs import tomczak2018
@@ -207,3 +208,22 @@ def test_bad_evaluation_arguments_are_named_before_the_workdir_is_read(kwargs, m
 def test_an_evaluation_on_a_subset_has_a_file_of_its_own():
   assert evaluate.result_path('w', 'test').endswith('w/eval_test.json')
   assert evaluate.result_path('w', 'test', 20, 3).endswith('w/eval_test_subset20_seed3.json')
+
+
+def test_fid_reference_statistics_are_cached_per_protocol(tmp_path):
+  calls = []
+
+  def compute(value):
+    calls.append(value)
+    return np.full(2, value), np.eye(2) * value
+
+  folder = str(tmp_path)
+  paths = {name: evaluate.reference_cache_path(folder, 'mnist', split, n, 0, 'abc')
+           for name, (_, split, n) in evaluate.PROTOCOLS.items()}
+  paths['other_weights'] = evaluate.reference_cache_path(folder, 'mnist', 'test', 10000, 0, 'def')
+  assert len(set(paths.values())) == 3  # Each protocol (and each weights file) has its own.
+  for value, path in enumerate(paths.values(), 1):
+    mean, _ = evaluate.cached_statistics(path, lambda v=value: compute(v))
+    again, _ = evaluate.cached_statistics(path, lambda: compute(-1))  # Reused, not recomputed.
+    np.testing.assert_array_equal(mean, again)
+  assert calls == [1, 2, 3]

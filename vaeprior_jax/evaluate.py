@@ -189,6 +189,27 @@ def min_max_normalize(images: np.ndarray) -> np.ndarray:
   return (images - lo) / np.maximum(hi - lo, 1e-12)
 
 
+def reference_cache_path(folder: str, dataset: str, split: str, num_images: int, seed: int,
+                         weights_digest: str) -> str:
+  """Where FID's reference statistics of a protocol are kept: one file per dataset, split, number of
+  reference images, subset seed and Inception weights (any change gives another file)."""
+  return os.path.join(folder, f'fid_reference_{dataset}_{split}_{num_images}_seed{seed}_'
+                              f'{weights_digest}.npz')
+
+
+def cached_statistics(path: str, compute):
+  """(mean, cov) read from `path` if it exists, else `compute()`d and written there."""
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as stats:
+      return stats['mean'], stats['cov']
+  mean, cov = compute()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  tmp = path + f'.tmp{os.getpid()}.npz'
+  np.savez(tmp, mean=mean, cov=cov)
+  os.replace(tmp, path)
+  return mean, cov
+
+
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: str = 'two_stage',
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
@@ -256,15 +277,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   if use_fid:
     fid_features = fid.features_fn()
     digest = fid._sha256(fid.weights_path(fid_weights))[:16]  # pylint: disable=protected-access
-    cache = os.path.join(classifier_dir, f'fid_reference_{dataset}_{ref_split}_{len(reference)}_'
-                                         f'seed{seed}_{digest}.npz')
-    if os.path.exists(cache):
-      with np.load(cache, allow_pickle=False) as stats:
-        fid_reference = (stats['mean'], stats['cov'])
-    else:
-      fid_reference = frechet.gaussian_statistics(fid_features(fid_params, reference))
-      os.makedirs(classifier_dir, exist_ok=True)
-      np.savez(cache, mean=fid_reference[0], cov=fid_reference[1])
+    cache = reference_cache_path(classifier_dir, dataset, ref_split, len(reference), seed, digest)
+    fid_reference = cached_statistics(
+        cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))
     result['fid_reference_cache'] = cache
   for i, kind in enumerate(kinds):
     images = _generated(model, params, kind, min(num_generated, len(test_images))
