@@ -73,9 +73,9 @@ def test_batch_norm_uses_batch_statistics_in_training_and_running_averages_in_in
   bn_out = np.asarray(inter['intermediates']['bn_1']['__call__'][0], np.float64)
   mean, var = bn_in.mean(axis=(0, 1, 2)), bn_in.var(axis=(0, 1, 2))  # Biased, as the code.
   np.testing.assert_allclose(bn_out, (bn_in - mean) / np.sqrt(var + 1e-5), rtol=1e-3, atol=1e-4)
-  stats = inter['batch_stats']['bn_1']  # decay 0.999 from (0, 1).
-  np.testing.assert_allclose(stats['mean'], 0.001 * mean, rtol=1e-4, atol=1e-8)
-  np.testing.assert_allclose(stats['var'], 0.999 + 0.001 * var, rtol=1e-5)
+  stats = inter['batch_stats']['bn_1']  # Zero-debiased: after one step, the batch's statistics.
+  np.testing.assert_allclose(stats['mean'], mean, rtol=1e-3, atol=1e-6)
+  np.testing.assert_allclose(stats['var'], var, rtol=1e-3)
   # Inference: the running averages, whatever the batch.
   variables = dict(variables, batch_stats=inter['batch_stats'])
   _, inter = encoder.apply(variables, x, mutable=['intermediates'], capture_intermediates=capture)
@@ -94,3 +94,33 @@ def test_the_encoder_std_is_softplus_plus_1e_6():
   mean, log_std = encoder.apply(variables, x)
   np.testing.assert_allclose(mean, out[:, :3], rtol=1e-6)
   np.testing.assert_allclose(np.exp(log_std), 1e-6 + np.logaddexp(0, out[:, 3:]), rtol=1e-5)
+
+
+def test_batch_norm_averages_are_tensorflows_zero_debiased_moving_averages():
+  """Against TF1's assign_moving_average (the authors' batch_norm), run in graph mode as they ran it."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.training import moving_averages  # pylint: disable=g-import-not-at-top
+  batches = np.random.default_rng(0).normal(2.0, 3.0, (5, 16, 4)).astype(np.float32)
+  bn = dai_nets.BatchNorm()
+  variables = bn.init(jax.random.key(0), batches[0])
+  for batch in batches:
+    _, updates = bn.apply(variables, batch, mutable=['batch_stats'])
+    variables = dict(variables, **updates)
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [16, 4])
+    mean, var = tf.nn.moments(x, [0])
+    moving = [tf.compat.v1.get_variable(name, [4], initializer=init, trainable=False)
+              for name, init in (('mean', tf.compat.v1.zeros_initializer()),
+                                 ('var', tf.compat.v1.ones_initializer()))]
+    ops = [moving_averages.assign_moving_average(moving[0], mean, 0.999),
+           moving_averages.assign_moving_average(moving[1], var, 0.999)]
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      for batch in batches:
+        expected = session.run(ops, {x: batch})
+  stats = variables['batch_stats']
+  np.testing.assert_allclose(stats['mean'], expected[0], rtol=1e-4)
+  np.testing.assert_allclose(stats['var'], expected[1], rtol=1e-4)
+  assert not np.allclose(stats['mean'], 0.001 * sum(  # Not flax's plain moving average from 0.
+      0.999 ** (4 - i) * batches[i].mean(0) for i in range(5)), rtol=0.1)
