@@ -10,12 +10,11 @@ after one warm-up batch each), and the largest feature difference as a check.
 Both networks get the same random weights (pytorch-fid's architecture with random parameters and
 batch-norm statistics measured on random images, saved with torch.save and read by our loader), so
 no weights file is needed. Needs the fidcheck extra (torch, torchvision, pytorch-fid); torchvision
-is imported without its compiled operators, as in tests/fid_test.py. Images are 28x28 grey (MNIST's
+is imported without its compiled operators (`vaeprior_jax.fid_reference`). Images are 28x28 grey (MNIST's
 shape) unless --shape says otherwise; both resize them to 299x299 inside the timed call.
 """
 
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ import jax
 import numpy as np
 
 from vaeprior_jax import fid
+from vaeprior_jax import fid_reference
 
 _IMAGES = flags.DEFINE_integer('images', 200, 'Images per window.')
 _BATCH = flags.DEFINE_integer('batch_size', 50, 'Images per compiled call / torch forward.')
@@ -34,58 +34,15 @@ _SHAPE = flags.DEFINE_list('shape', ['28', '28', '1'], 'H,W,C of the images.')
 _THREADS = flags.DEFINE_integer('torch_threads', 0, 'torch.set_num_threads (0: torch default).')
 
 
-def _pytorch_fid():
-  import importlib.metadata  # pylint: disable=g-import-not-at-top
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import types  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-  if 'torchvision' not in sys.modules:
-    spec = importlib.util.find_spec('torchvision')
-    package = types.ModuleType('torchvision')
-    package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec
-    package.__version__ = importlib.metadata.version('torchvision')
-    sys.modules['torchvision'] = package
-  from pytorch_fid import inception  # pylint: disable=g-import-not-at-top
-  return torch, inception
-
-
-def _shared_weights(torch, inception, folder):
-  """pytorch-fid's FID network with random weights, and the path of its torch.save file."""
-  torch.manual_seed(0)
-  net = inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)  # pylint: disable=protected-access
-  for name, block, arg in (('Mixed_5b', inception.FIDInceptionA, (192, 32)),
-                           ('Mixed_5c', inception.FIDInceptionA, (256, 64)),
-                           ('Mixed_5d', inception.FIDInceptionA, (288, 64)),
-                           ('Mixed_6b', inception.FIDInceptionC, (768, 128)),
-                           ('Mixed_6c', inception.FIDInceptionC, (768, 160)),
-                           ('Mixed_6d', inception.FIDInceptionC, (768, 160)),
-                           ('Mixed_6e', inception.FIDInceptionC, (768, 192)),
-                           ('Mixed_7b', inception.FIDInceptionE_1, (1280,)),
-                           ('Mixed_7c', inception.FIDInceptionE_2, (2048,))):
-    setattr(net, name, block(*arg))
-  for module in net.modules():
-    if isinstance(module, torch.nn.BatchNorm2d):
-      module.reset_running_stats()
-      module.momentum = None
-  net.train()
-  with torch.no_grad():
-    net(torch.rand(8, 3, 299, 299))
-  path = os.path.join(folder, 'random.pth')
-  torch.save(net.state_dict(), path)
-  inception.load_state_dict_from_url = lambda *a, **k: torch.load(path, weights_only=True)
-  return inception.InceptionV3([3]).eval(), path
-
-
 def main(argv):
   del argv
-  torch, inception = _pytorch_fid()
+  torch, _ = fid_reference.import_pytorch_fid()
   if _THREADS.value:
     torch.set_num_threads(_THREADS.value)
   shape = tuple(int(s) for s in _SHAPE.value)
   images = np.random.default_rng(0).uniform(size=(_IMAGES.value,) + shape).astype(np.float32)
   with tempfile.TemporaryDirectory() as folder:
-    reference, path = _shared_weights(torch, inception, folder)
+    reference, _, path = fid_reference.random_weights_file(folder)
     params = fid.load_params(path, check_hash=False, cache=False)
   ours = fid.features_fn(_BATCH.value)
   device = 'cuda' if torch.cuda.is_available() else 'cpu'

@@ -6,12 +6,8 @@ is named with its URL and how to pass it. With torch, torchvision and pytorch-fi
 pytorch-fid's InceptionV3 with shared random weights, read from a file `torch.save` wrote.
 """
 
-import importlib.metadata
-import importlib.util
 import os
 import pickle
-import sys
-import types
 import zipfile
 
 import jax
@@ -19,6 +15,7 @@ import numpy as np
 import pytest
 
 from vaeprior_jax import fid
+from vaeprior_jax import fid_reference
 
 
 class _Evil:
@@ -54,57 +51,13 @@ def test_missing_weights_name_the_file_its_url_and_how_to_pass_it(tmp_path, monk
     fid.load_params(str(tmp_path / 'nowhere.pth'))
 
 
-def _import_pytorch_fid():
-  """pytorch_fid's inception module, or a skip. torchvision is imported without its compiled
-  operators (not needed by the Inception layers; a CPU build of them is not on PyPI)."""
-  torch = pytest.importorskip('torch')
-  if importlib.util.find_spec('pytorch_fid') is None or importlib.util.find_spec(
-      'torchvision') is None:
-    pytest.skip('pytorch-fid and torchvision are not installed (the fidcheck extra).')
-  if 'torchvision' not in sys.modules:
-    spec = importlib.util.find_spec('torchvision')
-    package = types.ModuleType('torchvision')
-    package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec
-    package.__version__ = importlib.metadata.version('torchvision')
-    sys.modules['torchvision'] = package
-  from pytorch_fid import inception  # pylint: disable=g-import-not-at-top
-  return torch, inception
-
-
-def test_features_match_pytorch_fid_with_shared_random_weights(tmp_path, monkeypatch):
-  torch, inception = _import_pytorch_fid()
-  torch.manual_seed(0)
-  # pytorch-fid's FID network, as its fid_inception_v3 builds it, with random weights and batch
-  # norm statistics.
-  reference = inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-  for name, block, arg in (('Mixed_5b', inception.FIDInceptionA, (192, 32)),
-                           ('Mixed_5c', inception.FIDInceptionA, (256, 64)),
-                           ('Mixed_5d', inception.FIDInceptionA, (288, 64)),
-                           ('Mixed_6b', inception.FIDInceptionC, (768, 128)),
-                           ('Mixed_6c', inception.FIDInceptionC, (768, 160)),
-                           ('Mixed_6d', inception.FIDInceptionC, (768, 160)),
-                           ('Mixed_6e', inception.FIDInceptionC, (768, 192)),
-                           ('Mixed_7b', inception.FIDInceptionE_1, (1280,)),
-                           ('Mixed_7c', inception.FIDInceptionE_2, (2048,))):
-    setattr(reference, name, block(*arg))
-  # Random affine batch norm parameters, and running statistics measured on random images (so that
-  # every layer normalises and the features depend on the input, as with trained weights).
-  for module in reference.modules():
-    if isinstance(module, torch.nn.BatchNorm2d):
-      module.weight.data.uniform_(0.5, 1.5)
-      module.bias.data.normal_(0.0, 0.1)
-      module.reset_running_stats()
-      module.momentum = None  # Cumulative averages.
-  reference.train()
-  with torch.no_grad():
-    reference(torch.rand(8, 3, 299, 299))
-  state = reference.state_dict()
-  path, legacy = str(tmp_path / 'random.pth'), str(tmp_path / 'random_legacy.pth')
-  torch.save(state, path)
+def test_features_match_pytorch_fid_with_shared_random_weights(tmp_path):
+  if not fid_reference.available():
+    pytest.skip('torch, torchvision and pytorch-fid are not installed (the fidcheck extra).')
+  torch, _ = fid_reference.import_pytorch_fid()
+  model, state, path = fid_reference.random_weights_file(str(tmp_path))
+  legacy = str(tmp_path / 'random_legacy.pth')
   torch.save(state, legacy, _use_new_zipfile_serialization=False)
-  monkeypatch.setattr(inception, 'load_state_dict_from_url',
-                      lambda *a, **k: torch.load(path, weights_only=True))
-  model = inception.InceptionV3([3]).eval()
 
   read, read_legacy = fid.read_torch_file(path), fid.read_torch_file(legacy)
   assert set(read) == set(read_legacy) == set(state)
