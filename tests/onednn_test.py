@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from vaeprior_jax import data
 from vaeprior_jax import hvae_nets
 from vaeprior_jax import models
 from vaeprior_jax import nets
@@ -289,7 +290,7 @@ def test_compiled_code_is_loaded_only_from_a_private_folder_and_as_built(tmp_pat
   os.chmod(library, 0o700)
   assert not onednn.verified(library)  # No record of its hash: built again, never loaded.
   with open(library + '.sha256', 'w') as f:
-    f.write(onednn._file_sha256(library))
+    f.write(data.file_sha256(library))
   assert onednn.verified(library)
   with open(library, 'wb') as f:
     f.write(b'replaced')

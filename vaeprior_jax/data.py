@@ -87,7 +87,8 @@ def hide_accelerators_from_tf():
     pass
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+  """The SHA-256 of a file, hex, read in 4 MiB blocks."""
   h = hashlib.sha256()
   with open(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 22), b''):
@@ -126,7 +127,7 @@ def check_manual_dir(name: str, builder, manual_dir: str):
     if info is None:
       continue
     size = int(info.size)
-    if os.path.getsize(path) != size or _sha256(path) != info.checksum:
+    if os.path.getsize(path) != size or file_sha256(path) != info.checksum:
       raise DataError(f'Corrupt data file {path}: expected {size} bytes with sha256 '
                       f'{info.checksum}, holding {SPECS[name].layout}. Download it again. '
                       f'{_download_instructions(name, builder)}')

@@ -276,7 +276,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
         classifier_distance.features(cfd_params, num_classes, reference))
   if use_fid:
     fid_features = fid.features_fn()
-    digest = fid._sha256(fid.weights_path(fid_weights))[:16]  # pylint: disable=protected-access
+    digest = data.file_sha256(fid.weights_path(fid_weights))[:16]
     cache = reference_cache_path(classifier_dir, dataset, ref_split, len(reference), seed, digest)
     fid_reference = cached_statistics(
         cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))

@@ -18,7 +18,6 @@ tensor rebuilds, storage types) and builds NumPy arrays itself. The converted ar
 """
 
 import collections
-import hashlib
 import io
 import os
 import pickle
@@ -30,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from vaeprior_jax import data
 
 Array = jax.Array
 
@@ -350,14 +351,6 @@ def params_from_state_dict(state: Dict[str, np.ndarray]):
   return jax.tree_util.tree_map_with_path(convert, template)
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def weights_path(path: Optional[str] = None) -> str:
   """The FID weights file: `path`, else $VAEPRIOR_FID_WEIGHTS; a clear error when neither exists."""
   path = path or os.environ.get(WEIGHTS_ENV, '')
@@ -378,7 +371,7 @@ def load_params(path: Optional[str] = None, check_hash: bool = True, cache: bool
     folder is not writable) and read that on later calls, after checking it belongs to the same file.
   """
   path = weights_path(path)
-  digest = _sha256(path)
+  digest = data.file_sha256(path)
   if check_hash and not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
     raise ValueError(f'{path}: SHA-256 {digest[:16]}... does not start with '
                      f'{FID_WEIGHTS_SHA256_PREFIX}; not pytorch-fid\'s {FID_WEIGHTS_NAME}.')

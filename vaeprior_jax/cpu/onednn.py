@@ -45,6 +45,8 @@ from jax.experimental.custom_partitioning import custom_partitioning
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import data
+
 Array = jax.Array
 Padding = Union[str, Sequence[Tuple[int, int]]]
 
@@ -139,11 +141,6 @@ def check_private(path: str):
                        f'write to: chmod go-w {path}, or set VAEPRIOR_JAX_CACHE_DIR.')
 
 
-def _file_sha256(path: str) -> str:
-  with open(path, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
 def verified(library: str) -> bool:
   """Whether `library` is the one this process built: private (`check_private`) and with the
   SHA-256 recorded beside it (`<library>.sha256`) when it was compiled."""
@@ -152,7 +149,7 @@ def verified(library: str) -> bool:
     return False
   check_private(library)
   with open(record) as f:
-    return f.read().strip() == _file_sha256(library)
+    return f.read().strip() == data.file_sha256(library)
 
 
 def _build(include: str, lib_dir: str) -> str:
@@ -182,7 +179,7 @@ def _build(include: str, lib_dir: str) -> str:
       raise RuntimeError(f'Compiling the oneDNN custom calls failed (exit {done.returncode}):\n'
                          f'{" ".join(command)}\n{done.stderr[-4000:]}')
     os.chmod(tmp, 0o700)
-    digest = _file_sha256(tmp)
+    digest = data.file_sha256(tmp)
     os.replace(tmp, out)
     with open(out + '.sha256.tmp', 'w') as f:
       f.write(digest + '\n')
