@@ -12,6 +12,7 @@ from typing import Any, Dict
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from vaeprior_jax import config as config_lib
@@ -315,6 +316,30 @@ class WorkdirLock:
       self._file.close()  # Releases the lock.
       self._file = None
     return False
+
+
+def save_tree_npz(path: str, tree) -> None:
+  """Writes a tree of arrays (nested dicts) as an .npz keyed by '/'-joined paths, atomically (a
+  temporary file renamed over `path`): small trees kept outside the train state, e.g. the CFD
+  classifier and the converted FID weights."""
+  flat = {'/'.join(str(k.key) for k in p): np.asarray(v)
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  tmp = f'{path}.tmp{os.getpid()}.npz'
+  np.savez(tmp, **flat)
+  os.replace(tmp, path)
+
+
+def load_tree_npz(path: str):
+  """The nested dicts of arrays `save_tree_npz` wrote (read without pickle)."""
+  tree: Dict[str, Any] = {}
+  with np.load(path, allow_pickle=False) as arrays:
+    for key in arrays.files:
+      *parents, leaf = key.split('/')
+      node = tree
+      for p in parents:
+        node = node.setdefault(p, {})
+      node[leaf] = jnp.asarray(arrays[key])
+  return tree
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str):

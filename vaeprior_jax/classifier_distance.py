@@ -13,7 +13,7 @@ test accuracy recorded) and kept as `classifier.npz` + `classifier.json` there.
 import json
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Tuple
 
 import flax.linen as nn
 import jax
@@ -112,20 +112,15 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
   if dataset not in LABELLED:
     raise ValueError(f'The {NAME} needs labels; data.dataset={dataset!r} has none here (allowed: '
                      f'{", ".join(LABELLED)}).')
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   info_path = os.path.join(folder, 'classifier.json')
   weights_path = os.path.join(folder, 'classifier.npz')
-  template = Classifier(LABELLED[dataset]).init(
-      jax.random.key(0), jnp.zeros((1,) + _image_shape(dataset)))['params']
   if os.path.exists(info_path) and os.path.exists(weights_path):
     with open(info_path) as f:
       info = json.load(f)
     if info['dataset'] != dataset:
       raise ValueError(f'{folder} holds the {info["dataset"]} classifier, not {dataset}\'s.')
-    with np.load(weights_path, allow_pickle=False) as arrays:
-      flat = dict(arrays)
-    params = jax.tree_util.tree_map_with_path(
-        lambda path, _: jnp.asarray(flat['/'.join(p.key for p in path)]), template)
-    return params, info
+    return checkpoints.load_tree_npz(weights_path), info
   start = time.time()
   images, labels = load_labelled(data_config, 'train')
   params = train(images, labels, LABELLED[dataset], steps, seed=seed)
@@ -135,27 +130,13 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
           'test_accuracy': accuracy(params, LABELLED[dataset], test_images, test_labels),
           'train_seconds': time.time() - start}
   os.makedirs(folder, exist_ok=True)
-  flat = {'/'.join(p.key for p in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-  np.savez(weights_path + '.tmp.npz', **flat)
-  os.replace(weights_path + '.tmp.npz', weights_path)
+  checkpoints.save_tree_npz(weights_path, params)
   with open(info_path, 'w') as f:
     json.dump(info, f, indent=2)
   return params, info
 
 
-def _image_shape(dataset: str):
-  return (32, 32, 3) if dataset == 'cifar10' else (28, 28, 1)
-
-
-def distance(params, num_classes: int, images_a: np.ndarray, images_b: np.ndarray,
-             reference: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> float:
-  """The CFD between two image sets (or between images_a and `reference` statistics (mean, cov))."""
-  stats_a = frechet.gaussian_statistics(features(params, num_classes, images_a))
-  stats_b = reference or frechet.gaussian_statistics(features(params, num_classes, images_b))
-  return frechet.frechet_distance(*stats_a, *stats_b)
-
-
-def statistics(params, num_classes: int, images: np.ndarray) -> Dict[str, np.ndarray]:
-  mean, cov = frechet.gaussian_statistics(features(params, num_classes, images))
-  return {'mean': mean, 'cov': cov}
+def distance(params, num_classes: int, images_a: np.ndarray, images_b: np.ndarray) -> float:
+  """The CFD between two image sets."""
+  return frechet.frechet_distance_of_features(features(params, num_classes, images_a),
+                                              features(params, num_classes, images_b))

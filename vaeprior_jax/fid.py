@@ -23,7 +23,7 @@ import os
 import pickle
 import struct
 import zipfile
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -375,26 +375,14 @@ def load_params(path: Optional[str] = None, check_hash: bool = True, cache: bool
   if check_hash and not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
     raise ValueError(f'{path}: SHA-256 {digest[:16]}... does not start with '
                      f'{FID_WEIGHTS_SHA256_PREFIX}; not pytorch-fid\'s {FID_WEIGHTS_NAME}.')
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   cache_path = _cache_path(path, digest) if cache else None
   if cache_path and os.path.exists(cache_path):
-    with np.load(cache_path, allow_pickle=False) as arrays:
-      flat = dict(arrays)
-  else:
-    params = params_from_state_dict(read_torch_file(path))
-    flat = {'/'.join(p.key for p in k): np.asarray(v)
-            for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    if cache_path:
-      tmp = cache_path + f'.tmp{os.getpid()}.npz'
-      np.savez(tmp, **flat)
-      os.replace(tmp, cache_path)
-  nested: Dict = {}
-  for key, value in flat.items():
-    node = nested
-    *parents, leaf = key.split('/')
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = jnp.asarray(value)
-  return nested
+    return checkpoints.load_tree_npz(cache_path)
+  params = params_from_state_dict(read_torch_file(path))
+  if cache_path:
+    checkpoints.save_tree_npz(cache_path, params)
+  return jax.tree.map(jnp.asarray, params)
 
 
 def _cache_path(path: str, digest: str) -> Optional[str]:
@@ -425,8 +413,3 @@ def features_fn(batch_size: int = 200):
 
   return features
 
-
-def statistics(features_of, params, images: Sequence) -> Tuple[np.ndarray, np.ndarray]:
-  """(mean, covariance) of the Inception features of `images` (see `frechet.gaussian_statistics`)."""
-  from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
-  return frechet.gaussian_statistics(features_of(params, images))
