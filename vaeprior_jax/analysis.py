@@ -203,6 +203,19 @@ def summary(values: np.ndarray) -> Dict[str, float]:
 
 # ------------------------------------------------------------------------------ a whole workdir
 
+def _restored_run(workdir: str, config, checkpoint: str):
+  """(dataset, model, variables, step, mesh, eval batch size) of a run's checkpoint, for the
+  analyses."""
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  dataset = data.load(config.data)
+  model = models.create(config.model, dataset.input_shape)
+  variables, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
+                                                  checkpoint)
+  mesh = sharding.make_mesh()
+  return (dataset, model, variables, step, mesh,
+          sharding.round_up_to_devices(config.eval.batch_size, mesh))
+
+
 def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
                     max_examples: int = 0, num_pairs: int = 6, num_steps: int = 8, seed: int = 0,
                     checkpoint: str = 'auto', reuse_eval: bool = True) -> Dict:
@@ -221,7 +234,6 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   from absl import logging  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import evaluate  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = training.load_config(workdir)
   if models.is_hierarchical(config.model):
@@ -244,12 +256,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
     metrics = evaluate.evaluate(workdir, split, num_samples, max_examples or None, seed=seed,
                                 checkpoint=checkpoint)
 
-  dataset = data.load(config.data)
-  model = models.create(config.model, dataset.input_shape)
-  params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
-                                               checkpoint)
-  mesh = sharding.make_mesh()
-  batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
+  dataset, model, params, step, mesh, batch_size = _restored_run(workdir, config, checkpoint)
   key = jax.random.fold_in(jax.random.key(seed), 0xa11)
   pair_key, interp_key, sample_key = jax.random.split(key, 3)
   rng = np.random.default_rng(seed)
@@ -402,12 +409,7 @@ def analyze_two_stage(workdir: str, max_examples: int = 10000, seed: int = 0,
   config = checkpoints.load_config(workdir)
   if not config.model.two_stage:
     raise ValueError(f'{workdir} is not a two-stage run (model.two_stage is False).')
-  dataset = data.load(config.data)
-  model = models.create(config.model, dataset.input_shape)
-  params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
-                                               checkpoint)
-  mesh = sharding.make_mesh()
-  batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
+  dataset, model, params, step, mesh, batch_size = _restored_run(workdir, config, checkpoint)
   train = dataset.eval_images('train', seed)
   rng = np.random.default_rng(seed)
   subset = np.arange(len(train))

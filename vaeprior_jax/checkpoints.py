@@ -86,19 +86,20 @@ def move_aside(manager_dir: str, step: int, reason: str) -> str:
   return target
 
 
-def restore_newest_intact(open_manager, abstract_for, step=None):
+def restore_newest_intact(open_manager, abstract_for, best: bool = False):
   """(state, step, manager) of the newest checkpoint that restores, or (None, None, manager) if none.
 
   open_manager: () -> a CheckpointManager (reopened after a bad step is moved aside);
   abstract_for: (stored metadata tree) -> the abstract state to restore into.
   A checkpoint whose metadata or arrays cannot be read (truncated, overwritten) is moved aside
   (`move_aside`, one line in the log naming the step, the folder and the cause) and the one before
-  it is tried; `step` (if given) must restore as it is. A checkpoint that reads but holds another
-  tree than `abstract_for` gives raises `StructureMismatch`.
+  it is tried. With `best`, the manager's best step must restore as it is (there is no older best to
+  fall back to). A checkpoint that reads but holds another tree than `abstract_for` gives raises
+  `StructureMismatch`.
   """
   manager = open_manager()
   while True:
-    current = manager.latest_step() if step is None else step
+    current = manager.best_step() if best else manager.latest_step()
     if current is None:
       return None, None, manager
     try:
@@ -107,8 +108,6 @@ def restore_newest_intact(open_manager, abstract_for, step=None):
       if stored is None:
         raise ValueError('no metadata')
       abstract = abstract_for(stored)
-    except StructureMismatch:
-      raise
     except Exception as e:  # pylint: disable=broad-except
       error = e
     else:
@@ -119,7 +118,7 @@ def restore_newest_intact(open_manager, abstract_for, step=None):
         return restore_state(manager, abstract, current), current, manager
       except Exception as e:  # pylint: disable=broad-except
         error = e
-    if step is not None:
+    if best:
       raise ValueError(f'The checkpoint of step {current} in {manager.directory} cannot be '
                        f'restored: {str(error).splitlines()[0][:300]}') from None
     directory = str(manager.directory)
@@ -172,9 +171,11 @@ def restore_variables(workdir: str, config, model, input_shape, checkpoint: str 
   (optimizer states of any method) is read as stored and dropped.
   """
   checkpoint = resolve_checkpoint(workdir, checkpoint)
-  if not os.path.isdir(os.path.join(workdir, 'best' if checkpoint == 'best' else 'checkpoints')):
-    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
-                            f'(python -m experiments.train --workdir={workdir} ...).')
+  best = checkpoint == 'best'
+  missing = FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
+                              f'(python -m experiments.train --workdir={workdir} ...).')
+  if not os.path.isdir(os.path.join(workdir, 'best' if best else 'checkpoints')):
+    raise missing  # (Opening a manager would create the folder.)
   placement = sharding.replicated(sharding.make_mesh())
 
   def abstract_for(stored):
@@ -182,24 +183,16 @@ def restore_variables(workdir: str, config, model, input_shape, checkpoint: str 
     abstract['params'] = abstract_params(model, input_shape, placement)
     return abstract
 
-  if checkpoint == 'best':  # The best one must restore as it is (no older best to fall back to).
-    manager = best_checkpoint_manager(workdir)
-    step = manager.best_step()
-    manager.close()
-    open_manager, wanted = lambda: best_checkpoint_manager(workdir), step
-  else:  # The newest intact one: a damaged newest checkpoint is moved aside.
-    open_manager, wanted = lambda: checkpoint_manager(workdir), None
-  state, step = None, None
-  if checkpoint != 'best' or wanted is not None:
-    try:
-      state, step, manager = restore_newest_intact(open_manager, abstract_for, wanted)
-    except StructureMismatch as e:
-      raise ValueError(f'{workdir}: {e} (model {config.model.net}/{config.model.prior}): its '
-                       'config.json and checkpoints disagree.') from None
-    manager.close()
+  open_manager = (lambda: best_checkpoint_manager(workdir)) if best else (
+      lambda: checkpoint_manager(workdir))
+  try:
+    state, step, manager = restore_newest_intact(open_manager, abstract_for, best)
+  except StructureMismatch as e:
+    raise ValueError(f'{workdir}: {e} (model {config.model.net}/{config.model.prior}): its '
+                     'config.json and checkpoints disagree.') from None
+  manager.close()
   if state is None:
-    raise FileNotFoundError(f'No {checkpoint} checkpoint in {workdir}: train first '
-                            f'(python -m experiments.train --workdir={workdir} ...).')
+    raise missing
   return {'params': state['params'], **state.get('model_state', {})}, step
 
 

@@ -259,8 +259,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
 
   input_shape = reference.shape[1:]
   model = models.create(config.model, input_shape)
-  params, step = checkpoints.restore_variables(workdir, config, model, input_shape,
-                                               resolve_checkpoint(workdir, checkpoint))
+  params, step = checkpoints.restore_variables(workdir, config, model, input_shape, checkpoint)
   kinds = ['samples', 'reconstructions']
   if config.model.two_stage:
     kinds.insert(1, 'first_stage_samples')
