@@ -273,10 +273,10 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   replicated = sharding.replicated(mesh)
   feed = _Feed(config, dataset, mesh)
 
-  abstract = abstract_train_state(model, config, dataset.input_shape, replicated)
   try:  # The newest checkpoint that restores; damaged ones are moved aside.
     state, start_step, manager = checkpoints.restore_newest_intact(
-        lambda: checkpoint_manager(workdir, tc.max_checkpoints_to_keep), lambda _: abstract)
+        lambda: checkpoint_manager(workdir, tc.max_checkpoints_to_keep),
+        lambda _: abstract_train_state(model, config, dataset.input_shape, replicated))
   except checkpoints.StructureMismatch as e:
     raise ValueError(
         f'{e} in {workdir}/checkpoints: this config\'s model and method '
