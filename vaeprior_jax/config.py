@@ -23,6 +23,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.prior = 'standard'            # priors.REGISTRY
   model.posterior = 'gaussian'        # posteriors.REGISTRY
   model.likelihood = 'bernoulli'      # likelihoods.REGISTRY: bernoulli | gaussian
+  model.posterior_truncation = 2.0    # posterior=truncated_gaussian: |z - mu| <= this many sigma
   model.latent_dim = 40               # z (of z2 in the two-level models)
   model.z1_dim = 0                    # the two-level models' z1 (0: latent_dim)
   model.flow_depth = 20               # K, RealNVP blocks (prior or posterior)
@@ -46,6 +47,14 @@ def defaults() -> ml_collections.ConfigDict:
   model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
   model.log_gamma = 0.0               # ... its initial (or fixed) log
   model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
+  model.pullback_base = 'standard'    # prior=pullback (VAEPP): p_base(z) exp(-beta D(G(z))) / Z,
+  model.pullback_weight = 10.0        # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
+  model.pullback_xi_init = 0.0        # ... xi's initial value
+  model.discriminator = 'vaepp'       # ... D: priors.DISCRIMINATORS
+  model.pullback_mala_steps = 0       # ... prior samples: MALA steps from base draws (0: none)
+  model.pullback_mala_step_size = 1e-5
+  model.vaepp_min_log_std = -5.0      # net=vaepp: log_std clipped below (code: -3 static MNIST)
+  model.vaepp_mean_activation = 'tanh_clip'  # ... Bernoulli mean: tanh_clip (code) | sigmoid
   model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
 
   data = config.data = ml_collections.ConfigDict()

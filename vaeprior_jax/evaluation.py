@@ -11,7 +11,7 @@ chunk_size x batch, not by K. Everything is reduced in float32.
 """
 
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +25,14 @@ TermsFn = Callable[[Array, Array], Dict[str, Array]]
 
 
 def _chunked_sample_reduce(terms_fn: TermsFn, x: Array, rng: Array, num_samples: int,
-                           chunk_size: int) -> Dict[str, Array]:
-  """Draws `num_samples` samples of `terms_fn(x, key)` (a dict of [B] arrays with a 'log_weight' entry).
+                           chunk_size: int,
+                           log_mean_exp_of: Sequence[str] = ('log_weight',)) -> Dict[str, Array]:
+  """Draws `num_samples` samples of `terms_fn(x, key)` (a dict of [B] arrays).
 
-  Returns {'log_mean_exp': LogMeanExp of log_weight, [B]} and, for each term t, {t: mean of t, [B]}.
-  The keys are `jax.random.split(rng, num_samples)` whatever the chunk size.
+  Returns, for each term t, {t: mean of t, [B]}, and for each t in `log_mean_exp_of`,
+  {'log_mean_exp' (t = 'log_weight') or 'log_mean_exp_' + t: LogMeanExp of t, [B]}, computed with
+  running (max, sum of exp) accumulators. The keys are `jax.random.split(rng, num_samples)`
+  whatever the chunk size.
   """
   if num_samples < 1 or chunk_size < 1:
     raise ValueError(f'num_samples and chunk_size must be >= 1, got {num_samples}, {chunk_size}.')
@@ -43,11 +46,12 @@ def _chunked_sample_reduce(terms_fn: TermsFn, x: Array, rng: Array, num_samples:
   valid = (jnp.arange(padded) < num_samples).reshape(num_chunks, chunk_size)
 
   probe = jax.eval_shape(terms_fn, x, keys[0, 0])
-  if 'log_weight' not in probe:
-    raise ValueError(f'terms_fn must return a dict with a "log_weight" entry, got {sorted(probe)}.')
+  missing = [t for t in log_mean_exp_of if t not in probe]
+  if missing:
+    raise ValueError(f'terms_fn must return a dict with {missing} entries, got {sorted(probe)}.')
   init = {
-      'max': jnp.full(probe['log_weight'].shape, -jnp.inf, jnp.float32),
-      'sum_exp': jnp.zeros(probe['log_weight'].shape, jnp.float32),
+      'max': {t: jnp.full(probe[t].shape, -jnp.inf, jnp.float32) for t in log_mean_exp_of},
+      'sum_exp': {t: jnp.zeros(probe[t].shape, jnp.float32) for t in log_mean_exp_of},
       'sums': {k: jnp.zeros(v.shape, jnp.float32) for k, v in probe.items()},
   }
 
@@ -55,17 +59,25 @@ def _chunked_sample_reduce(terms_fn: TermsFn, x: Array, rng: Array, num_samples:
     chunk_keys, chunk_valid = chunk
     terms = jax.vmap(terms_fn, in_axes=(None, 0))(x, chunk_keys)
     terms = {k: v.astype(jnp.float32) for k, v in terms.items()}
-    mask = chunk_valid.reshape((-1,) + (1,) * (terms['log_weight'].ndim - 1))
-    log_w = jnp.where(mask, terms['log_weight'], -jnp.inf)
-    new_max = jnp.maximum(acc['max'], jnp.max(log_w, axis=0))
-    sum_exp = (acc['sum_exp'] * jnp.exp(acc['max'] - new_max)
-               + jnp.sum(jnp.exp(log_w - new_max), axis=0))
-    sums = {k: acc['sums'][k] + jnp.sum(jnp.where(mask, v, 0.0), axis=0) for k, v in terms.items()}
-    return {'max': new_max, 'sum_exp': sum_exp, 'sums': sums}, None
+    new = {'max': {}, 'sum_exp': {}}
+    for t in log_mean_exp_of:
+      mask = chunk_valid.reshape((-1,) + (1,) * (terms[t].ndim - 1))
+      log_w = jnp.where(mask, terms[t], -jnp.inf)
+      new_max = jnp.maximum(acc['max'][t], jnp.max(log_w, axis=0))
+      new['sum_exp'][t] = (acc['sum_exp'][t] * jnp.exp(acc['max'][t] - new_max)
+                           + jnp.sum(jnp.exp(log_w - new_max), axis=0))
+      new['max'][t] = new_max
+    sums = {}
+    for k, v in terms.items():
+      mask = chunk_valid.reshape((-1,) + (1,) * (v.ndim - 1))
+      sums[k] = acc['sums'][k] + jnp.sum(jnp.where(mask, v, 0.0), axis=0)
+    return dict(new, sums=sums), None
 
   acc, _ = jax.lax.scan(body, init, (keys, valid))
   out = {k: v / num_samples for k, v in acc['sums'].items()}
-  out['log_mean_exp'] = acc['max'] + jnp.log(acc['sum_exp']) - math.log(num_samples)
+  for t in log_mean_exp_of:
+    name = 'log_mean_exp' if t == 'log_weight' else 'log_mean_exp_' + t
+    out[name] = acc['max'][t] + jnp.log(acc['sum_exp'][t]) - math.log(num_samples)
   return out
 
 

@@ -16,6 +16,7 @@ from vaeprior_jax import likelihoods
 from vaeprior_jax import nets
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
+from vaeprior_jax import vaepp_nets
 
 Array = jax.Array
 
@@ -401,7 +402,7 @@ def sample_images(model: LatentVariableModel, params, rng: Array, num_samples: i
 
 
 # The library's own nets; `nets.REGISTRY.names()` also lists those user code registered.
-NETS = nets.NETS + hvae_nets.NETS + dai_nets.NETS
+NETS = nets.NETS + hvae_nets.NETS + dai_nets.NETS + vaepp_nets.NETS
 
 
 def is_hierarchical(model_config) -> bool:
@@ -432,6 +433,11 @@ def validate(model_config):
   if model_config.prior.startswith('vampprior') and model_config.posterior != 'gaussian':
     raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
                      f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
+  if model_config.prior == 'pullback' and (is_hierarchical(model_config)
+                                           or model_config.net == 'pixel'):
+    raise ValueError(f'model.prior=pullback needs a one-level model with a non-autoregressive '
+                     f'decoder (its density reads the decoder mean G(z)); got model.net='
+                     f'{model_config.net}.')
   if is_hierarchical(model_config) and model_config.posterior != 'gaussian':
     raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
                      f'needs model.posterior=gaussian, got {model_config.posterior!r}.')

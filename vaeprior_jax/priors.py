@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
 from vaeprior_jax import flows
+from vaeprior_jax import mala
 from vaeprior_jax import registry
 
 Array = jax.Array
@@ -152,6 +153,78 @@ class VampPrior(nn.Module):
     return distributions.sample_diag_normal_mixture(rng, means, log_stds, num_samples)
 
 
+class PullbackPrior(nn.Module):
+  """VAEPP's pull-back prior: p(z) = p_base(z) exp(-beta D(G(z))) / Z = f(z) / Z.
+
+  `base` is any prior of the library (VAEPP: the standard normal), `discriminator` a critic D on
+  data space ([B, H, W, C] -> [B], smaller = more like the data), G(z) the model's decoder mean
+  (`ctx.decode_mean`), and beta = W sigmoid(xi) with W = `weight` a constant and xi a parameter
+  (initialised at `xi_init`; 0 starts beta at W / 2), as in the authors' code.
+
+  log Z is not a parameter: it is the non-trainable variable `partition/log_z` (0 at the start),
+  which training and evaluation set from an estimate (`vaeprior_jax.partition`); `log_prob` reads
+  it, or the `log_z` passed in. `log_unnormalized` is log f(z) = log p_base(z) - beta D(G(z)).
+  `sample` runs `mala_steps` MALA steps of size `mala_step_size` on log f from draws of the base
+  prior (0 steps: the base draws themselves).
+  """
+  base: nn.Module
+  discriminator: nn.Module
+  weight: float
+  xi_init: float = 0.0
+  mala_steps: int = 0
+  mala_step_size: float = 1e-5
+
+  @property
+  def latent_dim(self) -> int:
+    return self.base.latent_dim
+
+  def setup(self):
+    self.xi = self.param('xi', nn.initializers.constant(self.xi_init), ())
+    self.log_z = self.variable('partition', 'log_z', lambda: jnp.zeros((), jnp.float32))
+
+  def beta(self) -> Array:
+    return self.weight * jax.nn.sigmoid(self.xi)
+
+  def critic(self, x: Array) -> Array:
+    """D(x) for images [..., H, W, C] -> [...]."""
+    batch_shape = x.shape[:-3]
+    return self.discriminator(x.reshape((-1,) + x.shape[-3:])).reshape(batch_shape)
+
+  def energy(self, z: Array, ctx: PriorContext) -> Array:
+    """D(G(z)), [...] for z [..., d]."""
+    if ctx is None or ctx.decode_mean is None:
+      raise ValueError('The pull-back prior is defined through the model\'s decoder mean: call it '
+                       'through the model (VAE.prior_log_prob, VAE.sample_prior) or pass a '
+                       'PriorContext with decode_mean (the decoder must not be autoregressive).')
+    return self.critic(ctx.decode_mean(z))
+
+  def log_unnormalized(self, z: Array, ctx: PriorContext) -> Array:
+    """log f(z) = log p_base(z) - beta D(G(z)), [...]."""
+    _check_latent(z, self.latent_dim, type(self).__name__)
+    return self.base.log_prob(z, ctx) - self.beta() * self.energy(z, ctx)
+
+  def log_prob(self, z: Array, ctx: PriorContext = None, log_z: Optional[Array] = None) -> Array:
+    """log f(z) - log Z, with log Z the stored estimate unless `log_z` is given."""
+    log_z = self.log_z.value if log_z is None else log_z
+    return self.log_unnormalized(z, ctx) - log_z
+
+  def sample_base(self, rng: Array, num_samples: int, ctx: PriorContext = None) -> Array:
+    return self.base.sample(rng, num_samples, ctx)
+
+  def mala(self, z0: Array, rng: Array, num_steps: int, step_size: float,
+           ctx: PriorContext = None, **kwargs) -> mala.MALAResult:
+    """MALA chains on p(z) (log f; Z cancels) from z0 [N, d]; see `mala.sample` for kwargs."""
+    return mala.sample(lambda z: self.log_unnormalized(z[None], ctx)[0], z0, rng, num_steps,
+                       step_size, **kwargs)
+
+  def sample(self, rng: Array, num_samples: int, ctx: PriorContext = None) -> Array:
+    base_key, chain_key = jax.random.split(rng)
+    z = self.sample_base(base_key, num_samples, ctx)
+    if self.mala_steps:
+      z = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx).samples
+    return z
+
+
 def set_pseudo_inputs(params, images) -> dict:
   """Returns `params` with the VampPrior's pseudo-inputs replaced by `images` [K, H, W, C]."""
   old = params['prior']['pseudo_inputs']
@@ -163,6 +236,8 @@ def set_pseudo_inputs(params, images) -> dict:
 
 # Builders: (model_config, input_shape) -> prior module; `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.prior')
+# Builders of the pull-back prior's critic: (model_config, input_shape) -> module, [B, H, W, C] -> [B].
+DISCRIMINATORS = registry.Registry('model.discriminator')
 
 
 def _flow_settings(model_config) -> dict:
@@ -183,8 +258,23 @@ REGISTRY.register('vampprior', lambda mc, input_shape: VampPrior(
 REGISTRY.register('vampprior_data', lambda mc, input_shape: VampPrior(
     mc.latent_dim, mc.num_components, tuple(input_shape), False, True))
 
+
+
+def _pullback(mc, input_shape):
+  if mc.pullback_base == 'pullback':
+    raise ValueError('model.pullback_base cannot be pullback itself; allowed: any other prior.')
+  REGISTRY.check(mc.pullback_base)
+  DISCRIMINATORS.check(mc.discriminator)
+  base = REGISTRY.get(mc.pullback_base)(mc, input_shape)
+  return PullbackPrior(base, DISCRIMINATORS.get(mc.discriminator)(mc, input_shape),
+                       mc.pullback_weight, mc.pullback_xi_init, mc.pullback_mala_steps,
+                       mc.pullback_mala_step_size)
+
+
+REGISTRY.register('pullback', _pullback)
+
 # The library's own priors (REGISTRY.names() also lists those user code registered).
-PRIORS = ('standard', 'realnvp', 'mog', 'vampprior', 'vampprior_data')
+PRIORS = ('standard', 'realnvp', 'mog', 'vampprior', 'vampprior_data', 'pullback')
 
 
 def from_config(model_config, input_shape: Tuple[int, ...]) -> nn.Module:

@@ -1,0 +1,234 @@
+"""The pull-back prior and its partition-function estimators in 2-D, against a NumPy re-computation of
+f(z) = N(z; 0, I) exp(-beta D(G(z))) and Z by numerical integration on a fine grid (float64)."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from vaeprior_jax import likelihoods
+from vaeprior_jax import models
+from vaeprior_jax import partition
+from vaeprior_jax import posteriors
+from vaeprior_jax import priors
+
+W, XI = 3.0, 0.4  # beta = W sigmoid(xi)
+BETA = W / (1 + math.exp(-XI))
+
+
+class _Critic(nn.Module):
+  """D(x) = v . tanh(A vec(x) + b) for 'images' [B, 1, 1, 2]."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = jnp.tanh(nn.Dense(4, kernel_init=nn.initializers.normal(1.5), name='a')(
+        x.reshape(x.shape[0], -1)))
+    return nn.Dense(1, kernel_init=nn.initializers.normal(1.0), name='v')(h)[..., 0]
+
+
+class _Decoder(nn.Module):
+  """Logits = z as a [1, 1, 2] image: G(z) = sigmoid(z)."""
+
+  @nn.compact
+  def __call__(self, z):
+    return z.reshape(z.shape[:-1] + (1, 1, 2))
+
+
+class _Encoder(nn.Module):
+  """q(z|x) with mean = the 'image' x [1, 1, 2] itself and log_std = x's extra channel... here a
+  fixed value per test, `log_std`."""
+  log_std: float
+
+  @nn.compact
+  def __call__(self, x):
+    mean = x.reshape(x.shape[:-3] + (2,))
+    return mean, jnp.full_like(mean, self.log_std)
+
+
+def _model(posterior, log_std=0.0):
+  prior = priors.PullbackPrior(priors.StandardNormalPrior(2), _Critic(), W, XI)
+  return models.VAE(encoder=_Encoder(log_std), decoder=_Decoder(), prior=prior,
+                    posterior=posterior, likelihood=likelihoods.Bernoulli())
+
+
+def _init(model):
+  return model.init(jax.random.key(0), jnp.zeros((3, 1, 1, 2)), jax.random.key(1))
+
+
+def _numpy_log_f(variables, z):
+  """log N(z) - beta D(sigmoid(z)) in float64 from the critic's parameters."""
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params']['prior']['discriminator'])
+  g = 1 / (1 + np.exp(-z))
+  h = np.tanh(g @ p['a']['kernel'] + p['a']['bias'])
+  d = (h @ p['v']['kernel'] + p['v']['bias'])[..., 0]
+  return -0.5 * np.sum(z ** 2, -1) - math.log(2 * math.pi) - BETA * d
+
+
+GRID = np.linspace(-8, 8, 801)
+STEP = GRID[1] - GRID[0]
+
+
+def _grid_points():
+  zz = np.stack(np.meshgrid(GRID, GRID, indexing='ij'), -1)
+  return zz.reshape(-1, 2)
+
+
+def _integral_of_f(variables, box=None):
+  """Trapezoid rule of f over the grid (or over a box [(lo, hi), (lo, hi)] with a grid of its own)."""
+  if box is None:
+    xs = ys = GRID
+  else:
+    xs, ys = np.linspace(*box[0], 401), np.linspace(*box[1], 401)
+  zz = np.stack(np.meshgrid(xs, ys, indexing='ij'), -1)
+  f = np.exp(_numpy_log_f(variables, zz.reshape(-1, 2))).reshape(len(xs), len(ys))
+  return np.trapezoid(np.trapezoid(f, ys, axis=1), xs)
+
+
+def test_log_prob_matches_numpy_and_integrates_to_one_with_the_true_partition_function():
+  model = _model(posteriors.GaussianPosterior())
+  variables = _init(model)
+  assert float(model.apply(variables, method=lambda m: m.prior.beta())) == pytest.approx(BETA,
+                                                                                          rel=1e-6)
+  z = _grid_points()
+  log_f = np.asarray(model.apply(variables, jnp.asarray(z, jnp.float32),
+                                 method=lambda m, z_: m.prior.log_unnormalized(z_, m.prior_context())),
+                     np.float64)
+  np.testing.assert_allclose(log_f, _numpy_log_f(variables, z), atol=2e-4)
+  log_z = math.log(_integral_of_f(variables))
+  assert abs(log_z) > 0.05  # Z differs from 1: the test sees whether log Z is subtracted.
+  # The stored log Z (0 at init) is what log_prob subtracts; with the true one p integrates to 1.
+  variables = partition.set_log_z(variables, log_z)
+  log_p = np.asarray(model.apply(variables, jnp.asarray(z, jnp.float32),
+                                 method=lambda m, z_: m.prior_log_prob(z_)), np.float64)
+  np.testing.assert_allclose(np.sum(np.exp(log_p)) * STEP ** 2, 1.0, atol=2e-3)
+
+
+def test_prior_based_estimate_is_unbiased_with_an_honest_standard_error():
+  model = _model(posteriors.GaussianPosterior())
+  variables = _init(model)
+  true_log_z = math.log(_integral_of_f(variables))
+  big = partition.prior_log_z(model, variables, jax.random.key(2), 200_000, chunk_size=20_000)
+  assert big['num_samples'] == 200_000
+  assert abs(big['log_z'] - true_log_z) < 4 * big['log_z_stderr'] + 1e-4, (big, true_log_z)
+  small = [partition.prior_log_z(model, variables, jax.random.key(10 + i), 500, chunk_size=250)
+           for i in range(30)]
+  spread = np.std([s['log_z'] for s in small])
+  reported = np.mean([s['log_z_stderr'] for s in small])
+  assert 0.6 < reported / spread < 1.6, (reported, spread)
+
+
+def _posterior_estimates(model, variables, images, num_train, seeds, samples=400):
+  mesh = Mesh(np.array(jax.devices()[:1]), ('data',))
+  fn = partition.posterior_log_z_fn(model, samples, 100)
+  return [partition.posterior_log_z(model, variables, images, jax.random.key(s), mesh, num_train,
+                                    samples, 100, batch_size=len(images), batch_fn=fn)
+          for s in seeds]
+
+
+def test_posterior_based_estimate_with_truncated_posteriors_has_the_expectation_of_its_boxes():
+  """E[Z^] = sum_j integral of f over q(.|x_j)'s box (num_train = number of images): above Z where
+  wide boxes overlap over f's mass, below it where a narrow box leaves mass out."""
+  t = 2.0
+  for log_std, centres, relation in ((math.log(2.0), [[0.0, 0.0], [0.3, -0.2], [-0.2, 0.1]], 'above'),
+                                     (math.log(0.4), [[0.5, 0.5]], 'below')):
+    model = _model(posteriors.TruncatedGaussianPosterior(t), log_std)
+    variables = _init(model)
+    sigma = math.exp(log_std)
+    expected = sum(_integral_of_f(variables, [(c[0] - t * sigma, c[0] + t * sigma),
+                                              (c[1] - t * sigma, c[1] + t * sigma)])
+                   for c in centres)
+    true_z = _integral_of_f(variables)
+    images = np.asarray(centres, np.float32).reshape(-1, 1, 1, 2)
+    est = _posterior_estimates(model, variables, images, len(centres), [3], samples=20_000)[0]
+    assert abs(est['log_z'] - math.log(expected)) < 4 * est['log_z_stderr'] + 2e-3, (est, expected)
+    if relation == 'above':
+      assert expected > 2 * true_z
+    else:
+      assert expected < 0.9 * true_z
+
+
+def test_posterior_based_spread_shrinks_as_q_approaches_p_and_truncation_tames_it():
+  """One 'image' whose q(z|x) is N(m, s^2): the estimate's spread over seeds is smaller with (m, s)
+  matched to p's moments than with a q far from p; with the untruncated normal the spread is larger
+  than with the truncated one at the same (m, s)."""
+  base = _model(posteriors.GaussianPosterior())
+  variables = _init(base)
+  z = _grid_points()
+  p = np.exp(_numpy_log_f(variables, z))
+  p /= p.sum()
+  m = (p[:, None] * z).sum(0)
+  s = float(np.sqrt(((p[:, None] * (z - m) ** 2).sum(0)).mean()))
+  image = m.astype(np.float32).reshape(1, 1, 1, 2)
+  far = (m + 1.0).astype(np.float32).reshape(1, 1, 1, 2)
+
+  def spread(posterior, log_std, images):
+    model = _model(posterior, log_std)
+    v = _init(model)
+    return np.std([e['log_z'] for e in _posterior_estimates(model, v, images, 1, range(20))])
+
+  close = spread(posteriors.TruncatedGaussianPosterior(2.0), math.log(s), image)
+  away = spread(posteriors.TruncatedGaussianPosterior(2.0), math.log(0.5 * s), far)
+  plain = spread(posteriors.GaussianPosterior(), math.log(0.5 * s), far)
+  assert close < away < plain, (close, away, plain)
+
+
+def test_truncated_gaussian_posterior_density_and_samples():
+  q = posteriors.TruncatedGaussianPosterior(2.0)
+  mean, log_std = jnp.array([[0.5, -1.0]]), jnp.array([[math.log(0.5), 0.0]])
+  keys = jax.random.split(jax.random.key(0), 20_000)
+  z, log_q = jax.vmap(lambda k: q.apply({}, mean, log_std, k, method='sample_and_log_prob'))(keys)
+  z = np.asarray(z)[:, 0]
+  std = np.exp(np.asarray(log_std)[0])
+  assert np.all(np.abs(z - np.asarray(mean)[0]) <= 2 * std + 1e-6)
+  # The truncated N(0, 1) on [-2, 2] has variance 1 - 4 phi(2) / (Phi(2) - Phi(-2)).
+  var = 1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2))
+  np.testing.assert_allclose(z.var(0), var * std ** 2, rtol=0.04)
+  np.testing.assert_allclose(np.asarray(log_q)[:, 0], np.asarray(
+      q.apply({}, jnp.asarray(z), mean, log_std, method='log_prob')), rtol=1e-5, atol=1e-5)
+  # The density integrates to 1 over its box (grid), and is -inf outside it.
+  xs = np.linspace(0.5 - 1.0, 0.5 + 1.0, 401)
+  ys = np.linspace(-3.0, 1.0, 401)
+  zz = np.stack(np.meshgrid(xs, ys, indexing='ij'), -1).reshape(-1, 2)
+  dens = np.exp(np.asarray(q.apply({}, jnp.asarray(zz, jnp.float32), mean, log_std,
+                                   method='log_prob'), np.float64)).reshape(401, 401)
+  np.testing.assert_allclose(np.trapezoid(np.trapezoid(dens, ys, axis=1), xs), 1.0, atol=5e-3)
+  assert np.isneginf(float(q.apply({}, jnp.array([[3.0, 0.0]]), mean, log_std, method='log_prob')[0]))
+
+
+def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blocks():
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import objectives  # pylint: disable=g-import-not-at-top
+  mc = config_lib.defaults().model
+  mc.update(net='vaepp', prior='pullback', posterior='truncated_gaussian', latent_dim=3,
+            pullback_mala_steps=2, pullback_weight=10.0)
+  model = models.create(mc, (28, 28, 1))
+  x = jnp.full((2, 28, 28, 1), 0.5)
+  variables = model.init(jax.random.key(0), x, jax.random.key(1))
+  assert set(variables) == {'params', 'partition'}
+  assert float(variables['params']['prior']['xi']) == 0.0
+  terms = model.apply(variables, x, jax.random.key(2), method=model.log_weight_terms)
+  assert all(np.all(np.isfinite(v)) for v in terms.values())
+  # The zero-initialised heads: q(z|x) = N(0, 1) truncated; the decoder mean starts at 1e-7.
+  recon = model.apply(variables, x, jax.random.key(3), method=model.reconstruct)
+  np.testing.assert_allclose(recon, 1e-7, rtol=1e-3)
+  samples = model.apply(variables, jax.random.key(4), 3, method=model.sample_prior)
+  assert samples.shape == (3, 3)
+  l2_leaves = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(variables['params'])[0]:
+    names = [getattr(k, 'key', '') for k in path]
+    if names[-1] == 'kernel' and any(str(n).startswith('hidden') for n in names[:-1]):
+      l2_leaves.append('/'.join(names[:2]))
+  # The residual blocks of the encoder, the decoder and the discriminator; no dense layer.
+  assert set(l2_leaves) == {'encoder/hidden_0', 'encoder/hidden_1', 'encoder/hidden_2',
+                            'decoder/hidden_0', 'decoder/hidden_1', 'decoder/hidden_2',
+                            'prior/discriminator'}
+  assert float(objectives.l2_penalty(variables['params'])) > 0
+  with pytest.raises(ValueError, match='model.prior=pullback needs a one-level model'):
+    models.create(config_lib.complete_section(dict(mc.to_dict(), net='hvae'), 'model'), (28, 28, 1))
+  with pytest.raises(ValueError, match="Unknown model.discriminator 'nope'"):
+    models.create(config_lib.complete_section(dict(mc.to_dict(), discriminator='nope'), 'model'),
+                  (28, 28, 1))
