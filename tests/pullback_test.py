@@ -222,10 +222,11 @@ def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blo
     names = [getattr(k, 'key', '') for k in path]
     if names[-1] == 'kernel' and any(str(n).startswith('hidden') for n in names[:-1]):
       l2_leaves.append('/'.join(names[:2]))
-  # The residual blocks of the encoder, the decoder and the discriminator; no dense layer.
+  # The residual blocks of the encoder, the decoder and the discriminator, and the latent WGAN's
+  # hidden layers; no other dense layer.
   assert set(l2_leaves) == {'encoder/hidden_0', 'encoder/hidden_1', 'encoder/hidden_2',
                             'decoder/hidden_0', 'decoder/hidden_1', 'decoder/hidden_2',
-                            'prior/discriminator'}
+                            'prior/discriminator', 'prior/latent_generator', 'prior/latent_critic'}
   assert float(objectives.l2_penalty(variables['params'])) > 0
   with pytest.raises(ValueError, match='model.prior=pullback needs a one-level model'):
     models.create(config_lib.complete_section(dict(mc.to_dict(), net='hvae'), 'model'), (28, 28, 1))

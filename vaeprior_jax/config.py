@@ -51,8 +51,12 @@ def defaults() -> ml_collections.ConfigDict:
   model.pullback_weight = 10.0        # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
   model.pullback_xi_init = 0.0        # ... xi's initial value
   model.discriminator = 'vaepp'       # ... D: priors.DISCRIMINATORS
-  model.pullback_mala_steps = 0       # ... prior samples: MALA steps from base draws (0: none)
-  model.pullback_mala_step_size = 1e-5
+  model.pullback_sample_start = 'base'  # ... prior samples: MALA from base draws | the latent WGAN's,
+  model.pullback_mala_steps = 0       # ... MALA steps (0: none),
+  model.pullback_mala_step_size = 1e-5  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
+  model.latent_gan_units = 40         # ... the latent WGAN (VAEPP's sampling): Dense width,
+  model.latent_gan_generator_layers = 5  # ... hidden layers of the generator
+  model.latent_gan_critic_layers = 6  # ... and of the critic
   model.vaepp_min_log_std = -5.0      # net=vaepp: log_std clipped below (code: -3 static MNIST)
   model.vaepp_mean_activation = 'tanh_clip'  # ... Bernoulli mean: tanh_clip (code) | sigmoid
   model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
@@ -104,12 +108,24 @@ def defaults() -> ml_collections.ConfigDict:
   train.second_stage_epochs = 400.0   # method=two_stage: the second stage's budget,
   train.second_stage_learning_rate = 1e-4  # ... its Adam,
   train.second_stage_lr_decay_epochs = ()  # ... times lr_decay_factor at these (from its start)
+  train.gradient_penalty = 'wgan_div_1'  # method=vaepp|vaepp_naive: penalties.KINDS,
+  train.gradient_penalty_weight = 0.0  # ... its weight (0: the kind's, 10 GP / 2 div),
+  train.gradient_penalty_exponent = 0.0  # ... on the gradient norm (0: the code's, 2 / 3 / 6)
+  train.vaepp_penalty_scale = 'weight'  # ... R scaled by W (code) | beta (paper)
+  train.vaepp_prior_samples = 128     # ... eps ~ p_base per step (log Z_batch, the penalty's fakes)
+  train.vaepp_naive_vae_steps = 5     # ... vaepp_naive: VAE steps per critic step
+  train.latent_gan_epochs = 0.0       # ... the latent WGAN after the VAE (0: none),
+  train.latent_gan_critic_steps = 5   # ... critic steps per generator step,
+  train.latent_gan_real = 'mean'      # ... its real latents: posterior means | samples (flows)
 
   ev = config.eval = ml_collections.ConfigDict()
   ev.num_samples = 1000
   ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
   ev.batch_size = 128                 # test examples per compiled call
   ev.active_units_samples = 1000
+  ev.log_z_samples = 1000             # prior=pullback: log Z from this many z ~ q(z|x) per image,
+  ev.log_z_max_images = 0             # ... over this many training images (0: all; seeded subset)
+  ev.log_z_chunk_size = 100
   return config
 
 

@@ -13,6 +13,7 @@ from vaeprior_jax import data
 from vaeprior_jax import evaluation
 from vaeprior_jax import images
 from vaeprior_jax import models
+from vaeprior_jax import partition
 from vaeprior_jax import sharding
 from vaeprior_jax import training
 from vaeprior_jax import checkpoints
@@ -52,6 +53,27 @@ def check_arguments(num_samples=None, max_examples=None, chunk_size=None, batch_
                       ('chunk_size', chunk_size), ('batch_size', batch_size)):
     if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
       raise ValueError(f'{name} must be an integer >= 1 (or left out), got {value!r}.')
+
+
+def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
+                  batch_size: int = 128):
+  """(variables with the pull-back prior's log Z set from the posterior-based estimate over the
+  training split (`partition.posterior_log_z`, `eval.log_z_samples` per image over
+  `eval.log_z_max_images` images, N = the training split's size), {'log_z', 'log_z_stderr',
+  'log_z_num_samples', 'log_z_images', 'log_z_seconds'})."""
+  ec = config.eval
+  train = dataset.eval_images('train', seed)
+  images = train
+  if 0 < ec.log_z_max_images < len(train):
+    rows = np.sort(np.random.default_rng(seed).permutation(len(train))[:ec.log_z_max_images])
+    images = train[rows]
+  start = time.time()
+  est = partition.posterior_log_z(model, variables, images, key, mesh, len(train),
+                                  ec.log_z_samples, ec.log_z_chunk_size, batch_size)
+  info = {'log_z': est['log_z'], 'log_z_stderr': est['log_z_stderr'],
+          'log_z_num_samples': est['num_samples'], 'log_z_images': len(images),
+          'log_z_seconds': time.time() - start}
+  return partition.set_log_z(variables, est['log_z']), info
 
 
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
@@ -95,6 +117,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                                checkpoint)
   eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
+  pullback = {}
+  if config.model.prior == 'pullback':  # log Z anew, before the likelihood that depends on it.
+    params, pullback = refresh_log_z(model, params, dataset, config, mesh,
+                                     jax.random.fold_in(eval_key, 0x2), seed, batch_size)
 
   batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
   start = time.time()
@@ -105,6 +131,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
                 conv_backend=config.model.conv_backend)
+  if pullback:
+    result.update(pullback)
+    subset = split_images[:min(len(split_images), 1000)]
+    result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset))
   reference = paper_nll(config)
   if reference is not None and split == 'test':
     result.update(entry=config.get('entry', ''), paper_nll=reference)
@@ -138,6 +168,11 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
           models.as_variables(p), k, 100, method=model.first_stage_sample))(params, sample_key)
       images.save_grid(np.asarray(first_stage),
                        os.path.join(workdir, 'samples_first_stage.png'))
+    if config.model.prior == 'pullback':  # VAEPP's baselines: decoded base and latent-GAN draws.
+      for kind in ('base_samples', 'gan_samples'):
+        grid = compiled.jit(lambda p, k, kind=kind: model.apply(
+            models.as_variables(p), k, 100, method=SAMPLERS[kind]))(params, sample_key)
+        images.save_grid(np.asarray(grid), os.path.join(workdir, f'{kind}.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
     indices, _ = data.eval_batches(split_images, batch_size, max_examples, seed)
     cols = min(10, len(indices))
@@ -166,11 +201,22 @@ PROTOCOLS = {
 }
 
 
+# Pull-back prior runs: images from z without MALA, as VAEPP's baselines (its Table 4).
+SAMPLERS = {
+    # Decoded draws of the base prior (for VAEPP: z ~ N(0, I)).
+    'base_samples': lambda m, k, n: m.observation_mean(m.decode(
+        m.prior.sample_base(k, n, m.prior_context()))),
+    # Decoded draws of the latent WGAN: "GAN-VAEPP".
+    'gan_samples': lambda m, k, n: m.observation_mean(m.decode(m.prior.sample_gan(k, n))),
+}
+
+
 def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batch: int = 500):
-  """`num` images of `kind`: 'samples' (the model's; two-stage for a two-stage model),
-  'first_stage_samples' (z ~ N(0, I)) or 'reconstructions' (of `images`), as numpy [num, H, W, C]."""
+  """`num` images of `kind`: 'samples' (the model's; two-stage for a two-stage model, MALA from its
+  start points for a pull-back prior), 'first_stage_samples' (z ~ N(0, I)), 'base_samples' and
+  'gan_samples' (`SAMPLERS`) or 'reconstructions' (of `images`), as numpy [num, H, W, C]."""
   method = {'samples': model.sample, 'first_stage_samples': getattr(model, 'first_stage_sample', None),
-            'reconstructions': model.reconstruct}[kind]
+            'reconstructions': model.reconstruct, **SAMPLERS}[kind]
   if kind == 'reconstructions':
     fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=method))
     out = [np.asarray(fn(params, jnp.asarray(images[i:i + batch], jnp.float32),
@@ -263,6 +309,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   kinds = ['samples', 'reconstructions']
   if config.model.two_stage:
     kinds.insert(1, 'first_stage_samples')
+  if config.model.prior == 'pullback':
+    kinds[1:1] = ['base_samples', 'gan_samples']
   key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0x5a1 + seed)
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
             'num_reference': len(reference), 'step': int(step), 'normalize': normalize}

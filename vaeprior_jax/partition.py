@@ -128,3 +128,46 @@ def set_log_z(variables, log_z) -> dict:
   partition = dict(variables['partition'])
   partition['prior'] = dict(partition['prior'], log_z=jnp.asarray(log_z, jnp.float32))
   return dict(variables, partition=partition)
+
+
+def _diagnostic_terms(m, rng, num_samples):
+  """From eps ~ p_base: D(G(eps)) and the log-weights -beta D(G(eps)) of p = f / Z against p_base."""
+  prior, ctx = m.prior, m.prior_context()
+  eps = prior.sample_base(rng, num_samples, ctx)
+  d = prior.critic(ctx.decode_mean(eps))
+  return d, -prior.beta() * d
+
+
+def _posterior_critic(m, x, rng):
+  """D(G(z)), z ~ q(z|x): [B]."""
+  return m.prior.energy(m.sample_posterior(x, rng), m.prior_context())
+
+
+def diagnostics(model, variables, rng: Array, images: np.ndarray, num_samples: int = 10_000,
+                batch: int = 1000) -> Dict[str, float]:
+  """VAEPP's diagnostics (its Sec. 5.1 and Eq. 6), with the stored log Z:
+
+  kl_base_to_prior  KL(p_base || p) = E_base[beta D(G(eps))] + log Z (the paper: 57.45 on MNIST);
+  critic_prior      E_p[D(G(z))], self-normalised importance weights exp(-beta D) over eps ~ p_base;
+  critic_posterior  E_q(z)[D(G(z))], z ~ q(z|x) over `images` (Eq. 6: at the optimum of beta the
+                    two are equal);
+  beta              W sigmoid(xi).
+  """
+  variables = models.as_variables(variables)
+  prior_key, post_key = jax.random.split(rng)
+  fn = compiled.jit(lambda v, k: model.apply(v, k, batch, method=lambda m, k_, n:
+                                             _diagnostic_terms(m, k_, n)))
+  parts = [jax.device_get(fn(variables, jax.random.fold_in(prior_key, i)))
+           for i in range(-(-num_samples // batch))]
+  d = np.concatenate([p[0] for p in parts]).astype(np.float64)[:num_samples]
+  log_w = np.concatenate([p[1] for p in parts]).astype(np.float64)[:num_samples]
+  w = np.exp(log_w - log_w.max())
+  beta = float(model.apply(variables, method=lambda m: m.prior.beta()))
+  log_z = float(variables['partition']['prior']['log_z'])
+  post = compiled.jit(lambda v, x, k: model.apply(v, x, k, method=_posterior_critic))
+  d_post = np.concatenate([np.asarray(post(variables, jnp.asarray(images[i:i + batch], jnp.float32),
+                                           jax.random.fold_in(post_key, i)))
+                           for i in range(0, len(images), batch)])
+  return {'kl_base_to_prior': float(beta * d.mean() + log_z),
+          'critic_prior': float(np.sum(w * d) / np.sum(w)),
+          'critic_posterior': float(d_post.mean()), 'beta': beta}

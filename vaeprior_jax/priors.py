@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
 from vaeprior_jax import flows
+from vaeprior_jax import latent_gan
 from vaeprior_jax import mala
 from vaeprior_jax import registry
 
@@ -164,8 +165,10 @@ class PullbackPrior(nn.Module):
   log Z is not a parameter: it is the non-trainable variable `partition/log_z` (0 at the start),
   which training and evaluation set from an estimate (`vaeprior_jax.partition`); `log_prob` reads
   it, or the `log_z` passed in. `log_unnormalized` is log f(z) = log p_base(z) - beta D(G(z)).
-  `sample` runs `mala_steps` MALA steps of size `mala_step_size` on log f from draws of the base
-  prior (0 steps: the base draws themselves).
+
+  Sampling (VAEPP's Sec. 4.3): starting points z0 from `latent_generator` (the latent WGAN of
+  `vaeprior_jax.latent_gan`, trained after the VAE; `sample_start='gan'`) or from the base prior
+  (`sample_start='base'`), then `mala_steps` MALA steps of size `mala_step_size` on log f.
   """
   base: nn.Module
   discriminator: nn.Module
@@ -173,6 +176,9 @@ class PullbackPrior(nn.Module):
   xi_init: float = 0.0
   mala_steps: int = 0
   mala_step_size: float = 1e-5
+  latent_generator: Optional[nn.Module] = None
+  latent_critic: Optional[nn.Module] = None
+  sample_start: str = 'gan'
 
   @property
   def latent_dim(self) -> int:
@@ -205,11 +211,26 @@ class PullbackPrior(nn.Module):
 
   def log_prob(self, z: Array, ctx: PriorContext = None, log_z: Optional[Array] = None) -> Array:
     """log f(z) - log Z, with log Z the stored estimate unless `log_z` is given."""
+    if self.is_initializing() and self.latent_generator is not None:  # Create the GAN's variables.
+      self.latent_critic(self.latent_generator(jnp.zeros((1, self.latent_dim))))
     log_z = self.log_z.value if log_z is None else log_z
     return self.log_unnormalized(z, ctx) - log_z
 
   def sample_base(self, rng: Array, num_samples: int, ctx: PriorContext = None) -> Array:
     return self.base.sample(rng, num_samples, ctx)
+
+  def sample_gan(self, rng: Array, num_samples: int) -> Array:
+    """z0 = G_w(eps), eps ~ N(0, I): the latent WGAN's samples, [num_samples, d]."""
+    if self.latent_generator is None:
+      raise ValueError('This pull-back prior has no latent generator.')
+    return self.latent_generator(jax.random.normal(rng, (num_samples, self.latent_dim)))
+
+  def sample_start_points(self, rng: Array, num_samples: int,
+                          ctx: PriorContext = None) -> Array:
+    """MALA's starting points: `sample_gan` or `sample_base`, by `sample_start`."""
+    if self.sample_start == 'gan':
+      return self.sample_gan(rng, num_samples)
+    return self.sample_base(rng, num_samples, ctx)
 
   def mala(self, z0: Array, rng: Array, num_steps: int, step_size: float,
            ctx: PriorContext = None, **kwargs) -> mala.MALAResult:
@@ -218,8 +239,8 @@ class PullbackPrior(nn.Module):
                        step_size, **kwargs)
 
   def sample(self, rng: Array, num_samples: int, ctx: PriorContext = None) -> Array:
-    base_key, chain_key = jax.random.split(rng)
-    z = self.sample_base(base_key, num_samples, ctx)
+    start_key, chain_key = jax.random.split(rng)
+    z = self.sample_start_points(start_key, num_samples, ctx)
     if self.mala_steps:
       z = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx).samples
     return z
@@ -265,10 +286,18 @@ def _pullback(mc, input_shape):
     raise ValueError('model.pullback_base cannot be pullback itself; allowed: any other prior.')
   REGISTRY.check(mc.pullback_base)
   DISCRIMINATORS.check(mc.discriminator)
+  if mc.pullback_sample_start not in ('gan', 'base'):
+    raise ValueError(f'Unknown model.pullback_sample_start {mc.pullback_sample_start!r}; allowed: '
+                     'gan, base.')
   base = REGISTRY.get(mc.pullback_base)(mc, input_shape)
-  return PullbackPrior(base, DISCRIMINATORS.get(mc.discriminator)(mc, input_shape),
-                       mc.pullback_weight, mc.pullback_xi_init, mc.pullback_mala_steps,
-                       mc.pullback_mala_step_size)
+  units = mc.latent_gan_units
+  return PullbackPrior(
+      base, DISCRIMINATORS.get(mc.discriminator)(mc, input_shape), mc.pullback_weight,
+      mc.pullback_xi_init, mc.pullback_mala_steps, mc.pullback_mala_step_size,
+      latent_gan.MLP((units,) * mc.latent_gan_generator_layers, mc.latent_dim,
+                     negative_slope=mc.negative_slope),
+      latent_gan.MLP((units,) * mc.latent_gan_critic_layers, 1, negative_slope=mc.negative_slope),
+      mc.pullback_sample_start)
 
 
 REGISTRY.register('pullback', _pullback)

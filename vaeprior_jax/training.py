@@ -141,7 +141,7 @@ class _Feed:
                                                  dataset.dynamic))
 
   def runner(self, step_fns, phases, num_steps: int, start_step: int, train_key, early_stopping):
-    """run(state, step) -> (state, metrics, the step reached); `step_fns` by trained groups."""
+    """run(state, step) -> (state, metrics, the step reached); `step_fns` by `Phase.key`."""
     tc, mesh = self._config.train, self._mesh
     if self.on_device:
       loops = {g: device_loop.make_loop(f, self._device_data) for g, f in step_fns.items()}
@@ -149,7 +149,7 @@ class _Feed:
       def run(state, step):
         phase = methods.phase_of(phases, step)
         end = next_event(step, num_steps, tc, early_stopping, phase.end)
-        state, metrics = loops[phase.groups](state, train_key, end - step)
+        state, metrics = loops[phase.key](state, train_key, end - step)
         return state, metrics, end
 
       return run
@@ -158,7 +158,7 @@ class _Feed:
                                  self._dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
 
     def run(state, step):
-      state, metrics = steps[methods.phase_of(phases, step).groups](
+      state, metrics = steps[methods.phase_of(phases, step).key](
           state, sharding.shard_batch(next(batches), mesh), train_key)
       return state, metrics, step + 1
 
@@ -193,12 +193,30 @@ def _check_finite(per_step, done: int, manager, workdir: str):
                                f'{where}.')
 
 
+def _window_means(window) -> Dict[str, float]:
+  """Each metric's mean over the steps of the window that computed it (a phase that alternates
+  between groups reports NaN for the metrics of the groups a step did not train)."""
+  out = {}
+  for k in window[0]:
+    values = np.asarray([m[k] for m in window], np.float64)
+    computed = values[~np.isnan(values)]
+    out[k] = float(np.mean(computed)) if computed.size else float('nan')
+  return out
+
+
+# The log line's metrics, in order, as (key, label, format), each shown where the method reports it.
+_LOG_FIELDS = (('loss', 'loss', '%.2f'), ('elbo', 'elbo', '%.2f'), ('reconstruction', 'rec', '%.2f'),
+               ('kl', 'kl', '%.2f'), ('beta', 'beta', '%.3f'),
+               ('gradient_penalty', 'gp', '%.3g'),
+               ('latent_critic_loss', 'critic', '%.3g'),
+               ('latent_generator_loss', 'generator', '%.3g'), ('learning_rate', 'lr', '%.1e'))
+
+
 def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int):
   phase = f' [{phase_name}]' if phase_name else ''
-  logging.info('step %d/%d%s (epoch %.1f) loss %.2f elbo %.2f rec %.2f kl %.2f beta %.3f '
-               'lr %.1e | %.1f steps/s, ETA %s', done, num_steps, phase, done / per_epoch,
-               last['loss'], last['elbo'], last['reconstruction'], last['kl'], last['beta'],
-               last['learning_rate'], last['steps_per_sec'],
+  fields = ' '.join(f'{label} {fmt % last[key]}' for key, label, fmt in _LOG_FIELDS if key in last)
+  logging.info('step %d/%d%s (epoch %.1f) %s | %.1f steps/s, ETA %s', done, num_steps, phase,
+               done / per_epoch, fields, last['steps_per_sec'],
                metric_writer.format_duration(
                    (num_steps - done) / max(last['steps_per_sec'], 1e-9)))
 
@@ -266,6 +284,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   model = models.create(config.model, dataset.input_shape)
   per_epoch = data.steps_per_epoch(dataset.train.shape[0], tc.batch_size)
   method = methods.from_config(config, per_epoch)
+  method.num_train_examples = int(dataset.train.shape[0])
   method.prepare(workdir, train_and_evaluate)
   phases = method.phases()
   num_steps = methods.base.total_steps(phases)
@@ -303,7 +322,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
     return {}
 
   # One compiled step per set of trained groups (phases that train the same groups share it).
-  step_fns = {p.groups: methods.make_step(model, method, p.groups) for p in phases}
+  step_fns = {p.key: methods.make_phase_step(model, method, p) for p in phases}
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
   train_key = sharding.replicate(method.train_key(keys['train']), mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
@@ -340,7 +359,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         save_checkpoint(manager, done, state)
       if log or stop:
         steps_per_sec = (done - window_step) / max(time.time() - window_start, 1e-9)
-        last = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+        last = _window_means(window)
         last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
         writer.write_scalars(done, last)
         _log_line(done, num_steps, last,

@@ -40,12 +40,30 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-  """Global steps [start, end) during which the parameter groups `groups` train."""
+  """Global steps [start, end) during which the parameter groups `groups` train.
+
+  With a `cycle` (a tuple of group tuples), the phase alternates: step start + k trains
+  cycle[k % len(cycle)] only (e.g. five critic steps, then one generator step), each step on its
+  own batch; `groups` must then be the union of the cycle's groups. Without one, every step trains
+  all of `groups` together.
+  """
   name: str
   groups: Tuple[str, ...]
   start: int
   end: int
   learning_rate: Optional[float] = None  # For the log, where the phase has one constant rate.
+  cycle: Tuple[Tuple[str, ...], ...] = ()
+
+  def __post_init__(self):
+    union = sorted({g for c in self.cycle for g in c})
+    if self.cycle and union != sorted(self.groups):
+      raise ValueError(f'Phase {self.name}: groups {self.groups} must be the union of its cycle '
+                       f'{self.cycle}.')
+
+  @property
+  def key(self) -> Tuple:
+    """What determines the phase's compiled step: its groups, its cycle and where the cycle starts."""
+    return (self.groups, self.cycle, self.start % len(self.cycle) if self.cycle else 0)
 
   @property
   def group(self) -> str:
@@ -70,6 +88,9 @@ class Method:
   """Base class of training methods; see the module docstring. One instance per run."""
 
   name = 'method'
+  # The training split's size, set by the loop (`training.train_and_evaluate`) before any hook runs;
+  # None where the method is used outside it.
+  num_train_examples = None
 
   def __init__(self, config, steps_per_epoch: int):
     self.config = config
@@ -160,6 +181,35 @@ def apply_model(model, params, model_state: Optional[Dict[str, Any]], *args, met
   out, updated = model.apply({'params': params, **model_state}, *args, method=method,
                              mutable=list(model_state), **kwargs)
   return out, {k: updated.get(k, v) for k, v in model_state.items()}
+
+
+def make_phase_step(model, method: Method, phase: Phase):
+  """The step of a phase: `make_step` of its groups, or, for a phase with a cycle, a `lax.switch` over
+  the steps of the cycle's group tuples by the step's position in the cycle. Every branch returns
+  the union of the branches' metrics, NaN where that branch computes none (the log averages each
+  metric over the steps that computed it)."""
+  if not phase.cycle:
+    return make_step(model, method, phase.groups)
+  branches = [make_step(model, method, groups) for groups in dict.fromkeys(phase.cycle)]
+  index = {groups: i for i, groups in enumerate(dict.fromkeys(phase.cycle))}
+  position = jnp.asarray([index[g] for g in phase.cycle], jnp.int32)
+
+  def step_fn(state, batch, train_key):
+    shapes = [jax.eval_shape(b, state, batch, train_key)[1] for b in branches]
+    names = sorted({k for s in shapes for k in s})
+    dtypes = {k: s[k].dtype for s in shapes for k in s}
+
+    def padded(branch):
+      def run(state, batch, train_key):
+        new, metrics = branch(state, batch, train_key)
+        return new, {k: metrics[k] if k in metrics else jnp.full((), jnp.nan, dtypes[k])
+                     for k in names}
+      return run
+
+    which = position[(state['step'] - phase.start) % len(phase.cycle)]
+    return jax.lax.switch(which, [padded(b) for b in branches], state, batch, train_key)
+
+  return step_fn
 
 
 def make_step(model, method: Method, groups: Sequence[str]):

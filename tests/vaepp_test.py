@@ -1,0 +1,200 @@
+"""VAEPP's training methods (`methods.vaepp`): which groups each step trains, the loss's pieces, and
+exact resumption inside the VAE phase and the latent-WGAN phase."""
+
+import math
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import helpers
+from vaeprior_jax import data
+from vaeprior_jax import evaluate
+from vaeprior_jax import evaluation
+from vaeprior_jax import methods
+from vaeprior_jax import models
+from vaeprior_jax import partition
+from vaeprior_jax import priors
+from vaeprior_jax import sharding
+from vaeprior_jax import training
+
+SHAPE = (28, 28, 1)
+
+
+class _DenseCritic(nn.Module):
+  """A small critic for tests (the library's `vaepp` critic is convolutional: slower to compile)."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.leaky_relu(nn.Dense(16, name='hidden_0')(x.reshape(x.shape[0], -1)), 0.2)
+    return nn.Dense(1, name='out')(h)[..., 0]
+
+
+priors.DISCRIMINATORS.register('test_dense', lambda mc, shape: _DenseCritic(), replace=True)
+
+
+def _config(method='vaepp', **train):
+  config = helpers.tiny_config(net='dense', prior='pullback', posterior='truncated_gaussian',
+                               latent_dim=3, discriminator='test_dense', pullback_weight=10.0,
+                               latent_gan_units=8, latent_gan_generator_layers=2,
+                               latent_gan_critic_layers=2)
+  config.train.method = method
+  config.train.num_steps = 4
+  config.train.batch_size = 8
+  config.train.vaepp_prior_samples = 8
+  config.train.latent_gan_epochs = 0.25  # 48 mock images / batch 8 = 6 steps per epoch: 2 cycles.
+  config.train.latent_gan_critic_steps = 2
+  config.train.vaepp_naive_vae_steps = 2
+  config.train.checkpoint_every_steps = 1
+  config.train.max_checkpoints_to_keep = 20
+  config.train.log_every_steps = 2
+  config.data.validation_size = 16
+  for k, v in train.items():
+    config.train[k] = v
+  return config
+
+
+def _changed(before, after):
+  """{group: whether any of its parameters changed} for VAEPP's groups."""
+  method = methods.vaepp.VAEPP(_config(), 6)
+  b, a = method.partition(before), method.partition(after)
+  return {g: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(b[g]),
+                                                           jax.tree.leaves(a[g])))
+          for g in methods.vaepp.GROUPS}
+
+
+def _steps(config, num_steps):
+  """The run's states after each of `num_steps` plain steps from its initial state (no loop)."""
+  model = models.create(config.model, SHAPE)
+  method = methods.from_config(config, 6)
+  method.num_train_examples = 48
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(8,) + SHAPE) > 0.5, jnp.float32)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  state = methods.state_from_variables(
+      method, method.initial_variables(model, x, jax.random.key(0), None, mesh))
+  steps = {p.key: jax.jit(methods.make_phase_step(model, method, p)) for p in method.phases()}
+  states, metrics = [jax.device_get(state)], []
+  for s in range(num_steps):
+    state, m = steps[methods.phase_of(method.phases(), s).key](state, x, jax.random.key(1))
+    states.append(jax.device_get(state))
+    metrics.append(jax.device_get(m))
+  return method, states, metrics
+
+
+def test_which_groups_each_step_trains():
+  # vaepp: 4 combined steps (vae and critic), then the latent WGAN: critic, critic, generator, ...
+  method, states, metrics = _steps(_config(), 7)
+  assert [p.name for p in method.phases()] == ['vae', 'latent_gan']
+  assert method.phases()[1].end - method.phases()[1].start == 3  # 0.25 epochs x 6 x (2 + 1) / 2.
+  expected = [{'vae', 'critic'}] * 4 + [{'latent_critic'}, {'latent_critic'}, {'latent_generator'}]
+  got = [{g for g, c in _changed(states[i]['params'], states[i + 1]['params']).items() if c}
+         for i in range(7)]
+  assert got == expected
+  assert all(np.isfinite(m['loss']) for m in metrics)
+  assert metrics[0]['gradient_penalty'] > 0 and np.isnan(metrics[6]['latent_critic_loss'])
+  # vaepp_naive: vae, vae, critic, vae, ... (2 VAE steps per critic step), and no penalty on the
+  # VAE's steps.
+  _, states, metrics = _steps(_config('vaepp_naive'), 4)
+  got = [{g for g, c in _changed(states[i]['params'], states[i + 1]['params']).items() if c}
+         for i in range(4)]
+  assert got == [{'vae'}, {'vae'}, {'critic'}, {'vae'}]
+  assert metrics[0]['gradient_penalty'] == 0 and metrics[2]['gradient_penalty'] > 0
+
+
+def test_the_loss_pieces():
+  config = _config()
+  model = models.create(config.model, SHAPE)
+  x = jnp.asarray(np.random.default_rng(1).uniform(size=(8,) + SHAPE) > 0.5, jnp.float32)
+  variables = model.init(jax.random.key(0), x, jax.random.key(1))
+  method = methods.from_config(config, 6)
+  method.num_train_examples = 48
+  t = model.apply(variables, x, jax.random.key(2), 8, 48, 'wgan_div_1', None, None, True,
+                  method=methods.vaepp.batch_terms)
+  # beta = W sigmoid(0) at the start; log Z_batch is the log of the two estimates' average.
+  assert float(t['beta']) == pytest.approx(5.0)
+  assert float(t['log_z_batch']) == pytest.approx(
+      math.log((math.exp(t['log_z_prior']) + math.exp(t['log_z_posterior'])) / 2), rel=1e-5)
+  groups = method.partition(variables['params'])
+  trained = {g: groups[g] for g in ('vae', 'critic')}  # Algorithm 2's step.
+  loss, metrics, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
+                                 trained, x, jax.random.key(2), jnp.int32(0))
+  from vaeprior_jax import objectives  # pylint: disable=g-import-not-at-top
+  l2 = config.train.l2_reg * float(objectives.l2_penalty(trained))
+  expected = (-t['reconstruction'] + max(float(t['kl']), 0.0) + 10.0 * t['gradient_penalty'] + l2)
+  assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+  # The paper's scale: beta instead of W.
+  config.train.vaepp_penalty_scale = 'beta'
+  method = methods.from_config(config, 6)
+  method.num_train_examples = 48
+  loss_beta, _, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
+                                trained, x, jax.random.key(2), jnp.int32(0))
+  assert float(loss_beta) == pytest.approx(float(expected - 5.0 * t['gradient_penalty']), rel=1e-5)
+  assert metrics['elbo'] == pytest.approx(float(t['reconstruction'] - t['kl']), rel=1e-5)
+
+
+def test_bad_settings_are_named():
+  config = _config()
+  config.model.prior = 'standard'
+  with pytest.raises(ValueError, match='set model.prior=pullback'):
+    methods.validate(config)
+  config = _config(gradient_penalty='wgan')
+  with pytest.raises(ValueError, match="Unknown train.gradient_penalty 'wgan'"):
+    methods.validate(config)
+  config = _config(latent_gan_epochs=0.0)
+  config.model.pullback_sample_start = 'gan'
+  with pytest.raises(ValueError, match='set train.latent_gan_epochs > 0'):
+    methods.validate(config)
+
+
+def _flat(tree):
+  return [np.asarray(v) for v in jax.tree.leaves(tree)]
+
+
+def _final_state(workdir, config, step):
+  model = models.create(config.model, SHAPE)
+  manager = training.checkpoint_manager(workdir)
+  state = jax.device_get(training.restore_state(
+      manager, training.abstract_train_state(model, config, SHAPE), step))
+  manager.close()
+  return state
+
+
+def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_path):
+  config, full = _config(), str(tmp_path / 'full')
+  config.eval.log_z_samples = 8
+  config.eval.log_z_max_images = 16
+  with helpers.mock_binarized_mnist(64):
+    last = training.train_and_evaluate(config, full)
+    final = _final_state(full, config, 7)
+    for resume_at in (2, 5):  # Inside the VAE phase (steps 0-3) and the latent WGAN's (4-6).
+      resumed = str(tmp_path / f'resumed_{resume_at}')
+      helpers.copy_until(full, resumed, resume_at)
+      training.train_and_evaluate(config, resumed)
+      again = _final_state(resumed, config, 7)
+      assert all(np.array_equal(a, b) for a, b in zip(_flat(again), _flat(final))), resume_at
+    result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
+                               write_images=True)
+    test_images = data.load(config.data).eval_images('test', 0)
+  assert np.isfinite(last['loss'])
+  assert 'partition' in final['model_state']
+  for key in ('log_z', 'log_z_stderr', 'nll', 'kl_base_to_prior', 'critic_prior',
+              'critic_posterior', 'beta'):
+    assert np.isfinite(result[key]), key
+  assert result['log_z_num_samples'] == 8 * 16 and result['log_z_images'] == 16
+  for name in ('samples.png', 'base_samples.png', 'gan_samples.png'):
+    assert os.path.exists(os.path.join(full, name))
+  # The likelihood is that of the refreshed log Z: recomputed with it set, the NLL is the same.
+  model = models.create(config.model, SHAPE)
+  variables = {'params': final['params'], **final['model_state']}
+  variables = partition.set_log_z(variables, result['log_z'])
+  metrics = evaluation.make_batch_metrics(model, 4, 100)
+  eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0)
+  nll_key = jax.random.split(eval_key, 3)[0]
+  mesh = sharding.make_mesh()
+  batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
+  again = evaluation.split_metrics(metrics, variables, test_images, nll_key, mesh, batch_size, 16, 0)
+  assert again['nll'] == pytest.approx(result['nll'], rel=1e-5)
+  assert abs(result['log_z']) > 1e-3

@@ -1,0 +1,237 @@
+"""VAEPP's training (`train.method=vaepp` or `vaepp_naive`, with `model.prior=pullback`): a VAE phase,
+then a latent-WGAN phase for sampling, over one global step.
+
+Parameter groups: 'vae' (encoder, posterior, decoder, the prior's xi and base prior), 'critic' (the
+prior's discriminator D), 'latent_critic' and 'latent_generator' (the latent WGAN of
+`vaeprior_jax.latent_gan`).
+
+VAE phase, `train.num_epochs` (or `train.num_steps`), on each batch x (encoder input and target):
+  z ~ q(z|x) (one per example), eps_1..eps_P ~ p_base (P = `train.vaepp_prior_samples`, 128),
+  log f(z) = log p_base(z) - beta D(G(z)),
+  log Z_batch = log of the mean of two estimates (the code's log-mean-exp of the pair; the paper's
+    average, the same thing): the prior-based mean_s exp(-beta D(G(eps_s))) and the posterior-based
+    mean_i f(z_i) / (q(z_i|x_i) / N), N the training set's real size (the code hard-codes 50,000),
+  KL~ = max(mean_i [log q(z_i|x_i) - log f(z_i)] + log Z_batch, 0)  (the code's clamp),
+  R = gradient penalty of D (`penalties`, `train.gradient_penalty`) between x and G(eps) (paired
+    by index), scaled by W (the code's constant `pull_back_energy_weight`) or, with
+    `train.vaepp_penalty_scale=beta`, by beta (the paper's Eq. 9 and Algorithm 2),
+  loss = -mean_i log p(x_i|z_i) + KL~ + scale R + l2_reg L2 (the residual blocks' kernels).
+  vaepp        (Algorithm 2, the default): one step over 'vae' and 'critic' together on that loss.
+  vaepp_naive  (Algorithm 1): `train.vaepp_naive_vae_steps` (5) steps of 'vae' on the loss without R, then
+               one step of 'critic' on mean D(x) - mean D(G(eps)) + scale R (the code's `VAE_D_loss`;
+               the paper's Algorithm 1 writes the opposite sign, which would score generated images
+               as real), each step on its own batch; the critic's Adam has beta1 = 0.5.
+Both: Adam at `train.learning_rate` (1e-4), times `train.lr_decay_factor` (0.5) at each of
+`train.lr_decay_epochs`.
+
+Latent-WGAN phase, `train.latent_gan_epochs` (0: none): the VAE frozen; a cycle of
+`train.latent_gan_critic_steps` (5) critic steps, each on a batch, then one generator step (its
+batch unused), so the phase has latent_gan_epochs x steps_per_epoch x (c + 1) / c steps and the critic
+sees latent_gan_epochs epochs, as in the code. Adam(beta1 = 0.5), the learning rate back at
+`train.learning_rate` and decayed at the `train.lr_decay_epochs` after the VAE phase (the code's
+schedule over global epochs).
+
+The stored log Z of the prior (`partition/log_z`) is not used by training (the batch estimate is);
+`evaluate` sets it from the posterior-based estimate over the training set before every evaluation.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vaeprior_jax import latent_gan
+from vaeprior_jax import models
+from vaeprior_jax import objectives
+from vaeprior_jax import penalties
+from vaeprior_jax.methods import base
+from vaeprior_jax.methods import joint
+
+GROUPS = ('vae', 'critic', 'latent_critic', 'latent_generator')
+_PRIOR_GROUPS = {'discriminator': 'critic', 'latent_critic': 'latent_critic',
+                 'latent_generator': 'latent_generator'}
+PENALTY_SCALES = ('weight', 'beta')
+
+
+def batch_terms(m, x, rng, num_prior_samples: int, num_train: int, penalty: str,
+                penalty_weight, penalty_exponent, with_penalty: bool):
+  """VAEPP's per-batch quantities (a function of the bound model `m`, for `model.apply`).
+
+  Returns a dict of scalars: reconstruction (mean log p(x|z)), kl (mean log q - log f + log Z_batch,
+  unclamped), log_z_batch, log_z_prior, log_z_posterior, critic_real (mean D(x)), critic_fake
+  (mean D(G(eps))), beta, and gradient_penalty (R, 0 unless `with_penalty`).
+  """
+  enc_key, dec_key, eps_key, gp_key = (jax.random.fold_in(rng, i) for i in range(4))
+  mean, log_std = models.call_net(m.encoder, x, train=True)
+  z, log_q = m.posterior.sample_and_log_prob(mean, log_std, enc_key)
+  log_px = m.observation_log_prob(x, m.decode(z, x, True, dec_key))
+  prior, ctx = m.prior, m.prior_context()
+  beta = prior.beta()
+  log_f = prior.log_unnormalized(z, ctx)
+  eps = prior.sample_base(eps_key, num_prior_samples, ctx)
+  fake = ctx.decode_mean(eps)
+  d_fake = prior.critic(fake)
+  log_z_prior = jax.nn.logsumexp(-beta * d_fake) - math.log(num_prior_samples)
+  log_z_post = (jax.nn.logsumexp(log_f - log_q) + math.log(num_train) - math.log(x.shape[0]))
+  log_z_batch = jnp.logaddexp(log_z_prior, log_z_post) - math.log(2.0)
+  out = {
+      'reconstruction': jnp.mean(log_px),
+      'kl': jnp.mean(log_q - log_f) + log_z_batch,
+      'log_z_batch': log_z_batch, 'log_z_prior': log_z_prior, 'log_z_posterior': log_z_post,
+      'critic_real': jnp.mean(prior.critic(x)), 'critic_fake': jnp.mean(d_fake), 'beta': beta,
+      'gradient_penalty': jnp.zeros((), jnp.float32),
+  }
+  if with_penalty:
+    paired = fake[jnp.arange(x.shape[0]) % num_prior_samples]
+    out['gradient_penalty'] = penalties.gradient_penalty(
+        prior.critic, x, paired.astype(x.dtype), gp_key, penalty, penalty_weight, penalty_exponent)
+  return out
+
+
+def latent_gan_terms(m, x, rng, num_fake: int, real: str, penalty: str, penalty_weight,
+                     penalty_exponent):
+  """The latent WGAN's critic and generator losses on a batch (a function of the bound model)."""
+  prior = m.prior
+  mean, log_std = m.encoder(x)
+  if real == 'mean':
+    z_real = mean
+  else:
+    z_real = m.posterior.sample_and_log_prob(mean, log_std, jax.random.fold_in(rng, 0))[0]
+  z_real = jax.lax.stop_gradient(z_real)
+  fake = prior.sample_gan(jax.random.fold_in(rng, 1), num_fake)
+  critic = lambda v: prior.latent_critic(v)[..., 0]
+  gp = penalties.gradient_penalty(critic, z_real, fake, jax.random.fold_in(rng, 2), penalty,
+                                  penalty_weight, penalty_exponent)
+  return {'latent_critic_loss': latent_gan.critic_loss(critic, z_real, fake) + gp,
+          'latent_generator_loss': latent_gan.generator_loss(critic, fake),
+          'latent_gradient_penalty': gp}
+
+
+class VAEPP(base.Method):
+  """Algorithm 2 of VAEPP, then the latent WGAN (see the module docstring)."""
+
+  name = 'vaepp'
+  naive = False
+
+  def __init__(self, config, steps_per_epoch: int):
+    super().__init__(config, steps_per_epoch)
+    tc = config.train
+    self._vae_steps = joint.num_train_steps(tc, steps_per_epoch)
+    c = tc.latent_gan_critic_steps
+    self._gan_steps = int(math.ceil(tc.latent_gan_epochs * steps_per_epoch * (c + 1) / c))
+    self._rate = joint.learning_rate_schedule(tc, steps_per_epoch)
+    vae_epochs = self._vae_steps / steps_per_epoch
+    gan_boundaries = {int(round(e * steps_per_epoch)): tc.lr_decay_factor
+                      for e in tc.lr_decay_epochs if e > vae_epochs}
+    self._gan_rate = optax.piecewise_constant_schedule(tc.learning_rate, gan_boundaries)
+    self._l2_weight = tc.l2_reg
+
+  @classmethod
+  def validate(cls, config):
+    tc, mc = config.train, config.model
+    if mc.prior != 'pullback':
+      raise ValueError(f'train.method={cls.name} trains a pull-back prior; set model.prior=pullback '
+                       f'(got {mc.prior!r}).')
+    penalties.check_kind(tc.gradient_penalty, 'train.gradient_penalty')
+    if tc.vaepp_penalty_scale not in PENALTY_SCALES:
+      raise ValueError(f'Unknown train.vaepp_penalty_scale {tc.vaepp_penalty_scale!r}; allowed: '
+                       f'{", ".join(PENALTY_SCALES)}.')
+    for key in ('vaepp_prior_samples', 'latent_gan_critic_steps', 'vaepp_naive_vae_steps'):
+      if not isinstance(tc[key], int) or tc[key] < 1:
+        raise ValueError(f'train.{key} must be an integer >= 1, got {tc[key]!r}.')
+    if tc.latent_gan_epochs < 0:
+      raise ValueError(f'train.latent_gan_epochs must be >= 0, got {tc.latent_gan_epochs}.')
+    if mc.pullback_sample_start == 'gan' and tc.latent_gan_epochs <= 0:
+      raise ValueError('model.pullback_sample_start=gan starts MALA from the latent WGAN: set '
+                       'train.latent_gan_epochs > 0 (or model.pullback_sample_start=base).')
+    if tc.latent_gan_real not in ('mean', 'sample'):
+      raise ValueError(f'Unknown train.latent_gan_real {tc.latent_gan_real!r}; allowed: mean, '
+                       'sample.')
+
+  # Groups -----------------------------------------------------------------------------------------
+
+  def partition(self, params):
+    prior = dict(params['prior'])
+    out = {g: {} for g in GROUPS}
+    for name, group in _PRIOR_GROUPS.items():
+      out[group] = prior.pop(name)
+    out['vae'] = dict(params, prior=prior)
+    return out
+
+  def merge(self, groups):
+    params = dict(groups['vae'])
+    params['prior'] = dict(params['prior'],
+                           **{name: groups[g] for name, g in _PRIOR_GROUPS.items()})
+    return params
+
+  def optimizers(self):
+    adam = lambda rate, b1=0.9: optax.with_extra_args_support(optax.adam(rate, b1=b1))
+    gan_rate = self._gan_rate
+    return {'vae': adam(self._rate), 'critic': adam(self._rate, 0.5 if self.naive else 0.9),
+            'latent_critic': adam(gan_rate, 0.5), 'latent_generator': adam(gan_rate, 0.5)}
+
+  def phases(self):
+    tc = self.config.train
+    if self.naive:
+      cycle = (('vae',),) * tc.vaepp_naive_vae_steps + (('critic',),)
+      vae = base.Phase('vae', ('vae', 'critic'), 0, self._vae_steps, cycle=cycle)
+    else:
+      vae = base.Phase('vae', ('vae', 'critic'), 0, self._vae_steps)
+    phases = [vae]
+    if self._gan_steps:
+      cycle = ((('latent_critic',),) * tc.latent_gan_critic_steps + (('latent_generator',),))
+      phases.append(base.Phase('latent_gan', ('latent_critic', 'latent_generator'),
+                               self._vae_steps, self._vae_steps + self._gan_steps, cycle=cycle))
+    return phases
+
+  def describe(self):
+    return ', '.join(f'{p.name} ({p.end - p.start} steps)' for p in self.phases())
+
+  # Loss -------------------------------------------------------------------------------------------
+
+  def _penalty_scale(self, beta):
+    if self.config.train.vaepp_penalty_scale == 'beta':
+      return beta
+    return self.config.model.pullback_weight
+
+  def loss(self, model, params, model_state, trained, batch, rng, step):
+    tc = self.config.train
+    l2 = self._l2_weight * objectives.l2_penalty(trained)
+    weight = tc.gradient_penalty_weight or None
+    exponent = tc.gradient_penalty_exponent or None
+    if 'latent_critic' in trained or 'latent_generator' in trained:
+      t, model_state = base.apply_model(
+          model, params, model_state, batch, rng, batch.shape[0], tc.latent_gan_real,
+          tc.gradient_penalty, weight, exponent, method=latent_gan_terms)
+      key = 'latent_critic_loss' if 'latent_critic' in trained else 'latent_generator_loss'
+      loss = t[key] + l2
+      metrics = {'loss': loss, key: t[key], 'learning_rate': self._gan_rate(step)}
+      if 'latent_critic' in trained:
+        metrics['latent_gradient_penalty'] = t['latent_gradient_penalty']
+      return loss, metrics, model_state
+    num_train = self.num_train_examples or self.steps_per_epoch * tc.batch_size
+    with_penalty = 'critic' in trained
+    t, model_state = base.apply_model(
+        model, params, model_state, batch, rng, tc.vaepp_prior_samples, num_train,
+        tc.gradient_penalty, weight, exponent, with_penalty, method=batch_terms)
+    scaled_penalty = self._penalty_scale(t['beta']) * t['gradient_penalty']
+    if 'vae' in trained:
+      loss = -t['reconstruction'] + jnp.maximum(t['kl'], 0.0) + l2
+      if with_penalty:  # Algorithm 2: one loss for the VAE and D.
+        loss = loss + scaled_penalty
+    else:  # Algorithm 1's critic step.
+      loss = t['critic_real'] - t['critic_fake'] + scaled_penalty + l2
+    metrics = dict(t, loss=loss, elbo=t['reconstruction'] - t['kl'], l2=l2,
+                   learning_rate=self._rate(step))
+    return loss, metrics, model_state
+
+
+class NaiveVAEPP(VAEPP):
+  """Algorithm 1 of VAEPP, then the latent WGAN (see the module docstring)."""
+  name = 'vaepp_naive'
+  naive = True
+
+
+base.REGISTRY.register('vaepp', VAEPP)
+base.REGISTRY.register('vaepp_naive', NaiveVAEPP)
