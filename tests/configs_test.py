@@ -183,6 +183,31 @@ def test_every_dai2019_entry_builds_a_valid_model_with_the_codes_settings():
     dai2019.get_config('wae')
 
 
+def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
+  from experiments.configs import vaepp  # pylint: disable=g-import-not-at-top
+  for method, dataset, penalty in itertools.product(vaepp.METHODS, vaepp.DATASETS, vaepp.PENALTIES):
+    config = vaepp.get_config(f'{method},{dataset},{penalty}')
+    methods.validate(config)
+    models.create(config.model, (28, 28, 1))
+    name, latent_dim, weight, _, _ = vaepp.DATASETS[dataset]
+    assert (config.data.dataset, config.model.latent_dim) == (name, latent_dim)
+    assert config.model.pullback_weight == weight and config.train.batch_size == 128
+    expected = None
+    if method != 'standard' and penalty == 'div1':
+      expected = vaepp.PAPER_NLL[dataset][('naive', 'vaepp', 'flow').index(method)]
+    assert config.paper_nll == expected
+  config = vaepp.get_config('')
+  assert (config.model.prior, config.model.posterior, config.train.method) == (
+      'pullback', 'truncated_gaussian', 'vaepp')
+  assert (config.data.dataset, config.model.latent_dim, config.model.vaepp_min_log_std) == (
+      'binarized_mnist', 12, -3.0)
+  assert config.train.lr_decay_epochs[:2] == (200.0, 400.0)
+  assert vaepp.get_config('naive').train.method == 'vaepp_naive'
+  assert vaepp.get_config('standard').model.prior == 'standard'
+  with pytest.raises(ValueError, match="Unknown vaepp config token 'cifar10'"):
+    vaepp.get_config('cifar10')
+
+
 @pytest.mark.parametrize('key, value, message', [
     ('num_steps', -5, r'train.num_steps must be >= 1, or -1 .*got -5'),
     ('batch_size', 0, 'train.batch_size must be an integer >= 1, got 0'),

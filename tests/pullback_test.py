@@ -212,9 +212,19 @@ def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blo
   assert float(variables['params']['prior']['xi']) == 0.0
   terms = model.apply(variables, x, jax.random.key(2), method=model.log_weight_terms)
   assert all(np.all(np.isfinite(v)) for v in terms.values())
-  # The zero-initialised heads: q(z|x) = N(0, 1) truncated; the decoder mean starts at 1e-7.
+  # The zero-initialised last layers: the decoder mean starts at sigmoid(0) = 1/2 (the code's
+  # tanh_clip at 1e-7, with no gradient: the decoder could never learn).
   recon = model.apply(variables, x, jax.random.key(3), method=model.reconstruct)
-  np.testing.assert_allclose(recon, 1e-7, rtol=1e-3)
+  np.testing.assert_allclose(recon, 0.5, rtol=1e-6)
+  mc_code = config_lib.complete_section(dict(mc.to_dict(), vaepp_mean_activation='tanh_clip'),
+                                        'model')
+  code_model = models.create(mc_code, (28, 28, 1))
+  np.testing.assert_allclose(code_model.apply(variables, x, jax.random.key(3),
+                                              method=code_model.reconstruct), 1e-7, rtol=1e-3)
+  grads = jax.grad(lambda p: -jnp.sum(code_model.apply(
+      {**variables, 'params': p}, x, jax.random.key(2), method=code_model.log_weight_terms)[
+          'log_px_z']))(variables['params'])
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads['decoder']))
   samples = model.apply(variables, jax.random.key(4), 3, method=model.sample_prior)
   assert samples.shape == (3, 3)
   l2_leaves = []

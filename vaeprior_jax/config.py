@@ -58,7 +58,8 @@ def defaults() -> ml_collections.ConfigDict:
   model.latent_gan_generator_layers = 5  # ... hidden layers of the generator
   model.latent_gan_critic_layers = 6  # ... and of the critic
   model.vaepp_min_log_std = -5.0      # net=vaepp: log_std clipped below (code: -3 static MNIST)
-  model.vaepp_mean_activation = 'tanh_clip'  # ... Bernoulli mean: tanh_clip (code) | sigmoid
+  model.vaepp_mean_activation = 'sigmoid'  # ... Bernoulli mean: sigmoid | tanh_clip (code; cannot
+                                          # train from its zero init: vaepp_nets)
   model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
 
   data = config.data = ml_collections.ConfigDict()

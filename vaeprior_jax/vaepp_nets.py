@@ -9,9 +9,13 @@ All three use the pre-activation residual block of `nets.ResidualBlock` (leaky R
                  Dense[d] with zero-initialised kernels; log_std clipped below at `min_log_std`
                  (the code: -3 for static MNIST, -5 for dynamic MNIST, Fashion-MNIST and Omniglot).
   decoder        z -> Dense[H/4 W/4 64] (linear) -> DeRes[64, x2] -> DeRes[32, x2] -> DeRes[16] ->
-                 Conv1x1[C], zero-initialised kernel -> the Bernoulli mean, either
-                 clip(tanh(.), 1e-7, 1 - 1e-7) (`mean_activation='tanh_clip'`, the code's) or sigmoid;
-                 returned as logits, the library's Bernoulli parameters.
+                 Conv1x1[C], zero-initialised kernel, returning Bernoulli logits (the mean is their
+                 sigmoid; `mean_activation='sigmoid'`, the default). The code's mean is
+                 clip(tanh(.), 1e-7, 1 - 1e-7) (`mean_activation='tanh_clip'`): with the zero-initialised
+                 last layer, tanh gives 0, which the clip maps to 1e-7 with a zero gradient, so the
+                 decoder never receives a gradient and stays at 1e-7 everywhere (checked here: the
+                 reconstruction term did not move in 200 steps). The published file cannot be what
+                 produced the paper's numbers; sigmoid is the default, tanh_clip kept for the record.
   discriminator  x -> Res[16] -> Res[32, /2] -> Res[64, /2] -> Flatten -> Dense[64] -> Dense[1]
                  (both linear, as in the code), [B].
 
