@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import helpers
+from vaeprior_jax import analysis
 from vaeprior_jax import data
 from vaeprior_jax import evaluate
 from vaeprior_jax import evaluation
@@ -45,7 +46,7 @@ def _config(method='vaepp', **train):
   config.train.num_steps = 4
   config.train.batch_size = 8
   config.train.vaepp_prior_samples = 8
-  config.train.latent_gan_epochs = 0.25  # 48 mock images / batch 8 = 6 steps per epoch: 2 cycles.
+  config.train.latent_gan_epochs = 0.25  # Mock data, batch 8: 8 steps per epoch, 3 WGAN steps.
   config.train.latent_gan_critic_steps = 2
   config.train.vaepp_naive_vae_steps = 2
   config.train.checkpoint_every_steps = 1
@@ -166,6 +167,7 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   config, full = _config(), str(tmp_path / 'full')
   config.eval.log_z_samples = 8
   config.eval.log_z_max_images = 16
+  config.train.log_z_every_epochs = 0.25  # log Z after steps 2, 4 and 6 (8 steps per epoch).
   with helpers.mock_binarized_mnist(64):
     last = training.train_and_evaluate(config, full)
     final = _final_state(full, config, 7)
@@ -179,7 +181,12 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
                                write_images=True)
     test_images = data.load(config.data).eval_images('test', 0)
   assert np.isfinite(last['loss'])
-  assert 'partition' in final['model_state']
+  # log Z refreshed during training: stored in the state (so restored on resume, checked above
+  # bitwise) and logged at steps 2, 4 and 6.
+  stored = float(final['model_state']['partition']['prior']['log_z'])
+  assert stored != 0.0
+  logged = analysis.metric_curve(full, 'log_z')
+  assert [s for s, _ in logged] == [2, 4, 6] and logged[-1][1] == pytest.approx(stored)
   for key in ('log_z', 'log_z_stderr', 'nll', 'kl_base_to_prior', 'critic_prior',
               'critic_posterior', 'beta'):
     assert np.isfinite(result[key]), key

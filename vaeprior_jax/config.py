@@ -118,6 +118,7 @@ def defaults() -> ml_collections.ConfigDict:
   train.latent_gan_epochs = 0.0       # ... the latent WGAN after the VAE (0: none),
   train.latent_gan_critic_steps = 5   # ... critic steps per generator step,
   train.latent_gan_real = 'mean'      # ... its real latents: posterior means | samples (flows)
+  train.log_z_every_epochs = 0.0      # ... log Z over the training split every this many epochs
 
   ev = config.eval = ml_collections.ConfigDict()
   ev.num_samples = 1000

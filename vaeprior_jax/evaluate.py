@@ -55,27 +55,6 @@ def check_arguments(num_samples=None, max_examples=None, chunk_size=None, batch_
       raise ValueError(f'{name} must be an integer >= 1 (or left out), got {value!r}.')
 
 
-def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
-                  batch_size: int = 128):
-  """(variables with the pull-back prior's log Z set from the posterior-based estimate over the
-  training split (`partition.posterior_log_z`, `eval.log_z_samples` per image over
-  `eval.log_z_max_images` images, N = the training split's size), {'log_z', 'log_z_stderr',
-  'log_z_num_samples', 'log_z_images', 'log_z_seconds'})."""
-  ec = config.eval
-  train = dataset.eval_images('train', seed)
-  images = train
-  if 0 < ec.log_z_max_images < len(train):
-    rows = np.sort(np.random.default_rng(seed).permutation(len(train))[:ec.log_z_max_images])
-    images = train[rows]
-  start = time.time()
-  est = partition.posterior_log_z(model, variables, images, key, mesh, len(train),
-                                  ec.log_z_samples, ec.log_z_chunk_size, batch_size)
-  info = {'log_z': est['log_z'], 'log_z_stderr': est['log_z_stderr'],
-          'log_z_num_samples': est['num_samples'], 'log_z_images': len(images),
-          'log_z_seconds': time.time() - start}
-  return partition.set_log_z(variables, est['log_z']), info
-
-
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
@@ -119,8 +98,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
   pullback = {}
   if config.model.prior == 'pullback':  # log Z anew, before the likelihood that depends on it.
-    params, pullback = refresh_log_z(model, params, dataset, config, mesh,
-                                     jax.random.fold_in(eval_key, 0x2), seed, batch_size)
+    params, pullback = partition.refresh_log_z(model, params, dataset, config, mesh,
+                                               jax.random.fold_in(eval_key, 0x2), seed, batch_size)
 
   batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
   start = time.time()

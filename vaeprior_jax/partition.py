@@ -23,6 +23,7 @@ one, whose per-image estimates are independent strata).
 """
 
 import math
+import time
 from typing import Dict
 
 import jax
@@ -123,10 +124,36 @@ def posterior_log_z(model, variables, images: np.ndarray, rng: Array, mesh, num_
                   math.log(num_train))
 
 
+def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
+                  batch_size: int = 128, batch_fn=None):
+  """(variables with the pull-back prior's log Z set from the posterior-based estimate over the
+  training split of `dataset` (a `data.Dataset`): `eval.log_z_samples` per image over
+  `eval.log_z_max_images` images (0: all; a subset seeded by `seed`), N = the split's size;
+  {'log_z', 'log_z_stderr', 'log_z_num_samples', 'log_z_images', 'log_z_seconds'}).
+  `batch_fn`: a `posterior_log_z_fn` of these settings to reuse."""
+  ec = config.eval
+  train = dataset.eval_images('train', seed)
+  images = train
+  if 0 < ec.log_z_max_images < len(train):
+    rows = np.sort(np.random.default_rng(seed).permutation(len(train))[:ec.log_z_max_images])
+    images = train[rows]
+  start = time.time()
+  est = posterior_log_z(model, variables, images, key, mesh, len(train), ec.log_z_samples,
+                        ec.log_z_chunk_size, batch_size, batch_fn)
+  info = {'log_z': est['log_z'], 'log_z_stderr': est['log_z_stderr'],
+          'log_z_num_samples': est['num_samples'], 'log_z_images': len(images),
+          'log_z_seconds': time.time() - start}
+  return set_log_z(variables, est['log_z']), info
+
+
 def set_log_z(variables, log_z) -> dict:
   """`variables` with the pull-back prior's stored log Z replaced by `log_z`."""
   partition = dict(variables['partition'])
-  partition['prior'] = dict(partition['prior'], log_z=jnp.asarray(log_z, jnp.float32))
+  old = partition['prior']['log_z']
+  new = jnp.asarray(log_z, jnp.float32)
+  if isinstance(old, jax.Array) and hasattr(old, 'sharding'):
+    new = jax.device_put(new, old.sharding)  # Where the stored value lives (e.g. replicated).
+  partition['prior'] = dict(partition['prior'], log_z=new)
   return dict(variables, partition=partition)
 
 

@@ -103,10 +103,14 @@ def _pseudo_inputs_from_data(state: State, train_images, config, mesh) -> State:
 
 # ------------------------------------------------------------------------------------------- loop
 
-def next_event(step: int, num_steps: int, train_config, early_stopping=None, phase_end=None) -> int:
-  """The first step after `step` at which the host logs, checkpoints, validates or changes phase."""
+def next_event(step: int, num_steps: int, train_config, early_stopping=None, phase_end=None,
+               host_every: int = 0) -> int:
+  """The first step after `step` at which the host logs, checkpoints, validates, changes phase or
+  updates the state (`Method.host_update`, every `host_every` steps)."""
   after = lambda every: (step // every + 1) * every
   ends = [num_steps, after(train_config.checkpoint_every_steps), after(train_config.log_every_steps)]
+  if host_every:
+    ends.append(after(host_every))
   if early_stopping is not None:
     ends.append(after(early_stopping.every))
   if phase_end is not None:
@@ -140,7 +144,8 @@ class _Feed:
       self.first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
                                                  dataset.dynamic))
 
-  def runner(self, step_fns, phases, num_steps: int, start_step: int, train_key, early_stopping):
+  def runner(self, step_fns, phases, num_steps: int, start_step: int, train_key, early_stopping,
+             host_every: int = 0):
     """run(state, step) -> (state, metrics, the step reached); `step_fns` by `Phase.key`."""
     tc, mesh = self._config.train, self._mesh
     if self.on_device:
@@ -148,7 +153,7 @@ class _Feed:
 
       def run(state, step):
         phase = methods.phase_of(phases, step)
-        end = next_event(step, num_steps, tc, early_stopping, phase.end)
+        end = next_event(step, num_steps, tc, early_stopping, phase.end, host_every)
         state, metrics = loops[phase.key](state, train_key, end - step)
         return state, metrics, end
 
@@ -195,12 +200,15 @@ def _check_finite(per_step, done: int, manager, workdir: str):
 
 def _window_means(window) -> Dict[str, float]:
   """Each metric's mean over the steps of the window that computed it (a phase that alternates
-  between groups reports NaN for the metrics of the groups a step did not train)."""
+  between groups reports NaN for the metrics of the groups a step did not train); metrics no step
+  of the window computed are left out. 'loss' is kept as it is (NaN included): every step computes
+  it."""
   out = {}
   for k in window[0]:
     values = np.asarray([m[k] for m in window], np.float64)
-    computed = values[~np.isnan(values)]
-    out[k] = float(np.mean(computed)) if computed.size else float('nan')
+    computed = values if k == 'loss' else values[~np.isnan(values)]
+    if computed.size:
+      out[k] = float(np.mean(computed))
   return out
 
 
@@ -327,7 +335,8 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   train_key = sharding.replicate(method.train_key(keys['train']), mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.early_stopping else None
-  run = feed.runner(step_fns, phases, num_steps, start_step, train_key, early_stopping)
+  host_every = method.host_update_every()
+  run = feed.runner(step_fns, phases, num_steps, start_step, train_key, early_stopping, host_every)
 
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step
@@ -345,12 +354,19 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
       log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
-      if not (save or log or validate):
+      update = bool(host_every) and done % host_every == 0
+      if not (save or log or validate or update):
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.
       per_step, pending = feed.per_step(pending), []
       _check_finite(per_step, done, manager, workdir)
       window.extend(per_step)
+      if update:  # Before validation and the checkpoint of this step, which must hold it.
+        state, updated = method.host_update(model, state, done, dataset, mesh,
+                                            jax.random.fold_in(keys['eval'], done))
+        if updated:
+          writer.write_scalars(done, updated)
+          logging.info('step %d: %s', done, ', '.join(f'{k} {v:.4g}' for k, v in updated.items()))
       stop = False
       if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
         stop = early_stopping.validate(done, state, writer)

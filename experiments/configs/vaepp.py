@@ -120,6 +120,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   t.vaepp_penalty_scale = 'weight'      # the paper: 'beta'
   t.vaepp_prior_samples = 128
   t.vaepp_naive_vae_steps = 5
+  t.log_z_every_epochs = 500.0 if dataset == 'static_mnist' else 1000.0  # the code's test epochs
   t.early_stopping = False
   t.checkpoint_every_steps = 5000
   t.log_every_steps = 500
@@ -134,6 +135,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   budget = tokens.get('budget')
   if budget == 'quickstart':            # Tens of minutes on a CPU: the shape of the results.
     t.num_epochs, t.latent_gan_epochs, t.lr_decay_epochs = 10.0, 2.0, ()
+    t.log_z_every_epochs = 5.0
     t.learning_rate = 1e-3
     t.checkpoint_every_steps, t.log_every_steps = 1000, 100
     m.pullback_mala_steps = 200
@@ -141,6 +143,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   elif budget == 'runlocal':            # Seconds: a smoke test of the whole pipeline.
     t.num_epochs, t.num_steps, t.lr_decay_epochs = -1.0, 20, ()
     t.latent_gan_epochs = 0.05
+    t.log_z_every_epochs = 0.0
     t.checkpoint_every_steps, t.log_every_steps = 10, 5
     m.pullback_mala_steps = 5
     config.data.validation_size = 1000

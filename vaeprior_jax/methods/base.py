@@ -146,6 +146,19 @@ class Method:
     """One line for the log: the phases, when there are several."""
     return ''
 
+  def host_update_every(self) -> int:
+    """Steps between calls of `host_update` (0: never)."""
+    return 0
+
+  def host_update(self, model, state: State, step: int, dataset, mesh,
+                  key: Array) -> Tuple[State, Dict[str, float]]:
+    """A host-side update of the train state after every `host_update_every()`-th step, before the
+    state of that step is checkpointed (e.g. a statistic over the training set); `key` is a function
+    of the step, so a resumed run updates as an uninterrupted one. Returns (state, metrics to log at
+    that step). The default changes nothing."""
+    del model, step, dataset, mesh, key
+    return state, {}
+
 
 def init_variables(model, batch: Array, key: Array) -> Dict[str, Any]:
   """model.init through `elbo` on a data batch (the flows' ActNorm layers take their initial values

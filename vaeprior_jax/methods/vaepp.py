@@ -31,8 +31,11 @@ sees latent_gan_epochs epochs, as in the code. Adam(beta1 = 0.5), the learning r
 `train.learning_rate` and decayed at the `train.lr_decay_epochs` after the VAE phase (the code's
 schedule over global epochs).
 
-The stored log Z of the prior (`partition/log_z`) is not used by training (the batch estimate is);
-`evaluate` sets it from the posterior-based estimate over the training set before every evaluation.
+The stored log Z of the prior (`partition/log_z`) is not used by the training loss (the batch
+estimate is). It is set from the posterior-based estimate over the training split
+(`partition.refresh_log_z`, with the `eval.log_z_*` settings) every `train.log_z_every_epochs`
+(0: never; the code: at its test epochs, 500 or 1,000) and by `evaluate` before every evaluation;
+the value and its standard error are logged as `log_z`, `log_z_stderr`.
 """
 
 import math
@@ -187,6 +190,23 @@ class VAEPP(base.Method):
 
   def describe(self):
     return ', '.join(f'{p.name} ({p.end - p.start} steps)' for p in self.phases())
+
+  def host_update_every(self):
+    return max(0, int(round(self.config.train.log_z_every_epochs * self.steps_per_epoch)))
+
+  def host_update(self, model, state, step, dataset, mesh, key):
+    from vaeprior_jax import partition  # pylint: disable=g-import-not-at-top
+    from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+    config = self.config
+    batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
+    if getattr(self, '_log_z_fn', None) is None:  # Compiled once per run.
+      self._log_z_fn = partition.posterior_log_z_fn(model, config.eval.log_z_samples,
+                                                    config.eval.log_z_chunk_size)
+    variables, info = partition.refresh_log_z(model, base.model_variables(state), dataset, config,
+                                              mesh, key, 0, batch_size, self._log_z_fn)
+    model_state = dict(state['model_state'], partition=variables['partition'])
+    return dict(state, model_state=model_state), {
+        'log_z': info['log_z'], 'log_z_stderr': info['log_z_stderr']}
 
   # Loss -------------------------------------------------------------------------------------------
 
