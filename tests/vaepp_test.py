@@ -67,8 +67,10 @@ def _changed(before, after):
           for g in methods.vaepp.GROUPS}
 
 
-def _steps(config, num_steps):
-  """The run's states after each of `num_steps` plain steps from its initial state (no loop)."""
+def _steps(config, num_steps, switch=True):
+  """The run's states after each of `num_steps` plain steps from its initial state (no loop): each
+  phase's one step (a lax.switch over a cycle, as the on-device loop compiles it), or with
+  `switch=False` each group tuple's own step (as the host loop calls them)."""
   model = models.create(config.model, SHAPE)
   method = methods.from_config(config, 6)
   method.num_train_examples = 48
@@ -76,10 +78,16 @@ def _steps(config, num_steps):
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
   state = methods.state_from_variables(
       method, method.initial_variables(model, x, jax.random.key(0), None, mesh))
-  steps = {p.key: jax.jit(methods.make_phase_step(model, method, p)) for p in method.phases()}
+  if switch:
+    steps = {p.key: jax.jit(methods.make_phase_step(model, method, p)) for p in method.phases()}
+    pick = lambda p, s: steps[p.key]
+  else:
+    steps = {(p.key, g): jax.jit(f) for p in method.phases()
+             for g, f in methods.phase_steps(model, method, p).items()}
+    pick = lambda p, s: steps[p.key, p.groups_at(s)]
   states, metrics = [jax.device_get(state)], []
   for s in range(num_steps):
-    state, m = steps[methods.phase_of(method.phases(), s).key](state, x, jax.random.key(1))
+    state, m = pick(methods.phase_of(method.phases(), s), s)(state, x, jax.random.key(1))
     states.append(jax.device_get(state))
     metrics.append(jax.device_get(m))
   return method, states, metrics
@@ -103,6 +111,11 @@ def test_which_groups_each_step_trains():
          for i in range(4)]
   assert got == [{'vae'}, {'vae'}, {'critic'}, {'vae'}]
   assert metrics[0]['gradient_penalty'] == 0 and metrics[2]['gradient_penalty'] > 0
+  # The host loop's per-group steps compute what the switch does, with the same metrics.
+  _, host_states, host_metrics = _steps(_config('vaepp_naive'), 4, switch=False)
+  for a, b in zip(states, host_states):
+    assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert [sorted(m) for m in host_metrics] == [sorted(m) for m in metrics]
 
 
 def test_the_loss_pieces():

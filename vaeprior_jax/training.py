@@ -144,12 +144,15 @@ class _Feed:
       self.first_batch = next(data.train_batches(dataset.train, tc.batch_size, config.seed, 0,
                                                  dataset.dynamic))
 
-  def runner(self, step_fns, phases, num_steps: int, start_step: int, train_key, early_stopping,
-             host_every: int = 0):
-    """run(state, step) -> (state, metrics, the step reached); `step_fns` by `Phase.key`."""
+  def runner(self, model, method, phases, num_steps: int, start_step: int, train_key,
+             early_stopping, host_every: int = 0):
+    """run(state, step) -> (state, metrics, the step reached). On the devices: one compiled loop
+    per phase (`methods.make_phase_step`); from the host: one compiled step per phase and group
+    tuple (`methods.phase_steps`)."""
     tc, mesh = self._config.train, self._mesh
     if self.on_device:
-      loops = {g: device_loop.make_loop(f, self._device_data) for g, f in step_fns.items()}
+      loops = {p.key: device_loop.make_loop(methods.make_phase_step(model, method, p),
+                                            self._device_data) for p in phases}
 
       def run(state, step):
         phase = methods.phase_of(phases, step)
@@ -158,12 +161,14 @@ class _Feed:
         return state, metrics, end
 
       return run
-    steps = {g: compile_train_step(f, mesh) for g, f in step_fns.items()}
+    steps = {(p.key, g): compile_train_step(f, mesh)
+             for p in phases for g, f in methods.phase_steps(model, method, p).items()}
     batches = data.train_batches(self._dataset.train, tc.batch_size, self._config.seed, start_step,
                                  self._dataset.dynamic, rows=sharding.process_slice(tc.batch_size))
 
     def run(state, step):
-      state, metrics = steps[methods.phase_of(phases, step).key](
+      phase = methods.phase_of(phases, step)
+      state, metrics = steps[phase.key, phase.groups_at(step)](
           state, sharding.shard_batch(next(batches), mesh), train_key)
       return state, metrics, step + 1
 
@@ -199,13 +204,13 @@ def _check_finite(per_step, done: int, manager, workdir: str):
 
 
 def _window_means(window) -> Dict[str, float]:
-  """Each metric's mean over the steps of the window that computed it (a phase that alternates
-  between groups reports NaN for the metrics of the groups a step did not train); metrics no step
-  of the window computed are left out. 'loss' is kept as it is (NaN included): every step computes
-  it."""
+  """Each metric's mean over the steps of the window that computed it: a phase that alternates
+  between groups reports NaN for the metrics of the groups a step did not train, and steps of
+  different phases report different metrics. 'loss' is kept as it is (NaN included): every step
+  computes it."""
   out = {}
-  for k in window[0]:
-    values = np.asarray([m[k] for m in window], np.float64)
+  for k in dict.fromkeys(k for m in window for k in m):
+    values = np.asarray([m[k] for m in window if k in m], np.float64)
     computed = values if k == 'loss' else values[~np.isnan(values)]
     if computed.size:
       out[k] = float(np.mean(computed))
@@ -329,14 +334,13 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
     manager.close()
     return {}
 
-  # One compiled step per set of trained groups (phases that train the same groups share it).
-  step_fns = {p.key: methods.make_phase_step(model, method, p) for p in phases}
   writer = metric_writer.MetricWriter(workdir, resume_from_step=start_step)
   train_key = sharding.replicate(method.train_key(keys['train']), mesh)
   early_stopping = EarlyStopping(config, workdir, model, per_epoch, mesh, dataset,
                                  keys['eval']) if tc.early_stopping else None
   host_every = method.host_update_every()
-  run = feed.runner(step_fns, phases, num_steps, start_step, train_key, early_stopping, host_every)
+  run = feed.runner(model, method, phases, num_steps, start_step, train_key, early_stopping,
+                    host_every)
 
   pending, window, last = [], [], {}
   window_start, window_step = time.time(), start_step

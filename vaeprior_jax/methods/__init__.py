@@ -12,8 +12,8 @@ from vaeprior_jax.methods import vaepp
 from vaeprior_jax.methods.base import (REGISTRY, Method, Phase, apply_model, from_config,
                                        init_variables, make_phase_step, make_step,
                                        method_name, model_variables,
-                                       phase_of, state_from_variables, validate)
+                                       phase_of, phase_steps, state_from_variables, validate)
 
 __all__ = ['REGISTRY', 'Method', 'Phase', 'apply_model', 'base', 'from_config', 'init_variables',
            'joint', 'make_phase_step', 'make_step', 'method_name', 'model_variables', 'phase_of',
-           'prior_fitting', 'state_from_variables', 'two_stage', 'vaepp', 'validate']
+           'phase_steps', 'prior_fitting', 'state_from_variables', 'two_stage', 'vaepp', 'validate']

@@ -60,6 +60,12 @@ class Phase:
       raise ValueError(f'Phase {self.name}: groups {self.groups} must be the union of its cycle '
                        f'{self.cycle}.')
 
+  def groups_at(self, step: int) -> Tuple[str, ...]:
+    """The groups step `step` trains."""
+    if not self.cycle:
+      return self.groups
+    return self.cycle[(step - self.start) % len(self.cycle)]
+
   @property
   def key(self) -> Tuple:
     """What determines the phase's compiled step: its groups, its cycle and where the cycle starts."""
@@ -196,31 +202,47 @@ def apply_model(model, params, model_state: Optional[Dict[str, Any]], *args, met
   return out, {k: updated.get(k, v) for k, v in model_state.items()}
 
 
-def make_phase_step(model, method: Method, phase: Phase):
-  """The step of a phase: `make_step` of its groups, or, for a phase with a cycle, a `lax.switch` over
-  the steps of the cycle's group tuples by the step's position in the cycle. Every branch returns
-  the union of the branches' metrics, NaN where that branch computes none (the log averages each
-  metric over the steps that computed it)."""
+def phase_steps(model, method: Method, phase: Phase) -> Dict[Tuple[str, ...], Callable]:
+  """{groups: step} for each distinct group tuple a phase trains (one for a phase without a cycle).
+  A cycle's steps all return the union of their metrics, NaN where a step computes none, so that
+  every step of the phase has one metrics structure."""
   if not phase.cycle:
-    return make_step(model, method, phase.groups)
-  branches = [make_step(model, method, groups) for groups in dict.fromkeys(phase.cycle)]
-  index = {groups: i for i, groups in enumerate(dict.fromkeys(phase.cycle))}
-  position = jnp.asarray([index[g] for g in phase.cycle], jnp.int32)
+    return {phase.groups: make_step(model, method, phase.groups)}
+  plain = {groups: make_step(model, method, groups) for groups in dict.fromkeys(phase.cycle)}
+  names = {}  # The union of the steps' metrics: {name: dtype}, found by tracing once.
+
+  def union(state, batch, train_key):
+    if not names:
+      for fn in plain.values():
+        for k, v in jax.eval_shape(fn, state, batch, train_key)[1].items():
+          names[k] = v.dtype
+    return names
+
+  def padded(fn):
+    def run(state, batch, train_key):
+      new, metrics = fn(state, batch, train_key)
+      return new, {k: metrics[k] if k in metrics else jnp.full((), jnp.nan, dtype)
+                   for k, dtype in sorted(union(state, batch, train_key).items())}
+    return run
+
+  return {groups: padded(fn) for groups, fn in plain.items()}
+
+
+def make_phase_step(model, method: Method, phase: Phase):
+  """One step for every step of a phase: for a phase with a cycle, a `lax.switch` over
+  `phase_steps` by the step's position in the cycle (what the on-device loop compiles; the host
+  loop calls each group's own compiled step instead: XLA:CPU runs a conditional's convolutions
+  many times slower than the same ops outside one)."""
+  steps = phase_steps(model, method, phase)
+  if not phase.cycle:
+    return steps[phase.groups]
+  order = list(steps)
+  position = jnp.asarray([order.index(g) for g in phase.cycle], jnp.int32)
+  branches = [steps[g] for g in order]
 
   def step_fn(state, batch, train_key):
-    shapes = [jax.eval_shape(b, state, batch, train_key)[1] for b in branches]
-    names = sorted({k for s in shapes for k in s})
-    dtypes = {k: s[k].dtype for s in shapes for k in s}
-
-    def padded(branch):
-      def run(state, batch, train_key):
-        new, metrics = branch(state, batch, train_key)
-        return new, {k: metrics[k] if k in metrics else jnp.full((), jnp.nan, dtypes[k])
-                     for k in names}
-      return run
-
     which = position[(state['step'] - phase.start) % len(phase.cycle)]
-    return jax.lax.switch(which, [padded(b) for b in branches], state, batch, train_key)
+    return jax.lax.switch(which, branches, state, batch, train_key)
 
   return step_fn
 
