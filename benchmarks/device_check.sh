@@ -54,3 +54,8 @@ step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 --json="$OUT
 fid_images=10000
 if [[ -n "${SMOKE:-}" ]]; then fid_images=8; fi
 step fid 150 "$PYTHON" -m benchmarks.fid_throughput --images=$fid_images --batch_size=200 --windows=3
+# VAEPP: the Algorithm 1 / 2 step against the plain VAE step on the same nets, and log Z's
+# samples per second (1,000 samples per image, as at evaluation).
+vaepp=(--log_z_images=500 --log_z_samples=1000)
+if [[ -n "${SMOKE:-}" ]]; then vaepp=(--smoke); fi
+step vaepp 150 "$PYTHON" -m benchmarks.vaepp_step "${vaepp[@]}"
