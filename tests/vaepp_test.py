@@ -193,6 +193,8 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
     result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=True)
     test_images = data.load(config.data).eval_images('test', 0)
+    from experiments import log_z_spread  # pylint: disable=g-import-not-at-top
+    spread = log_z_spread.log_z_spread(full, repeats=2, num_images=8, samples=4)
   assert np.isfinite(last['loss'])
   # log Z refreshed during training: stored in the state (so restored on resume, checked above
   # bitwise) and logged at steps 2, 4 and 6.
@@ -218,3 +220,8 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   again = evaluation.split_metrics(metrics, variables, test_images, nll_key, mesh, batch_size, 16, 0)
   assert again['nll'] == pytest.approx(result['nll'], rel=1e-5)
   assert abs(result['log_z']) > 1e-3
+  # experiments.log_z_spread: both posteriors on the same parameters, a value per repeat.
+  for posterior in ('truncated_gaussian', 'gaussian'):
+    assert len(spread[posterior]['log_z']) == 2
+    assert np.all(np.isfinite(spread[posterior]['log_z']))
+  assert spread['truncated_gaussian']['log_z'] != spread['gaussian']['log_z']

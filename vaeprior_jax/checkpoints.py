@@ -221,6 +221,7 @@ def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None
 # changes the model, the data or the method and is refused (`check_resume_config`).
 RESUMABLE_CHANGES = (
     'train.num_epochs', 'train.num_steps', 'train.second_stage_epochs', 'train.post_hoc_epochs',
+    'train.latent_gan_epochs', 'train.log_z_every_epochs',
     'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep', 'train.log_every_steps',
     'train.on_device', 'train.eval_every_epochs', 'train.early_stopping_num_samples',
     'train.early_stopping_patience_epochs', 'data.manual_dir', 'data.data_dir', 'data.cache_dir',

@@ -375,9 +375,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
         stop = early_stopping.validate(done, state, writer)
         save = save or stop
-      if save:
-        save_checkpoint(manager, done, state)
-      if log or stop:
+      if log or stop:  # Before the checkpoint: a run killed between the two rewrites this line.
         steps_per_sec = (done - window_step) / max(time.time() - window_start, 1e-9)
         last = _window_means(window)
         last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
@@ -385,6 +383,8 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         _log_line(done, num_steps, last,
                   methods.phase_of(phases, done - 1).name if len(phases) > 1 else '', per_epoch)
         window, window_start, window_step = [], time.time(), done
+      if save:
+        save_checkpoint(manager, done, state)
       if preempted:
         manager.wait_until_finished()
         logging.warning('%s: the state of step %d is saved in %s/checkpoints; rerun the same '
