@@ -165,6 +165,25 @@ def make_batch_metrics(model, num_samples: int, chunk_size: int):
   return batch_metrics
 
 
+def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_size: int,
+                  max_examples=None, seed: int = 0):
+  """(number of examples, an iterator over the batches of a split, or of a seeded random subset of
+  `max_examples`): batch i gives batch_fn(params, x_i sharded over `mesh`, fold_in(key, i)),
+  fetched to the host, each output restricted to the batch's real examples ({name: [n_i]})."""
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  indices, batches = data.eval_batches(images, batch_size, max_examples, seed,
+                                       sharding.process_slice(batch_size))
+
+  def outputs():
+    for i, (x, mask) in enumerate(batches):
+      out = sharding.to_host(batch_fn(params, sharding.shard_batch(x, mesh),
+                                      jax.random.fold_in(key, i)))
+      yield {k: np.asarray(v)[mask] for k, v in out.items()}
+
+  return len(indices), outputs()
+
+
 def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, batch_size: int,
                   max_examples=None, seed: int = 0, label: str = '') -> Dict[str, float]:
   """Averages `batch_metrics` over a split (or a seeded random subset of `max_examples`).
@@ -174,22 +193,18 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   """
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import metric_writer  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
-  indices, batches = data.eval_batches(images, batch_size, max_examples, seed,
-                                       sharding.process_slice(batch_size))
+  total, batches = split_batches(batch_metrics, params, images, key, mesh, batch_size,
+                                 max_examples, seed)
   sums, count, start = {}, 0, time.time()
-  for i, (x, mask) in enumerate(batches):
-    m = sharding.to_host(batch_metrics(params, sharding.shard_batch(x, mesh),
-                                       jax.random.fold_in(key, i)))
+  for i, m in enumerate(batches):
     for k, v in m.items():
-      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)[mask]))
-    count += int(mask.sum())
-    if label and (i % 10 == 0 or count == len(indices)):
+      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
+    count += len(m['log_likelihood'])
+    if label and (i % 10 == 0 or count == total):
       elapsed = time.time() - start
-      eta = elapsed / max(count, 1) * (len(indices) - count)
-      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', label, count, len(indices),
+      eta = elapsed / max(count, 1) * (total - count)
+      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', label, count, total,
                    count / max(elapsed, 1e-9), metric_writer.format_duration(eta))
   means = {k: v / count for k, v in sums.items()}
   return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],

@@ -37,11 +37,12 @@ from vaeprior_jax import models
 Array = jax.Array
 
 
-def _prior_log_weight(m, rng):
-  """-beta D(G(eps)) = log f(eps) - log p_base(eps), eps ~ p_base: [1] (a model method)."""
+def _prior_terms(m, rng, num_samples):
+  """From eps ~ p_base: (D(G(eps)), the log-weights -beta D(G(eps)) = log f(eps) - log p_base(eps)),
+  each [num_samples] (a model method)."""
   prior, ctx = m.prior, m.prior_context()
-  eps = prior.sample_base(rng, 1, ctx)
-  return -prior.beta() * prior.energy(eps, ctx)
+  d = prior.energy(prior.sample_base(rng, num_samples, ctx), ctx)
+  return d, -prior.beta() * d
 
 
 def _posterior_log_weight(m, x, rng):
@@ -78,7 +79,7 @@ def prior_log_z(model, variables, rng: Array, num_samples: int,
 
   @compiled.jit
   def run(variables, key):
-    terms = lambda _, k: _with_square(model.apply(variables, k, method=_prior_log_weight))
+    terms = lambda _, k: _with_square(model.apply(variables, k, 1, method=_prior_terms)[1])
     return evaluation._chunked_sample_reduce(  # pylint: disable=protected-access
         terms, jnp.zeros((1,)), key, num_samples, chunk_size, ('log_weight', 'twice'))
 
@@ -108,19 +109,13 @@ def posterior_log_z(model, variables, images: np.ndarray, rng: Array, mesh, num_
   split; batch i uses fold_in(rng, i)), with q^(z) = q(z|x_j) / num_train:
   {'log_z', 'log_z_stderr', 'num_samples'}. `batch_fn` is a `posterior_log_z_fn` to reuse (it
   compiles once per batch shape)."""
-  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   if num_train < 1:
     raise ValueError(f'num_train must be >= 1, got {num_train}.')
   batch_fn = batch_fn or posterior_log_z_fn(model, samples_per_image, chunk_size)
-  _, batches = data.eval_batches(images, batch_size, None, 0, sharding.process_slice(batch_size))
-  lme, lme2 = [], []
-  for i, (x, mask) in enumerate(batches):
-    out = sharding.to_host(batch_fn(variables, sharding.shard_batch(x, mesh),
-                                    jax.random.fold_in(rng, i)))
-    lme.append(np.asarray(out['log_mean_exp'])[mask])
-    lme2.append(np.asarray(out['log_mean_exp_twice'])[mask])
-  return _summary(np.concatenate(lme), np.concatenate(lme2), samples_per_image,
+  _, batches = evaluation.split_batches(batch_fn, variables, images, rng, mesh, batch_size)
+  outs = list(batches)
+  return _summary(np.concatenate([o['log_mean_exp'] for o in outs]),
+                  np.concatenate([o['log_mean_exp_twice'] for o in outs]), samples_per_image,
                   math.log(num_train))
 
 
@@ -157,14 +152,6 @@ def set_log_z(variables, log_z) -> dict:
   return dict(variables, partition=partition)
 
 
-def _diagnostic_terms(m, rng, num_samples):
-  """From eps ~ p_base: D(G(eps)) and the log-weights -beta D(G(eps)) of p = f / Z against p_base."""
-  prior, ctx = m.prior, m.prior_context()
-  eps = prior.sample_base(rng, num_samples, ctx)
-  d = prior.critic(ctx.decode_mean(eps))
-  return d, -prior.beta() * d
-
-
 def _posterior_critic(m, x, rng):
   """D(G(z)), z ~ q(z|x): [B]."""
   return m.prior.energy(m.sample_posterior(x, rng), m.prior_context())
@@ -182,8 +169,7 @@ def diagnostics(model, variables, rng: Array, images: np.ndarray, num_samples: i
   """
   variables = models.as_variables(variables)
   prior_key, post_key = jax.random.split(rng)
-  fn = compiled.jit(lambda v, k: model.apply(v, k, batch, method=lambda m, k_, n:
-                                             _diagnostic_terms(m, k_, n)))
+  fn = compiled.jit(lambda v, k: model.apply(v, k, batch, method=_prior_terms))
   parts = [jax.device_get(fn(variables, jax.random.fold_in(prior_key, i)))
            for i in range(-(-num_samples // batch))]
   d = np.concatenate([p[0] for p in parts]).astype(np.float64)[:num_samples]
