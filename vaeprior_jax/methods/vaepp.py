@@ -58,33 +58,32 @@ PENALTY_SCALES = ('weight', 'beta')
 
 
 def batch_terms(m, x, rng, num_prior_samples: int, num_train: int, penalty: str,
-                penalty_weight, penalty_exponent, with_penalty: bool):
+                penalty_weight, penalty_exponent, with_penalty: bool, with_vae: bool = True):
   """VAEPP's per-batch quantities (a function of the bound model `m`, for `model.apply`).
 
-  Returns a dict of scalars: reconstruction (mean log p(x|z)), kl (mean log q - log f + log Z_batch,
-  unclamped), log_z_batch, log_z_prior, log_z_posterior, critic_real (mean D(x)), critic_fake
-  (mean D(G(eps))), beta, and gradient_penalty (R, 0 unless `with_penalty`).
+  Returns a dict of scalars: critic_real (mean D(x)), critic_fake (mean D(G(eps))), beta,
+  gradient_penalty (R, 0 unless `with_penalty`), and, with `with_vae` (all but Algorithm 1's critic
+  step, which needs none of them), reconstruction (mean log p(x|z)), kl (mean log q - log f +
+  log Z_batch, unclamped), log_z_batch, log_z_prior and log_z_posterior.
   """
   enc_key, dec_key, eps_key, gp_key = (jax.random.fold_in(rng, i) for i in range(4))
-  mean, log_std = models.call_net(m.encoder, x, train=True)
-  z, log_q = m.posterior.sample_and_log_prob(mean, log_std, enc_key)
-  log_px = m.observation_log_prob(x, m.decode(z, x, True, dec_key))
   prior, ctx = m.prior, m.prior_context()
   beta = prior.beta()
-  log_f = prior.log_unnormalized(z, ctx)
   eps = prior.sample_base(eps_key, num_prior_samples, ctx)
   fake = ctx.decode_mean(eps)
   d_fake = prior.critic(fake)
-  log_z_prior = jax.nn.logsumexp(-beta * d_fake) - math.log(num_prior_samples)
-  log_z_post = (jax.nn.logsumexp(log_f - log_q) + math.log(num_train) - math.log(x.shape[0]))
-  log_z_batch = jnp.logaddexp(log_z_prior, log_z_post) - math.log(2.0)
-  out = {
-      'reconstruction': jnp.mean(log_px),
-      'kl': jnp.mean(log_q - log_f) + log_z_batch,
-      'log_z_batch': log_z_batch, 'log_z_prior': log_z_prior, 'log_z_posterior': log_z_post,
-      'critic_real': jnp.mean(prior.critic(x)), 'critic_fake': jnp.mean(d_fake), 'beta': beta,
-      'gradient_penalty': jnp.zeros((), jnp.float32),
-  }
+  out = {'critic_real': jnp.mean(prior.critic(x)), 'critic_fake': jnp.mean(d_fake), 'beta': beta,
+         'gradient_penalty': jnp.zeros((), jnp.float32)}
+  if with_vae:
+    mean, log_std = models.call_net(m.encoder, x, train=True)
+    z, log_q = m.posterior.sample_and_log_prob(mean, log_std, enc_key)
+    log_px = m.observation_log_prob(x, m.decode(z, x, True, dec_key))
+    log_f = prior.log_unnormalized(z, ctx)
+    log_z_prior = jax.nn.logsumexp(-beta * d_fake) - math.log(num_prior_samples)
+    log_z_post = (jax.nn.logsumexp(log_f - log_q) + math.log(num_train) - math.log(x.shape[0]))
+    log_z_batch = jnp.logaddexp(log_z_prior, log_z_post) - math.log(2.0)
+    out.update(reconstruction=jnp.mean(log_px), kl=jnp.mean(log_q - log_f) + log_z_batch,
+               log_z_batch=log_z_batch, log_z_prior=log_z_prior, log_z_posterior=log_z_post)
   if with_penalty:
     paired = fake[jnp.arange(x.shape[0]) % num_prior_samples]
     out['gradient_penalty'] = penalties.gradient_penalty(
@@ -231,19 +230,20 @@ class VAEPP(base.Method):
         metrics['latent_gradient_penalty'] = t['latent_gradient_penalty']
       return loss, metrics, model_state
     num_train = self.num_train_examples or self.steps_per_epoch * tc.batch_size
-    with_penalty = 'critic' in trained
+    with_penalty, with_vae = 'critic' in trained, 'vae' in trained
     t, model_state = base.apply_model(
         model, params, model_state, batch, rng, tc.vaepp_prior_samples, num_train,
-        tc.gradient_penalty, weight, exponent, with_penalty, method=batch_terms)
+        tc.gradient_penalty, weight, exponent, with_penalty, with_vae, method=batch_terms)
     scaled_penalty = self._penalty_scale(t['beta']) * t['gradient_penalty']
-    if 'vae' in trained:
+    metrics = dict(t, l2=l2, learning_rate=self._rate(step))
+    if with_vae:
       loss = -t['reconstruction'] + jnp.maximum(t['kl'], 0.0) + l2
       if with_penalty:  # Algorithm 2: one loss for the VAE and D.
         loss = loss + scaled_penalty
+      metrics['elbo'] = t['reconstruction'] - t['kl']
     else:  # Algorithm 1's critic step.
       loss = t['critic_real'] - t['critic_fake'] + scaled_penalty + l2
-    metrics = dict(t, loss=loss, elbo=t['reconstruction'] - t['kl'], l2=l2,
-                   learning_rate=self._rate(step))
+    metrics['loss'] = loss
     return loss, metrics, model_state
 
 
