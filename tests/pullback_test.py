@@ -121,6 +121,33 @@ def test_prior_based_estimate_is_unbiased_with_an_honest_standard_error():
   assert 0.6 < reported / spread < 1.6, (reported, spread)
 
 
+def test_check_against_prior_flags_a_low_log_z_and_rarely_a_right_one():
+  """`partition.check_against_prior` against the true log Z (quadrature), with prior-based estimates
+  made here in NumPy from f: a log Z 5 nats too low is flagged with a deficit below the true 5; the
+  true log Z is flagged in at most ~5% of small, heavy-tailed estimates (Markov's guarantee)."""
+  variables = _init(_model(posteriors.GaussianPosterior()))
+  true_log_z = math.log(_integral_of_f(variables))
+  rng = np.random.default_rng(0)
+
+  def prior_estimate(n):
+    eps = rng.standard_normal((n, 2))
+    log_w = _numpy_log_f(variables, eps) + 0.5 * np.sum(eps ** 2, -1) + math.log(2 * math.pi)
+    top = log_w.max()
+    return {'log_z': float(top + np.log(np.mean(np.exp(log_w - top)))), 'log_z_stderr': 0.0,
+            'num_samples': n}
+
+  evaluation = {'log_z': true_log_z - 5.0, 'nll': 100.0, 'elbo': -110.0}
+  out = partition.check_against_prior(evaluation, prior_estimate(100_000))
+  assert 0.0 < out['log_z_deficit_95'] < 5.0, out
+  gap = out['log_z_prior'] - evaluation['log_z']
+  assert out['nll_with_prior_log_z'] == pytest.approx(100.0 + gap)
+  assert out['elbo_with_prior_log_z'] == pytest.approx(-110.0 - gap)
+  flagged = [partition.check_against_prior(dict(evaluation, log_z=true_log_z),
+                                           prior_estimate(5))['log_z_deficit_95'] > 0
+             for _ in range(400)]
+  assert np.mean(flagged) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400), np.mean(flagged)
+
+
 def _posterior_estimates(model, variables, images, num_train, seeds, samples=400):
   mesh = Mesh(np.array(jax.devices()[:1]), ('data',))
   fn = partition.posterior_log_z_fn(model, samples, 100)

@@ -180,6 +180,7 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   config, full = _config(), str(tmp_path / 'full')
   config.eval.log_z_samples = 8
   config.eval.log_z_max_images = 16
+  config.eval.log_z_prior_samples = 512
   config.train.log_z_every_epochs = 0.25  # log Z after steps 2, 4 and 6 (8 steps per epoch).
   with helpers.mock_binarized_mnist(64):
     last = training.train_and_evaluate(config, full)
@@ -219,6 +220,14 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
   again = evaluation.split_metrics(metrics, variables, test_images, nll_key, mesh, batch_size, 16, 0)
   assert again['nll'] == pytest.approx(result['nll'], rel=1e-5)
+  # The prior-based check: with its log Z set, the same computation gives nll_with_prior_log_z.
+  assert result['log_z_prior_num_samples'] == config.eval.log_z_prior_samples
+  shifted = partition.set_log_z(variables, result['log_z_prior'])
+  with_prior = evaluation.split_metrics(metrics, shifted, test_images, nll_key, mesh, batch_size, 16,
+                                        0)
+  assert with_prior['nll'] == pytest.approx(result['nll_with_prior_log_z'], rel=1e-5)
+  assert with_prior['elbo'] == pytest.approx(result['elbo_with_prior_log_z'], rel=1e-5)
+  assert result['log_z_deficit_95'] >= 0.0
   assert abs(result['log_z']) > 1e-3
   # experiments.log_z_spread: both posteriors on the same parameters, a value per repeat.
   for posterior in ('truncated_gaussian', 'gaussian'):

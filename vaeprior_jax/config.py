@@ -128,6 +128,7 @@ def defaults() -> ml_collections.ConfigDict:
   ev.log_z_samples = 1000             # prior=pullback: log Z from this many z ~ q(z|x) per image,
   ev.log_z_max_images = 0             # ... over this many training images (0: all; seeded subset)
   ev.log_z_chunk_size = 100
+  ev.log_z_prior_samples = 100_000    # ... and the prior-based check of it from this many eps ~ p_base
   return config
 
 

@@ -5,6 +5,7 @@ import os
 import time
 from typing import Dict, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,6 +113,16 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                 conv_backend=config.model.conv_backend)
   if pullback:
     result.update(pullback)
+    prior_estimate = partition.prior_log_z(model, params, jax.random.fold_in(eval_key, 0x4),
+                                           ec.log_z_prior_samples)
+    result.update(partition.check_against_prior(result, prior_estimate))
+    if result['log_z_deficit_95'] > 0:
+      logging.warning(
+          'The posterior-based log Z (%.2f) is below the prior-based estimate (%.2f +- %.2f) by more '
+          'than log 20: with 95%% confidence the NLL %.2f is too low by at least %.2f nats '
+          '(nll_with_prior_log_z: %.2f). See docs/vaepp.md, "Checking log Z".', result['log_z'],
+          result['log_z_prior'], result['log_z_prior_stderr'], result['nll'],
+          result['log_z_deficit_95'], result['nll_with_prior_log_z'])
     subset = split_images[:min(len(split_images), 1000)]
     result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset))
   reference = paper_nll(config)

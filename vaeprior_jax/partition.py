@@ -141,12 +141,36 @@ def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
   return set_log_z(variables, est['log_z']), info
 
 
+# Markov's inequality for the unbiased prior-based Z^: P(Z^ >= Z / alpha) <= alpha, so with 95%
+# confidence log Z >= log Z^ - log 20.
+LOWER_BOUND_MARGIN_95 = math.log(20.0)
+
+
+def check_against_prior(result: Dict[str, float], prior: Dict[str, float]) -> Dict[str, float]:
+  """Compares the log Z that `result` (an evaluation with `log_z`, `nll`, `elbo`) used with the
+  prior-based estimate `prior` (`prior_log_z`'s output):
+
+  log_z_prior, log_z_prior_stderr, log_z_prior_num_samples   the prior-based estimate;
+  nll_with_prior_log_z, elbo_with_prior_log_z   the same NLL and ELBO with the prior-based log Z
+      (log Z enters log p(z) as a constant, so each shifts by exactly the difference of the two);
+  log_z_deficit_95   max(0, log Z^_prior - log 20 - log_z): how far, with 95% confidence, the log Z
+      used lies below the true log Z (Markov's inequality on the unbiased prior-based Z^), i.e. by
+      how much at least the reported NLL is too low for that reason. 0 when the check finds nothing.
+  """
+  gap = prior['log_z'] - result['log_z']
+  return {'log_z_prior': prior['log_z'], 'log_z_prior_stderr': prior['log_z_stderr'],
+          'log_z_prior_num_samples': prior['num_samples'],
+          'nll_with_prior_log_z': result['nll'] + gap,
+          'elbo_with_prior_log_z': result['elbo'] - gap,
+          'log_z_deficit_95': max(0.0, gap - LOWER_BOUND_MARGIN_95)}
+
+
 def set_log_z(variables, log_z) -> dict:
   """`variables` with the pull-back prior's stored log Z replaced by `log_z`."""
   partition = dict(variables['partition'])
   old = partition['prior']['log_z']
   new = jnp.asarray(log_z, jnp.float32)
-  if isinstance(old, jax.Array) and hasattr(old, 'sharding'):
+  if isinstance(old, jax.Array) and old.committed:
     new = jax.device_put(new, old.sharding)  # Where the stored value lives (e.g. replicated).
   partition['prior'] = dict(partition['prior'], log_z=new)
   return dict(variables, partition=partition)

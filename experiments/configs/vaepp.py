@@ -131,6 +131,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   e.chunk_size = 100
   e.log_z_samples = 1000
   e.log_z_max_images = 0
+  e.log_z_prior_samples = 100_000       # the check of log Z (docs/vaepp.md, "Checking log Z")
 
   budget = tokens.get('budget')
   if budget == 'quickstart':            # Tens of minutes on a CPU: the shape of the results.
@@ -148,4 +149,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     m.pullback_mala_steps = 5
     config.data.validation_size = 1000
     e.num_samples, e.log_z_samples, e.log_z_max_images = 10, 4, 64
+    e.log_z_prior_samples = 1000
   return config
