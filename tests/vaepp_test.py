@@ -234,3 +234,35 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
     assert len(spread[posterior]['log_z']) == 2
     assert np.all(np.isfinite(spread[posterior]['log_z']))
   assert spread['truncated_gaussian']['log_z'] != spread['gaussian']['log_z']
+
+
+def test_early_stopping_validates_with_log_z_refreshed_at_that_step(tmp_path):
+  """With early stopping, log Z is refreshed before each validation even when its own schedule is
+  off: the logged val_nll is the one recomputed from the checkpoint of that step (which holds the
+  refreshed log Z), not the one of the stale stored value."""
+  config, workdir = _config(num_steps=4, latent_gan_epochs=0.0, log_z_every_epochs=0.0,
+                            early_stopping=True, early_stopping_num_samples=4), str(tmp_path / 'w')
+  config.eval.log_z_samples, config.eval.log_z_max_images = 4, 16
+  with helpers.mock_binarized_mnist(64):
+    method = methods.from_config(config, 1)
+    assert method.host_update_before_validation
+    dataset = data.load(config.data)
+    steps_per_epoch = len(dataset.eval_images('train', 0)) // config.train.batch_size
+    config.train.eval_every_epochs = 2 / steps_per_epoch  # Validation after steps 2 and 4.
+    training.train_and_evaluate(config, workdir)
+    logged_log_z = dict(analysis.metric_curve(workdir, 'log_z'))
+    val_nll = dict(analysis.metric_curve(workdir, 'val_nll'))
+    assert sorted(logged_log_z) == sorted(val_nll) == [2, 4]
+    state = _final_state(workdir, config, 4)
+    stored = float(state['model_state']['partition']['prior']['log_z'])
+    assert stored == pytest.approx(logged_log_z[4]) and abs(stored) > 1e-3
+    model = models.create(config.model, SHAPE)
+    mesh = sharding.make_mesh()
+    eval_key = training.root_keys(config.seed)['eval']
+    metrics = evaluation.make_batch_metrics(model, 4, config.eval.chunk_size)
+    variables = {'params': state['params'], **state['model_state']}
+    again = evaluation.split_metrics(
+        metrics, variables, dataset.eval_images('validation', seed=4),
+        jax.random.fold_in(jax.random.fold_in(eval_key, 0x7a11d), 4), mesh,
+        sharding.round_up_to_devices(config.eval.batch_size, mesh))
+  assert again['nll'] == pytest.approx(val_nll[4], rel=1e-5)

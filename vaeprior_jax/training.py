@@ -358,7 +358,8 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
       log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
-      update = bool(host_every) and done % host_every == 0
+      update = ((bool(host_every) and done % host_every == 0)
+                or (validate and method.host_update_before_validation))
       if not (save or log or validate or update):
         continue
       # Check every step's loss before a checkpoint can hold what followed a non-finite one.

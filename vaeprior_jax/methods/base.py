@@ -156,6 +156,10 @@ class Method:
     """Steps between calls of `host_update` (0: never)."""
     return 0
 
+  # Whether `host_update` also runs before every early-stopping validation (when the validation
+  # metric depends on what it updates, e.g. the pull-back prior's log Z).
+  host_update_before_validation: bool = False
+
   def host_update(self, model, state: State, step: int, dataset, mesh,
                   key: Array) -> Tuple[State, Dict[str, float]]:
     """A host-side update of the train state after every `host_update_every()`-th step, before the

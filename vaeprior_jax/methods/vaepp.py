@@ -34,8 +34,9 @@ schedule over global epochs).
 The stored log Z of the prior (`partition/log_z`) is not used by the training loss (the batch
 estimate is). It is set from the posterior-based estimate over the training split
 (`partition.refresh_log_z`, with the `eval.log_z_*` settings) every `train.log_z_every_epochs`
-(0: never; the code: at its test epochs, 500 or 1,000) and by `evaluate` before every evaluation;
-the value and its standard error are logged as `log_z`, `log_z_stderr`.
+(0: never; the code: at its test epochs, 500 or 1,000), before every early-stopping validation, and
+by `evaluate` before every evaluation; the value and its standard error are logged as `log_z`,
+`log_z_stderr`.
 """
 
 import math
@@ -115,6 +116,7 @@ class VAEPP(base.Method):
 
   name = 'vaepp'
   naive = False
+  host_update_before_validation = True  # Early stopping's NLL needs the log Z of that step.
 
   def __init__(self, config, steps_per_epoch: int):
     super().__init__(config, steps_per_epoch)
