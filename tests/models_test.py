@@ -8,9 +8,12 @@ import pytest
 
 import helpers
 from vaeprior_jax import evaluation
+from vaeprior_jax import likelihoods
 from vaeprior_jax import models
 from vaeprior_jax import nets
 from vaeprior_jax import objectives
+from vaeprior_jax import posteriors
+from vaeprior_jax import priors
 from vaeprior_jax import training
 
 
@@ -214,3 +217,17 @@ def test_the_second_stage_vae_models_latent_vectors():
   assert all(v.shape == (4,) and np.all(np.isfinite(v)) for v in t.values())
   with pytest.raises(ValueError, match=r'latent vectors \[d\]; got an input shape \(28, 28, 1\)'):
     models.create(config, (28, 28, 1))
+
+
+def test_vae_built_directly_without_a_likelihood_is_bernoulli():
+  """models.VAE(likelihood=None), built by hand rather than by models.create, means Bernoulli logits:
+  the same ELBO as with likelihoods.Bernoulli() given, and no extra parameters."""
+  parts = dict(encoder=nets.DenseEncoder(4), decoder=nets.DenseDecoder((28, 28, 1)),
+               prior=priors.StandardNormalPrior(4), posterior=posteriors.GaussianPosterior())
+  x = (jax.random.uniform(jax.random.key(3), (2, 28, 28, 1)) > 0.5).astype(jnp.float32)
+  default, given = models.VAE(**parts), models.VAE(likelihood=likelihoods.Bernoulli(), **parts)
+  variables = default.init(jax.random.key(0), x, jax.random.key(1), method=default.elbo)
+  assert set(variables['params']) == {'encoder', 'decoder'}
+  np.testing.assert_array_equal(
+      default.apply(variables, x, jax.random.key(1), method=default.elbo),
+      given.apply(variables, x, jax.random.key(1), method=given.elbo))

@@ -42,7 +42,9 @@ class LatentVariableModel(nn.Module):
 
   def _likelihood(self) -> nn.Module:
     """The model's likelihood module; None stands for Bernoulli logits over [H, W, C]."""
-    return self.likelihood if self.likelihood is not None else likelihoods.Bernoulli()
+    if self.likelihood is not None:
+      return self.likelihood
+    return likelihoods.Bernoulli(parent=None)  # Stateless; unbound, so not adopted as a submodule.
 
   def observation_log_prob(self, x: Array, out: Array) -> Array:
     """log p(x|z) from the decoder's output, [...], by the model's `likelihood`."""

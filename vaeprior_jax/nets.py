@@ -210,7 +210,8 @@ def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: fl
   return nn.leaky_relu(h, negative_slope) if block == 'resnet' else h
 
 
-def _check_spatial(shape: Tuple[int, int, int]):
+def check_spatial(shape: Tuple[int, int, int]):
+  """Raises ValueError unless `shape` is (H, W, C) with H and W divisible by 4 (two stride-2 stages)."""
   if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
     raise ValueError(f'Convolutional nets need an input shape (H, W, C) with H and W divisible by 4, '
                      f'got {tuple(shape)}.')
@@ -225,7 +226,7 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
-    _check_spatial(x.shape[-3:])
+    check_spatial(x.shape[-3:])
     batch_shape = x.shape[:-3]
     h = x.reshape((-1,) + x.shape[-3:])
     h = _conv_stack(h, ENCODER_STACK, self.block, False, self.negative_slope, self.conv_backend)
@@ -253,7 +254,7 @@ class ConvDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
-    _check_spatial(self.output_shape)
+    check_spatial(self.output_shape)
     h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope, self.conv_backend)
     logits = conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
     return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
@@ -380,7 +381,7 @@ class PixelCNNDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: Array, x: Array, deterministic: bool = True,
                dropout_rng: Optional[Array] = None) -> Array:
-    _check_spatial(self.output_shape)
+    check_spatial(self.output_shape)
     batch_shape = z.shape[:-1]
     cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope, self.conv_backend)
     logits = PixelCNN(self.output_shape, self.num_layers, dropout_rate=self.dropout_rate,
@@ -541,11 +542,11 @@ def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
     return (DenseEncoder(latent_dim, negative_slope=negative_slope),
             DenseDecoder(input_shape, negative_slope=negative_slope))
   if name in ('conv', 'resnet'):
-    _check_spatial(input_shape)
+    check_spatial(input_shape)
     return (ConvEncoder(latent_dim, name, negative_slope, conv_backend),
             ConvDecoder(input_shape, name, negative_slope, conv_backend))
   if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
-    _check_spatial(input_shape)
+    check_spatial(input_shape)
     return (ConvEncoder(latent_dim, 'resnet', negative_slope, conv_backend),
             PixelCNNDecoder(input_shape, negative_slope=negative_slope, conv_backend=conv_backend))
   if name == 'gated_mlp':  # Tomczak & Welling's VAE (L = 1).

@@ -55,7 +55,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
-    nets._check_spatial(x.shape[-3:])  # pylint: disable=protected-access
+    nets.check_spatial(x.shape[-3:])
     h = _trunk(x, self.negative_slope)
     mean = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='mean')(h)
     log_std = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='log_std')(h)
@@ -90,14 +90,14 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    nets._check_spatial(x.shape[-3:])  # pylint: disable=protected-access
+    nets.check_spatial(x.shape[-3:])
     h = _trunk(x, self.negative_slope)
     h = nn.Dense(64, name='dense')(h)
     return nn.Dense(1, name='out')(h)[..., 0]
 
 
 def _build(model_config, input_shape):
-  nets._check_spatial(input_shape)  # pylint: disable=protected-access
+  nets.check_spatial(input_shape)
   if model_config.vaepp_mean_activation not in MEAN_ACTIVATIONS:
     raise ValueError(f'Unknown model.vaepp_mean_activation {model_config.vaepp_mean_activation!r}; '
                      f'allowed: {", ".join(MEAN_ACTIVATIONS)}.')

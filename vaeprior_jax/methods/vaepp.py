@@ -96,7 +96,7 @@ def latent_gan_terms(m, x, rng, num_fake: int, real: str, penalty: str, penalty_
                      penalty_exponent):
   """The latent WGAN's critic and generator losses on a batch (a function of the bound model)."""
   prior = m.prior
-  mean, log_std = m.encoder(x)
+  mean, log_std = models.call_net(m.encoder, x)
   if real == 'mean':
     z_real = mean
   else:
