@@ -204,8 +204,26 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
   assert config.train.lr_decay_epochs[:2] == (200.0, 400.0)
   assert vaepp.get_config('naive').train.method == 'vaepp_naive'
   assert vaepp.get_config('standard').model.prior == 'standard'
-  with pytest.raises(ValueError, match="Unknown vaepp config token 'cifar10'"):
-    vaepp.get_config('cifar10')
+  with pytest.raises(ValueError, match="Unknown vaepp config token 'svhn'"):
+    vaepp.get_config('svhn')
+  # The colour entries: the code's nets, latent sizes and log-scales; its |grad_u D|^6 penalty in
+  # our coordinates (weight 2 (128/255)^6); the paper's CIFAR-10 bits/dim per method and penalty.
+  shapes = {'cifar10': (32, 32, 3), 'celeb_a': (64, 64, 3)}
+  for method, dataset, penalty in itertools.product(vaepp.METHODS, vaepp.COLOUR, vaepp.PENALTIES):
+    config = vaepp.get_config(f'{method},{dataset},{penalty}')
+    methods.validate(config)
+    models.create(config.model, shapes[config.data.dataset])
+    name, net, latent_dim, scale = vaepp.COLOUR[dataset][:4]
+    assert (config.data.dataset, config.model.net, config.model.latent_dim) == (name, net, latent_dim)
+    assert config.model.likelihood == 'discretized_logistic' and config.model.logistic_scale == scale
+    assert config.data.binarize is False and config.model.pullback_weight == 1000.0
+    if penalty != 'gp':
+      assert config.train.gradient_penalty_exponent == 6.0
+      assert config.train.gradient_penalty_weight == pytest.approx(2.0 * (128 / 255) ** 6)
+    expected = None
+    if dataset == 'cifar10' and method != 'standard':
+      expected = vaepp.PAPER_BITS_PER_DIM[penalty][('naive', 'vaepp', 'flow').index(method)]
+    assert config.paper_bits_per_dim == expected and config.paper_nll is None
 
 
 @pytest.mark.parametrize('key, value, message', [

@@ -124,6 +124,9 @@ def test_training_a_bernoulli_vae_on_colour_images_is_refused(tmp_path):
   config.data.dataset = 'cifar10'
   with pytest.raises(ValueError, match='data.dataset=cifar10 holds colour images.*binarized_mnist'):
     training.train_and_evaluate(config, str(tmp_path))
+  # Grey levels or colour in [0, 1] (data.binarize=False) pass, as Dai & Wipf's CIFAR-10 entries:
+  from experiments.configs import dai2019  # pylint: disable=g-import-not-at-top
+  data.require_binary(dai2019.get_config('two_stage,cifar10').data, 'the two-stage VAE')
 
 
 def test_the_128_crop_of_dai_and_wipfs_code_is_the_central_square_they_index():

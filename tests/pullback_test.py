@@ -270,3 +270,45 @@ def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blo
   with pytest.raises(ValueError, match="Unknown model.discriminator 'nope'"):
     models.create(config_lib.complete_section(dict(mc.to_dict(), discriminator='nope'), 'model'),
                   (28, 28, 1))
+
+
+@pytest.mark.parametrize('net,shape,scale,latent,critic_features', [
+    ('vaepp_cifar', (32, 32, 3), 'per_pixel', 128, 4 * 4 * 256),
+    ('vaepp_sampling', (32, 32, 3), 'scalar', 16, 8 * 8 * 64),
+    ('vaepp_sampling', (64, 64, 3), 'scalar', 16, 8 * 8 * 64)])
+def test_vaepp_colour_nets_have_the_codes_shapes_and_start_at_its_values(net, shape, scale, latent,
+                                                                        critic_features):
+  """The colour nets of VAEPP's code (vaepp_nets' docstring): the encoder's heads and the decoder's
+  start at exactly 0 (zero-initialised kernels: q = N(0, I), the image mean 127.5 / 255 everywhere);
+  the decoder emits 2C channels for per-pixel log-scales, C and one 'log_scale' for the scalar one;
+  the critic flattens the code's 4x4x256 or 8x8x64 features; the ELBO is finite; bad settings are
+  named before any compilation."""
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  mc = config_lib.defaults().model
+  mc.update(net=net, discriminator=net, prior='pullback', posterior='truncated_gaussian',
+            likelihood='discretized_logistic', logistic_scale=scale, latent_dim=latent,
+            vaepp_min_log_std=-3.0, pullback_weight=1000.0)
+  model = models.create(mc, shape)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2,) + shape) / 255.0, jnp.float32)
+  variables = model.init(jax.random.key(0), x, jax.random.key(1), method=model.elbo)
+  mean, log_std = model.apply(variables, x, method=lambda m, x_: m.encoder(x_))
+  assert mean.shape == (2, latent)
+  np.testing.assert_array_equal(mean, 0.0)
+  np.testing.assert_array_equal(log_std, 0.0)
+  out = model.apply(variables, mean, method=lambda m, z: m.decoder(z))
+  assert out.shape == (2,) + shape[:2] + (6 if scale == 'per_pixel' else 3,)
+  np.testing.assert_allclose(model.apply(variables, out, method=lambda m, o: m.observation_mean(o)),
+                             127.5 / 255.0, rtol=1e-6)
+  assert ('likelihood' in variables['params']) == (scale == 'scalar')
+  critic = variables['params']['prior']['discriminator']
+  assert critic['dense']['kernel'].shape == (critic_features, 64)
+  assert np.all(np.isfinite(model.apply(variables, x, jax.random.key(2), method=model.elbo)))
+  with pytest.raises(ValueError, match='discretized_logistic'):
+    models.create(config_lib.complete_section(dict(mc.to_dict(), likelihood='bernoulli'), 'model'),
+                  shape)
+  if net == 'vaepp_cifar':
+    with pytest.raises(ValueError, match='multiple of 64'):
+      models.create(config_lib.complete_section(dict(mc.to_dict(), latent_dim=100), 'model'), shape)
+  else:
+    with pytest.raises(ValueError, match='32x32'):
+      models.create(mc, (28, 28, 3))

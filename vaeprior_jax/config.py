@@ -22,7 +22,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.net = 'dense'                 # nets.REGISTRY (one-level and two-level nets)
   model.prior = 'standard'            # priors.REGISTRY
   model.posterior = 'gaussian'        # posteriors.REGISTRY
-  model.likelihood = 'bernoulli'      # likelihoods.REGISTRY: bernoulli | gaussian
+  model.likelihood = 'bernoulli'      # likelihoods.REGISTRY (bernoulli, gaussian, discretized_logistic)
   model.posterior_truncation = 2.0    # posterior=truncated_gaussian: |z - mu| <= this many sigma
   model.latent_dim = 40               # z (of z2 in the two-level models)
   model.z1_dim = 0                    # the two-level models' z1 (0: latent_dim)
@@ -47,6 +47,8 @@ def defaults() -> ml_collections.ConfigDict:
   model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
   model.log_gamma = 0.0               # ... its initial (or fixed) log
   model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
+  model.logistic_scale = 'per_pixel'  # discretized_logistic: per_pixel (2C decoder channels) | scalar
+  model.logistic_min_log_scale = -20.0  # ... log-scales clipped below here (VAEPP's code)
   model.pullback_base = 'standard'    # prior=pullback (VAEPP): p_base(z) exp(-beta D(G(z))) / Z,
   model.pullback_weight = 10.0        # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
   model.pullback_xi_init = 0.0        # ... xi's initial value

@@ -234,12 +234,15 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 
 def require_binary(data_config, what: str):
-  """Raises ValueError if `data_config.dataset` is a colour dataset: `what` models binary images."""
+  """Raises ValueError if `data_config` asks for binarized images (`data.binarize`, the default) of a
+  colour dataset, which has no binarized form: `what` is the model that would read them."""
   data_config = _complete(data_config)
-  if SPECS[data_config.dataset].continuous:
+  if SPECS[data_config.dataset].continuous and data_config.binarize:
     binary = ', '.join(n for n, s in SPECS.items() if not s.continuous)
-    raise ValueError(f'data.dataset={data_config.dataset} holds colour images in [0, 1], but {what} '
-                     f'has a Bernoulli decoder for binary images; use one of {binary}.')
+    raise ValueError(f'data.dataset={data_config.dataset} holds colour images in [0, 1], but '
+                     f'data.binarize=True asks {what} to model binary images; use one of {binary}, '
+                     f'or data.binarize=False with a likelihood for [0, 1] values (model.likelihood='
+                     f'gaussian, discretized_logistic, or bernoulli as a cross-entropy).')
 
 
 def binarize(images: np.ndarray, seed) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Evaluating a training workdir: the App. B.3 metrics on a split, active units, and image grids."""
 
 import json
+import math
 import os
 import time
 from typing import Dict, Optional
@@ -125,6 +126,11 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
           result['log_z_deficit_95'], result['nll_with_prior_log_z'])
     subset = split_images[:min(len(split_images), 1000)]
     result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset))
+  if config.model.likelihood == 'discretized_logistic':  # 8-bit images: also in bits per dimension.
+    nats_per_bit = math.log(2.0) * math.prod(dataset.input_shape)
+    for key in ('nll', 'nll_with_prior_log_z'):
+      if key in result:
+        result[key.replace('nll', 'bits_per_dim', 1)] = result[key] / nats_per_bit
   reference = paper_nll(config)
   if reference is not None and split == 'test':
     result.update(entry=config.get('entry', ''), paper_nll=reference)

@@ -9,6 +9,13 @@ the last `event_ndims` axes of x (3 for images [H, W, C], 1 for vectors [d]), an
              exp(`model.log_gamma`). `model.mean_activation` maps `out` to the mean: 'identity' or
              'sigmoid' (Dai & Wipf's decoders end with a sigmoid).
 
+  discretized_logistic
+             PixelCNN++'s discretized logistic over the 256 pixel values (VAEPP on CIFAR-10 and CelebA):
+             per-pixel log-scales from the decoder (`model.logistic_scale=per_pixel`: `out` has 2C
+             channels, the mean's pre-activation then the log-scale) or one learned scalar log-scale
+             (`scalar`, the VAEPP code's "uniform scale": `out` has C channels). See
+             `DiscretizedLogistic`.
+
 Dai & Wipf's code learns gamma as a standard deviation (loggamma, initialised at 0); the paper writes
 the covariance as gamma I (a variance). Here gamma is the standard deviation, as in the code.
 """
@@ -83,6 +90,81 @@ class Gaussian(nn.Module):
     return jnp.exp(self._log_gamma())
 
 
+class DiscretizedLogistic(nn.Module):
+  """p(x|z) for 8-bit images x = k / 255 (k = 0..255): the mass of a logistic(mean, scale) over k's bin.
+
+  It works in the coordinates of VAEPP's code (chenwenxiao/adversarial-prior-vae, `dmm_cifar10.py`,
+  via tfsnippet's DiscretizedLogistic): u = (k - 127.5) / 128, bins of width 2/256 centred on the
+  256 values, the first and last bins open to -inf and +inf. The mean is tanh of the decoder's output,
+  the log-scale is clipped below at `min_log_scale` (-20). The probability of each pixel value does
+  not depend on the coordinates, so log p is the usual discrete log-likelihood of the 8-bit image
+  (bits/dim = -log p / (H W C ln 2)).
+
+  log P(k) = log(sigmoid(b) - sigmoid(a)), a and b the bin's edges in units of the scale, computed as
+  -softplus(-b) - softplus(a) + log(-expm1(a - b)), which is exact and finite wherever the scale is
+  (PixelCNN++ and the code instead floor the difference of sigmoids, at 1e-12 or 1e-10).
+
+  scale: 'per_pixel' (`out` [..., H, W, 2C]: the mean's pre-activation, then the log-scale) or
+  'scalar' (`out` [..., H, W, C]; one parameter 'log_scale', starting at 0, as the code's
+  `uniform_scale`).
+  """
+  scale: str = 'per_pixel'
+  min_log_scale: float = -20.0
+  event_ndims: int = 3
+
+  SCALES = ('per_pixel', 'scalar')
+  HALF_BIN = 1.0 / 256.0
+
+  def setup(self):
+    if self.scale not in self.SCALES:
+      raise ValueError(f'Unknown discretized logistic scale {self.scale!r}; allowed: '
+                       f'{", ".join(self.SCALES)}.')
+    if self.scale == 'scalar':
+      self.learned_log_scale = self.param('log_scale', nn.initializers.zeros, (), jnp.float32)
+
+  def _split(self, out: Array, channels: int) -> Tuple[Array, Array]:
+    """(mean in the code's coordinates, clipped log-scale) from the decoder output."""
+    if self.scale == 'per_pixel':
+      if out.shape[-1] != 2 * channels:
+        raise ValueError(
+            f'The per-pixel discretized logistic needs a decoder output of 2C = {2 * channels} '
+            f'channels (mean and log-scale), got {out.shape[-1]}: use a net that emits them (model.net='
+            f'vaepp) or model.logistic_scale=scalar.')
+      pre_mean, log_scale = out[..., :channels], out[..., channels:]
+    else:
+      pre_mean, log_scale = out, jnp.broadcast_to(self.learned_log_scale, out.shape)
+    return jnp.tanh(pre_mean), jnp.maximum(log_scale, self.min_log_scale)
+
+  def log_prob(self, x: Array, out: Array) -> Array:
+    channels = x.shape[-1]
+    mean, log_scale = self._split(out, channels)
+    k = jnp.clip(jnp.round(x * 255.0), 0.0, 255.0)
+    u = (k - 127.5) / 128.0
+    inv_scale = jnp.exp(-log_scale)
+    low = (u - self.HALF_BIN - mean) * inv_scale
+    high = (u + self.HALF_BIN - mean) * inv_scale
+    middle = (-jax.nn.softplus(-high) - jax.nn.softplus(low)
+              + jnp.log(-jnp.expm1(low - high)))
+    log_p = jnp.where(k == 0, -jax.nn.softplus(-high),          # log sigmoid(high)
+                      jnp.where(k == 255, -jax.nn.softplus(low),  # log (1 - sigmoid(low))
+                                middle))
+    return jnp.sum(log_p, axis=_event_axes(self.event_ndims))
+
+  def mean(self, out: Array) -> Array:
+    """The logistic's location as an image in [0, 1] (what the code plots and its critic reads):
+    (128 tanh(.) + 127.5) / 255, clipped; out's first C channels for the per-pixel scale."""
+    pre_mean = out[..., :out.shape[-1] // 2] if self.scale == 'per_pixel' else out
+    return jnp.clip((128.0 * jnp.tanh(pre_mean) + 127.5) / 255.0, 0.0, 1.0)
+
+
+def output_channels(model_config, channels: int) -> int:
+  """How many channels the decoder emits for images of `channels` under `model_config.likelihood`."""
+  model_config = config_lib.complete_section(model_config, 'model')
+  if model_config.likelihood == 'discretized_logistic' and model_config.logistic_scale == 'per_pixel':
+    return 2 * channels
+  return channels
+
+
 # Builders: (model_config, event_shape) -> module. `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.likelihood')
 
@@ -101,6 +183,16 @@ def _gaussian(model_config, event_shape) -> nn.Module:
                      f'{", ".join(MEAN_ACTIVATIONS)}.')
   return Gaussian(log_std=float(model_config.log_gamma), learn_gamma=bool(model_config.learn_gamma),
                   event_ndims=len(event_shape), mean_activation=activation)
+
+
+@REGISTRY.register('discretized_logistic')
+def _discretized_logistic(model_config, event_shape) -> nn.Module:
+  if model_config.logistic_scale not in DiscretizedLogistic.SCALES:
+    raise ValueError(f'Unknown model.logistic_scale {model_config.logistic_scale!r}; allowed: '
+                     f'{", ".join(DiscretizedLogistic.SCALES)}.')
+  return DiscretizedLogistic(scale=model_config.logistic_scale,
+                             min_log_scale=float(model_config.logistic_min_log_scale),
+                             event_ndims=len(event_shape))
 
 
 def create(model_config, event_shape) -> nn.Module:

@@ -173,25 +173,34 @@ class ResidualBlock(nn.Module):
 
   The shortcut is the identity, or a 1x1 (transposed) convolution when the shape changes. With
   `transpose`, the strided convolutions are transposed convolutions (upsampling, the DeResnet layer).
+  `zero_init` starts every kernel at 0 (VAEPP's code does so for its convolutional latent heads):
+  the block outputs its biases, and only the shortcut gets a gradient at first.
   """
   features: int
   stride: int
   transpose: bool = False
   negative_slope: float = 0.2
   conv_backend: str = 'xla'
+  kernel_size: int = 3
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     plain = conv_layer(self.conv_backend)
     conv = _strided_layer(self.conv_backend, self.transpose)
+    if self.zero_init:
+      if self.transpose:
+        raise ValueError('ResidualBlock: zero_init is for non-transposed blocks.')
+      plain = conv = functools.partial(plain, kernel_init=nn.initializers.zeros)
     strides = (self.stride, self.stride)
+    kernel = (self.kernel_size, self.kernel_size)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
       shortcut = conv(self.features, (1, 1), strides, padding='SAME', name='shortcut')(x)
     h = nn.leaky_relu(x, self.negative_slope)
-    h = conv(self.features, (3, 3), strides, padding='SAME', name='conv_0')(h)
+    h = conv(self.features, kernel, strides, padding='SAME', name='conv_0')(h)
     h = nn.leaky_relu(h, self.negative_slope)
-    h = plain(self.features, (3, 3), padding='SAME', name='conv_1')(h)
+    h = plain(self.features, kernel, padding='SAME', name='conv_1')(h)
     return shortcut + h
 
 
