@@ -203,6 +203,9 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
       'binarized_mnist', 12, -3.0)
   assert config.train.lr_decay_epochs[:2] == (200.0, 400.0)
   assert vaepp.get_config('naive').train.method == 'vaepp_naive'
+  flow = vaepp.get_config('flow').model  # The code's 20 planar layers over the truncated normal.
+  assert (flow.posterior, flow.planar_layers, flow.planar_base_truncation) == ('planar', 20, 2.0)
+  assert vaepp.get_config('flow,cifar10').model.planar_base_truncation == 0.0
   assert vaepp.get_config('standard').model.prior == 'standard'
   with pytest.raises(ValueError, match="Unknown vaepp config token 'svhn'"):
     vaepp.get_config('svhn')

@@ -118,6 +118,16 @@ def test_which_groups_each_step_trains():
   assert [sorted(m) for m in host_metrics] == [sorted(m) for m in metrics]
 
 
+def test_vaepp_plus_flow_trains_the_planar_layers_with_the_vae_and_feeds_samples_to_the_wgan():
+  config = _config(latent_gan_real='sample')
+  config.model.update(posterior='planar', planar_layers=3, planar_base_truncation=2.0)
+  _, states, metrics = _steps(config, 5)
+  flow = lambda s: s['params']['posterior']['flow']
+  assert not np.array_equal(flow(states[0])['v'], flow(states[1])['v'])   # A VAE step.
+  np.testing.assert_array_equal(flow(states[4])['v'], flow(states[5])['v'])  # A latent-WGAN step.
+  assert all(np.isfinite(m['loss']) for m in metrics)
+
+
 def test_the_loss_pieces():
   config = _config()
   model = models.create(config.model, SHAPE)

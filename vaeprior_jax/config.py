@@ -24,6 +24,8 @@ def defaults() -> ml_collections.ConfigDict:
   model.posterior = 'gaussian'        # posteriors.REGISTRY
   model.likelihood = 'bernoulli'      # likelihoods.REGISTRY (bernoulli, gaussian, discretized_logistic)
   model.posterior_truncation = 2.0    # posterior=truncated_gaussian: |z - mu| <= this many sigma
+  model.planar_layers = 20            # posterior=planar: planar layers (VAEPP's code: 20) over ...
+  model.planar_base_truncation = 0.0  # ... N(mu, sigma^2), truncated at this many sigma if > 0
   model.latent_dim = 40               # z (of z2 in the two-level models)
   model.z1_dim = 0                    # the two-level models' z1 (0: latent_dim)
   model.flow_depth = 20               # K, RealNVP blocks (prior or posterior)

@@ -1,4 +1,5 @@
-"""Normalising flows: RealNVP as in Xu et al. (2019), App. B.2.
+"""Normalising flows: RealNVP as in Xu et al. (2019), App. B.2, and planar flows (Rezende & Mohamed,
+2015; VAEPP's "VAEPP + Flow").
 
 Every flow maps z -> w with `forward_and_log_det(z) -> (w, log|det dw/dz|)` and back with
 `inverse_and_log_det(w) -> (z, log|det dz/dw|)`. Inputs have shape [..., d]; log-determinants have
@@ -202,3 +203,35 @@ class RealNVP(nn.Module):
   def inverse_and_log_det(self, w: Array) -> Tuple[Array, Array]:
     """w [..., d] -> (z = f^{-1}(w) [..., d], log|det df^{-1}/dw| [...])."""
     return self._run(_scan_inverse, w, reverse=True)
+
+
+class PlanarFlow(nn.Module):
+  """`num_layers` planar layers w -> w + u_hat tanh(v . w + b) (Rezende & Mohamed, 2015, Sec. A.1).
+
+  u_hat = u + (softplus(v . u) - 1 - v . u) v / |v|^2 makes v . u_hat >= -1, so each layer is
+  invertible; log|det| = log|1 + u_hat . v (1 - tanh^2(v . w + b))| per layer. Parameters as in
+  tfsnippet's `planar_normalizing_flows` (VAEPP's code): v and u ~ N(0, 0.01^2), b = 0, stacked over
+  the layers ('v', 'u' [L, d], 'b' [L]); the layers run in a `lax.scan`. Only the forward direction
+  exists (planar layers have no closed-form inverse), which is all a posterior needs.
+  """
+  num_layers: int
+
+  @nn.compact
+  def forward_and_log_det(self, w: Array) -> Tuple[Array, Array]:
+    d = w.shape[-1]
+    init = nn.initializers.normal(0.01)
+    v = self.param('v', init, (self.num_layers, d), jnp.float32)
+    u = self.param('u', init, (self.num_layers, d), jnp.float32)
+    b = self.param('b', nn.initializers.zeros, (self.num_layers,), jnp.float32)
+
+    def layer(h, params):
+      v_l, u_l, b_l = params
+      vu = jnp.dot(v_l, u_l)
+      u_hat = u_l + (jax.nn.softplus(vu) - 1.0 - vu) * v_l / jnp.sum(jnp.square(v_l))
+      a = jnp.tanh(h @ v_l + b_l)                                   # [...]
+      h = h + a[..., None] * u_hat
+      log_det = jnp.log(jnp.abs(1.0 + (1.0 - jnp.square(a)) * jnp.dot(u_hat, v_l)))
+      return h, log_det
+
+    out, log_dets = lax.scan(layer, w, (v, u, b))
+    return out, jnp.sum(log_dets, axis=0)

@@ -98,6 +98,42 @@ class RealNVPPosterior(nn.Module):
     return jnp.mean(self.flow.forward_and_log_det(w)[0], axis=0)
 
 
+class PlanarPosterior(nn.Module):
+  """q(z|x) with z = f(w), f `num_layers` planar layers (`flows.PlanarFlow`) and w from the base
+  q0(w|x): N(mu, sigma^2), or truncated to |w_k - mu_k| <= t sigma_k with `truncation` t > 0 (VAEPP's
+  code: its MNIST-family scripts put the flow over the truncated normal, the CIFAR-10 ones over the
+  plain one). log q(z|x) = log q0(w|x) - log|det df/dw|."""
+  num_layers: int
+  truncation: float = 0.0
+
+  def setup(self):
+    self.flow = flows.PlanarFlow(self.num_layers)
+    self.base = TruncatedGaussianPosterior(self.truncation) if self.truncation > 0 else None
+
+  def _base_sample(self, mean, log_std, rng):
+    if self.base is None:
+      return gaussian_sample(mean, log_std, rng)
+    return self.base.sample_and_log_prob(mean, log_std, rng)
+
+  def sample_and_log_prob(self, mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
+    w, log_q_w = self._base_sample(mean, log_std, rng)
+    z, log_det = self.flow.forward_and_log_det(w)
+    return z, log_q_w - log_det
+
+  def mean(self, mean: Array, log_std: Array, rng: Array, num_samples: int) -> Array:
+    """Monte Carlo estimate of E_q[z] with `num_samples` samples."""
+    keys = jax.random.split(rng, num_samples)
+    w = jax.vmap(lambda k: self._base_sample(mean, log_std, k)[0])(keys)
+    return jnp.mean(self.flow.forward_and_log_det(w)[0], axis=0)
+
+
+def _planar(mc) -> nn.Module:
+  if mc.planar_layers < 1:
+    raise ValueError(f'model.planar_layers must be >= 1 with model.posterior=planar, got '
+                     f'{mc.planar_layers}.')
+  return PlanarPosterior(mc.planar_layers, mc.planar_base_truncation)
+
+
 # Builders: (model_config) -> posterior module; `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.posterior')
 REGISTRY.register('gaussian', lambda mc: GaussianPosterior())
@@ -107,8 +143,10 @@ REGISTRY.register('realnvp', lambda mc: RealNVPPosterior(
 REGISTRY.register('truncated_gaussian',
                   lambda mc: TruncatedGaussianPosterior(mc.posterior_truncation))
 
+REGISTRY.register('planar', _planar)
+
 # The library's own posteriors (REGISTRY.names() also lists those user code registered).
-POSTERIORS = ('gaussian', 'realnvp', 'truncated_gaussian')
+POSTERIORS = ('gaussian', 'realnvp', 'truncated_gaussian', 'planar')
 
 
 def from_config(model_config) -> nn.Module:
