@@ -192,6 +192,9 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
     name, latent_dim, weight, _, _ = vaepp.DATASETS[dataset]
     assert (config.data.dataset, config.model.latent_dim) == (name, latent_dim)
     assert config.model.pullback_weight == weight and config.train.batch_size == 128
+    grey = dataset != 'static_mnist'  # The code: q(z|e) of the grey image, trained on e itself.
+    assert (config.data.binarize, config.eval.proposal_input) == (not grey,
+                                                                  'grey' if grey else 'target')
     expected = None
     if method != 'standard' and penalty == 'div1':
       expected = vaepp.PAPER_NLL[dataset][('naive', 'vaepp', 'flow').index(method)]

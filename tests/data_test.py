@@ -233,6 +233,17 @@ def test_grey_levels_without_binarization(tmp_path):
   config = _dynamic_config('mnist', cache_dir=str(tmp_path))
   assert data.cache_path(config) != data.cache_path(_dynamic_config('mnist', binarize=False,
                                                                     cache_dir=str(tmp_path)))
+  # VAEPP's evaluation of a grey-level run: the binarized run's test images, each beside the grey
+  # image it was drawn from; other splits binarized once with the seed.
+  pairs = data.grey_proposal_pairs(grey, _dynamic_config('mnist', binarize=False), 'test')
+  assert pairs.shape == binarized.test.shape[:-1] + (2,)
+  np.testing.assert_array_equal(pairs[..., :1], binarized.test)
+  np.testing.assert_array_equal(pairs[..., 1:], np.concatenate([raw_test] * 10))
+  valid = data.grey_proposal_pairs(grey, _dynamic_config('mnist', binarize=False), 'validation', 3)
+  np.testing.assert_array_equal(valid[..., :1], binarized.eval_images('validation', 3))
+  np.testing.assert_array_equal(valid[..., 1:], grey.validation)
+  with pytest.raises(ValueError, match='needs a grey-level dataset .* data.binarize=False'):
+    data.grey_proposal_pairs(binarized, _dynamic_config('mnist'), 'test')
 
 
 

@@ -182,3 +182,37 @@ def test_default_chunk_keeps_the_resnet_vae_estimator_under_2_gib():
   temp = _estimator_temp_bytes(config, config.eval.num_samples, config.eval.chunk_size,
                                config.eval.batch_size)
   assert temp < 2 * 2**30, f'{temp / 2**30:.2f} GiB'
+
+
+def test_paired_evaluation_uses_q_of_the_grey_image_and_estimates_the_exact_likelihood():
+  """make_batch_metrics(paired=True) on Concat[binary x, grey e]: the proposal is q(z|e) (its 1-sample
+  ELBO differs from q(z|x)'s), and with either proposal the 4,000-sample estimate is within 0.05 nats
+  of log p(x) by quadrature over a 1-D latent (float64)."""
+  from vaeprior_jax import likelihoods, models, nets, posteriors, priors  # pylint: disable=g-import-not-at-top,g-multiple-import
+  model = models.VAE(encoder=nets.DenseEncoder(1, hidden_units=(16,)),
+                     decoder=nets.DenseDecoder((3, 3, 1), hidden_units=(16,)),
+                     prior=priors.StandardNormalPrior(1), posterior=posteriors.GaussianPosterior(),
+                     likelihood=likelihoods.Bernoulli())
+  rng = np.random.default_rng(3)
+  grey = rng.uniform(size=(6, 3, 3, 1)).astype(np.float32)
+  x = (rng.uniform(size=grey.shape) < grey).astype(np.float32)
+  variables = model.init(jax.random.key(0), jnp.asarray(x), jax.random.key(1), method=model.elbo)
+  grid = np.linspace(-12, 12, 6001)
+  logits = np.asarray(model.apply(variables, jnp.asarray(grid[:, None], jnp.float32),
+                                  method=lambda m, z: m.decode(z)), np.float64)  # [G, 3, 3, 1]
+  log_lik = (x[:, None] * logits[None] - np.logaddexp(0, logits)[None]).reshape(6, len(grid), -1)
+  log_joint = log_lik.sum(-1) - 0.5 * grid ** 2 - 0.5 * np.log(2 * np.pi)
+  top = log_joint.max(1, keepdims=True)
+  exact = top[:, 0] + np.log(np.trapezoid(np.exp(log_joint - top), grid, axis=1))
+  pairs = jnp.asarray(np.concatenate([x, grey], axis=-1))
+  paired = evaluation.make_batch_metrics(model, 4000, 500, paired=True)(variables, pairs,
+                                                                        jax.random.key(2))
+  plain = evaluation.make_batch_metrics(model, 4000, 500)(variables, jnp.asarray(x),
+                                                          jax.random.key(2))
+  np.testing.assert_array_less(np.abs(np.asarray(paired['log_likelihood']) - exact), 0.05)
+  np.testing.assert_array_less(np.abs(np.asarray(plain['log_likelihood']) - exact), 0.05)
+  one_paired = evaluation.make_batch_metrics(model, 1, 1, paired=True)(variables, pairs,
+                                                                       jax.random.key(4))
+  one_plain = evaluation.make_batch_metrics(model, 1, 1)(variables, jnp.asarray(x),
+                                                         jax.random.key(4))
+  assert not np.allclose(one_paired['elbo'], one_plain['elbo'])

@@ -306,3 +306,25 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   assert result['bits_per_dim'] == pytest.approx(result['nll'] / (3072 * math.log(2)))
   assert 0.0 < result['bits_per_dim'] < 20.0
   assert np.isfinite(result['bits_per_dim_with_prior_log_z'])
+
+
+def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_grey_image(tmp_path):
+  """The dynamic-MNIST entry as the code runs it, on mock data and small dense nets: trained on grey
+  levels, evaluated on the binarized test images with q(z|e)."""
+  from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
+  config = vaepp_configs.get_config('vaepp,mnist,runlocal')
+  config.model.update(latent_dim=3, pullback_sample_start='base', net='dense',
+                      discriminator='test_dense')
+  config.train.update(num_steps=2, batch_size=8, vaepp_prior_samples=8, latent_gan_epochs=0.0,
+                      checkpoint_every_steps=2, log_every_steps=1)
+  config.data.validation_size = 8
+  config.eval.update(num_samples=2, log_z_samples=2, log_z_max_images=8, log_z_prior_samples=16,
+                     batch_size=8)
+  workdir = str(tmp_path / 'w')
+  with helpers.mock_tfds(24):
+    training.train_and_evaluate(config, workdir)
+    result = evaluate.evaluate(workdir, 'test', max_examples=16, active_units=False,
+                               write_images=True)
+  assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
+  assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))
+

@@ -129,6 +129,8 @@ def defaults() -> ml_collections.ConfigDict:
   ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
   ev.batch_size = 128                 # test examples per compiled call
   ev.active_units_samples = 1000
+  ev.proposal_input = 'target'        # what q(z|.) reads: target | grey (VAEPP's code: the grey image
+                                      # e of a binarized test image, for runs trained on grey levels)
   ev.log_z_samples = 1000             # prior=pullback: log Z from this many z ~ q(z|x) per image,
   ev.log_z_max_images = 0             # ... over this many training images (0: all; seeded subset)
   ev.log_z_chunk_size = 100

@@ -428,6 +428,37 @@ def _load_from_tfds(data_config) -> Dataset:
                  test, dynamic)
 
 
+def check_grey_proposal(data_config):
+  """Raises ValueError unless `data_config` loads a grey-level dataset as grey levels, which
+  `grey_proposal_pairs` needs."""
+  data_config = _complete(data_config)
+  if not SPECS[data_config.dataset].dynamic or data_config.binarize:
+    grey = ', '.join(n for n, spec in SPECS.items() if spec.dynamic)
+    raise ValueError(f'eval.proposal_input=grey needs a grey-level dataset ({grey}) loaded with '
+                     f'data.binarize=False; got data.dataset={data_config.dataset}, '
+                     f'data.binarize={data_config.binarize}.')
+
+
+def grey_proposal_pairs(dataset: Dataset, data_config, split: str, seed: int = 0) -> np.ndarray:
+  """VAEPP's evaluation of a model trained on grey levels (`data.binarize=False`): binarized targets
+  x beside the grey images e they were drawn from, as [N, H, W, 2C] = Concat[x, e] (the encoder reads
+  e, the likelihood scores x: `evaluation.make_batch_metrics(..., paired=True)`). The test split
+  holds the binarizations a binarized run is tested on (`data.test_binarizations` times with
+  `data.test_binarization_seed`, so both protocols score the same binary images); the others one
+  binarization with `seed`."""
+  data_config = _complete(data_config)
+  check_grey_proposal(data_config)
+  grey = dataset.split(split)
+  if split == 'test':
+    copies = range(data_config.test_binarizations)
+    targets = np.concatenate([binarize(grey, [data_config.test_binarization_seed, i])
+                              for i in copies])
+    grey = np.concatenate([grey] * len(copies))
+  else:
+    targets = binarize(grey, seed)
+  return np.concatenate([targets.astype(np.float32), grey.astype(np.float32)], axis=-1)
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   if num_examples < batch_size:
     raise ValueError(f'train.batch_size {batch_size} is larger than the training split '

@@ -27,6 +27,10 @@ resolve_checkpoint = training.resolve_checkpoint
 restore_params = training.restore_params
 
 
+# eval.proposal_input: what the encoder reads when estimating log p(x) (see `evaluate`).
+PROPOSAL_INPUTS = ('target', 'grey')
+
+
 def paper_nll(config):
   """The paper's test NLL for this config's table entry, or None if the run's settings differ from
   the entry's (config overrides) or the config names no entry."""
@@ -73,6 +77,11 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   Two-stage runs (Dai & Wipf) are evaluated on their first stage; `samples.png` holds two-stage
   samples and `samples_first_stage.png` the first stage's from z ~ N(0, I).
 
+  With `eval.proposal_input=grey` (VAEPP's code, for a run trained on grey levels of a grey-level
+  dataset), the likelihood is that of the binarized split (the test split's fixed binarizations, the
+  same images a binarized run is tested on) and the importance proposal q(z|e) reads the grey image e
+  each binary image was drawn from; `proposal_input` is written to the result.
+
   Metrics are per example, in nats, averaged over the split (or over a seeded random subset of
   `max_examples`; grey-level splits binarized with `seed`, the test split of MNIST-like datasets is
   its 10 fixed binarizations): nll = -log p(x) (K-sample importance-weighted), elbo,
@@ -85,6 +94,15 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   if conv_backend is not None:
     config.model.conv_backend = conv_backend
   ec = config.eval
+  if ec.proposal_input not in PROPOSAL_INPUTS:
+    raise ValueError(f'Unknown eval.proposal_input {ec.proposal_input!r}; allowed: '
+                     f'{", ".join(PROPOSAL_INPUTS)}.')
+  paired = ec.proposal_input == 'grey'
+  if paired:
+    data.check_grey_proposal(config.data)
+    if models.is_hierarchical(config.model) or config.model.two_stage:
+      raise ValueError('eval.proposal_input=grey is for one-level VAEs; got model.net='
+                       f'{config.model.net}{" (two-stage)" if config.model.two_stage else ""}.')
   num_samples = num_samples or ec.num_samples
   chunk_size = chunk_size or ec.chunk_size
   mesh = sharding.make_mesh()
@@ -103,9 +121,13 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     params, pullback = partition.refresh_log_z(model, params, dataset, config, mesh,
                                                jax.random.fold_in(eval_key, 0x2), seed, batch_size)
 
-  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size, paired)
   start = time.time()
-  split_images = dataset.eval_images(split, seed)
+  if paired:  # Concat[binarized target, grey image]; the encoder's view is the second half.
+    split_images = data.grey_proposal_pairs(dataset, config.data, split, seed)
+    encoder_view = split_images[..., split_images.shape[-1] // 2:]
+  else:
+    split_images = encoder_view = dataset.eval_images(split, seed)
   result = evaluation.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}')
@@ -124,7 +146,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
           '(nll_with_prior_log_z: %.2f). See docs/vaepp.md, "Checking log Z".', result['log_z'],
           result['log_z_prior'], result['log_z_prior_stderr'], result['nll'],
           result['log_z_deficit_95'], result['nll_with_prior_log_z'])
-    subset = split_images[:min(len(split_images), 1000)]
+    subset = encoder_view[:min(len(encoder_view), 1000)]
     result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset))
   if config.model.likelihood == 'discretized_logistic':  # 8-bit images: also in bits per dimension.
     nats_per_bit = math.log(2.0) * math.prod(dataset.input_shape)
@@ -154,6 +176,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
         result[f'active_units_{name}'] = evaluation.active_units(means_z[:, start:start + size])
         start += size
 
+  if paired:
+    result['proposal_input'] = 'grey'
   if write_images and jax.process_index() == 0:
     sample_key, recon_key = jax.random.split(image_key)
     samples = compiled.jit(
@@ -170,10 +194,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
             models.as_variables(p), k, 100, method=SAMPLERS[kind]))(params, sample_key)
         images.save_grid(np.asarray(grid), os.path.join(workdir, f'{kind}.png'))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
-    indices, _ = data.eval_batches(split_images, batch_size, max_examples, seed)
+    indices, _ = data.eval_batches(encoder_view, batch_size, max_examples, seed)
     cols = min(10, len(indices))
     num_rows = min(5, len(indices) // cols)
-    x = split_images[indices[:num_rows * cols]]
+    x = encoder_view[indices[:num_rows * cols]]
     recon = compiled.jit(
         lambda p, x_, k: model.apply(models.as_variables(p), x_, k, method=model.reconstruct))(
             params, jnp.asarray(x), recon_key)

@@ -154,12 +154,23 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
 
 # ------------------------------------------------------------------------------- over a whole split
 
-def make_batch_metrics(model, num_samples: int, chunk_size: int):
-  """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example."""
+def make_batch_metrics(model, num_samples: int, chunk_size: int, paired: bool = False):
+  """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example.
+
+  paired: x is Concat[target, encoder input] on the last axis (`data.grey_proposal_pairs`): the
+  proposal is q(z|e) of the grey image e, the likelihood scores the binarized target.
+  """
+
+  def terms(variables, x_, k):
+    if not paired:
+      return model.apply(variables, x_, k, method=model.log_weight_terms)
+    half = x_.shape[-1] // 2
+    return model.apply(variables, x_[..., :half], k, encoder_input=x_[..., half:],
+                       method=model.log_weight_terms)
 
   @compiled.jit
   def batch_metrics(params, x, key):
-    terms_fn = lambda x_, k: model.apply(models.as_variables(params), x_, k, method=model.log_weight_terms)
+    terms_fn = lambda x_, k: terms(models.as_variables(params), x_, k)
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
 
   return batch_metrics

@@ -142,13 +142,17 @@ class VAE(LatentVariableModel):
     return self.decoder(z, x, deterministic=not train, dropout_rng=dropout_rng if train else None)
 
   def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
-                       train: bool = False) -> Dict[str, Array]:
+                       train: bool = False, encoder_input: Optional[Array] = None
+                       ) -> Dict[str, Array]:
     """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
 
     `train` puts the nets in training mode: the decoder's dropout (PixelCNN), with a key derived
-    from rng, and batch statistics (nets with `has_train_mode`).
+    from rng, and batch statistics (nets with `has_train_mode`). `encoder_input`: what the encoder
+    reads instead of x (VAEPP's code: the grey image e a binary x was drawn from; the weights then
+    estimate p(x) with the proposal q(z|e)).
     """
-    mean, log_std = call_net(self.encoder, x, train=train)
+    mean, log_std = call_net(self.encoder, x if encoder_input is None else encoder_input,
+                             train=train)
     z, log_qz = self.posterior.sample_and_log_prob(mean, log_std, rng)
     logits = self.decode(z, x, train, jax.random.fold_in(rng, 1))
     terms = {
