@@ -2,21 +2,24 @@
 
 import setuptools
 
-# The versions the test suite ran with (see README, "Versions"); ~= allows patch releases only.
+# The range of versions the library supports: the lower bounds are the oldest set `make
+# compat-oldest` tests (.ci/oldest.txt), the upper bounds exclude the next major/minor releases, whose
+# API changes nobody has tested yet (`make compat-newest` installs the newest releases within them).
+# Colab ships its own jax, jaxlib and (on TPU) libtpu: any version in range is kept as it is.
 INSTALL_REQUIRES = [
-    'jax~=0.10.2',
-    'flax~=0.12.8',
-    'optax~=0.2.8',
-    'chex~=0.1.92',
-    'orbax-checkpoint~=0.12.8',
+    'jax>=0.8.0,<0.11',
+    'flax>=0.11.0,<0.13',
+    'optax>=0.2.5,<0.3',
+    'chex>=0.1.90',
+    'orbax-checkpoint>=0.11.20,<0.13',
     'absl-py>=2.1',
-    'ml_collections~=1.1.0',
+    'ml_collections>=1.0.0',
     'numpy>=2.0',
     # Input pipelines run on the CPU build of TensorFlow (Linux); elsewhere the regular build.
-    'tensorflow-cpu~=2.21.0; sys_platform == "linux"',
-    'tensorflow~=2.21.0; sys_platform != "linux"',
-    'tensorboard~=2.21.0',  # tf.summary needs it; tensorflow-cpu 2.21 does not pull it in.
-    'tensorflow-datasets~=4.9.10',
+    'tensorflow-cpu>=2.21,<2.22; sys_platform == "linux"',
+    'tensorflow>=2.21,<2.22; sys_platform != "linux"',
+    'tensorboard>=2.21,<2.22',  # tf.summary needs it; tensorflow-cpu 2.21 does not pull it in.
+    'tensorflow-datasets>=4.9.10,<4.10',
     'pillow>=10.0',
     'importlib_resources>=6.0',  # Needed by tfds' builders, not declared by tfds.
     'scipy>=1.11',  # Reads Omniglot's chardata.mat.
@@ -40,7 +43,9 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # The tests cover the oneDNN backend too, where its wheels exist.
-        'dev': ['pytest>=8.0', 'pytest-xdist>=3.5'] + ONEDNN,
+        # nbclient, nbformat, ipykernel: tests/notebooks_test.py runs the notebooks in a kernel.
+        'dev': ['pytest>=8.0', 'pytest-xdist>=3.5', 'nbclient>=0.10', 'nbformat>=5.10',
+                'ipykernel>=6.29'] + ONEDNN,
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
         # tests/fid_test.py's comparison with pytorch-fid (prefer CPU builds: docs/dai2019.md).
