@@ -116,3 +116,27 @@ def test_coinciding_means_have_normalized_distance_zero():
   np.testing.assert_array_equal(
       analysis.normalized_distances(np.array([0.0, 1.0]), np.array([0.0, 1.0]),
                                     np.array([0.0, 1.0])), [0.0, 1.0])
+
+
+def test_figures_are_written_without_touching_the_callers_matplotlib_backend(tmp_path):
+  """The library draws on its own Figure objects: a notebook's inline backend (here 'svg', as a
+  stand-in) stays what it was, and the PNGs are written."""
+  matplotlib = pytest.importorskip('matplotlib')
+  before = matplotlib.get_backend()
+  matplotlib.use('svg')
+  try:
+    rng = np.random.default_rng(0)
+    analysis.plot_interpolations(rng.uniform(size=(2, 5, 28, 28, 1)), rng.normal(size=(2, 3)),
+                                 str(tmp_path / 'interpolations.png'))
+    runs = {name: {k: rng.uniform(0.1, 1, size=50) for k in
+                   ('stds', 'distances', 'normalized_distances')} for name in ('a', 'b')}
+    analysis.plot_histograms(runs, str(tmp_path / 'histograms.png'))
+    spectra = {k: list(rng.uniform(size=4)) for k in ('q_z', 'q_u', 'standard_normal')}
+    analysis._plot_two_stage({'gamma': [[1, 1.0], [2, 0.5]], 'gamma_z': [], 'spectra': spectra},
+                             str(tmp_path))
+    assert matplotlib.get_backend() == 'svg'
+  finally:
+    matplotlib.use(before)
+  for name in ('interpolations.png', 'histograms.png', 'figure1_gamma.png', 'figure1_spectra.png'):
+    with open(tmp_path / name, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', name

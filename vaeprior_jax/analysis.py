@@ -307,12 +307,11 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
 
 def plot_interpolations(rows: np.ndarray, log_pz: np.ndarray, path: str):
   """Fig. 2: each pair's images (ends = the training points) above a heat-map strip of log p(z)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   num_pairs, num_cols = rows.shape[:2]
-  fig, axes = plt.subplots(2 * num_pairs, num_cols, figsize=(num_cols, 1.5 * num_pairs),
-                           gridspec_kw={'height_ratios': [3, 1] * num_pairs}, squeeze=False)
+  fig = Figure(figsize=(num_cols, 1.5 * num_pairs))
+  axes = fig.subplots(2 * num_pairs, num_cols,
+                      gridspec_kw={'height_ratios': [3, 1] * num_pairs}, squeeze=False)
   vmin, vmax = float(np.min(log_pz)), float(np.max(log_pz))
   for p in range(num_pairs):
     for c in range(num_cols):
@@ -327,16 +326,14 @@ def plot_interpolations(rows: np.ndarray, log_pz: np.ndarray, path: str):
         ax.text(0, 0, f'{log_pz[p, c - 1]:.0f}', ha='center', va='center', fontsize=6, color='w')
   fig.suptitle('interpolations between training points; log p(z) below', fontsize=8)
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def plot_histograms(runs: Dict[str, Dict[str, np.ndarray]], path: str):
   """Fig. 3: per-dimension posterior stds, closest-pair distances and normalized distances, one
   overlaid histogram per run."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=(12, 3.2))
+  axes = fig.subplots(1, 3)
   panels = (('stds', 'per-dimension std of q(z|x)', True), ('distances', 'closest-pair distance',
                                                             False),
             ('normalized_distances', 'normalized distance', False))
@@ -353,7 +350,6 @@ def plot_histograms(runs: Dict[str, Dict[str, np.ndarray]], path: str):
   axes[0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 # ------------------------------------------------------------------ Dai & Wipf's two-stage analyses
@@ -436,10 +432,9 @@ def analyze_two_stage(workdir: str, max_examples: int = 10000, seed: int = 0,
 
 def _plot_two_stage(result: Dict, out_dir: str):
   import os  # pylint: disable=g-import-not-at-top
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(4, 3))
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=(4, 3))
+  ax = fig.subplots()
   for name in ('gamma', 'gamma_z'):
     if result[name]:
       steps, values = zip(*result[name])
@@ -449,8 +444,8 @@ def _plot_two_stage(result: Dict, out_dir: str):
   ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, 'figure1_gamma.png'), dpi=100)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(4, 3))
+  fig = Figure(figsize=(4, 3))
+  ax = fig.subplots()
   for name, label in (('q_z', 'q(z), first stage'), ('q_u', 'q(u), second stage'),
                       ('standard_normal', 'N(0, I)')):
     values = result['spectra'][name]
@@ -460,4 +455,3 @@ def _plot_two_stage(result: Dict, out_dir: str):
   ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, 'figure1_spectra.png'), dpi=100)
-  plt.close(fig)
