@@ -33,8 +33,10 @@ def _is_gaussian(model) -> bool:
   return isinstance(model.posterior, posteriors.GaussianPosterior)
 
 
-def _map_batches(fn, arrays, key, mesh, batch_size: int) -> np.ndarray:
-  """Applies jitted fn(x_batch, *other_batches, key_i) over aligned arrays; concatenates results."""
+def _map_batches(fn, params, arrays, key, mesh, batch_size: int) -> np.ndarray:
+  """Applies jitted fn(params, x_batch, *other_batches, key_i) over aligned arrays; concatenates
+  the results. The parameters are an argument, not constants captured by the compiled function:
+  captured, XLA would fold them into the program (slow compiles, one per set of parameters)."""
   n = arrays[0].shape[0]
   rows = sharding.process_slice(batch_size)
   outs = []
@@ -43,7 +45,7 @@ def _map_batches(fn, arrays, key, mesh, batch_size: int) -> np.ndarray:
     pad = np.pad(idx, (0, batch_size - len(idx)), mode='edge')[rows]
     batch = [sharding.shard_batch(data.to_float(a[pad]) if a.ndim == 4 else a[pad], mesh)
              for a in arrays]
-    outs.append(sharding.to_host(fn(*batch, jax.random.fold_in(key, i)))[:len(idx)])
+    outs.append(sharding.to_host(fn(params, *batch, jax.random.fold_in(key, i)))[:len(idx)])
   return np.concatenate(outs)
 
 
@@ -64,17 +66,16 @@ def posterior_moments(model, params, images: np.ndarray, key: Array, mesh, batch
   """(E_q[z|x], per-dimension std of q(z|x)), each [N, latent_dim]."""
   if _is_gaussian(model):
     @compiled.jit
-    def fn(x, k):
+    def fn(p, x, k):
       del k
-      mean, log_std = _encode(model, params, x)
-      return jnp.stack([mean, jnp.exp(log_std)])
+      mean, log_std = _encode(model, p, x)
+      return jnp.stack([mean, jnp.exp(log_std)], axis=1)
   else:
     @compiled.jit
-    def fn(x, k):
-      z = _posterior_samples(model, params, x, k, num_samples)
-      return jnp.stack([jnp.mean(z, 0), jnp.std(z, 0)])
-  moments = _map_batches(lambda x, k: jnp.moveaxis(fn(x, k), 0, 1), [images], key, mesh,
-                         batch_size)
+    def fn(p, x, k):
+      z = _posterior_samples(model, p, x, k, num_samples)
+      return jnp.stack([jnp.mean(z, 0), jnp.std(z, 0)], axis=1)
+  moments = _map_batches(fn, params, [images], key, mesh, batch_size)
   return moments[:, 0], moments[:, 1]
 
 
@@ -111,16 +112,16 @@ def std_along(model, params, images: np.ndarray, directions: np.ndarray, key: Ar
   unit = unit.astype(np.float32)
   if _is_gaussian(model):
     @compiled.jit
-    def fn(x, u, k):
+    def fn(p, x, u, k):
       del k
-      _, log_std = _encode(model, params, x)
+      _, log_std = _encode(model, p, x)
       return jnp.sqrt(jnp.sum(jnp.exp(2 * log_std) * u ** 2, axis=-1))
   else:
     @compiled.jit
-    def fn(x, u, k):
-      z = _posterior_samples(model, params, x, k, num_samples)
+    def fn(p, x, u, k):
+      z = _posterior_samples(model, p, x, k, num_samples)
       return jnp.std(jnp.sum(z * u, axis=-1), axis=0)
-  return _map_batches(fn, [images, unit], key, mesh, batch_size)
+  return _map_batches(fn, params, [images, unit], key, mesh, batch_size)
 
 
 def normalized_distances(dist: np.ndarray, std_ij: np.ndarray, std_ji: np.ndarray) -> np.ndarray:
@@ -372,8 +373,8 @@ def two_stage_latents(model, params, images: np.ndarray, key: Array, mesh,
     z = m.second_stage_inputs(x, jax.random.fold_in(k, 0))
     return jnp.concatenate([z, m.second.sample_posterior(z, jax.random.fold_in(k, 1))], axis=-1)
 
-  fn = compiled.jit(lambda x, k: model.apply(models.as_variables(params), x, k, method=latents))
-  both = _map_batches(fn, [images], key, mesh, batch_size)
+  fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=latents))
+  both = _map_batches(fn, params, [images], key, mesh, batch_size)
   d_z = model.latent_levels[0][1]
   return both[:, :d_z], both[:, d_z:]
 
