@@ -19,6 +19,8 @@ NOTEBOOKS = os.path.join(ROOT, 'notebooks')
 STATIC_MNIST = os.path.join(ROOT, '..', 'shared', 'data', 'binarized_mnist')
 needs_static_mnist = pytest.mark.skipif(not os.path.isdir(STATIC_MNIST),
                                         reason='needs ../shared/data/binarized_mnist')
+MNIST = os.path.join(ROOT, '..', 'shared', 'data', 'mnist')
+needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason='needs ../shared/data/mnist')
 
 
 def run_notebook(name: str, tmp_path, **overrides):
@@ -67,3 +69,98 @@ def test_notebooks_are_stored_without_outputs():
     for cell in nb.cells:
       if cell.cell_type == 'code':
         assert cell.outputs == [] and cell.execution_count is None, (name, cell.source[:60])
+
+
+@needs_static_mnist
+def test_xu2019_notebook_compares_the_priors_and_draws_figures_2_and_3(tmp_path):
+  results = tmp_path / 'results.json'
+  nb, seconds = run_notebook('xu2019', tmp_path, RESULTS_JSON=str(results),
+                             WORKDIR=str(tmp_path / 'workdir'))
+  summary = json.loads(results.read_text())
+  assert set(summary['runs']) == {'standard', 'rnvp_prior'}
+  for name, run in summary['runs'].items():
+    assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
+    assert run['num_examples'] == 32 and run['analysis_examples'] == 256, (name, run)
+    assert run['mean_posterior_std'] > 0 and run['mean_normalized_distance'] > 0, (name, run)
+    assert np.isfinite(run['log_pz_range']) and run['log_pz_range'] > 0, (name, run)
+  # NLL bars, the interpolation heat-maps, the two histograms, the samples.
+  assert _images(nb) >= 4
+  print(f'xu2019 notebook, smoke mode: {seconds:.0f} s')
+
+
+@needs_static_mnist
+def test_tomczak2018_notebook_compares_vampprior_and_shows_its_pseudo_inputs(tmp_path):
+  results = tmp_path / 'results.json'
+  nb, seconds = run_notebook('tomczak2018', tmp_path, RESULTS_JSON=str(results),
+                             WORKDIR=str(tmp_path / 'workdir'))
+  summary = json.loads(results.read_text())
+  assert set(summary['runs']) == {'standard', 'vampprior'}
+  for name, run in summary['runs'].items():
+    assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
+    assert run['kl'] >= 0 and run['num_examples'] == 32, (name, run)
+  # The runlocal config's K = 5 pseudo-inputs, images of MNIST's shape.
+  assert summary['num_pseudo_inputs'] == 5 and summary['pseudo_input_shape'] == [28, 28, 1]
+  assert np.isfinite(summary['coverage']) and summary['coverage'] > 0
+  # NLL bars, the pseudo-inputs, the components among the posteriors, the samples.
+  assert _images(nb) >= 4
+  print(f'tomczak2018 notebook, smoke mode: {seconds:.0f} s')
+
+
+@needs_mnist
+def test_dai2019_notebook_trains_both_stages_and_draws_gamma_spectra_and_samples(tmp_path):
+  results = tmp_path / 'results.json'
+  nb, seconds = run_notebook('dai2019', tmp_path, RESULTS_JSON=str(results),
+                             WORKDIR=str(tmp_path / 'workdir'))
+  summary = json.loads(results.read_text())
+  # 10 first-stage steps, then the second stage's; gamma logged every 2 steps.
+  assert summary['step'] > summary['first_stage_steps'] == 10, summary
+  assert summary['gamma_points'] >= 6 and summary['gamma_z_points'] >= 6, summary
+  assert 0 < summary['gamma'] < 10 and 0 < summary['gamma_z'] < 10, summary
+  assert summary['spectrum_examples'] == 256
+  distances = summary['distance_to_standard_normal']
+  assert set(distances) == {'q_z', 'q_u'} and all(np.isfinite(list(distances.values())))
+  assert summary['samples_in_range']  # decoder means: sigmoid outputs
+  # gamma and the spectra, the two rows of samples.
+  assert _images(nb) >= 2
+  print(f'dai2019 notebook, smoke mode: {seconds:.0f} s')
+
+
+@needs_static_mnist
+def test_compare_priors_notebook_evaluates_every_prior_of_the_library(tmp_path):
+  from vaeprior_jax import priors  # pylint: disable=g-import-not-at-top
+  results = tmp_path / 'results.json'
+  nb, seconds = run_notebook('compare_priors', tmp_path, RESULTS_JSON=str(results),
+                             WORKDIR=str(tmp_path / 'workdir'))
+  summary = json.loads(results.read_text())
+  assert set(summary['runs']) == set(priors.PRIORS)
+  for name, run in summary['runs'].items():
+    assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
+    assert run['num_examples'] == 32 and run['train_seconds'] > 0, (name, run)
+    assert 0 <= run['active_units'] <= 4, (name, run)  # runlocal's latent size
+  assert np.isfinite(summary['runs']['pullback']['log_z'])
+  assert _images(nb) >= 1  # the five panels
+  print(f'compare_priors notebook, smoke mode: {seconds:.0f} s')
+
+
+@needs_static_mnist
+def test_vaepp_notebook_draws_the_critic_on_interpolations_mala_chains_and_samples(tmp_path):
+  results = tmp_path / 'results.json'
+  nb, seconds = run_notebook('vaepp', tmp_path, RESULTS_JSON=str(results),
+                             WORKDIR=str(tmp_path / 'workdir'))
+  summary = json.loads(results.read_text())
+  assert np.isfinite(summary['nll']) and -summary['nll'] >= summary['elbo'] - 1e-3, summary
+  assert summary['num_examples'] == 32
+  assert np.isfinite(summary['log_z']) and np.isfinite(summary['log_z_prior']), summary
+  # The plotted curves obey the prior's definition: log p(z) = log N(z) - beta D(G(z)) - log Z.
+  assert len(summary['interpolation']) == 3
+  for curve in summary['interpolation']:
+    expected = (np.array(curve['log_base']) - summary['beta'] * np.array(curve['critic'])
+                - summary['log_z'])
+    np.testing.assert_allclose(curve['log_prior'], expected, rtol=1e-4, atol=1e-3)
+    assert len(curve['critic']) == 12
+  # 20 MALA steps traced every 2 after 5 adaptation steps, plus the start.
+  assert summary['trace_length'] == 11 and 0 < summary['mala_acceptance'] <= 1, summary
+  assert summary['mala_step_size'] > 0 and summary['samples_in_range']
+  # The NLL bars, D along the interpolations, the chains, the three rows of samples.
+  assert _images(nb) >= 4
+  print(f'vaepp notebook, smoke mode: {seconds:.0f} s')
