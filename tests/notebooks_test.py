@@ -24,18 +24,22 @@ needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason='needs ../shar
 
 
 def run_notebook(name: str, tmp_path, **overrides):
-  """Executes notebooks/NAME.ipynb from the notebooks folder with `overrides` (and SMOKE = True)
-  set after its parameters cell; returns (the executed notebook, seconds)."""
+  """Executes notebooks/NAME.ipynb from the notebooks folder in smoke mode (SMOKE = True, WORKDIR
+  and RESULTS_JSON under tmp_path, and `overrides`, set after its parameters cell); prints the time
+  it took and returns (the executed notebook, the summary the notebook wrote to RESULTS_JSON)."""
   nb = nbformat.read(os.path.join(NOTEBOOKS, f'{name}.ipynb'), as_version=4)
   index = next(i for i, c in enumerate(nb.cells) if 'parameters' in c.metadata.get('tags', []))
-  values = dict(SMOKE=True, **overrides)
+  results = tmp_path / 'results.json'
+  values = dict(SMOKE=True, RESULTS_JSON=str(results), WORKDIR=str(tmp_path / 'workdir'),
+                **overrides)
   source = '\n'.join(f'{k} = {v!r}' for k, v in values.items())
   nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
   start = time.time()
   client = nbclient.NotebookClient(nb, timeout=600, kernel_name='python3',
                                    resources={'metadata': {'path': NOTEBOOKS}})
   client.execute()
-  return nb, time.time() - start
+  print(f'{name} notebook, smoke mode: {time.time() - start:.0f} s')
+  return nb, json.loads(results.read_text())
 
 
 def _images(nb) -> int:
@@ -45,10 +49,7 @@ def _images(nb) -> int:
 
 @needs_static_mnist
 def test_quickstart_notebook_trains_evaluates_and_shows_its_figures(tmp_path):
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('quickstart', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('quickstart', tmp_path)
   for run in ('loop', 'binaries'):
     nll, elbo = summary[run]['nll'], summary[run]['elbo']
     assert np.isfinite(nll) and np.isfinite(elbo), summary
@@ -57,7 +58,6 @@ def test_quickstart_notebook_trains_evaluates_and_shows_its_figures(tmp_path):
   # Training images, the ELBO curve, samples/reconstructions, samples.png.
   assert _images(nb) >= 4
   assert os.path.exists(tmp_path / 'workdir' / 'samples.png')
-  print(f'quickstart notebook, smoke mode: {seconds:.0f} s')
 
 
 def test_notebooks_are_stored_without_outputs():
@@ -73,10 +73,7 @@ def test_notebooks_are_stored_without_outputs():
 
 @needs_static_mnist
 def test_xu2019_notebook_compares_the_priors_and_draws_figures_2_and_3(tmp_path):
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('xu2019', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('xu2019', tmp_path)
   assert set(summary['runs']) == {'standard', 'rnvp_prior'}
   for name, run in summary['runs'].items():
     assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
@@ -85,15 +82,11 @@ def test_xu2019_notebook_compares_the_priors_and_draws_figures_2_and_3(tmp_path)
     assert np.isfinite(run['log_pz_range']) and run['log_pz_range'] > 0, (name, run)
   # NLL bars, the interpolation heat-maps, the two histograms, the samples.
   assert _images(nb) >= 4
-  print(f'xu2019 notebook, smoke mode: {seconds:.0f} s')
 
 
 @needs_static_mnist
 def test_tomczak2018_notebook_compares_vampprior_and_shows_its_pseudo_inputs(tmp_path):
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('tomczak2018', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('tomczak2018', tmp_path)
   assert set(summary['runs']) == {'standard', 'vampprior'}
   for name, run in summary['runs'].items():
     assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
@@ -103,15 +96,11 @@ def test_tomczak2018_notebook_compares_vampprior_and_shows_its_pseudo_inputs(tmp
   assert np.isfinite(summary['coverage']) and summary['coverage'] > 0
   # NLL bars, the pseudo-inputs, the components among the posteriors, the samples.
   assert _images(nb) >= 4
-  print(f'tomczak2018 notebook, smoke mode: {seconds:.0f} s')
 
 
 @needs_mnist
 def test_dai2019_notebook_trains_both_stages_and_draws_gamma_spectra_and_samples(tmp_path):
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('dai2019', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('dai2019', tmp_path)
   # 10 first-stage steps, then the second stage's; gamma logged every 2 steps.
   assert summary['step'] > summary['first_stage_steps'] == 10, summary
   assert summary['gamma_points'] >= 6 and summary['gamma_z_points'] >= 6, summary
@@ -122,16 +111,12 @@ def test_dai2019_notebook_trains_both_stages_and_draws_gamma_spectra_and_samples
   assert summary['samples_in_range']  # decoder means: sigmoid outputs
   # gamma and the spectra, the two rows of samples.
   assert _images(nb) >= 2
-  print(f'dai2019 notebook, smoke mode: {seconds:.0f} s')
 
 
 @needs_static_mnist
 def test_compare_priors_notebook_evaluates_every_prior_of_the_library(tmp_path):
   from vaeprior_jax import priors  # pylint: disable=g-import-not-at-top
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('compare_priors', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('compare_priors', tmp_path)
   assert set(summary['runs']) == set(priors.PRIORS)
   for name, run in summary['runs'].items():
     assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
@@ -139,15 +124,11 @@ def test_compare_priors_notebook_evaluates_every_prior_of_the_library(tmp_path):
     assert 0 <= run['active_units'] <= 4, (name, run)  # runlocal's latent size
   assert np.isfinite(summary['runs']['pullback']['log_z'])
   assert _images(nb) >= 1  # the five panels
-  print(f'compare_priors notebook, smoke mode: {seconds:.0f} s')
 
 
 @needs_static_mnist
 def test_vaepp_notebook_draws_the_critic_on_interpolations_mala_chains_and_samples(tmp_path):
-  results = tmp_path / 'results.json'
-  nb, seconds = run_notebook('vaepp', tmp_path, RESULTS_JSON=str(results),
-                             WORKDIR=str(tmp_path / 'workdir'))
-  summary = json.loads(results.read_text())
+  nb, summary = run_notebook('vaepp', tmp_path)
   assert np.isfinite(summary['nll']) and -summary['nll'] >= summary['elbo'] - 1e-3, summary
   assert summary['num_examples'] == 32
   assert np.isfinite(summary['log_z']) and np.isfinite(summary['log_z_prior']), summary
@@ -163,4 +144,3 @@ def test_vaepp_notebook_draws_the_critic_on_interpolations_mala_chains_and_sampl
   assert summary['mala_step_size'] > 0 and summary['samples_in_range']
   # The NLL bars, D along the interpolations, the chains, the three rows of samples.
   assert _images(nb) >= 4
-  print(f'vaepp notebook, smoke mode: {seconds:.0f} s')
