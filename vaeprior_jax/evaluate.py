@@ -148,7 +148,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
           result['log_z_deficit_95'], result['nll_with_prior_log_z'])
     subset = encoder_view[:min(len(encoder_view), 1000)]
     result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset,
-                                        num_samples=min(10_000, ec.log_z_prior_samples)))
+                                        num_samples=min(partition.DIAGNOSTICS_PRIOR_SAMPLES,
+                                                        ec.log_z_prior_samples)))
   if config.model.likelihood == 'discretized_logistic':  # 8-bit images: also in bits per dimension.
     nats_per_bit = math.log(2.0) * math.prod(dataset.input_shape)
     for key in ('nll', 'nll_with_prior_log_z'):

@@ -181,7 +181,12 @@ def _posterior_critic(m, x, rng):
   return m.prior.energy(m.sample_posterior(x, rng), m.prior_context())
 
 
-def diagnostics(model, variables, rng: Array, images: np.ndarray, num_samples: int = 10_000,
+# Prior draws of `diagnostics` unless fewer are asked for.
+DIAGNOSTICS_PRIOR_SAMPLES = 10_000
+
+
+def diagnostics(model, variables, rng: Array, images: np.ndarray,
+                num_samples: int = DIAGNOSTICS_PRIOR_SAMPLES,
                 batch: int = 1000) -> Dict[str, float]:
   """VAEPP's diagnostics (its Sec. 5.1 and Eq. 6), with the stored log Z:
 
