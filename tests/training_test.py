@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import helpers
+from vaeprior_jax import data
 from vaeprior_jax import evaluate
 from vaeprior_jax import models
 from vaeprior_jax import sharding
@@ -190,6 +191,44 @@ def test_dynamically_binarized_mnist_trains_and_evaluates(tmp_path):
   assert np.isfinite(last['loss']) and last['epoch'] == 2.0
   assert result['checkpoint'] == 'best' and result['num_examples'] == 30
   assert result['step'] in (6, 12) and np.isfinite(result['nll'])
+
+
+def test_active_units_are_the_encoder_means_variance_count_whatever_the_pass_batch_size(tmp_path):
+  """evaluate's active units against the definition applied to the encoder's means of every training
+  image at once (the RNVP posterior's mean has no closed form: the standard Gaussian's is exact)."""
+  config = helpers.tiny_config()
+  config.train.num_steps = 8
+  workdir = str(tmp_path / 'run')
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(config, workdir)
+    dataset = data.load(config.data)
+    counts = {}
+    for au_batch_size in (0, 12, 1000):  # the NLL's batch (8), uneven batches, one batch
+      config_path = os.path.join(workdir, 'config.json')
+      saved = json.load(open(config_path))
+      saved['eval']['active_units_batch_size'] = au_batch_size
+      json.dump(saved, open(config_path, 'w'))
+      counts[au_batch_size] = evaluate.evaluate(workdir, 'test', num_samples=2, max_examples=8,
+                                                write_images=False)['active_units']
+  params, _ = helpers.latest_params(workdir)
+  model = models.create(config.model, dataset.input_shape)
+  means, _ = model.apply(models.as_variables(params), dataset.eval_images('train'),
+                         method=lambda m, x: m.encoder(x))
+  variances = np.var(np.asarray(means, np.float64), axis=0)
+  expected = int(np.sum(variances > 0.01))
+  assert counts == {0: expected, 12: expected, 1000: expected}, (counts, variances)
+
+
+def test_evaluate_rejects_a_bad_active_units_batch_size(tmp_path):
+  config = helpers.tiny_config()
+  config.train.num_steps = 2
+  config.eval.active_units_batch_size = -5
+  workdir = str(tmp_path)
+  with helpers.mock_binarized_mnist(16):
+    training.train_and_evaluate(config, workdir)
+    with pytest.raises(ValueError, match=r'eval.active_units_batch_size must be an integer >= 0 '
+                       r'\(0: eval.batch_size\), got -5'):
+      evaluate.evaluate(workdir, 'test', num_samples=2, max_examples=8, write_images=False)
 
 
 def test_normalized_gradient_adam_is_adam_on_unit_norm_gradients():

@@ -129,6 +129,7 @@ def defaults() -> ml_collections.ConfigDict:
   ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
   ev.batch_size = 128                 # test examples per compiled call
   ev.active_units_samples = 1000
+  ev.active_units_batch_size = 0      # training images per call of the active-units pass (0: batch_size)
   ev.proposal_input = 'target'        # what q(z|.) reads: target | grey (VAEPP's code: the grey image
                                       # e of a binarized test image, for runs trained on grey levels)
   ev.log_z_samples = 1000             # prior=pullback: log Z from this many z ~ q(z|x) per image,

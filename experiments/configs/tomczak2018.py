@@ -198,4 +198,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.eval.chunk_size = 4
     config.eval.batch_size = 8
     config.eval.active_units_samples = 10
+    config.eval.active_units_batch_size = 1000  # the 50,000 training images in 50 calls
   return config

@@ -235,6 +235,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.eval.chunk_size = 4
     config.eval.batch_size = 8
     config.eval.active_units_samples = 10
+    config.eval.active_units_batch_size = 1000  # the 50,000 training images in 50 calls
     config.train.post_hoc_epochs = 1.0
     config.train.iterative_iterations = 2
     config.train.iterative_epochs = 0.5
