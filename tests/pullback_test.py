@@ -107,6 +107,42 @@ def test_log_prob_matches_numpy_and_integrates_to_one_with_the_true_partition_fu
   np.testing.assert_allclose(np.sum(np.exp(log_p)) * STEP ** 2, 1.0, atol=2e-3)
 
 
+def test_sampling_with_step_size_adaptation_reaches_the_prior_where_the_codes_fixed_size_cannot():
+  """sample_prior's MALA chains from N(0, I): with a step size far too small (the code keeps its
+  size fixed) they stay near their start; with `mala_adapt_steps` the size is tuned first and the
+  chains' mean is p's, from the grid integral of f."""
+  variables = _init(_model(posteriors.GaussianPosterior()))
+  z = _grid_points()
+  f = np.exp(_numpy_log_f(variables, z))
+  true_mean = (f[:, None] * z).sum(0) / f.sum()
+  base_mean = np.zeros(2)
+  num_chains = 2000
+  # The chains' mean has a standard error of about sqrt(Var_p z / num_chains) < 0.03 per coordinate.
+  assert np.abs(true_mean - base_mean).max() > 0.2, true_mean  # The test can tell the two apart.
+
+  def chain_mean(adapt_steps):
+    prior = priors.PullbackPrior(priors.StandardNormalPrior(2), _Critic(), W, XI, mala_steps=200,
+                                 mala_step_size=1e-4, sample_start='base',
+                                 mala_adapt_steps=adapt_steps)
+    model = models.VAE(encoder=_Encoder(0.0), decoder=_Decoder(), prior=prior,
+                       posterior=posteriors.GaussianPosterior(), likelihood=likelihoods.Bernoulli())
+    samples = model.apply(variables, jax.random.key(5), num_chains, method=model.sample_prior)
+    return np.asarray(samples, np.float64).mean(0)
+
+  # log a grows by at most 0.05 (1 - 0.574) per adaptation step: from 1e-4 to ~1 in ~430 steps.
+  np.testing.assert_allclose(chain_mean(600), true_mean, atol=0.1)
+  # 200 steps of 1e-4: a drift of 0.02 grad log f, a diffusion of std 0.2.
+  np.testing.assert_allclose(chain_mean(0), base_mean, atol=0.1)
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  mc = config_lib.defaults().model
+  mc.update(prior='pullback', latent_dim=2, pullback_mala_adapt_steps=7)
+  assert priors.from_config(mc, (28, 28, 1)).mala_adapt_steps == 7
+  mc.pullback_mala_adapt_steps = -1
+  with pytest.raises(ValueError, match=r'model.pullback_mala_adapt_steps must be an integer >= 0 '
+                     r'\(0: a fixed step size\), got -1'):
+    priors.from_config(mc, (28, 28, 1))
+
+
 def test_prior_based_estimate_is_unbiased_with_an_honest_standard_error():
   model = _model(posteriors.GaussianPosterior())
   variables = _init(model)

@@ -58,6 +58,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.pullback_sample_start = 'base'  # ... prior samples: MALA from base draws | the latent WGAN's,
   model.pullback_mala_steps = 0       # ... MALA steps (0: none),
   model.pullback_mala_step_size = 1e-5  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
+  model.pullback_mala_adapt_steps = 0  # ... after this many steps tuning it (0: fixed, as the code)
   model.latent_gan_units = 40         # ... the latent WGAN (VAEPP's sampling): Dense width,
   model.latent_gan_generator_layers = 5  # ... hidden layers of the generator
   model.latent_gan_critic_layers = 6  # ... and of the critic

@@ -168,7 +168,9 @@ class PullbackPrior(nn.Module):
 
   Sampling (VAEPP's Sec. 4.3): starting points z0 from `latent_generator` (the latent WGAN of
   `vaeprior_jax.latent_gan`, trained after the VAE; `sample_start='gan'`) or from the base prior
-  (`sample_start='base'`), then `mala_steps` MALA steps of size `mala_step_size` on log f.
+  (`sample_start='base'`), then `mala_steps` MALA steps of size `mala_step_size` on log f; with
+  `mala_adapt_steps` > 0, that many steps before them tune the size towards MALA's optimal
+  acceptance rate (`vaeprior_jax.mala`; 0: the size stays fixed, as in the authors' code).
   """
   base: nn.Module
   discriminator: nn.Module
@@ -179,6 +181,7 @@ class PullbackPrior(nn.Module):
   latent_generator: Optional[nn.Module] = None
   latent_critic: Optional[nn.Module] = None
   sample_start: str = 'gan'
+  mala_adapt_steps: int = 0
 
   @property
   def latent_dim(self) -> int:
@@ -242,7 +245,8 @@ class PullbackPrior(nn.Module):
     start_key, chain_key = jax.random.split(rng)
     z = self.sample_start_points(start_key, num_samples, ctx)
     if self.mala_steps:
-      z = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx).samples
+      z = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx,
+                    adapt_steps=self.mala_adapt_steps).samples
     return z
 
 
@@ -286,6 +290,9 @@ def _pullback(mc, input_shape):
     raise ValueError('model.pullback_base cannot be pullback itself; allowed: any other prior.')
   REGISTRY.check(mc.pullback_base)
   DISCRIMINATORS.check(mc.discriminator)
+  if not isinstance(mc.pullback_mala_adapt_steps, int) or mc.pullback_mala_adapt_steps < 0:
+    raise ValueError('model.pullback_mala_adapt_steps must be an integer >= 0 (0: a fixed step '
+                     f'size), got {mc.pullback_mala_adapt_steps!r}.')
   if mc.pullback_sample_start not in ('gan', 'base'):
     raise ValueError(f'Unknown model.pullback_sample_start {mc.pullback_sample_start!r}; allowed: '
                      'gan, base.')
@@ -297,7 +304,7 @@ def _pullback(mc, input_shape):
       latent_gan.MLP((units,) * mc.latent_gan_generator_layers, mc.latent_dim,
                      negative_slope=mc.negative_slope),
       latent_gan.MLP((units,) * mc.latent_gan_critic_layers, 1, negative_slope=mc.negative_slope),
-      mc.pullback_sample_start)
+      mc.pullback_sample_start, mc.pullback_mala_adapt_steps)
 
 
 REGISTRY.register('pullback', _pullback)
