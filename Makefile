@@ -53,7 +53,7 @@ demo: $(VENV)/.installed
 	@echo "Samples and reconstructions: $(WORKDIR)/samples.png $(WORKDIR)/reconstructions_test.png"
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 --maxschedchunk=1 tests
+	$(PY) -m pytest -q -n 2 tests
 
 clean-demo:
 	rm -rf $(WORKDIR)

@@ -60,15 +60,3 @@ def _optimisations_for_marked_tests(request):
     yield
   finally:
     jax.config.update('jax_disable_most_optimizations', before)
-
-
-# Files whose tests take a minute or more each (tests/notebooks_test.py: 40-150 s per notebook on 2
-# cores). Collected first, so that pytest-xdist hands them out while the short tests are still
-# queued behind them: the short tests then fill the workers' ends instead of one worker finishing a
-# long test alone (longest-first scheduling). The order of the other tests is unchanged.
-LONG_TEST_FILES = ('notebooks_test.py',)
-
-
-def pytest_collection_modifyitems(config, items):
-  del config
-  items.sort(key=lambda item: item.path.name not in LONG_TEST_FILES)
