@@ -49,8 +49,8 @@ class _Encoder(nn.Module):
     return mean, jnp.full_like(mean, self.log_std)
 
 
-def _model(posterior, log_std=0.0):
-  prior = priors.PullbackPrior(priors.StandardNormalPrior(2), _Critic(), W, XI)
+def _model(posterior, log_std=0.0, **prior_settings):
+  prior = priors.PullbackPrior(priors.StandardNormalPrior(2), _Critic(), W, XI, **prior_settings)
   return models.VAE(encoder=_Encoder(log_std), decoder=_Decoder(), prior=prior,
                     posterior=posterior, likelihood=likelihoods.Bernoulli())
 
@@ -121,11 +121,8 @@ def test_sampling_with_step_size_adaptation_reaches_the_prior_where_the_codes_fi
   assert np.abs(true_mean - base_mean).max() > 0.2, true_mean  # The test can tell the two apart.
 
   def chain_mean(adapt_steps):
-    prior = priors.PullbackPrior(priors.StandardNormalPrior(2), _Critic(), W, XI, mala_steps=200,
-                                 mala_step_size=1e-4, sample_start='base',
-                                 mala_adapt_steps=adapt_steps)
-    model = models.VAE(encoder=_Encoder(0.0), decoder=_Decoder(), prior=prior,
-                       posterior=posteriors.GaussianPosterior(), likelihood=likelihoods.Bernoulli())
+    model = _model(posteriors.GaussianPosterior(), mala_steps=200, mala_step_size=1e-4,
+                   sample_start='base', mala_adapt_steps=adapt_steps)
     samples = model.apply(variables, jax.random.key(5), num_chains, method=model.sample_prior)
     return np.asarray(samples, np.float64).mean(0)
 

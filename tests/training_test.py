@@ -203,11 +203,13 @@ def test_active_units_are_the_encoder_means_variance_count_whatever_the_pass_bat
     training.train_and_evaluate(config, workdir)
     dataset = data.load(config.data)
     counts = {}
+    config_path = os.path.join(workdir, 'config.json')
     for au_batch_size in (0, 12, 1000):  # the NLL's batch (8), uneven batches, one batch
-      config_path = os.path.join(workdir, 'config.json')
-      saved = json.load(open(config_path))
+      with open(config_path) as f:
+        saved = json.load(f)
       saved['eval']['active_units_batch_size'] = au_batch_size
-      json.dump(saved, open(config_path, 'w'))
+      with open(config_path, 'w') as f:
+        json.dump(saved, f)
       counts[au_batch_size] = evaluate.evaluate(workdir, 'test', num_samples=2, max_examples=8,
                                                 write_images=False)['active_units']
   params, _ = helpers.latest_params(workdir)

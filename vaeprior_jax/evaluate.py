@@ -97,10 +97,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   if ec.proposal_input not in PROPOSAL_INPUTS:
     raise ValueError(f'Unknown eval.proposal_input {ec.proposal_input!r}; allowed: '
                      f'{", ".join(PROPOSAL_INPUTS)}.')
-  au_batch_size = ec.active_units_batch_size
-  if not isinstance(au_batch_size, int) or au_batch_size < 0:
+  if not isinstance(ec.active_units_batch_size, int) or ec.active_units_batch_size < 0:
     raise ValueError('eval.active_units_batch_size must be an integer >= 0 (0: eval.batch_size), got '
-                     f'{au_batch_size!r}.')
+                     f'{ec.active_units_batch_size!r}.')
   paired = ec.proposal_input == 'grey'
   if paired:
     data.check_grey_proposal(config.data)
@@ -168,7 +167,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     posterior_mean = compiled.jit(lambda p, x, k: model.apply(
         models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
     # Only the encoder runs here, so this pass can take larger batches than the NLL's.
-    au_batch_size = sharding.round_up_to_devices(au_batch_size or batch_size, mesh)
+    au_batch_size = sharding.round_up_to_devices(ec.active_units_batch_size or batch_size, mesh)
     _, train_batches = data.eval_batches(dataset.eval_images('train', seed), au_batch_size,
                                          rows=sharding.process_slice(au_batch_size))
     means_z = []
