@@ -1,10 +1,14 @@
 """Two processes with 2 CPU devices each (jax.distributed over gloo, --multihost) train exactly what
-one process with 4 devices trains: each process reads only its rows of every global batch."""
+one process with 4 devices trains: each process reads only its rows of every global batch. A SIGTERM
+to one of them stops both after the same step, with its checkpoint saved."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -23,16 +27,27 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _train(workdir, devices, *flags):
+def _train(workdir, devices, *flags, num_steps=12, every=6):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
   cmd = [sys.executable, os.path.join(ROOT, 'tests', 'mock_binary.py'), 'experiments.train',
          '--config=experiments/configs/xu2019.py:runlocal', f'--workdir={workdir}',
-         '--config.train.num_steps=12', '--config.train.checkpoint_every_steps=6',
-         '--config.train.log_every_steps=6', '--config.data.dataset=mnist',
+         f'--config.train.num_steps={num_steps}', f'--config.train.checkpoint_every_steps={every}',
+         f'--config.train.log_every_steps={every}', '--config.data.dataset=mnist',
          '--config.data.validation_size=16', *flags]
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
+
+
+def _workers(workdir, **kwargs):
+  port = _free_port()
+  return [_train(workdir, 2, '--multihost', f'--coordinator_address=localhost:{port}',
+                 '--num_processes=2', f'--process_id={i}', **kwargs) for i in range(2)]
+
+
+def _checkpoint_steps(workdir):
+  path = os.path.join(workdir, 'checkpoints')
+  return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
 
 
 def _wait(process):
@@ -42,9 +57,7 @@ def _wait(process):
 
 def test_two_processes_train_what_one_process_trains(tmp_path):
   single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
-  port = _free_port()
-  workers = [_train(multi, 2, '--multihost', f'--coordinator_address=localhost:{port}',
-                    '--num_processes=2', f'--process_id={i}') for i in range(2)]
+  workers = _workers(multi)
   # The reference, in this process (4 simulated devices) while the workers run.
   config = xu2019.get_config('runlocal')
   config.train.num_steps, config.train.checkpoint_every_steps = 12, 6
@@ -63,6 +76,36 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
   # lr * sign(g)), so 2e-4 still catches it.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), multi_params,
                single_params)
+
+
+def test_sigterm_to_one_process_stops_both_after_the_same_step(tmp_path):
+  # Only process 1 gets the signal (as when a scheduler preempts one host); JAX's preemption
+  # service makes both stop after one step, save it together and exit 143. The rerun resumes there.
+  num_steps, every = 2000, 10
+  workdir = str(tmp_path / 'multi')
+  workers = _workers(workdir, num_steps=num_steps, every=every)
+  try:
+    deadline = time.time() + 240
+    while not _checkpoint_steps(workdir) and time.time() < deadline and workers[1].poll() is None:
+      time.sleep(0.05)
+    workers[1].send_signal(signal.SIGTERM)
+    # Without the agreement, process 1 stops alone and both wait for each other until killed.
+    outputs = [p.communicate(timeout=120)[0] for p in workers]
+  finally:
+    for p in workers:
+      p.kill()
+  saved = []
+  for p, out in zip(workers, outputs):
+    assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
+    saved.append(int(re.search(r'SIGTERM: the state of step (\d+) is saved', out).group(1)))
+  assert saved[0] == saved[1] < num_steps, saved
+  assert _checkpoint_steps(workdir)[-1] == saved[0]
+  workers = _workers(workdir, num_steps=saved[0] + every, every=every)
+  for p in workers:
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert f'Resumed from the checkpoint of step {saved[0]}' in out
+  assert _checkpoint_steps(workdir)[-1] == saved[0] + every
 
 
 def test_process_rows_of_a_batch_are_the_rows_of_the_full_batch():

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Tuple
 from absl import logging
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
@@ -245,22 +246,53 @@ class Preempted(Exception):
 
 
 class _StopRequests:
-  """While training: SIGTERM (what a preemption sends) and SIGINT only set `requested`; the loop
-  then finishes the current step (or on-device chunk), saves a checkpoint, waits for it and raises
-  `Preempted`. Installed only in the main thread; the previous handlers come back on `close`."""
+  """While training: SIGTERM (what a preemption sends) and SIGINT ask the loop to finish the current
+  step (or on-device chunk), save a checkpoint, wait for it and raise `Preempted`. `poll`, called
+  once per loop iteration, returns the signal's name when this iteration must be the last.
+
+  One process: the signals only set `requested`. Several processes (`jax.distributed`): a host that
+  stopped alone would leave the others waiting in their next collective, so every host must stop
+  after the same step. JAX's preemption service (on by default, `jax_enable_preemption_service`)
+  does that: its own SIGTERM handler tells the coordinator, and
+  `multihost_utils.reached_preemption_sync_point` turns true on every host at the same iteration
+  (one past the furthest any host had reached). Here SIGTERM is therefore left to JAX, and SIGINT
+  is passed on to it as a SIGTERM. Handlers are installed only in the main thread; the previous
+  ones come back on `close`."""
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = ''
     self._previous = {}
+    self._iteration = 0
+    self._synced = False
+    if jax.process_count() > 1:
+      try:
+        multihost_utils.reached_preemption_sync_point(self._iteration)  # Iteration 0: the start.
+        self._synced = True
+      except RuntimeError:
+        logging.warning('JAX\'s preemption service is off (jax_enable_preemption_service=False): '
+                        'a SIGTERM or SIGINT stops only the process that receives it, and the '
+                        'others then wait in their next collective.')
     if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
+      for sig in (signal.SIGINT,) if self._synced else self.SIGNALS:
         self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
     del frame
     self.requested = signal.Signals(signum).name
+    if self._synced:  # To JAX's preemption notifier, which tells the other processes.
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def poll(self) -> str:
+    """The name of the signal that stops training after this iteration, or ''. With several
+    processes, every process must call this exactly once per loop iteration."""
+    if not self._synced:
+      return self.requested
+    self._iteration += 1
+    if multihost_utils.reached_preemption_sync_point(self._iteration):
+      return self.requested or 'SIGTERM'
+    return ''
 
   def close(self):
     for sig, handler in self._previous.items():
@@ -354,7 +386,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       pending.append(metrics)
       if in_flight and len(pending) % in_flight == 0:
         jax.block_until_ready(metrics)
-      preempted = stops.requested
+      preempted = stops.poll()
       save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
       log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
