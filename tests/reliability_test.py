@@ -108,3 +108,46 @@ def test_a_save_that_fails_stops_training_at_once_with_the_earlier_checkpoints_i
                        match=r'checkpoint of step 4 in .*failed \(OSError: .*No space left'):
       training.train_and_evaluate(_config(), run)
   assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == ['2']
+
+
+def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from_step_0(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  config = _config()
+  config.train.log_every_steps = 1
+  full = str(tmp_path / 'full')
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(config, full)
+    reference, _ = helpers.latest_params(full)
+
+    # Checkpoints deleted after metrics were logged at or past the first checkpoint's step.
+    gone = str(tmp_path / 'gone')
+    shutil.copytree(full, gone)
+    shutil.rmtree(os.path.join(gone, 'checkpoints'))
+    with open(os.path.join(gone, 'metrics.jsonl')) as f:
+      metrics = f.read()
+    with pytest.raises(ValueError, match=r'holds results of an earlier run \(metrics.jsonl up to '
+                                         r'step 6\) but no checkpoint in .*gone/checkpoints'):
+      training.train_and_evaluate(config, gone)
+    with open(os.path.join(gone, 'metrics.jsonl')) as f:
+      assert f.read() == metrics  # Left as it was.
+
+    # The same with only an evaluation result left.
+    os.remove(os.path.join(gone, 'metrics.jsonl'))
+    with open(os.path.join(gone, 'eval_test.json'), 'w') as f:
+      json.dump({'nll': 90.0}, f)
+    with pytest.raises(ValueError, match=r'results of an earlier run \(eval_test.json\)'):
+      training.train_and_evaluate(config, gone)
+
+    # A run killed before its first checkpoint (step 2) logged step 1 only: it starts again on its
+    # own and ends where the uninterrupted run did.
+    early = str(tmp_path / 'early')
+    shutil.copytree(full, early)
+    shutil.rmtree(os.path.join(early, 'checkpoints'))
+    with open(os.path.join(early, 'metrics.jsonl'), 'w') as f:
+      f.write(metrics.splitlines(keepends=True)[0])
+    assert json.loads(metrics.splitlines()[0])['step'] == 1
+    training.train_and_evaluate(config, early)
+    params, step = helpers.latest_params(early)
+  assert step == 6
+  jax.tree.map(np.testing.assert_array_equal, params, reference)

@@ -12,6 +12,8 @@ The joint-training step of the papers' protocol is also available alone, for you
 """
 
 import functools
+import glob
+import json
 import os
 import signal
 import threading
@@ -348,6 +350,8 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         'a run saved before the optimizer states were grouped by method (its parameters can still '
         'be evaluated). Use a new --workdir.') from None
   start_step = start_step or 0
+  if not start_step:
+    _check_no_results_without_checkpoints(workdir, tc.checkpoint_every_steps)
   if start_step:
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   else:
@@ -432,6 +436,40 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
     if early_stopping is not None:
       early_stopping.close()
     writer.close()
+  return last
+
+
+def _check_no_results_without_checkpoints(workdir: str, checkpoint_every_steps: int) -> None:
+  """Refuses to train from step 0 in a workdir whose checkpoints are gone (deleted or lost) while an
+  earlier run's results are there: evaluation results, a best checkpoint, or metrics logged at or
+  past the first checkpoint's step. Starting again would silently throw away that run's training
+  and mix the new run's files with its results. A run killed before its first checkpoint leaves
+  none of these, so it still restarts on its own."""
+  found = sorted(os.path.basename(f) for f in glob.glob(os.path.join(workdir, 'eval_*.json')))
+  best = os.path.join(workdir, 'best')
+  if os.path.isdir(best) and any(d.isdigit() for d in os.listdir(best)):
+    found.append('best/')
+  last = _last_logged_step(os.path.join(workdir, 'metrics.jsonl'))
+  if last >= checkpoint_every_steps:
+    found.append(f'metrics.jsonl up to step {last}')
+  if found:
+    raise ValueError(
+        f'{workdir} holds results of an earlier run ({", ".join(found)}) but no checkpoint in '
+        f'{workdir}/checkpoints to resume from; training would start again from step 0 beside '
+        'them. Restore its checkpoints, move those results away, or use a new --workdir.')
+
+
+def _last_logged_step(path: str) -> int:
+  """The largest step in a metrics.jsonl (0 if there is none); lines that do not parse are skipped
+  here (the metric writer reports them)."""
+  last = 0
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          last = max(last, int(json.loads(line).get('step', 0)))
+        except (ValueError, AttributeError, TypeError):
+          continue
   return last
 
 
