@@ -50,6 +50,15 @@ def _checkpoint_steps(workdir):
   return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
 
 
+def _single_config(num_steps, every):
+  """The workers' config (`_train`), for a run in this process."""
+  config = xu2019.get_config('runlocal')
+  config.train.num_steps, config.train.checkpoint_every_steps = num_steps, every
+  config.train.log_every_steps = every
+  config.data.dataset, config.data.validation_size = 'mnist', 16
+  return config
+
+
 def _wait(process):
   out, _ = process.communicate(timeout=300)
   assert process.returncode == 0, out[-3000:]
@@ -59,12 +68,8 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
   single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
   workers = _workers(multi)
   # The reference, in this process (4 simulated devices) while the workers run.
-  config = xu2019.get_config('runlocal')
-  config.train.num_steps, config.train.checkpoint_every_steps = 12, 6
-  config.train.log_every_steps = 6
-  config.data.dataset, config.data.validation_size = 'mnist', 16
   with helpers.mock_binarized_mnist(64):  # What tests/mock_binary.py gives the workers.
-    training.train_and_evaluate(config, single)
+    training.train_and_evaluate(_single_config(12, 6), single)
   for p in workers:
     _wait(p)
   multi_params, multi_step = helpers.latest_params(multi)
@@ -80,7 +85,8 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
 
 def test_sigterm_to_one_process_stops_both_after_the_same_step(tmp_path):
   # Only process 1 gets the signal (as when a scheduler preempts one host); JAX's preemption
-  # service makes both stop after one step, save it together and exit 143. The rerun resumes there.
+  # service makes both stop after one step, save it together and exit 143. The rerun resumes there
+  # and ends where one uninterrupted process does.
   num_steps, every = 2000, 10
   workdir = str(tmp_path / 'multi')
   workers = _workers(workdir, num_steps=num_steps, every=every)
@@ -100,12 +106,21 @@ def test_sigterm_to_one_process_stops_both_after_the_same_step(tmp_path):
     saved.append(int(re.search(r'SIGTERM: the state of step (\d+) is saved', out).group(1)))
   assert saved[0] == saved[1] < num_steps, saved
   assert _checkpoint_steps(workdir)[-1] == saved[0]
-  workers = _workers(workdir, num_steps=saved[0] + every, every=every)
+  end = saved[0] + every
+  workers = _workers(workdir, num_steps=end, every=every)
+  # The reference, in this process (4 simulated devices, never interrupted) while the workers run.
+  single = str(tmp_path / 'single')
+  with helpers.mock_binarized_mnist(64):
+    training.train_and_evaluate(_single_config(end, every), single)
   for p in workers:
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     assert f'Resumed from the checkpoint of step {saved[0]}' in out
-  assert _checkpoint_steps(workdir)[-1] == saved[0] + every
+  multi_params, multi_step = helpers.latest_params(workdir)
+  single_params, single_step = helpers.latest_params(single)
+  assert multi_step == single_step == end
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), multi_params,
+               single_params)
 
 
 def test_process_rows_of_a_batch_are_the_rows_of_the_full_batch():
