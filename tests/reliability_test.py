@@ -135,7 +135,7 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
     # The same with only an evaluation result left.
     os.remove(os.path.join(gone, 'metrics.jsonl'))
     with open(os.path.join(gone, 'eval_test.json'), 'w') as f:
-      json.dump({'nll': 90.0}, f)
+      json.dump({'nll': 90.0, 'step': 6}, f)
     with pytest.raises(ValueError, match=r'results of an earlier run \(eval_test.json\)'):
       training.train_and_evaluate(config, gone)
 

@@ -441,17 +441,27 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
 
 def _check_no_results_without_checkpoints(workdir: str, checkpoint_every_steps: int) -> None:
   """Refuses to train from step 0 in a workdir whose checkpoints are gone (deleted or lost) while an
-  earlier run's results are there: evaluation results, a best checkpoint, or metrics logged at or
-  past the first checkpoint's step. Starting again would silently throw away that run's training
-  and mix the new run's files with its results. A run killed before its first checkpoint leaves
-  none of these, so it still restarts on its own."""
-  found = sorted(os.path.basename(f) for f in glob.glob(os.path.join(workdir, 'eval_*.json')))
-  best = os.path.join(workdir, 'best')
-  if os.path.isdir(best) and any(d.isdigit() for d in os.listdir(best)):
-    found.append('best/')
+  earlier run's results show that it had passed its first checkpoint: metrics logged, a best
+  checkpoint kept or an evaluation made at a step >= `checkpoint_every_steps`. Starting again would
+  silently throw away that run's training and mix the new run's files with its results. A run
+  killed before its first checkpoint has none of these, so it still restarts on its own (and
+  repeats what it had logged exactly)."""
+  found = []
   last = _last_logged_step(os.path.join(workdir, 'metrics.jsonl'))
   if last >= checkpoint_every_steps:
     found.append(f'metrics.jsonl up to step {last}')
+  best = os.path.join(workdir, 'best')
+  best_steps = [int(d) for d in os.listdir(best) if d.isdigit()] if os.path.isdir(best) else []
+  if best_steps and max(best_steps) >= checkpoint_every_steps:
+    found.append(f'best/ at step {max(best_steps)}')
+  for path in sorted(glob.glob(os.path.join(workdir, 'eval_*.json'))):
+    try:
+      with open(path) as f:
+        step = int(json.load(f).get('step', checkpoint_every_steps))
+    except (ValueError, AttributeError, TypeError, OSError):
+      step = checkpoint_every_steps  # Unreadable: it still says an evaluation was made.
+    if step >= checkpoint_every_steps:
+      found.append(os.path.basename(path))
   if found:
     raise ValueError(
         f'{workdir} holds results of an earlier run ({", ".join(found)}) but no checkpoint in '
