@@ -345,3 +345,71 @@ def test_vaepp_colour_nets_have_the_codes_shapes_and_start_at_its_values(net, sh
   else:
     with pytest.raises(ValueError, match='32x32'):
       models.create(mc, (28, 28, 3))
+
+
+def _residual_block_params(c_in: int, c_out: int, stride: int, kernel: int = 3) -> int:
+  """Parameters of a pre-activation residual block (two k x k convolutions with biases, and a 1x1
+  shortcut with bias where the channels or the stride change), counted by hand."""
+  count = kernel * kernel * c_in * c_out + c_out + kernel * kernel * c_out * c_out + c_out
+  return count + (c_in * c_out + c_out if c_in != c_out or stride != 1 else 0)
+
+
+def _stack_params(c_in: int, blocks) -> int:
+  total = 0
+  for c_out, stride in blocks:
+    total, c_in = total + _residual_block_params(c_in, c_out, stride), c_out
+  return total
+
+
+def test_conv_latent_wgan_has_the_colour_scripts_layers_and_trains_through_its_penalty():
+  """The latent WGAN of dmm_cifar10.py / dmm_for_sampling.py (G_omega, D_kappa), as the colour
+  configs build it: eps of size 128 -> Dense[4x4x256] -> DeRes 256, 256, 128 (x2), 64, 32, 16 ->
+  Conv1x1[d/64] (zero-initialised, so it starts at z = 0); the critic sees z as an 8x8x(d/64) map ->
+  Res 16, 32, 64, 128 (/2), 256 (/2), 256 (/2) -> Dense[64] -> Dense[1]. Parameter counts from the
+  scripts' layer lists, by hand; the WGAN-div penalty's double backprop reaches every critic layer."""
+  from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import latent_gan  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import penalties  # pylint: disable=g-import-not-at-top
+  mc = config_lib.complete_section(vaepp_configs.get_config('vaepp,cifar10').model, 'model')
+  latent, channels = 1024, 16
+  assert mc.latent_dim == latent and mc.latent_gan_net == 'conv'
+  prior = priors.from_config(mc, (32, 32, 3))
+  assert prior.noise_dim == 128
+  generator, critic = prior.latent_generator, prior.latent_critic
+  eps = jax.random.normal(jax.random.key(0), (4, 128))
+  g_vars = generator.init(jax.random.key(1), eps)
+  z = generator.apply(g_vars, eps)
+  assert z.shape == (4, latent)
+  np.testing.assert_array_equal(z, 0.0)
+  count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
+  assert count(g_vars) == (128 * 4096 + 4096 + _stack_params(
+      256, [(256, 1), (256, 1), (128, 2), (64, 1), (32, 1), (16, 1)]) + 16 * channels + channels)
+  z = jax.random.normal(jax.random.key(2), (4, latent))
+  c_vars = critic.init(jax.random.key(3), z)
+  assert critic.apply(c_vars, z).shape == (4, 1)
+  assert c_vars['params']['dense']['kernel'].shape == (256, 64)  # 8x8 -> 4 -> 2 -> 1
+  assert count(c_vars) == (_stack_params(channels, [(16, 1), (32, 1), (64, 1), (128, 2), (256, 2),
+                                                    (256, 2)]) + 256 * 64 + 64 + 64 + 1)
+  real = jax.random.normal(jax.random.key(4), (4, latent))
+
+  def loss(params):
+    d = lambda v: critic.apply({'params': params}, v)[..., 0]
+    return (latent_gan.critic_loss(d, real, z)
+            + penalties.gradient_penalty(d, real, z, jax.random.key(5), 'wgan_div_1'))
+
+  grads = jax.jit(jax.grad(loss))(c_vars['params'])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert all(float(jnp.abs(grads[layer]['conv_0']['kernel']).max()) > 0
+             for layer in ('hidden_0', 'hidden_5'))
+  bad = dict(mc.to_dict(), latent_dim=100)
+  with pytest.raises(ValueError, match='latent_gan_net=conv sees z as an 8x8 map: .* got 100'):
+    latent_gan.conv_map_shape(bad['latent_dim'])
+  with pytest.raises(ValueError, match="Unknown model.latent_gan_net 'cnn'; allowed: mlp, conv"):
+    priors.from_config(config_lib.complete_section(dict(mc.to_dict(), latent_gan_net='cnn'),
+                                                   'model'), (32, 32, 3))
+  celeb_a = vaepp_configs.get_config('vaepp,celeb_a').model  # The sampling nets: z of size 128.
+  assert celeb_a.latent_gan_net == 'conv' and latent_gan.conv_map_shape(celeb_a.latent_dim) == (
+      8, 8, 2)
+  grey = vaepp_configs.get_config('vaepp,static_mnist').model
+  assert grey.latent_gan_net == 'mlp' and grey.latent_gan_noise_dim == 0

@@ -286,7 +286,7 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
   config = vaepp_configs.get_config('vaepp,cifar10_sampling,runlocal')
   config.model.update(latent_dim=4, pullback_sample_start='base', net='dense',
-                      discriminator='test_dense')
+                      discriminator='test_dense', latent_gan_net='mlp')
   config.train.update(num_steps=2, batch_size=8, vaepp_prior_samples=8, latent_gan_epochs=0.0,
                       checkpoint_every_steps=2, log_every_steps=1)
   config.data.validation_size = 8

@@ -204,6 +204,15 @@ class ResidualBlock(nn.Module):
     return shortcut + h
 
 
+def residual_stack(h: Array, stack, negative_slope: float, transpose: bool = False) -> Array:
+  """`ResidualBlock`s of `stack`, (features, stride, kernel size) each, named hidden_0, hidden_1, ...
+  (so that `objectives.l2_penalty` covers them); no activation after the last (VAEPP's code)."""
+  for i, (features, stride, kernel) in enumerate(stack):
+    h = ResidualBlock(features, stride, transpose=transpose, negative_slope=negative_slope,
+                      kernel_size=kernel, name=f'hidden_{i}')(h)
+  return h
+
+
 def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float,
                 conv_backend: str) -> Array:
   """Applies the non-linear (de)conv or (de)resnet layers of `stack`, named hidden_0, hidden_1, ..."""

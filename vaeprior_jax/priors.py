@@ -182,10 +182,15 @@ class PullbackPrior(nn.Module):
   latent_critic: Optional[nn.Module] = None
   sample_start: str = 'gan'
   mala_adapt_steps: int = 0
+  latent_noise_dim: int = 0   # The size of the latent generator's eps (0: the latent size).
 
   @property
   def latent_dim(self) -> int:
     return self.base.latent_dim
+
+  @property
+  def noise_dim(self) -> int:
+    return self.latent_noise_dim or self.latent_dim
 
   def setup(self):
     self.xi = self.param('xi', nn.initializers.constant(self.xi_init), ())
@@ -215,7 +220,7 @@ class PullbackPrior(nn.Module):
   def log_prob(self, z: Array, ctx: PriorContext = None, log_z: Optional[Array] = None) -> Array:
     """log f(z) - log Z, with log Z the stored estimate unless `log_z` is given."""
     if self.is_initializing() and self.latent_generator is not None:  # Create the GAN's variables.
-      self.latent_critic(self.latent_generator(jnp.zeros((1, self.latent_dim))))
+      self.latent_critic(self.latent_generator(jnp.zeros((1, self.noise_dim))))
     log_z = self.log_z.value if log_z is None else log_z
     return self.log_unnormalized(z, ctx) - log_z
 
@@ -226,7 +231,7 @@ class PullbackPrior(nn.Module):
     """z0 = G_w(eps), eps ~ N(0, I): the latent WGAN's samples, [num_samples, d]."""
     if self.latent_generator is None:
       raise ValueError('This pull-back prior has no latent generator.')
-    return self.latent_generator(jax.random.normal(rng, (num_samples, self.latent_dim)))
+    return self.latent_generator(jax.random.normal(rng, (num_samples, self.noise_dim)))
 
   def sample_start_points(self, rng: Array, num_samples: int,
                           ctx: PriorContext = None) -> Array:
@@ -296,15 +301,29 @@ def _pullback(mc, input_shape):
   if mc.pullback_sample_start not in ('gan', 'base'):
     raise ValueError(f'Unknown model.pullback_sample_start {mc.pullback_sample_start!r}; allowed: '
                      'gan, base.')
+  if mc.latent_gan_net not in latent_gan.NETS:
+    raise ValueError(f'Unknown model.latent_gan_net {mc.latent_gan_net!r}; allowed: '
+                     f'{", ".join(latent_gan.NETS)}.')
+  if not isinstance(mc.latent_gan_noise_dim, int) or mc.latent_gan_noise_dim < 0:
+    raise ValueError('model.latent_gan_noise_dim must be an integer >= 0 (0: the net\'s default), '
+                     f'got {mc.latent_gan_noise_dim!r}.')
   base = REGISTRY.get(mc.pullback_base)(mc, input_shape)
-  units = mc.latent_gan_units
+  if mc.latent_gan_net == 'conv':
+    latent_gan.conv_map_shape(mc.latent_dim)  # A latent size the map cannot hold fails here.
+    generator = latent_gan.ConvGenerator(mc.latent_dim, mc.negative_slope)
+    critic = latent_gan.ConvCritic(mc.latent_dim, mc.negative_slope)
+    noise_dim = mc.latent_gan_noise_dim or latent_gan.CONV_NOISE_DIM
+  else:
+    units = mc.latent_gan_units
+    generator = latent_gan.MLP((units,) * mc.latent_gan_generator_layers, mc.latent_dim,
+                               negative_slope=mc.negative_slope)
+    critic = latent_gan.MLP((units,) * mc.latent_gan_critic_layers, 1,
+                            negative_slope=mc.negative_slope)
+    noise_dim = mc.latent_gan_noise_dim or mc.latent_dim
   return PullbackPrior(
       base, DISCRIMINATORS.get(mc.discriminator)(mc, input_shape), mc.pullback_weight,
-      mc.pullback_xi_init, mc.pullback_mala_steps, mc.pullback_mala_step_size,
-      latent_gan.MLP((units,) * mc.latent_gan_generator_layers, mc.latent_dim,
-                     negative_slope=mc.negative_slope),
-      latent_gan.MLP((units,) * mc.latent_gan_critic_layers, 1, negative_slope=mc.negative_slope),
-      mc.pullback_sample_start, mc.pullback_mala_adapt_steps)
+      mc.pullback_xi_init, mc.pullback_mala_steps, mc.pullback_mala_step_size, generator, critic,
+      mc.pullback_sample_start, mc.pullback_mala_adapt_steps, noise_dim)
 
 
 REGISTRY.register('pullback', _pullback)

@@ -135,14 +135,6 @@ def _to_code_coordinates(x: Array) -> Array:
   return (x * 255.0 - 127.5) / 128.0
 
 
-def _residual_stack(h: Array, stack, negative_slope: float, transpose: bool = False) -> Array:
-  """Residual blocks (features, stride, kernel size), named hidden_0, hidden_1, ... (L2-regularised)."""
-  for i, (features, stride, kernel) in enumerate(stack):
-    h = nets.ResidualBlock(features, stride, transpose=transpose, negative_slope=negative_slope,
-                           kernel_size=kernel, name=f'hidden_{i}')(h)
-  return h
-
-
 def _decoder_heads(h: Array, out_channels: int) -> Array:
   """The code's 1x1 heads with zero-initialised kernels: [mean pre-activation (C), log-scale (C)] or
   the mean alone (out_channels = C)."""
@@ -175,7 +167,7 @@ class CifarEncoder(nn.Module):
     batch_shape = x.shape[:-3]
     channels = _latent_map_channels(self.latent_dim, *x.shape[-3:-1])
     h = _to_code_coordinates(x).reshape((-1,) + x.shape[-3:])
-    h = _residual_stack(h, CIFAR_ENCODER, self.negative_slope)
+    h = nets.residual_stack(h, CIFAR_ENCODER, self.negative_slope)
     heads = [nets.ResidualBlock(channels, 1, negative_slope=self.negative_slope, zero_init=True,
                                 name=f'hidden_{name}')(h).reshape(batch_shape + (-1,))
              for name in ('mean', 'log_std')]
@@ -192,7 +184,7 @@ class CifarDecoder(nn.Module):
     height, width, _ = self.output_shape
     channels = _latent_map_channels(z.shape[-1], height, width)
     h = z.reshape((-1, height // 4, width // 4, channels))
-    h = _residual_stack(h, CIFAR_DECODER, self.negative_slope, transpose=True)
+    h = nets.residual_stack(h, CIFAR_DECODER, self.negative_slope, transpose=True)
     return _decoder_heads(h, self.out_channels).reshape(
         z.shape[:-1] + (height, width, self.out_channels))
 
@@ -203,7 +195,7 @@ class CifarDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     nets.check_spatial(x.shape[-3:])
-    h = _residual_stack(_to_code_coordinates(x), CIFAR_CRITIC, self.negative_slope)
+    h = nets.residual_stack(_to_code_coordinates(x), CIFAR_CRITIC, self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))
     return nn.Dense(1, name='out')(h)[..., 0]
 
@@ -228,7 +220,7 @@ class SamplingEncoder(nn.Module):
     s = _sampling_first_stride(x.shape[-3:])
     batch_shape = x.shape[:-3]
     h = _to_code_coordinates(x).reshape((-1,) + x.shape[-3:])
-    h = _residual_stack(h, ((32, s, 5), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 2, 3)),
+    h = nets.residual_stack(h, ((32, s, 5), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 2, 3)),
                         self.negative_slope)
     h = h.reshape(batch_shape + (-1,))
     mean = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='mean')(h)
@@ -245,7 +237,7 @@ class SamplingDecoder(nn.Module):
   def __call__(self, z: Array) -> Array:
     s = _sampling_first_stride(self.output_shape)
     h = nn.Dense(8 * 8 * 64, name='dense')(z).reshape((-1, 8, 8, 64))
-    h = _residual_stack(h, ((64, 2, 3), (64, 1, 3), (32, 2, 3), (32, 1, 3), (32, s, 5)),
+    h = nets.residual_stack(h, ((64, 2, 3), (64, 1, 3), (32, 2, 3), (32, 1, 3), (32, s, 5)),
                         self.negative_slope, transpose=True)
     return _decoder_heads(h, self.out_channels).reshape(
         z.shape[:-1] + tuple(self.output_shape[:2]) + (self.out_channels,))
@@ -257,7 +249,7 @@ class SamplingDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     s = _sampling_first_stride(x.shape[-3:])
-    h = _residual_stack(_to_code_coordinates(x),
+    h = nets.residual_stack(_to_code_coordinates(x),
                         ((32, s, 3), (32, 1, 3), (64, 2, 3), (64, 1, 3), (64, 2, 3)),
                         self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))

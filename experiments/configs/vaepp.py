@@ -147,6 +147,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   m.pullback_sample_start = 'gan'
   m.pullback_mala_steps = 2020          # the code: 101 rounds of 20 steps
   m.pullback_mala_step_size = mala_step
+  # The latent WGAN: the MNIST scripts' MLPs (eps of the latent size), or the colour scripts' conv
+  # nets on z as an 8x8 map (eps of size 128; latent_gan.ConvGenerator / ConvCritic).
+  m.latent_gan_net = 'conv' if colour else 'mlp'
+  m.latent_gan_noise_dim = 0            # the net's default: the latent size (mlp), 128 (conv)
   m.latent_gan_units = 40
   m.latent_gan_generator_layers = 5
   m.latent_gan_critic_layers = 6
