@@ -402,9 +402,9 @@ def test_conv_latent_wgan_has_the_colour_scripts_layers_and_trains_through_its_p
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert all(float(jnp.abs(grads[layer]['conv_0']['kernel']).max()) > 0
              for layer in ('hidden_0', 'hidden_5'))
-  bad = dict(mc.to_dict(), latent_dim=100)
   with pytest.raises(ValueError, match='latent_gan_net=conv sees z as an 8x8 map: .* got 100'):
-    latent_gan.conv_map_shape(bad['latent_dim'])
+    priors.from_config(config_lib.complete_section(dict(mc.to_dict(), latent_dim=100), 'model'),
+                       (32, 32, 3))
   with pytest.raises(ValueError, match="Unknown model.latent_gan_net 'cnn'; allowed: mlp, conv"):
     priors.from_config(config_lib.complete_section(dict(mc.to_dict(), latent_gan_net='cnn'),
                                                    'model'), (32, 32, 3))
