@@ -350,11 +350,10 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         'a run saved before the optimizer states were grouped by method (its parameters can still '
         'be evaluated). Use a new --workdir.') from None
   start_step = start_step or 0
-  if not start_step:
-    _check_no_results_without_checkpoints(workdir, tc.checkpoint_every_steps)
   if start_step:
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
   else:
+    _check_no_results_without_checkpoints(workdir, tc.checkpoint_every_steps)
     variables = method.initial_variables(model, feed.first_batch, keys['init'], dataset.train, mesh)
     state = jax.jit(functools.partial(methods.state_from_variables, method),
                     out_shardings=replicated)(variables)
