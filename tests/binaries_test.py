@@ -40,11 +40,6 @@ def _run(cmd):
   return result
 
 
-def _checkpoint_steps(workdir):
-  path = os.path.join(workdir, 'checkpoints')
-  return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
-
-
 def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   reference, resumed = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
   _run(_train_command(reference))
@@ -52,11 +47,11 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
-  while not _checkpoint_steps(resumed) and time.time() < deadline and proc.poll() is None:
+  while not helpers.checkpoint_steps(resumed) and time.time() < deadline and proc.poll() is None:
     time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL, 'the run finished before it could be killed'
-  killed_at = _checkpoint_steps(resumed)
+  killed_at = helpers.checkpoint_steps(resumed)
   assert killed_at and killed_at[-1] < NUM_STEPS, killed_at
 
   result = _run(_train_command(resumed))
@@ -76,12 +71,12 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   proc = subprocess.Popen(_train_command(termed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
-  while not _checkpoint_steps(termed) and time.time() < deadline and proc.poll() is None:
+  while not helpers.checkpoint_steps(termed) and time.time() < deadline and proc.poll() is None:
     time.sleep(0.01)
   proc.send_signal(signal.SIGTERM)
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-  saved = _checkpoint_steps(termed)[-1]
+  saved = helpers.checkpoint_steps(termed)[-1]
   assert f'SIGTERM: the state of step {saved} is saved' in stderr
   result = _run(_train_command(termed))
   assert f'Resumed from the checkpoint of step {saved}' in result.stderr

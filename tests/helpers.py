@@ -34,6 +34,15 @@ def latest_params(workdir, input_shape=(28, 28, 1)):
   return jax.device_get(params), step
 
 
+def checkpoint_steps(workdir):
+  """The steps of the finished checkpoints in a training workdir, ascending, from the folder names
+  under checkpoints/ (a save in progress is in a temporary folder whose name is not a number), so
+  that a test can poll a workdir another process is writing."""
+  import os  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'checkpoints')
+  return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
+
+
 def copy_until(workdir, copy, step):
   """Copies a training workdir to `copy` without its checkpoints after `step` (a run that stopped
   there), to resume it."""

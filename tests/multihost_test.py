@@ -45,11 +45,6 @@ def _workers(workdir, **kwargs):
                  '--num_processes=2', f'--process_id={i}', **kwargs) for i in range(2)]
 
 
-def _checkpoint_steps(workdir):
-  path = os.path.join(workdir, 'checkpoints')
-  return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
-
-
 def _single_config(num_steps, every):
   """The workers' config (`_train`), for a run in this process."""
   config = xu2019.get_config('runlocal')
@@ -75,7 +70,7 @@ def test_two_processes_stop_together_on_sigterm_and_train_what_one_process_train
   workers = _workers(workdir, num_steps=num_steps, every=every)
   try:
     deadline = time.time() + 240
-    while not _checkpoint_steps(workdir) and time.time() < deadline and workers[1].poll() is None:
+    while not helpers.checkpoint_steps(workdir) and time.time() < deadline and workers[1].poll() is None:
       time.sleep(0.05)
     workers[1].send_signal(signal.SIGTERM)
     # Without the agreement, process 1 stops alone and both wait for each other until killed.
@@ -88,7 +83,7 @@ def test_two_processes_stop_together_on_sigterm_and_train_what_one_process_train
     assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
     saved.append(int(re.search(r'SIGTERM: the state of step (\d+) is saved', out).group(1)))
   assert saved[0] == saved[1] < num_steps, saved
-  assert _checkpoint_steps(workdir)[-1] == saved[0]
+  assert helpers.checkpoint_steps(workdir)[-1] == saved[0]
   end = saved[0] + every
   workers = _workers(workdir, num_steps=end, every=every)
   # The reference, in this process (4 simulated devices, never interrupted) while the workers run.

@@ -5,8 +5,8 @@ notebook produced (its numbers and its figures), not only that it ran.
 The kernel sees one CPU device, except for the quickstart's, which sees the suite's 4 simulated
 devices: the quickstart is the notebook with its own sharded loop, and every notebook reaches the
 mesh through the same `sharding` calls, which the rest of the suite tests on 4 devices. Simulated
-devices share the CI machine's 2 cores; on one device the paper notebooks run in about half the
-time (vaepp: 105 s against 221 s on one core, measured 2026-12-02)."""
+devices share the CI machine's 2 cores: on one device the five paper notebooks' tests take a little
+over half the time they take on four."""
 
 import json
 import os
