@@ -30,8 +30,7 @@ def _train_command(workdir):
 
 
 def _env():
-  return dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-              JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+  return helpers.subprocess_environment(1)
 
 
 def _run(cmd):

@@ -108,7 +108,7 @@ def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
 
 def test_the_binaries_import_user_extensions(tmp_path):
   workdir = str(tmp_path / 'run')
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1', JAX_PLATFORMS='cpu')
+  env = helpers.subprocess_environment(1)
   train = [sys.executable, os.path.join(ROOT, 'tests', 'mock_binary.py'), 'experiments.train',
            '--import=user_extension', '--config=experiments/configs/xu2019.py:runlocal',
            f'--workdir={workdir}', '--config.model.prior=user_shifted_normal',

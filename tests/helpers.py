@@ -1,6 +1,7 @@
 """Shared test helpers: small configs and mock data that never touches the network."""
 
 import contextlib
+import os
 from unittest import mock
 
 import tensorflow_datasets as tfds
@@ -8,9 +9,8 @@ import tensorflow_datasets as tfds
 from experiments.configs import xu2019
 from vaeprior_jax import data
 
-SHARED_DATA = __import__('os').path.join(
-    __import__('os').path.dirname(__file__), '..', '..', 'shared', 'data')
-SHARED_MNIST = __import__('os').path.join(SHARED_DATA, 'binarized_mnist')
+SHARED_DATA = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
+SHARED_MNIST = os.path.join(SHARED_DATA, 'binarized_mnist')
 
 
 @contextlib.contextmanager
@@ -34,11 +34,17 @@ def latest_params(workdir, input_shape=(28, 28, 1)):
   return jax.device_get(params), step
 
 
+def subprocess_environment(devices: int) -> dict:
+  """This process's environment for a JAX process the test starts (a binary, a notebook's kernel):
+  CPU only, with `devices` simulated devices instead of the suite's 4."""
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+              JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+
+
 def checkpoint_steps(workdir):
   """The steps of the finished checkpoints in a training workdir, ascending, from the folder names
   under checkpoints/ (a save in progress is in a temporary folder whose name is not a number), so
   that a test can poll a workdir another process is writing."""
-  import os  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, 'checkpoints')
   return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
 

@@ -28,15 +28,13 @@ def _free_port() -> int:
 
 
 def _train(workdir, devices, *flags, num_steps, every):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
   cmd = [sys.executable, os.path.join(ROOT, 'tests', 'mock_binary.py'), 'experiments.train',
          '--config=experiments/configs/xu2019.py:runlocal', f'--workdir={workdir}',
          f'--config.train.num_steps={num_steps}', f'--config.train.checkpoint_every_steps={every}',
          f'--config.train.log_every_steps={every}', '--config.data.dataset=mnist',
          '--config.data.validation_size=16', *flags]
-  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+  return subprocess.Popen(cmd, cwd=ROOT, env=helpers.subprocess_environment(devices),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _workers(workdir, **kwargs):

@@ -10,11 +10,12 @@ over half the time they take on four."""
 
 import json
 import os
-import re
 import time
 
 import numpy as np
 import pytest
+
+import helpers
 
 nbclient = pytest.importorskip('nbclient')
 nbformat = pytest.importorskip('nbformat')
@@ -28,14 +29,6 @@ needs_static_mnist = pytest.mark.skipif(not os.path.isdir(STATIC_MNIST),
                                         reason='needs ../shared/data/binarized_mnist')
 MNIST = os.path.join(ROOT, '..', 'shared', 'data', 'mnist')
 needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason='needs ../shared/data/mnist')
-
-
-def kernel_environment(devices: int) -> dict:
-  """This process's environment with XLA's simulated CPU device count set to `devices`."""
-  env = dict(os.environ)
-  flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '', env.get('XLA_FLAGS', ''))
-  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={devices}'.strip()
-  return env
 
 
 def run_notebook(name: str, tmp_path, devices: int = 1, **overrides):
@@ -53,7 +46,7 @@ def run_notebook(name: str, tmp_path, devices: int = 1, **overrides):
   start = time.time()
   client = nbclient.NotebookClient(nb, timeout=600, kernel_name='python3',
                                    resources={'metadata': {'path': NOTEBOOKS}})
-  client.execute(env=kernel_environment(devices))
+  client.execute(env=helpers.subprocess_environment(devices))
   print(f'{name} notebook, smoke mode, {devices} device(s): {time.time() - start:.0f} s')
   summary = json.loads(results.read_text())
   assert summary['devices'] == f'{devices} x cpu', summary['devices']
