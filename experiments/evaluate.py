@@ -3,9 +3,10 @@ r"""Evaluates the latest checkpoint of a training workdir; writes eval_{split}.j
   python -m experiments.evaluate --workdir=/tmp/run --num_samples=1000 --split=test
 
 With --sample_quality (the default for the dai2019 configs' runs) it also writes
-sample_quality_{protocol}.json: Fréchet distances of samples, first-stage samples and
-reconstructions to the data: the classifier Fréchet distance (CFD, an offline stand-in, not FID) on
-labelled datasets, and FID when --fid_weights names pytorch-fid's Inception file.
+sample_quality_{protocol}.json: Fréchet distances to the data of samples, reconstructions, and
+first-stage samples (two-stage runs) or base and latent-GAN samples (pull-back prior runs): the
+classifier Fréchet distance (CFD, an offline stand-in, not FID) on labelled datasets, and FID when
+--fid_weights names pytorch-fid's Inception file.
 """
 
 import json
@@ -43,9 +44,10 @@ _CLASSIFIER_DIR = flags.DEFINE_string(
     'WORKDIR/classifier). Give runs that are compared the same folder.')
 _FID_WEIGHTS = flags.DEFINE_string(
     'fid_weights', None, f'pytorch-fid\'s {fid.FID_WEIGHTS_NAME} (or ${fid.WEIGHTS_ENV}): adds FID.')
-_PROTOCOL = flags.DEFINE_enum('quality_protocol', 'two_stage', list(evaluate_lib.PROTOCOLS),
+_PROTOCOL = flags.DEFINE_enum('quality_protocol', None, list(evaluate_lib.PROTOCOLS),
                               'two_stage: 10,000 samples vs 10,000 test images; vaepp: 5,000 vs '
-                              'the training set.')
+                              'the training set (default: vaepp for pull-back prior runs, else '
+                              'two_stage).')
 _QUALITY_IMAGES = flags.DEFINE_integer('quality_images', None,
                                        'Generated images (default: the protocol\'s).')
 _MIN_MAX = flags.DEFINE_bool('min_max_normalize', False,

@@ -1,6 +1,7 @@
 """VAEPP's training methods (`methods.vaepp`): which groups each step trains, the loss's pieces, and
 exact resumption inside the VAE phase and the latent-WGAN phase."""
 
+import json
 import math
 import os
 
@@ -325,6 +326,17 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     training.train_and_evaluate(config, workdir)
     result = evaluate.evaluate(workdir, 'test', max_examples=16, active_units=False,
                                write_images=True)
+    # Sample quality of a pull-back run: by default VAEPP's protocol (against the training split),
+    # for MALA samples, both baselines and reconstructions.
+    quality = evaluate.sample_quality(workdir, str(tmp_path / 'classifier'), num_images=12,
+                                      classifier_steps=2)
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
   assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))
+  assert quality['protocol'] == 'vaepp' and quality['reference_split'] == 'train'
+  assert quality['num_generated'] == 12 and quality['num_reference'] == 24
+  kinds = ('samples', 'base_samples', 'gan_samples', 'reconstructions')
+  assert sorted(k for k in quality if k.startswith('cfd_')) == sorted(f'cfd_{k}' for k in kinds)
+  assert all(np.isfinite(quality[f'cfd_{k}']) and quality[f'cfd_{k}'] > 0 for k in kinds)
+  with open(os.path.join(workdir, 'sample_quality_vaepp.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(quality))
 

@@ -284,7 +284,7 @@ def cached_statistics(path: str, compute):
 
 
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
-                   fid_weights: Optional[str] = None, protocol: str = 'two_stage',
+                   fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
                    normalize: bool = False, classifier_steps: int = 2000) -> Dict:
   """Fréchet distances of a run's samples, first-stage samples (two-stage runs) and
@@ -295,16 +295,20 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   give runs that are compared the same folder). FID when `fid_weights` (or $VAEPRIOR_FID_WEIGHTS)
   names pytorch-fid's Inception file; its reference statistics are cached in `classifier_dir` per
   dataset, split, number of images and weights. protocol: 'two_stage' (10,000 generated vs 10,000
-  test images) or 'vaepp' (5,000 vs the training set); num_images overrides the generated count.
+  test images) or 'vaepp' (5,000 vs the training set); None: the run's paper's, 'vaepp' for a
+  pull-back prior and 'two_stage' otherwise. num_images overrides the generated count (a pull-back
+  prior's samples cost `model.pullback_mala_steps` decoder and critic gradients each).
   normalize: min-max normalise each generated image first (the authors' script; off by default).
   classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
   """
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
-  if protocol not in PROTOCOLS:
+  if protocol is not None and protocol not in PROTOCOLS:
     raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
   config = training.load_config(workdir)
+  if protocol is None:
+    protocol = 'vaepp' if config.model.prior == 'pullback' else 'two_stage'
   num_generated, ref_split, num_ref = PROTOCOLS[protocol]
   num_generated = num_images or num_generated
   if num_generated < 2:
