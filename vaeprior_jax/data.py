@@ -504,7 +504,12 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
   seed_t = tf.constant(seed, tf.int64)
   ds = ds.skip(offset).enumerate(start=start_step)
   ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.prefetch(prefetch).as_numpy_iterator()
+  # No autotuning: deleting an iterator waits for the autotuner's thread to wake from its timed
+  # wait (seconds; up to 10 s measured), and a run deletes this one when it ends or is preempted.
+  # A gather and a comparison per batch keep ahead of the step without it.
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.prefetch(prefetch).with_options(options).as_numpy_iterator()
 
 
 def eval_batches(images: np.ndarray, batch_size: int, max_examples: Optional[int] = None,
