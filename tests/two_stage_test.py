@@ -127,7 +127,8 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   assert sorted(os.listdir(classifier_dir)) == ['classifier.json', 'classifier.npz']
   assert quality == quality_again and 'not FID' in quality['classifier']['name']
   assert all(quality[f'cfd_{kind}'] > 0
-             for kind in ('samples', 'first_stage_samples', 'reconstructions'))
+             for kind in ('samples', 'first_stage_samples', 'reconstructions', 'data'))
+  assert quality['num_data'] == 20  # Training images: the reference is the test split.
   assert not any('fid' in k for k in quality)
   with open(os.path.join(full, 'sample_quality_two_stage.json')) as f:
     assert json.load(f) == json.loads(json.dumps(quality))

@@ -13,9 +13,11 @@ import pytest
 
 import helpers
 from vaeprior_jax import analysis
+from vaeprior_jax import classifier_distance
 from vaeprior_jax import data
 from vaeprior_jax import evaluate
 from vaeprior_jax import evaluation
+from vaeprior_jax import frechet
 from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import partition
@@ -327,15 +329,23 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     result = evaluate.evaluate(workdir, 'test', max_examples=16, active_units=False,
                                write_images=True)
     # Sample quality of a pull-back run: by default VAEPP's protocol (against the training split),
-    # for MALA samples, both baselines and reconstructions.
-    quality = evaluate.sample_quality(workdir, str(tmp_path / 'classifier'), num_images=12,
-                                      classifier_steps=2)
+    # for MALA samples, both baselines, reconstructions, and as many real test images ('data').
+    classifier_dir = str(tmp_path / 'classifier')
+    quality = evaluate.sample_quality(workdir, classifier_dir, num_images=24, classifier_steps=2)
+    # The floor, independently: with as many images as the test split holds, 'data' is all of it;
+    # the mock splits hold the same images, so it is 0 here.
+    params, _ = classifier_distance.load_or_train(classifier_dir, config.data)
+    stats = lambda split: frechet.gaussian_statistics(classifier_distance.features(
+        params, classifier_distance.LABELLED['mnist'], classifier_distance.load_labelled(config.data, split)[0]))
+    floor = frechet.frechet_distance(*stats('test'), *stats('train'))
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
   assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))
   assert quality['protocol'] == 'vaepp' and quality['reference_split'] == 'train'
-  assert quality['num_generated'] == 12 and quality['num_reference'] == 24
+  assert quality['num_generated'] == quality['num_reference'] == quality['num_data'] == 24
+  assert quality['cfd_data'] == pytest.approx(floor, abs=1e-6) and abs(floor) < 1e-3
   kinds = ('samples', 'base_samples', 'gan_samples', 'reconstructions')
-  assert sorted(k for k in quality if k.startswith('cfd_')) == sorted(f'cfd_{k}' for k in kinds)
+  assert sorted(k for k in quality if k.startswith('cfd_')) == sorted(
+      f'cfd_{k}' for k in kinds + ('data',))
   assert all(np.isfinite(quality[f'cfd_{k}']) and quality[f'cfd_{k}'] > 0 for k in kinds)
   with open(os.path.join(workdir, 'sample_quality_vaepp.json')) as f:
     assert json.load(f) == json.loads(json.dumps(quality))

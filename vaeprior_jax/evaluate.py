@@ -287,8 +287,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
                    normalize: bool = False, classifier_steps: int = 2000) -> Dict:
-  """Fréchet distances of a run's samples, first-stage samples (two-stage runs) and
-  reconstructions to the data, written to `sample_quality_{protocol}.json` in `workdir`.
+  """Fréchet distances to the data of a run's samples, first-stage samples (two-stage runs), base
+  and latent-GAN samples (pull-back priors), reconstructions, and of as many real images from
+  outside the reference ('data': the test split for 'vaepp', the training split for 'two_stage'),
+  the floor a perfect sampler would reach with this many images; written to
+  `sample_quality_{protocol}.json` in `workdir`.
 
   Always the classifier Fréchet distance (`classifier_distance`, CFD: an offline stand-in, not FID)
   on labelled datasets, with the classifier kept in `classifier_dir` (default: workdir/classifier;
@@ -324,15 +327,24 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
 
   # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train' before the
   # validation carve-out); the reference images, and the test images to reconstruct.
-  def whole_split(split):
+  # A seeded subset of `num` images first (0: all), then converted (colour splits stay uint8 until
+  # then: CelebA's training split would take 8 GB as floats).
+  def whole_split(split, num=0, subset_seed=seed):
     if use_cfd:
-      return classifier_distance.load_labelled(config.data, split)[0]
-    return data.to_float(data.load(config.data).split(split))
+      images = classifier_distance.load_labelled(config.data, split)[0]
+    else:
+      images = data.load(config.data).split(split)
+    if num:
+      images = images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
+    return images if use_cfd else data.to_float(images)
 
-  reference = whole_split(ref_split)
-  if num_ref:
-    reference = reference[np.sort(np.random.default_rng(seed).permutation(len(reference))[:num_ref])]
+  reference = whole_split(ref_split, num_ref)
   test_images = reference if ref_split == 'test' else whole_split('test')
+  # Real images outside the reference, as many as the samples (seeded): the distance a perfect
+  # sampler would get at this sample size, the floor the others are read against.
+  held_out = (whole_split('train', num_generated, seed + 1) if ref_split == 'test' else
+              test_images[np.sort(np.random.default_rng(seed + 1).permutation(
+                  len(test_images))[:num_generated])])
 
   input_shape = reference.shape[1:]
   model = models.create(config.model, input_shape)
@@ -342,9 +354,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     kinds.insert(1, 'first_stage_samples')
   if config.model.prior == 'pullback':
     kinds[1:1] = ['base_samples', 'gan_samples']
+  kinds.append('data')
   key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0x5a1 + seed)
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
-            'num_reference': len(reference), 'step': int(step), 'normalize': normalize}
+            'num_reference': len(reference), 'num_data': len(held_out), 'step': int(step),
+            'normalize': normalize}
   if use_cfd:
     num_classes = classifier_distance.LABELLED[dataset]
     cfd_params, info = classifier_distance.load_or_train(classifier_dir, config.data,
@@ -360,10 +374,13 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
         cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))
     result['fid_reference_cache'] = cache
   for i, kind in enumerate(kinds):
-    images = _generated(model, params, kind, min(num_generated, len(test_images))
-                        if kind == 'reconstructions' else num_generated,
-                        jax.random.fold_in(key, i), test_images)
-    if normalize and kind != 'reconstructions':
+    if kind == 'data':
+      images = held_out
+    else:
+      images = _generated(model, params, kind, min(num_generated, len(test_images))
+                          if kind == 'reconstructions' else num_generated,
+                          jax.random.fold_in(key, i), test_images)
+    if normalize and kind not in ('reconstructions', 'data'):
       images = min_max_normalize(images)
     if use_cfd:
       stats = frechet.gaussian_statistics(
