@@ -336,7 +336,8 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     # the mock splits hold the same images, so it is 0 here.
     params, _ = classifier_distance.load_or_train(classifier_dir, config.data)
     stats = lambda split: frechet.gaussian_statistics(classifier_distance.features(
-        params, classifier_distance.LABELLED['mnist'], classifier_distance.load_labelled(config.data, split)[0]))
+        params, classifier_distance.LABELLED['mnist'],
+        classifier_distance.load_labelled(config.data, split)[0]))
     floor = frechet.frechet_distance(*stats('test'), *stats('train'))
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
   assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))

@@ -325,8 +325,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
 
-  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train' before the
-  # validation carve-out); the reference images, and the test images to reconstruct.
+  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': before the
+  # validation carve-out for the CFD's labelled datasets, as `data.load` gives it otherwise); the
+  # reference images, and the test images to reconstruct.
   # A seeded subset of `num` images first (0: all), then converted (colour splits stay uint8 until
   # then: CelebA's training split would take 8 GB as floats).
   def whole_split(split, num=0, subset_seed=seed):
