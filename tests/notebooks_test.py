@@ -53,6 +53,12 @@ def run_notebook(name: str, tmp_path, devices: int = 1, **overrides):
   return nb, summary
 
 
+def _text(nb) -> str:
+  """What the notebook's cells printed."""
+  return ''.join(out.get('text', '') for c in nb.cells if c.cell_type == 'code'
+                 for out in c.get('outputs', []))
+
+
 def _images(nb) -> int:
   return sum('image/png' in out.get('data', {}) for c in nb.cells if c.cell_type == 'code'
              for out in c.get('outputs', []))
@@ -133,7 +139,12 @@ def test_compare_priors_notebook_evaluates_every_prior_of_the_library(tmp_path):
     assert np.isfinite(run['nll']) and -run['nll'] >= run['elbo'] - 1e-3, (name, run)
     assert run['num_examples'] == 32 and run['train_seconds'] > 0, (name, run)
     assert 0 <= run['active_units'] <= 4, (name, run)  # runlocal's latent size
-  assert np.isfinite(summary['runs']['pullback']['log_z'])
+  # The pull-back NLL with either log Z estimate: the same computation shifted by their difference.
+  pullback = summary['runs']['pullback']
+  assert np.isfinite(pullback['log_z']) and np.isfinite(pullback['nll_with_prior_log_z'])
+  assert pullback['nll_with_prior_log_z'] - pullback['nll'] == pytest.approx(
+      pullback['log_z_prior'] - pullback['log_z'], abs=1e-3)
+  assert 'with the prior-based one' in _text(nb)
   assert _images(nb) >= 1  # the five panels
 
 
