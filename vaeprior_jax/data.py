@@ -505,7 +505,7 @@ def train_batches(images: np.ndarray, batch_size: int, seed: int, start_step: in
   ds = ds.skip(offset).enumerate(start=start_step)
   ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   # No autotuning: deleting an iterator waits for the autotuner's thread to wake from its timed
-  # wait (seconds; up to 10 s measured), and a run deletes this one when it ends or is preempted.
+  # wait, and a run deletes this one when it ends or is preempted (when exiting promptly matters).
   # A gather and a comparison per batch keep ahead of the step without it.
   options = tf.data.Options()
   options.autotune.enabled = False

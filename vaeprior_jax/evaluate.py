@@ -330,13 +330,16 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   # reference images, and the test images to reconstruct.
   # A seeded subset of `num` images first (0: all), then converted (colour splits stay uint8 until
   # then: CelebA's training split would take 8 GB as floats).
+  def subset(images, num, subset_seed):
+    return images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
+
   def whole_split(split, num=0, subset_seed=seed):
     if use_cfd:
       images = classifier_distance.load_labelled(config.data, split)[0]
     else:
       images = data.load(config.data).split(split)
     if num:
-      images = images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
+      images = subset(images, num, subset_seed)
     return images if use_cfd else data.to_float(images)
 
   reference = whole_split(ref_split, num_ref)
@@ -344,8 +347,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   # Real images outside the reference, as many as the samples (seeded): the distance a perfect
   # sampler would get at this sample size, the floor the others are read against.
   held_out = (whole_split('train', num_generated, seed + 1) if ref_split == 'test' else
-              test_images[np.sort(np.random.default_rng(seed + 1).permutation(
-                  len(test_images))[:num_generated])])
+              subset(test_images, num_generated, seed + 1))
 
   input_shape = reference.shape[1:]
   model = models.create(config.model, input_shape)
