@@ -39,6 +39,10 @@ def _fresh_folder_for(variable: str, prefix: str) -> bool:
 if _fresh_folder_for('JAX_COMPILATION_CACHE_DIR', 'vaeprior_jax_test_cache_'):
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
+# The datasets the notebooks prepare (their DATA_CACHE): one folder for the whole run, so that each
+# dataset is decoded from tfds once, not once per notebook (a fresh folder per run, as above).
+_fresh_folder_for('VAEPRIOR_JAX_TEST_DATA_CACHE', 'vaeprior_jax_test_data_')
+
 # The oneDNN backend's compiled custom calls (tests/onednn_test.py): built once per run, into a fresh
 # folder shared by the workers, not into ~/.cache.
 _fresh_folder_for('VAEPRIOR_JAX_CACHE_DIR', 'vaeprior_jax_test_libraries_')

@@ -33,14 +33,15 @@ needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason='needs ../shar
 
 def run_notebook(name: str, tmp_path, devices: int = 1, **overrides):
   """Executes notebooks/NAME.ipynb from the notebooks folder in smoke mode (SMOKE = True, WORKDIR
-  and RESULTS_JSON under tmp_path, and `overrides`, set after its parameters cell) in a kernel
-  that sees `devices` CPU devices; checks that the notebook reports them, prints the time it took
-  and returns (the executed notebook, the summary the notebook wrote to RESULTS_JSON)."""
+  and RESULTS_JSON under tmp_path, the suite's DATA_CACHE, and `overrides`, set after its
+  parameters cell) in a kernel that sees `devices` CPU devices; checks that the notebook reports
+  them, prints the time it took and returns (the executed notebook, the summary the notebook wrote
+  to RESULTS_JSON)."""
   nb = nbformat.read(os.path.join(NOTEBOOKS, f'{name}.ipynb'), as_version=4)
   index = next(i for i, c in enumerate(nb.cells) if 'parameters' in c.metadata.get('tags', []))
   results = tmp_path / 'results.json'
   values = dict(SMOKE=True, RESULTS_JSON=str(results), WORKDIR=str(tmp_path / 'workdir'),
-                **overrides)
+                DATA_CACHE=os.environ['VAEPRIOR_JAX_TEST_DATA_CACHE'], **overrides)
   source = '\n'.join(f'{k} = {v!r}' for k, v in values.items())
   nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
   start = time.time()
