@@ -1,6 +1,6 @@
 """The real `experiments.train` / `experiments.evaluate` binaries, end to end on mock data, in
-subprocesses: a run killed with SIGKILL and restarted ends with the same parameters, bit for bit, as a
-run that was never interrupted; so does one stopped with SIGTERM, which saves the step it was on."""
+subprocesses: a run killed with SIGKILL, restarted, stopped with SIGTERM (which saves the step it was
+on) and restarted again ends with the same parameters, bit for bit, as a run never interrupted."""
 
 import json
 import os
@@ -16,7 +16,7 @@ from experiments.configs import xu2019
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_STEPS = 300
+NUM_STEPS = 160  # Long enough that a signal sent at the first checkpoint (step 20) lands mid-run.
 
 
 def _command(module, *flags):
@@ -39,49 +39,56 @@ def _run(cmd):
   return result
 
 
+def _checkpoint_after(workdir, step, proc):
+  """Waits until `workdir` holds a finished checkpoint after `step` (or the process ended)."""
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    steps = helpers.checkpoint_steps(workdir)
+    if steps and steps[-1] > step:
+      return
+    time.sleep(0.01)
+
+
 def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
+  """One run killed with SIGKILL at its first checkpoint, resumed, stopped with SIGTERM (a
+  preemption: the step in progress finishes, its state is saved, the process exits with 143) at
+  the next one, and resumed again ends with the parameters of an uninterrupted run, bit for bit."""
   reference, resumed = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
   _run(_train_command(reference))
 
   proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 240
-  while not helpers.checkpoint_steps(resumed) and time.time() < deadline and proc.poll() is None:
-    time.sleep(0.01)
+  _checkpoint_after(resumed, 0, proc)
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL, 'the run finished before it could be killed'
   killed_at = helpers.checkpoint_steps(resumed)
   assert killed_at and killed_at[-1] < NUM_STEPS, killed_at
 
-  result = _run(_train_command(resumed))
-  assert f'Resumed from the checkpoint of step {killed_at[-1]}' in result.stderr
+  # stderr to a file, not a pipe, which the process could fill while the test waits.
+  with open(tmp_path / 'termed.log', 'w+') as log:
+    proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=log)
+    _checkpoint_after(resumed, killed_at[-1], proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    log.seek(0)
+    stderr = log.read()
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert f'Resumed from the checkpoint of step {killed_at[-1]}' in stderr
+  saved = helpers.checkpoint_steps(resumed)[-1]
+  assert killed_at[-1] < saved < NUM_STEPS, (killed_at, saved)
+  assert f'SIGTERM: the state of step {saved} is saved' in stderr
 
+  result = _run(_train_command(resumed))
+  assert f'Resumed from the checkpoint of step {saved}' in result.stderr
   ref_params, ref_step = helpers.latest_params(reference)
   res_params, res_step = helpers.latest_params(resumed)
   assert ref_step == res_step == NUM_STEPS
   jax.tree.map(np.testing.assert_array_equal, res_params, ref_params)
   with open(os.path.join(resumed, 'metrics.jsonl')) as f:
     steps = [json.loads(line)['step'] for line in f]
-  assert steps == list(range(20, NUM_STEPS + 1, 20))  # One line per logged step, no repeats.
-
-  # SIGTERM (a preemption): the step in progress finishes, its state is saved, the process exits
-  # with 143; the rerun loses no step and ends where the uninterrupted run did.
-  termed = str(tmp_path / 'termed')
-  proc = subprocess.Popen(_train_command(termed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 240
-  while not helpers.checkpoint_steps(termed) and time.time() < deadline and proc.poll() is None:
-    time.sleep(0.01)
-  proc.send_signal(signal.SIGTERM)
-  _, stderr = proc.communicate(timeout=120)
-  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-  saved = helpers.checkpoint_steps(termed)[-1]
-  assert f'SIGTERM: the state of step {saved} is saved' in stderr
-  result = _run(_train_command(termed))
-  assert f'Resumed from the checkpoint of step {saved}' in result.stderr
-  term_params, term_step = helpers.latest_params(termed)
-  assert term_step == NUM_STEPS
-  jax.tree.map(np.testing.assert_array_equal, term_params, ref_params)
+  # One line per logged step and one for the step SIGTERM stopped at; no step twice.
+  assert steps == sorted(set(range(20, NUM_STEPS + 1, 20)) | {saved})
 
   config = xu2019.get_config('runlocal')
   result = _run(_command('experiments.evaluate', f'--workdir={resumed}', '--max_examples=20',
