@@ -1,6 +1,7 @@
 """The pull-back prior and its partition-function estimators in 2-D, against a NumPy re-computation of
 f(z) = N(z; 0, I) exp(-beta D(G(z))) and Z by numerical integration on a fine grid (float64)."""
 
+import functools
 import math
 
 import flax.linen as nn
@@ -267,25 +268,29 @@ def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blo
             pullback_mala_steps=2, pullback_weight=10.0)
   model = models.create(mc, (28, 28, 1))
   x = jnp.full((2, 28, 28, 1), 0.5)
-  variables = model.init(jax.random.key(0), x, jax.random.key(1))
+  # Each call jitted: one compilation costs less than dispatching these nets op by op.
+  variables = jax.jit(model.init)(jax.random.key(0), x, jax.random.key(1))
   assert set(variables) == {'params', 'partition'}
   assert float(variables['params']['prior']['xi']) == 0.0
-  terms = model.apply(variables, x, jax.random.key(2), method=model.log_weight_terms)
+  apply = lambda m, method, *args: jax.jit(functools.partial(m.apply, method=method))(variables,
+                                                                                     *args)
+  terms = apply(model, model.log_weight_terms, x, jax.random.key(2))
   assert all(np.all(np.isfinite(v)) for v in terms.values())
   # The zero-initialised last layers: the decoder mean starts at sigmoid(0) = 1/2 (the code's
   # tanh_clip at 1e-7, with no gradient: the decoder could never learn).
-  recon = model.apply(variables, x, jax.random.key(3), method=model.reconstruct)
+  recon = apply(model, model.reconstruct, x, jax.random.key(3))
   np.testing.assert_allclose(recon, 0.5, rtol=1e-6)
   mc_code = config_lib.complete_section(dict(mc.to_dict(), vaepp_mean_activation='tanh_clip'),
                                         'model')
   code_model = models.create(mc_code, (28, 28, 1))
-  np.testing.assert_allclose(code_model.apply(variables, x, jax.random.key(3),
-                                              method=code_model.reconstruct), 1e-7, rtol=1e-3)
-  grads = jax.grad(lambda p: -jnp.sum(code_model.apply(
+  np.testing.assert_allclose(apply(code_model, code_model.reconstruct, x, jax.random.key(3)), 1e-7,
+                             rtol=1e-3)
+  grads = jax.jit(jax.grad(lambda p: -jnp.sum(code_model.apply(
       {**variables, 'params': p}, x, jax.random.key(2), method=code_model.log_weight_terms)[
-          'log_px_z']))(variables['params'])
+          'log_px_z'])))(variables['params'])
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads['decoder']))
-  samples = model.apply(variables, jax.random.key(4), 3, method=model.sample_prior)
+  samples = jax.jit(lambda v, k: model.apply(v, k, 3, method=model.sample_prior))(
+      variables, jax.random.key(4))
   assert samples.shape == (3, 3)
   l2_leaves = []
   for path, _ in jax.tree_util.tree_flatten_with_path(variables['params'])[0]:
