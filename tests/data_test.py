@@ -49,6 +49,34 @@ def test_no_network_and_no_manual_dir_says_what_to_download(tmp_path, monkeypatc
     data.load(_data_config(tmp_path))
 
 
+def test_uses_the_copy_another_process_prepared_meanwhile(tmp_path, monkeypatch):
+  """Two runs preparing one data_dir at once: tfds fails to move the second one's copy into place
+  ('Destination ... already exists'); that run then reads the first one's copy. A failure that
+  leaves nothing prepared is still an error naming the dataset and the folder."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  state = {'prepared': False, 'error': 'Cannot rename incomplete.X_1.0.0: 1.0.0 already exists'}
+
+  class Builder:
+    url_infos = {}
+
+    def is_prepared(self):
+      return state['prepared']
+
+    def download_and_prepare(self, download_config=None):
+      del download_config
+      state['prepared'] = state['error'].startswith('Cannot rename')  # The other process won.
+      raise OSError(state['error'])
+
+  monkeypatch.setattr(tfds, 'builder', lambda *args, **kwargs: Builder())
+  monkeypatch.setattr(data, 'check_manual_dir', lambda *args: None)
+  config = _data_config(tmp_path, str(tmp_path))
+  assert data.get_builder(config).is_prepared()
+  state.update(prepared=False, error='No space left on device')
+  with pytest.raises(data.DataError, match=f'Preparing binarized_mnist from {tmp_path} failed: No '
+                                           'space left on device'):
+    data.get_builder(config)
+
+
 @pytest.mark.skipif(not os.path.isdir(helpers.SHARED_MNIST),
                     reason='the shared .amat files live outside the repository (../shared)')
 def test_prepares_static_mnist_offline_from_the_original_files(tmp_path):

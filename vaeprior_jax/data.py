@@ -185,6 +185,11 @@ def get_builder(data_config):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # pylint: disable=broad-except
+    # Another process (a second run, a notebook) may have prepared the same data_dir meanwhile:
+    # tfds then fails to move this process's copy into place, and the copy in place is complete.
+    builder = tfds.builder(spec.tfds_name or name, data_dir=data_config.get('data_dir') or None)
+    if builder.is_prepared():
+      return builder
     if manual_dir:
       raise DataError(f'Preparing {name} from {manual_dir} failed: {e}') from e
     raise DataError(f'Could not download {name} (no network?): {e}\n'
