@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -39,16 +38,6 @@ def _run(cmd):
   return result
 
 
-def _checkpoint_after(workdir, step, proc):
-  """Waits until `workdir` holds a finished checkpoint after `step` (or the process ended)."""
-  deadline = time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    steps = helpers.checkpoint_steps(workdir)
-    if steps and steps[-1] > step:
-      return
-    time.sleep(0.01)
-
-
 def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   """One run killed with SIGKILL at its first checkpoint, resumed, stopped with SIGTERM (a
   preemption: the step in progress finishes, its state is saved, the process exits with 143) at
@@ -58,7 +47,7 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
 
   proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  _checkpoint_after(resumed, 0, proc)
+  helpers.wait_for_checkpoint(resumed, proc)
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL, 'the run finished before it could be killed'
   killed_at = helpers.checkpoint_steps(resumed)
@@ -68,7 +57,7 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   with open(tmp_path / 'termed.log', 'w+') as log:
     proc = subprocess.Popen(_train_command(resumed), cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=log)
-    _checkpoint_after(resumed, killed_at[-1], proc)
+    helpers.wait_for_checkpoint(resumed, proc, after=killed_at[-1])
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     log.seek(0)

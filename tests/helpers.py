@@ -49,6 +49,18 @@ def checkpoint_steps(workdir):
   return sorted(int(d) for d in os.listdir(path) if d.isdigit()) if os.path.isdir(path) else []
 
 
+def wait_for_checkpoint(workdir, proc, after: int = 0, timeout: float = 240):
+  """Polls until `workdir` holds a finished checkpoint of a step after `after`, the process `proc`
+  ends or `timeout` seconds pass (the caller's assertions then say which)."""
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    steps = checkpoint_steps(workdir)
+    if steps and steps[-1] > after:
+      return
+    time.sleep(0.01)
+
+
 def copy_until(workdir, copy, step):
   """Copies a training workdir to `copy` without its checkpoints after `step` (a run that stopped
   there), to resume it."""

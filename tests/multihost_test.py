@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -67,9 +66,7 @@ def test_two_processes_stop_together_on_sigterm_and_train_what_one_process_train
   workdir = str(tmp_path / 'multi')
   workers = _workers(workdir, num_steps=num_steps, every=every)
   try:
-    deadline = time.time() + 240
-    while not helpers.checkpoint_steps(workdir) and time.time() < deadline and workers[1].poll() is None:
-      time.sleep(0.05)
+    helpers.wait_for_checkpoint(workdir, workers[1])
     workers[1].send_signal(signal.SIGTERM)
     # Without the agreement, process 1 stops alone and both wait for each other until killed.
     outputs = [p.communicate(timeout=120)[0] for p in workers]
