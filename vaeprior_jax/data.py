@@ -6,6 +6,7 @@ batches an uninterrupted run sees from step s on.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -165,7 +166,9 @@ def get_builder(data_config):
   del burda_omniglot  # Imported to register the project's builders with tfds.
   name = data_config.dataset
   spec = SPECS[name]
-  builder = tfds.builder(spec.tfds_name or name, data_dir=data_config.get('data_dir') or None)
+  make_builder = functools.partial(tfds.builder, spec.tfds_name or name,
+                                   data_dir=data_config.get('data_dir') or None)
+  builder = make_builder()
   if builder.is_prepared():
     return builder
   manual_dir = data_config.get('manual_dir') or None
@@ -187,7 +190,7 @@ def get_builder(data_config):
   except Exception as e:  # pylint: disable=broad-except
     # Another process (a second run, a notebook) may have prepared the same data_dir meanwhile:
     # tfds then fails to move this process's copy into place, and the copy in place is complete.
-    builder = tfds.builder(spec.tfds_name or name, data_dir=data_config.get('data_dir') or None)
+    builder = make_builder()
     if builder.is_prepared():
       return builder
     if manual_dir:
