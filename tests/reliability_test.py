@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 import helpers
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import evaluate
 from vaeprior_jax import training
 
@@ -151,3 +152,23 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
     params, step = helpers.latest_params(early)
   assert step == 6
   jax.tree.map(np.testing.assert_array_equal, params, reference)
+
+
+def test_other_processes_never_read_a_half_written_config(tmp_path):
+  # On a multi-host run process 0 writes config.json while the others check it
+  # (`check_resume_config`). Here the check runs at the moment process 0 produces the file's text:
+  # it must see no file (a new run) or the previous whole one (a rerun), never an empty one.
+  config = helpers.tiny_config()
+  workdir = str(tmp_path)
+  seen = []
+
+  class CheckedWhileWriting:
+    def to_json(self, indent):
+      seen.append(training.check_resume_config(config, workdir))
+      return config.to_json(indent=indent)
+
+  training.save_config(CheckedWhileWriting(), workdir)
+  training.save_config(CheckedWhileWriting(), workdir)
+  assert seen == [{}, {}]
+  assert training.load_config(workdir) == config_lib.complete(config)
+  assert os.listdir(workdir) == ['config.json']  # No temporary file left.

@@ -337,9 +337,15 @@ def load_tree_npz(path: str):
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str):
+  """Writes workdir/config.json from process 0, atomically (a temporary file renamed over it): the
+  other processes of a multi-host run read it at the same time (`check_resume_config`) and must find
+  either no file or a whole one, never a half-written one."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    path = os.path.join(workdir, 'config.json')
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
       f.write(config.to_json(indent=2))
+    os.replace(tmp, path)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
