@@ -2,6 +2,7 @@
 them stops both after the same step, with its checkpoint saved, and the resumed pair ends where one
 process with 4 devices does (each process reads only its rows of every global batch)."""
 
+import glob
 import os
 import re
 import signal
@@ -32,8 +33,20 @@ def _train(workdir, devices, *flags, num_steps, every):
          f'--config.train.num_steps={num_steps}', f'--config.train.checkpoint_every_steps={every}',
          f'--config.train.log_every_steps={every}', '--config.data.dataset=mnist',
          '--config.data.validation_size=16', *flags]
-  return subprocess.Popen(cmd, cwd=ROOT, env=helpers.subprocess_environment(devices),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # Its output goes to a file next to the workdir, not to a pipe that it could fill while the test
+  # polls the workdir; `_output` reads it.
+  log_path = f'{workdir}.{len(glob.glob(workdir + ".*.log"))}.log'
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen(cmd, cwd=ROOT, env=helpers.subprocess_environment(devices),
+                               stdout=log, stderr=subprocess.STDOUT)
+  process.log_path = log_path
+  return process
+
+
+def _output(process) -> str:
+  """What the finished `_train` process `process` wrote."""
+  with open(process.log_path, encoding='utf-8') as f:
+    return f.read()
 
 
 def _workers(workdir, **kwargs):
@@ -52,7 +65,8 @@ def _single_config(num_steps, every):
 
 
 def _wait(process) -> str:
-  out, _ = process.communicate(timeout=300)
+  process.wait(timeout=300)
+  out = _output(process)
   assert process.returncode == 0, out[-3000:]
   return out
 
@@ -69,7 +83,9 @@ def test_two_processes_stop_together_on_sigterm_and_train_what_one_process_train
     helpers.wait_for_checkpoint(workdir, workers[1])
     workers[1].send_signal(signal.SIGTERM)
     # Without the agreement, process 1 stops alone and both wait for each other until killed.
-    outputs = [p.communicate(timeout=120)[0] for p in workers]
+    for p in workers:
+      p.wait(timeout=120)
+    outputs = [_output(p) for p in workers]
   finally:
     for p in workers:
       p.kill()
