@@ -43,6 +43,10 @@ if _fresh_folder_for('JAX_COMPILATION_CACHE_DIR', 'vaeprior_jax_test_cache_'):
 # dataset is decoded from tfds once, not once per notebook (a fresh folder per run, as above).
 _fresh_folder_for('VAEPRIOR_JAX_TEST_DATA_CACHE', 'vaeprior_jax_test_data_')
 
+# The datasets tfds prepares from ../shared's files for the notebooks and binaries the tests start
+# (those that do not pass their own data_dir): one folder for the whole run, not ~/tensorflow_datasets.
+_fresh_folder_for('TFDS_DATA_DIR', 'vaeprior_jax_test_tfds_')
+
 # The oneDNN backend's compiled custom calls (tests/onednn_test.py): built once per run, into a fresh
 # folder shared by the workers, not into ~/.cache.
 _fresh_folder_for('VAEPRIOR_JAX_CACHE_DIR', 'vaeprior_jax_test_libraries_')

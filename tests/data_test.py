@@ -52,18 +52,23 @@ def test_no_network_and_no_manual_dir_says_what_to_download(tmp_path, monkeypatc
 def test_uses_the_copy_another_process_prepared_meanwhile(tmp_path, monkeypatch):
   """Two runs preparing one data_dir at once: tfds fails to move the second one's copy into place
   ('Destination ... already exists'); that run then reads the first one's copy. A failure that
-  leaves nothing prepared is still an error naming the dataset and the folder."""
+  leaves nothing prepared is still an error naming the dataset and the folder. Each preparation
+  from a manual_dir extracts into a folder of its own, removed afterwards (tfds' shared one would
+  hand Fashion-MNIST the MNIST images extracted there before: their files have the same names)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   state = {'prepared': False, 'error': 'Cannot rename incomplete.X_1.0.0: 1.0.0 already exists'}
+  extract_dirs = []
 
   class Builder:
     url_infos = {}
+    data_dir_root = tmp_path
 
     def is_prepared(self):
       return state['prepared']
 
     def download_and_prepare(self, download_config=None):
-      del download_config
+      extract_dirs.append(download_config.extract_dir)
+      assert os.path.isdir(download_config.extract_dir)
       state['prepared'] = state['error'].startswith('Cannot rename')  # The other process won.
       raise OSError(state['error'])
 
@@ -75,12 +80,32 @@ def test_uses_the_copy_another_process_prepared_meanwhile(tmp_path, monkeypatch)
   with pytest.raises(data.DataError, match=f'Preparing binarized_mnist from {tmp_path} failed: No '
                                            'space left on device'):
     data.get_builder(config)
+  assert len(set(extract_dirs)) == 2, extract_dirs
+  for folder in extract_dirs:
+    assert os.path.dirname(folder) == str(tmp_path / 'downloads') and not os.path.exists(folder)
+
+
+def test_a_copy_prepared_from_the_other_datasets_files_is_refused():
+  # Whole splits with the other dataset's mean grey level (the files' means: MNIST 0.1307,
+  # Fashion-MNIST 0.2860 over the training images).
+  with pytest.raises(data.DataError, match=r'prepared mnist/train images have mean grey level '
+                                           r'0\.2860, but mnist\'s files have 0\.1307 '
+                                           r'\(fashion_mnist: 0\.2860\)'):
+    data.check_grey_levels('mnist', 'train', np.full((60000, 1, 1, 1), 0.2860, np.float32))
+  with pytest.raises(data.DataError, match='prepared fashion_mnist/test images'):
+    data.check_grey_levels('fashion_mnist', 'test', np.full((10000, 1, 1, 1), 0.1325, np.float32))
+  data.check_grey_levels('mnist', 'train', np.full((60000, 1, 1, 1), 0.1307, np.float32))
+  data.check_grey_levels('mnist', 'train', np.full((64, 1, 1, 1), 0.5, np.float32))  # Mock data.
 
 
 @pytest.mark.skipif(not os.path.isdir(helpers.SHARED_MNIST),
                     reason='the shared .amat files live outside the repository (../shared)')
 def test_prepares_static_mnist_offline_from_the_original_files(tmp_path):
-  dataset = data.load(_data_config(tmp_path, helpers.SHARED_MNIST))
+  # Into the suite's tfds folder (TFDS_DATA_DIR, tests/conftest.py), where the notebook tests then
+  # find it prepared, or where one of them prepared it already: either way from the files.
+  config = _data_config(tmp_path, helpers.SHARED_MNIST)
+  config.data_dir = ''
+  dataset = data.load(config)
   assert dataset.train.shape == (50000, 28, 28, 1)
   assert dataset.validation.shape == dataset.test.shape == (10000, 28, 28, 1)
   # The same images as the .amat file (tfds stores them in another order, hence the sort).
@@ -286,15 +311,17 @@ def _read_idx_images(path):
 
 
 @pytest.mark.parametrize('name', ['mnist', 'fashion_mnist'])
-def test_prepares_mnist_like_datasets_offline_from_the_original_files(tmp_path, name):
+def test_prepares_mnist_like_datasets_offline_from_the_original_files(name):
   """tfds' own builder from ../shared/data/NAME (as in CI): the splits hold exactly the files' images,
   train and validation are the seeded split of the training file, and the test binarizations are the
-  seeded ones (each a Bernoulli draw of the test file's grey levels)."""
+  seeded ones (each a Bernoulli draw of the test file's grey levels). Both datasets go into the
+  suite's one tfds folder, as into a user's ~/tensorflow_datasets: their files have the same names,
+  and the one prepared second must still get its own images."""
   folder = os.path.join(helpers.SHARED_DATA, name)
   if not os.path.isdir(folder):
     pytest.skip(f'{folder} is not here (CI has it)')
-  config = _dynamic_config(name, manual_dir=folder, data_dir=str(tmp_path / 'tfds'),
-                           validation_size=0)
+  # Into the suite's tfds folder, shared with the notebook tests (as for static MNIST above).
+  config = _dynamic_config(name, manual_dir=folder, validation_size=0)
   dataset = data.load(config)
   train_file = _read_idx_images(os.path.join(folder, 'train-images-idx3-ubyte.gz'))
   test_file = _read_idx_images(os.path.join(folder, 't10k-images-idx3-ubyte.gz'))

@@ -10,7 +10,9 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import socket
+import tempfile
 import urllib.parse
 from typing import Iterator, Optional, Tuple
 
@@ -184,9 +186,10 @@ def get_builder(data_config):
       raise DataError(f'{name} is not prepared in the tfds data_dir and '
                       f'{urllib.parse.urlparse(url).hostname} cannot be reached. '
                       f'{_download_instructions(name, builder)}')
+  extract_dir = _private_extract_dir(builder, name) if manual_dir else None
   try:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir, extract_dir=extract_dir))
   except Exception as e:  # pylint: disable=broad-except
     # Another process (a second run, a notebook) may have prepared the same data_dir meanwhile:
     # tfds then fails to move this process's copy into place, and the copy in place is complete.
@@ -197,7 +200,28 @@ def get_builder(data_config):
       raise DataError(f'Preparing {name} from {manual_dir} failed: {e}') from e
     raise DataError(f'Could not download {name} (no network?): {e}\n'
                     f'{_download_instructions(name, builder)}') from e
+  finally:
+    if extract_dir:
+      shutil.rmtree(extract_dir, ignore_errors=True)
   return builder
+
+
+def _private_extract_dir(builder, name: str) -> str:
+  """A new folder for what tfds extracts while preparing `name` from a manual_dir.
+
+  By default tfds extracts into one folder per data_dir (downloads/extracted), names each extracted
+  file after the archive's file name only (GZIP.train-images-idx3-ubyte.gz), and reuses any file of
+  that name it finds there. MNIST and Fashion-MNIST have the same file names: the dataset prepared
+  second from a manual_dir would silently get the first one's images (and two processes preparing
+  them at once would overwrite each other's files). Each preparation extracts into its own folder,
+  removed when it is done: next to the data_dir's downloads on a local disk, else in the system's
+  temporary folder."""
+  root = str(builder.data_dir_root)
+  parent = None
+  if '://' not in root:
+    parent = os.path.join(root, 'downloads')
+    os.makedirs(parent, exist_ok=True)
+  return tempfile.mkdtemp(prefix=f'extracted_{name}_', dir=parent)
 
 
 def _crop_and_resize(image, crop: int, size: int):
@@ -227,11 +251,39 @@ def load_split(builder, split: str, name: Optional[str] = None,
   if spec.continuous:
     return images.astype(np.uint8)
   if images.dtype == np.uint8 and spec.dynamic:
-    return images.astype(np.float32) / 255.0
+    images = images.astype(np.float32) / 255.0
+    check_grey_levels(name, split, images)
+    return images
   if images.size and (images.max() > 1 or images.min() < 0):
     raise DataError(f'{name}/{split} holds pixel values in [{images.min()}, {images.max()}]; '
                     f'expected values in [0, 1] ({spec.layout}).')
   return images.astype(np.float32)
+
+
+# The mean grey level of each split of the original files (../shared/data/*/README.md) and its size.
+# MNIST's and Fashion-MNIST's files have the same names: a data_dir prepared before
+# `_private_extract_dir` existed, or by tfds directly, may hold one dataset made of the other's files.
+_GREY_MEANS = {('mnist', 'train'): (0.13066, 60000), ('mnist', 'test'): (0.13251, 10000),
+               ('fashion_mnist', 'train'): (0.28604, 60000),
+               ('fashion_mnist', 'test'): (0.28685, 10000)}
+
+
+def check_grey_levels(name: str, split: str, images: np.ndarray):
+  """Raises DataError if a whole MNIST or Fashion-MNIST split (grey levels in [0, 1]) does not have
+  its files' mean grey level: it was prepared from the other dataset's files. Other datasets, and
+  splits of another size (mock data), pass unchecked."""
+  expected = _GREY_MEANS.get((name, split))
+  if expected is None or len(images) != expected[1]:
+    return
+  mean = float(np.mean(images, dtype=np.float64))
+  if abs(mean - expected[0]) > 0.01:
+    other = {k: v for (k, s), (v, _) in _GREY_MEANS.items() if s == split and k != name}
+    raise DataError(f'The prepared {name}/{split} images have mean grey level {mean:.4f}, but '
+                    f"{name}'s files have {expected[0]:.4f} ("
+                    + ', '.join(f'{k}: {v:.4f}' for k, v in other.items())
+                    + '): this copy was prepared from other files (tfds reuses extracted files of '
+                    'the same name, docs/data.md). Delete the dataset\'s folder in the tfds data_dir '
+                    'and prepare it again.')
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
