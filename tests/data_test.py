@@ -96,6 +96,21 @@ def test_a_copy_prepared_from_the_other_datasets_files_is_refused():
     data.check_grey_levels('fashion_mnist', 'test', np.full((10000, 1, 1, 1), 0.1325, np.float32))
   data.check_grey_levels('mnist', 'train', np.full((60000, 1, 1, 1), 0.1307, np.float32))
   data.check_grey_levels('mnist', 'train', np.full((64, 1, 1, 1), 0.5, np.float32))  # Mock data.
+  data.check_grey_levels('binarized_mnist', 'train', np.full((60000, 1, 1, 1), 0.5, np.float32))
+
+
+def test_a_cache_written_from_the_other_datasets_files_is_refused(tmp_path):
+  rng = np.random.default_rng(0)
+  grey = lambda n, mean: (rng.random((n, 2, 2, 1)) < mean).astype(np.float32)  # Mean ~ `mean`.
+  path = str(tmp_path / 'mnist.npz')
+  data.write_cache(data.Dataset('mnist', grey(50000, 0.2860), grey(100, 0.2860),
+                                grey(100000, 0.1325), True), path)
+  with pytest.raises(data.DataError, match=f'The dataset cache {path}: The prepared mnist/train '
+                                           'images have mean grey level 0.28'):
+    data.read_cache(path, 'mnist')
+  data.write_cache(data.Dataset('mnist', grey(50000, 0.1307), grey(100, 0.2860),
+                                grey(100000, 0.1325), True), path)
+  assert data.read_cache(path, 'mnist').train.shape == (50000, 2, 2, 1)
 
 
 @pytest.mark.skipif(not os.path.isdir(helpers.SHARED_MNIST),
