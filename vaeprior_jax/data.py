@@ -261,8 +261,8 @@ def load_split(builder, split: str, name: Optional[str] = None,
 
 
 # The mean grey level of each split of the original files (computed from them, in [0, 1]). MNIST's
-# and Fashion-MNIST's files have the same names: a data_dir prepared before `_private_extract_dir`
-# existed, or by tfds directly, may hold one dataset made of the other's files.
+# and Fashion-MNIST's files have the same names: a data_dir that tfds prepared without
+# `_private_extract_dir` (e.g. `tfds build`) may hold one dataset made of the other's files.
 _GREY_MEANS = {('mnist', 'train'): 0.13066, ('mnist', 'test'): 0.13251,
                ('fashion_mnist', 'train'): 0.28604, ('fashion_mnist', 'test'): 0.28685}
 
