@@ -119,8 +119,8 @@ def test_tomczak2018_notebook_compares_vampprior_and_shows_its_pseudo_inputs(tmp
 @needs_mnist
 def test_dai2019_notebook_trains_both_stages_and_draws_gamma_spectra_and_samples(tmp_path):
   nb, summary = run_notebook('dai2019', tmp_path)
-  # 10 first-stage steps, then the second stage's; gamma logged every 2 steps.
-  assert summary['step'] > summary['first_stage_steps'] == 10, summary
+  # 4 first-stage steps, then the second stage's; gamma logged every 2 steps (in both stages).
+  assert summary['step'] > summary['first_stage_steps'] == 4, summary
   assert summary['gamma_points'] >= 6 and summary['gamma_z_points'] >= 6, summary
   assert 0 < summary['gamma'] < 10 and 0 < summary['gamma_z'] < 10, summary
   assert summary['spectrum_examples'] == 256
