@@ -207,6 +207,24 @@ def test_dynamic_binarization_protocol_of_appendix_b1(name):
   np.testing.assert_array_equal(dataset.eval_images('test', 5), dataset.test)
 
 
+def test_whole_split_is_what_the_files_hold():
+  """The reference images of sample-quality protocols: the training split with its carved-out
+  validation images, the test images once and as grey levels, whatever `data.binarize` says."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with helpers.mock_tfds(64):
+    config = _dynamic_config('mnist', binarize=True)
+    train, test = data.whole_split(config, 'train'), data.whole_split(config, 'test')
+    builder = tfds.builder('mnist')
+    raw_train, raw_test = data.load_split(builder, 'train'), data.load_split(builder, 'test')
+    dataset = data.load(config)
+  rows = lambda a: sorted(map(bytes, np.asarray(a).reshape(len(a), -1)))
+  assert len(dataset.train) == 44 and len(train) == 64
+  assert rows(train) == rows(raw_train)
+  np.testing.assert_array_equal(train[:44], dataset.train)  # load's order, training images first
+  np.testing.assert_array_equal(test, raw_test)
+  assert len(np.unique(test)) > 2 and config.binarize  # the caller's config is left as it was
+
+
 def test_validation_size_must_fit(tmp_path):
   with helpers.mock_tfds(64), pytest.raises(ValueError, match=r'validation_size 64 must be in \(0, 64\)'):
     data.load(_dynamic_config('mnist', validation_size=64))

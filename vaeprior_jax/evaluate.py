@@ -325,9 +325,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
 
-  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': before the
-  # validation carve-out for the CFD's labelled datasets, as `data.load` gives it otherwise); the
-  # reference images, and the test images to reconstruct.
+  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': with the images
+  # `data.load` carves out for validation); the reference images, and the test images to
+  # reconstruct.
   # A seeded subset of `num` images first (0: all), then converted (colour splits stay uint8 until
   # then: CelebA's training split would take 8 GB as floats).
   def subset(images, num, subset_seed):
@@ -337,7 +337,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     if use_cfd:
       images = classifier_distance.load_labelled(config.data, split)[0]
     else:
-      images = data.load(config.data).split(split)
+      images = data.whole_split(config.data, split)
     if num:
       images = subset(images, num, subset_seed)
     return images if use_cfd else data.to_float(images)
