@@ -207,13 +207,14 @@ def test_dynamic_binarization_protocol_of_appendix_b1(name):
   np.testing.assert_array_equal(dataset.eval_images('test', 5), dataset.test)
 
 
-def test_whole_split_is_what_the_files_hold():
+def test_whole_splits_are_what_the_files_hold():
   """The reference images of sample-quality protocols: the training split with its carved-out
   validation images, the test images once and as grey levels, whatever `data.binarize` says."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with helpers.mock_tfds(64):
     config = _dynamic_config('mnist', binarize=True)
-    train, test = data.whole_split(config, 'train'), data.whole_split(config, 'test')
+    splits = data.whole_splits(config)
+    train, test = splits['train'], splits['test']
     builder = tfds.builder('mnist')
     raw_train, raw_test = data.load_split(builder, 'train'), data.load_split(builder, 'test')
     dataset = data.load(config)

@@ -466,19 +466,19 @@ def load(data_config) -> Dataset:
   return dataset
 
 
-def whole_split(data_config, split: str) -> np.ndarray:
-  """A split of `data_config.dataset` as its files hold it: grey levels never binarized (the test
-  images once), and 'train' with the images `load` carves out for validation (after the training
-  images, in the seeded order of `load`'s split). The images that sample-quality protocols compare
-  against (`evaluate.sample_quality`)."""
+def whole_splits(data_config) -> dict:
+  """{split: images} of `data_config.dataset` as its files hold them: grey levels never binarized
+  (the test images once), and 'train' with the images `load` carves out for validation (after the
+  training images, in the seeded order of `load`'s split). The images that sample-quality protocols
+  compare against (`evaluate.sample_quality`); one `load`."""
   data_config = _complete(data_config)  # (a copy)
   if SPECS[data_config.dataset].dynamic:
     data_config.binarize = False
   dataset = load(data_config)
-  images = dataset.split(split)
-  if split == 'train' and SPECS[data_config.dataset].carve_validation:
-    images = np.concatenate([images, dataset.validation])
-  return images
+  splits = {split: dataset.split(split) for split in SPLITS}
+  if SPECS[data_config.dataset].carve_validation:
+    splits['train'] = np.concatenate([dataset.train, dataset.validation])
+  return splits
 
 
 def _process_index() -> int:

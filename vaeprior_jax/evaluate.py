@@ -333,11 +333,15 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   def subset(images, num, subset_seed):
     return images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
 
+  files = {}  # Without the CFD: every split of one `data.whole_splits`, loaded at first use.
+
   def whole_split(split, num=0, subset_seed=seed):
     if use_cfd:
       images = classifier_distance.load_labelled(config.data, split)[0]
     else:
-      images = data.whole_split(config.data, split)
+      if not files:
+        files.update(data.whole_splits(config.data))
+      images = files[split]
     if num:
       images = subset(images, num, subset_seed)
     return images if use_cfd else data.to_float(images)
