@@ -1,5 +1,6 @@
 """Omniglot (Burda et al.'s chardata.mat through the project's tfds builder), CIFAR-10 and CelebA."""
 
+import os
 from unittest import mock
 
 import ml_collections
@@ -9,6 +10,9 @@ import scipy.io
 
 import helpers
 from vaeprior_jax import data
+from vaeprior_jax import evaluate
+from vaeprior_jax import fid
+from vaeprior_jax import frechet
 from vaeprior_jax import training
 from vaeprior_jax.tfds_builders import burda_omniglot
 from vaeprior_jax.tfds_builders import chardata
@@ -91,6 +95,44 @@ def test_missing_and_corrupt_chardata_are_named(tmp_path, small_builder):
   _write_chardata(str(manual / 'chardata.mat'), sizes={'train': 40, 'test': 11})
   with pytest.raises(data.DataError, match=r'testdata has shape \(784, 11\), expected \(784, 12\)'):
     data.load(_config(tmp_path, manual))
+
+
+def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp_path, monkeypatch):
+  """FID on a dataset without labels (no classifier distance): VAEPP's protocol compares with the
+  whole training split (the images carved out for validation rejoined) and the test images once,
+  all as grey levels though the run trains and is tested on binarized images. Checked against the
+  Inception statistics of the images the file was written from. Random Inception weights stand in
+  for pytorch-fid's file (tests/fid_test.py checks the network against pytorch-fid's)."""
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  sizes = {'train': 12, 'test': 6}  # Few images: each costs an Inception forward.
+  monkeypatch.setattr(burda_omniglot.BurdaOmniglot, 'EXPECTED_SIZES', sizes)
+  images = _write_chardata(str(manual / 'chardata.mat'), sizes)
+  config = helpers.tiny_config()
+  config.data.update(_config(tmp_path, manual, validation_size=4))
+  config.train.update(num_steps=2, checkpoint_every_steps=2)
+  config.eval.num_samples = 2
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  weights = helpers.random_inception_weights(str(tmp_path))
+  with pytest.raises(ValueError, match='does not start with 6726825d'):
+    fid.load_params(weights)
+  monkeypatch.setattr(fid, 'FID_WEIGHTS_SHA256_PREFIX', data.file_sha256(weights)[:8])
+  folder = str(tmp_path / 'statistics')
+  quality = evaluate.sample_quality(workdir, folder, fid_weights=weights, protocol='vaepp',
+                                    num_images=6)
+  params, features = fid.load_params(weights), fid.features_fn()
+  statistics = lambda x: frechet.gaussian_statistics(
+      features(params, x[..., None].astype(np.float32)))
+  floor = frechet.frechet_distance(*statistics(images['test']), *statistics(images['train']))
+  assert quality['reference_split'] == 'train' and quality['num_reference'] == 12
+  assert quality['num_data'] == 6  # All the test images, once.
+  assert quality['fid_data'] == pytest.approx(floor, rel=1e-5) and floor > 0
+  kinds = {k for k in quality if k.startswith('fid_') and k != 'fid_reference_cache'}
+  assert kinds == {'fid_samples', 'fid_reconstructions', 'fid_data'}
+  assert all(np.isfinite(quality[k]) and quality[k] > 0 for k in kinds)
+  assert not any(k.startswith('cfd') for k in quality)
+  assert os.path.exists(quality['fid_reference_cache'])
 
 
 def test_omniglot_without_manual_dir_says_where_to_get_the_file(tmp_path):

@@ -111,3 +111,35 @@ def plain_and_on_device_steps(config, images, batch_size: int, chunks):
     losses.append(np.asarray(m['loss']))
   return ((jax.device_get(plain_state), np.asarray(plain_losses)),
           (jax.device_get(state), np.concatenate(losses)))
+
+
+def random_inception_weights(folder: str, seed: int = 0) -> str:
+  """A stand-in for pytorch-fid's weights file without torch: a file of random bytes, and beside it
+  the converted-parameters cache `fid.load_params` reads instead of converting the file again,
+  holding random Inception parameters (He-scaled kernels, batch norms near the identity, so the
+  features vary between images). Returns the file's path; `fid.load_params` accepts it once
+  `fid.FID_WEIGHTS_SHA256_PREFIX` is patched to its digest's first 8 hex digits."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  template = jax.eval_shape(fid.InceptionV3().init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))['params']
+
+  def fill(path, leaf):
+    name, shape = path[-1].key, leaf.shape
+    if name == 'kernel':
+      return rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape).astype(np.float32)
+    if name in ('scale', 'var'):
+      return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    return rng.normal(0.0, 0.1, shape).astype(np.float32)  # 'bias', 'mean'
+
+  params = jax.tree_util.tree_map_with_path(fill, template)
+  path = os.path.join(folder, 'random_inception.pth')
+  with open(path, 'wb') as f:
+    f.write(rng.bytes(256))
+  digest = data.file_sha256(path)
+  checkpoints.save_tree_npz(fid._cache_path(path, digest), params)  # pylint: disable=protected-access
+  return path

@@ -18,6 +18,7 @@ tensor rebuilds, storage types) and builds NumPy arrays itself. The converted ar
 """
 
 import collections
+import functools
 import io
 import os
 import pickle
@@ -394,21 +395,28 @@ def _cache_path(path: str, digest: str) -> Optional[str]:
   return os.path.join(folder, f'{os.path.basename(path)}.{digest[:16]}.npz')
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_apply():
+  """The jitted network, one per process: every `features_fn` shares its compilations."""
+  return jax.jit(InceptionV3().apply)
+
+
 def features_fn(batch_size: int = 200):
   """(params, images [N, H, W, C] in [0, 1], numpy) -> pool features [N, 2048] (numpy, float64),
-  computed in jitted batches of `batch_size` (the last one padded)."""
-  model = InceptionV3()
-  apply = jax.jit(model.apply)
+  computed in jitted batches of `batch_size` (the last one padded), or of N when N is smaller (a
+  small set is not padded to a full batch; each such N compiles once)."""
+  apply = _jitted_apply()
 
   def features(params, images) -> np.ndarray:
     images = np.asarray(images, np.float32)
+    size = min(batch_size, len(images)) or 1
     out = []
-    for start in range(0, len(images), batch_size):
-      batch = images[start:start + batch_size]
-      pad = batch_size - len(batch)
+    for start in range(0, len(images), size):
+      batch = images[start:start + size]
+      pad = size - len(batch)
       if pad:
         batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:], batch.dtype)])
-      out.append(np.asarray(apply({'params': params}, batch), np.float64)[:batch_size - pad])
+      out.append(np.asarray(apply({'params': params}, batch), np.float64)[:size - pad])
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM))
 
   return features
