@@ -105,12 +105,12 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   for pytorch-fid's file (tests/fid_test.py checks the network against pytorch-fid's)."""
   manual = tmp_path / 'manual'
   manual.mkdir()
-  sizes = {'train': 12, 'test': 6}  # Few images: each costs an Inception forward.
+  sizes = {'train': 8, 'test': 4}  # Few images: each costs an Inception forward.
   monkeypatch.setattr(burda_omniglot.BurdaOmniglot, 'EXPECTED_SIZES', sizes)
   images = _write_chardata(str(manual / 'chardata.mat'), sizes)
   config = helpers.tiny_config()
   config.data.update(_config(tmp_path, manual, validation_size=4))
-  config.train.update(num_steps=2, checkpoint_every_steps=2)
+  config.train.update(num_steps=2, checkpoint_every_steps=2, batch_size=4)
   config.eval.num_samples = 2
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(config, workdir)
@@ -120,13 +120,13 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   monkeypatch.setattr(fid, 'FID_WEIGHTS_SHA256_PREFIX', data.file_sha256(weights)[:8])
   folder = str(tmp_path / 'statistics')
   quality = evaluate.sample_quality(workdir, folder, fid_weights=weights, protocol='vaepp',
-                                    num_images=6)
+                                    num_images=4)
   params, features = fid.load_params(weights), fid.features_fn()
   statistics = lambda x: frechet.gaussian_statistics(
       features(params, x[..., None].astype(np.float32)))
   floor = frechet.frechet_distance(*statistics(images['test']), *statistics(images['train']))
-  assert quality['reference_split'] == 'train' and quality['num_reference'] == 12
-  assert quality['num_data'] == 6  # All the test images, once.
+  assert quality['reference_split'] == 'train' and quality['num_reference'] == 8
+  assert quality['num_data'] == 4  # All the test images, once.
   assert quality['fid_data'] == pytest.approx(floor, rel=1e-5) and floor > 0
   kinds = {k for k in quality if k.startswith('fid_') and k != 'fid_reference_cache'}
   assert kinds == {'fid_samples', 'fid_reconstructions', 'fid_data'}
