@@ -3,16 +3,19 @@
 import os
 from unittest import mock
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 import scipy.io
 
 import helpers
+from vaeprior_jax import checkpoints
 from vaeprior_jax import data
 from vaeprior_jax import evaluate
 from vaeprior_jax import fid
 from vaeprior_jax import frechet
+from vaeprior_jax import models
 from vaeprior_jax import training
 from vaeprior_jax.tfds_builders import burda_omniglot
 from vaeprior_jax.tfds_builders import chardata
@@ -125,6 +128,17 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   statistics = lambda x: frechet.gaussian_statistics(
       features(params, x[..., None].astype(np.float32)))
   floor = frechet.frechet_distance(*statistics(images['test']), *statistics(images['train']))
+  # uint8 images (colour splits stay uint8 to save memory) are read as k / 255 by the features and
+  # by the reconstructions.
+  grey = np.round(images['test'][..., None] * 255).astype(np.uint8)
+  as_float = grey.astype(np.float32) / 255
+  np.testing.assert_array_equal(features(params, grey), features(params, as_float))
+  run_config = training.load_config(workdir)
+  model = models.create(run_config.model, (28, 28, 1))
+  variables, _ = checkpoints.restore_variables(workdir, run_config, model, (28, 28, 1), 'auto')
+  reconstruct = lambda x: evaluate._generated(  # pylint: disable=protected-access
+      model, variables, 'reconstructions', 4, jax.random.key(0), x)
+  np.testing.assert_array_equal(reconstruct(grey), reconstruct(as_float))
   assert quality['reference_split'] == 'train' and quality['num_reference'] == 8
   assert quality['num_data'] == 4  # All the test images, once.
   assert quality['fid_data'] == pytest.approx(floor, rel=1e-5) and floor > 0

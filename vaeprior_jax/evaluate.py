@@ -246,8 +246,8 @@ def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batc
             'reconstructions': model.reconstruct, **SAMPLERS}[kind]
   if kind == 'reconstructions':
     fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=method))
-    out = [np.asarray(fn(params, jnp.asarray(images[i:i + batch], jnp.float32),
-                         jax.random.fold_in(key, i))) for i in range(0, num, batch)]
+    out = [np.asarray(fn(params, data.to_float(images[i:i + batch]), jax.random.fold_in(key, i)))
+           for i in range(0, num, batch)]
   else:
     fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
     out = [np.asarray(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
@@ -327,9 +327,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
 
   # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': with the images
   # `data.load` carves out for validation); the reference images, and the test images to
-  # reconstruct.
-  # A seeded subset of `num` images first (0: all), then converted (colour splits stay uint8 until
-  # then: CelebA's training split would take 8 GB as floats).
+  # reconstruct. A seeded subset of `num` images (0: all). Without the CFD, uint8 splits (colour)
+  # stay uint8 here, read as k / 255 a batch at a time by the FID features and the reconstructions:
+  # CelebA's training split, VAEPP's reference, would take 8 GB as floats.
   def subset(images, num, subset_seed):
     return images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
 
@@ -342,9 +342,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       if not files:
         files.update(data.whole_splits(config.data))
       images = files[split]
-    if num:
-      images = subset(images, num, subset_seed)
-    return images if use_cfd else data.to_float(images)
+    return subset(images, num, subset_seed) if num else images
 
   reference = whole_split(ref_split, num_ref)
   test_images = reference if ref_split == 'test' else whole_split('test')

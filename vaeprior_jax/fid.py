@@ -402,17 +402,18 @@ def _jitted_apply():
 
 
 def features_fn(batch_size: int = 200):
-  """(params, images [N, H, W, C] in [0, 1], numpy) -> pool features [N, 2048] (numpy, float64),
-  computed in jitted batches of `batch_size` (the last one padded), or of N when N is smaller (a
-  small set is not padded to a full batch; each such N compiles once)."""
+  """(params, images [N, H, W, C], numpy: floats in [0, 1], or uint8 read as k / 255) -> pool
+  features [N, 2048] (numpy, float64), computed in jitted batches of `batch_size` (the last one
+  padded), or of N when N is smaller (a small set is not padded to a full batch; each such N
+  compiles once). uint8 images are converted a batch at a time: a whole colour training split
+  (CelebA's 162,770 images: 2 GB as uint8) never exists as floats (8 GB)."""
   apply = _jitted_apply()
 
   def features(params, images) -> np.ndarray:
-    images = np.asarray(images, np.float32)
     size = min(batch_size, len(images)) or 1
     out = []
     for start in range(0, len(images), size):
-      batch = images[start:start + size]
+      batch = data.to_float(images[start:start + size])
       pad = size - len(batch)
       if pad:
         batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:], batch.dtype)])
