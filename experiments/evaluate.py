@@ -62,13 +62,16 @@ def main(argv):
 
 
 def _evaluate():
+  quality = _SAMPLE_QUALITY.value
+  if quality is None:
+    quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
+  if quality:  # Its argument errors now, not after the likelihood evaluation.
+    evaluate_lib.check_sample_quality(_WORKDIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
+                                      _QUALITY_IMAGES.value)
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
                                  checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)
   print(json.dumps(result, indent=2))
-  quality = _SAMPLE_QUALITY.value
-  if quality is None:
-    quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
   if quality:
     print(json.dumps(evaluate_lib.sample_quality(
         _WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,

@@ -97,6 +97,15 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   assert metrics['checkpoint'] == 'latest'  # runlocal trains without early stopping.
   for png in ('samples.png', 'reconstructions_test.png'):
     assert os.path.getsize(os.path.join(resumed, png)) > 100
+  # A bad sample-quality argument fails at start-up, before the likelihood evaluation (hours on a
+  # real run): no result of the 10-example evaluation is written.
+  missing = str(tmp_path / 'missing.pth')
+  bad = subprocess.run(_command('experiments.evaluate', f'--workdir={resumed}', '--max_examples=10',
+                                '--sample_quality', f'--fid_weights={missing}'),
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and "Error: FID needs pytorch-fid's Inception weights" in bad.stderr
+  assert missing in bad.stderr and 'Traceback' not in bad.stderr
+  assert not os.path.exists(os.path.join(resumed, 'eval_test_subset10_seed0.json'))
 
 
 def test_unknown_config_value_fails_at_start_up(tmp_path):

@@ -283,6 +283,38 @@ def cached_statistics(path: str, compute):
   return mean, cov
 
 
+def check_sample_quality(workdir: str, fid_weights: Optional[str] = None,
+                         protocol: Optional[str] = None, num_images: Optional[int] = None) -> None:
+  """Raises the errors `sample_quality` would raise on these arguments (an unknown protocol, fewer
+  than 2 images, a missing or foreign FID weights file, a dataset with neither labels nor FID
+  weights) without loading data, weights or a model: `experiments.evaluate` calls it before the
+  likelihood evaluation, which can take hours."""
+  _quality_arguments(workdir, fid_weights, protocol, num_images)
+
+
+def _quality_arguments(workdir, fid_weights, protocol, num_images):
+  """(config, protocol, number of generated images, whether FID, whether CFD), checked."""
+  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
+  if protocol is not None and protocol not in PROTOCOLS:
+    raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
+  config = training.load_config(workdir)
+  if protocol is None:
+    protocol = 'vaepp' if config.model.prior == 'pullback' else 'two_stage'
+  num_generated = num_images or PROTOCOLS[protocol][0]
+  if num_generated < 2:
+    raise ValueError(f'num_images must be >= 2, got {num_generated}.')
+  use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
+  if use_fid:
+    fid.checked_weights(fid_weights)
+  dataset = config.data.dataset
+  use_cfd = dataset in classifier_distance.LABELLED
+  if not (use_cfd or use_fid):
+    raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
+                     f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
+  return config, protocol, num_generated, use_fid, use_cfd
+
+
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
@@ -307,23 +339,12 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
-  if protocol is not None and protocol not in PROTOCOLS:
-    raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
-  config = training.load_config(workdir)
-  if protocol is None:
-    protocol = 'vaepp' if config.model.prior == 'pullback' else 'two_stage'
-  num_generated, ref_split, num_ref = PROTOCOLS[protocol]
-  num_generated = num_images or num_generated
-  if num_generated < 2:
-    raise ValueError(f'num_images must be >= 2, got {num_generated}.')
-  use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
+  config, protocol, num_generated, use_fid, use_cfd = _quality_arguments(
+      workdir, fid_weights, protocol, num_images)
+  _, ref_split, num_ref = PROTOCOLS[protocol]
   fid_params = fid.load_params(fid_weights) if use_fid else None
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
   dataset = config.data.dataset
-  use_cfd = dataset in classifier_distance.LABELLED
-  if not (use_cfd or use_fid):
-    raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
-                     f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
 
   # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': with the images
   # `data.load` carves out for validation); the reference images, and the test images to

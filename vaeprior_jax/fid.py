@@ -363,6 +363,17 @@ def weights_path(path: Optional[str] = None) -> str:
   return path
 
 
+def checked_weights(path: Optional[str] = None, check_hash: bool = True) -> Tuple[str, str]:
+  """(the weights file's path (see `weights_path`), its SHA-256), after checking the hash's prefix
+  (unless check_hash is off): the errors of `load_params`, without reading the tensors."""
+  path = weights_path(path)
+  digest = data.file_sha256(path)
+  if check_hash and not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
+    raise ValueError(f'{path}: SHA-256 {digest[:16]}... does not start with '
+                     f'{FID_WEIGHTS_SHA256_PREFIX}; not pytorch-fid\'s {FID_WEIGHTS_NAME}.')
+  return path, digest
+
+
 def load_params(path: Optional[str] = None, check_hash: bool = True, cache: bool = True):
   """The Inception parameters from pytorch-fid's weights file (see `weights_path`).
 
@@ -371,11 +382,7 @@ def load_params(path: Optional[str] = None, check_hash: bool = True, cache: bool
   cache: keep the converted arrays as `<file>.npz` beside it (or under $XDG_CACHE_HOME when that
     folder is not writable) and read that on later calls, after checking it belongs to the same file.
   """
-  path = weights_path(path)
-  digest = data.file_sha256(path)
-  if check_hash and not digest.startswith(FID_WEIGHTS_SHA256_PREFIX):
-    raise ValueError(f'{path}: SHA-256 {digest[:16]}... does not start with '
-                     f'{FID_WEIGHTS_SHA256_PREFIX}; not pytorch-fid\'s {FID_WEIGHTS_NAME}.')
+  path, digest = checked_weights(path, check_hash)
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   cache_path = _cache_path(path, digest) if cache else None
   if cache_path and os.path.exists(cache_path):
