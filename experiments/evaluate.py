@@ -66,8 +66,8 @@ def _evaluate():
   if quality is None:
     quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
   if quality:  # Its argument errors now, not after the likelihood evaluation.
-    evaluate_lib.check_sample_quality(_WORKDIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
-                                      _QUALITY_IMAGES.value)
+    evaluate_lib.check_sample_quality(_WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value,
+                                      _PROTOCOL.value, _QUALITY_IMAGES.value)
   result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
                                  _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
                                  checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)

@@ -140,6 +140,18 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   other.dataset = 'binarized_mnist'
   with pytest.raises(ValueError, match="needs labels; data.dataset='binarized_mnist'"):
     classifier_distance.load_or_train(classifier_dir, other)
+  # The same errors before anything is loaded (experiments.evaluate checks at start-up).
+  assert evaluate.check_sample_quality(full, classifier_dir) is None
+  foreign = tmp_path / 'fashion_classifier'
+  foreign.mkdir()
+  (foreign / 'classifier.json').write_text(json.dumps({'dataset': 'fashion_mnist'}))
+  (foreign / 'classifier.npz').write_bytes(b'')
+  with pytest.raises(ValueError, match="holds the fashion_mnist classifier, not mnist's"):
+    evaluate.check_sample_quality(full, str(foreign))
+  with pytest.raises(ValueError, match='num_images must be >= 2, got 1'):
+    evaluate.check_sample_quality(full, classifier_dir, num_images=1)
+  with pytest.raises(ValueError, match="Unknown protocol 'fid50k'; allowed: two_stage, vaepp"):
+    evaluate.check_sample_quality(full, classifier_dir, protocol='fid50k')
   assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]
   assert len(spectra['spectra']['q_z']) == len(spectra['spectra']['q_u']) == 4
   assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))

@@ -105,6 +105,19 @@ def features(params, num_classes: int, images: np.ndarray) -> np.ndarray:
   return _apply_batched(params, num_classes, images)[1]
 
 
+def kept_classifier(folder: str, dataset: str):
+  """The info of the classifier kept in `folder` (None if it holds none); an error if it is another
+  dataset's."""
+  info_path = os.path.join(folder, 'classifier.json')
+  if not (os.path.exists(info_path) and os.path.exists(os.path.join(folder, 'classifier.npz'))):
+    return None
+  with open(info_path) as f:
+    info = json.load(f)
+  if info['dataset'] != dataset:
+    raise ValueError(f'{folder} holds the {info["dataset"]} classifier, not {dataset}\'s.')
+  return info
+
+
 def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
   """(params, info) of the dataset's classifier kept in `folder`; trained and saved there first if
   the folder has none. A folder holding another dataset's classifier is refused."""
@@ -113,13 +126,9 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
     raise ValueError(f'The {NAME} needs labels; data.dataset={dataset!r} has none here (allowed: '
                      f'{", ".join(LABELLED)}).')
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  info_path = os.path.join(folder, 'classifier.json')
+  info = kept_classifier(folder, dataset)
   weights_path = os.path.join(folder, 'classifier.npz')
-  if os.path.exists(info_path) and os.path.exists(weights_path):
-    with open(info_path) as f:
-      info = json.load(f)
-    if info['dataset'] != dataset:
-      raise ValueError(f'{folder} holds the {info["dataset"]} classifier, not {dataset}\'s.')
+  if info is not None:
     return checkpoints.load_tree_npz(weights_path), info
   start = time.time()
   images, labels = load_labelled(data_config, 'train')
@@ -131,7 +140,7 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
           'train_seconds': time.time() - start}
   os.makedirs(folder, exist_ok=True)
   checkpoints.save_tree_npz(weights_path, params)
-  with open(info_path, 'w') as f:
+  with open(os.path.join(folder, 'classifier.json'), 'w') as f:
     json.dump(info, f, indent=2)
   return params, info
 

@@ -283,13 +283,19 @@ def cached_statistics(path: str, compute):
   return mean, cov
 
 
-def check_sample_quality(workdir: str, fid_weights: Optional[str] = None,
-                         protocol: Optional[str] = None, num_images: Optional[int] = None) -> None:
+def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
+                         fid_weights: Optional[str] = None, protocol: Optional[str] = None,
+                         num_images: Optional[int] = None) -> None:
   """Raises the errors `sample_quality` would raise on these arguments (an unknown protocol, fewer
   than 2 images, a missing or foreign FID weights file, a dataset with neither labels nor FID
-  weights) without loading data, weights or a model: `experiments.evaluate` calls it before the
-  likelihood evaluation, which can take hours."""
-  _quality_arguments(workdir, fid_weights, protocol, num_images)
+  weights, a classifier folder holding another dataset's classifier) without loading data,
+  weights or a model: `experiments.evaluate` calls it before the likelihood evaluation, which can
+  take hours."""
+  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
+  config, _, _, _, use_cfd = _quality_arguments(workdir, fid_weights, protocol, num_images)
+  if use_cfd:
+    classifier_distance.kept_classifier(classifier_dir or os.path.join(workdir, 'classifier'),
+                                        config.data.dataset)
 
 
 def _quality_arguments(workdir, fid_weights, protocol, num_images):
