@@ -299,7 +299,8 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
 
 
 def _quality_arguments(workdir, fid_weights, protocol, num_images):
-  """(config, protocol, number of generated images, whether FID, whether CFD), checked."""
+  """(config, protocol, number of generated images, the FID weights file's (path, SHA-256) or None
+  without FID, whether CFD), checked."""
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   if protocol is not None and protocol not in PROTOCOLS:
@@ -311,14 +312,13 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images):
   if num_generated < 2:
     raise ValueError(f'num_images must be >= 2, got {num_generated}.')
   use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
-  if use_fid:
-    fid.checked_weights(fid_weights)
+  fid_file = fid.checked_weights(fid_weights) if use_fid else None
   dataset = config.data.dataset
   use_cfd = dataset in classifier_distance.LABELLED
   if not (use_cfd or use_fid):
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
-  return config, protocol, num_generated, use_fid, use_cfd
+  return config, protocol, num_generated, fid_file, use_cfd
 
 
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
@@ -345,10 +345,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
-  config, protocol, num_generated, use_fid, use_cfd = _quality_arguments(
+  config, protocol, num_generated, fid_file, use_cfd = _quality_arguments(
       workdir, fid_weights, protocol, num_images)
+  use_fid = fid_file is not None
   _, ref_split, num_ref = PROTOCOLS[protocol]
-  fid_params = fid.load_params(fid_weights) if use_fid else None
+  fid_params = fid.load_params(fid_file[0]) if use_fid else None
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
   dataset = config.data.dataset
 
@@ -400,8 +401,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
         classifier_distance.features(cfd_params, num_classes, reference))
   if use_fid:
     fid_features = fid.features_fn()
-    digest = data.file_sha256(fid.weights_path(fid_weights))[:16]
-    cache = reference_cache_path(classifier_dir, dataset, ref_split, len(reference), seed, digest)
+    cache = reference_cache_path(classifier_dir, dataset, ref_split, len(reference), seed,
+                                 fid_file[1][:16])
     fid_reference = cached_statistics(
         cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))
     result['fid_reference_cache'] = cache
