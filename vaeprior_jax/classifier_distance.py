@@ -105,11 +105,16 @@ def features(params, num_classes: int, images: np.ndarray) -> np.ndarray:
   return _apply_batched(params, num_classes, images)[1]
 
 
+def _files(folder: str):
+  """(info path, weights path) of the classifier kept in `folder`."""
+  return os.path.join(folder, 'classifier.json'), os.path.join(folder, 'classifier.npz')
+
+
 def kept_classifier(folder: str, dataset: str):
   """The info of the classifier kept in `folder` (None if it holds none); an error if it is another
   dataset's."""
-  info_path = os.path.join(folder, 'classifier.json')
-  if not (os.path.exists(info_path) and os.path.exists(os.path.join(folder, 'classifier.npz'))):
+  info_path, weights_path = _files(folder)
+  if not (os.path.exists(info_path) and os.path.exists(weights_path)):
     return None
   with open(info_path) as f:
     info = json.load(f)
@@ -127,7 +132,7 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
                      f'{", ".join(LABELLED)}).')
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   info = kept_classifier(folder, dataset)
-  weights_path = os.path.join(folder, 'classifier.npz')
+  info_path, weights_path = _files(folder)
   if info is not None:
     return checkpoints.load_tree_npz(weights_path), info
   start = time.time()
@@ -140,7 +145,7 @@ def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
           'train_seconds': time.time() - start}
   os.makedirs(folder, exist_ok=True)
   checkpoints.save_tree_npz(weights_path, params)
-  with open(os.path.join(folder, 'classifier.json'), 'w') as f:
+  with open(info_path, 'w') as f:
     json.dump(info, f, indent=2)
   return params, info
 
