@@ -52,6 +52,16 @@ _QUALITY_IMAGES = flags.DEFINE_integer('quality_images', None,
                                        'Generated images (default: the protocol\'s).')
 _MIN_MAX = flags.DEFINE_bool('min_max_normalize', False,
                              'Scale each generated image to [0, 1] first (the authors\' FID script).')
+_MALA_STEPS = flags.DEFINE_integer('mala_steps', None, 'Pull-back prior runs: MALA steps of the '
+                                   'sample-quality samples (default: the run\'s config).')
+_MALA_STEP_SIZE = flags.DEFINE_float('mala_step_size', None, 'Their step size (the initial one '
+                                     'when adapting; default: the run\'s config).')
+_MALA_ADAPT_STEPS = flags.DEFINE_integer('mala_adapt_steps', None, 'Steps before them that tune '
+                                         'the size (0: fixed; default: the run\'s config).')
+_BOOTSTRAP = flags.DEFINE_integer('quality_bootstrap', 0, 'Also the bootstrap sd of each distance '
+                                  'over this many resamples of its images (0: none).')
+_LIKELIHOOD = flags.DEFINE_bool('likelihood', True, 'Run the likelihood evaluation (false: only '
+                                'the sample-quality report, with --sample_quality).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -65,17 +75,28 @@ def _evaluate():
   quality = _SAMPLE_QUALITY.value
   if quality is None:
     quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
+  if not (_LIKELIHOOD.value or quality):
+    raise ValueError('--likelihood=false leaves nothing to do without --sample_quality.')
+  mala = dict(mala_steps=_MALA_STEPS.value, mala_step_size=_MALA_STEP_SIZE.value,
+              mala_adapt_steps=_MALA_ADAPT_STEPS.value)
   if quality:  # Its argument errors now, not after the likelihood evaluation.
     evaluate_lib.check_sample_quality(_WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value,
-                                      _PROTOCOL.value, _QUALITY_IMAGES.value)
-  result = evaluate_lib.evaluate(_WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value,
-                                 _CHUNK_SIZE.value, _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value,
-                                 checkpoint=_CHECKPOINT.value, conv_backend=_CONV_BACKEND.value)
-  print(json.dumps(result, indent=2))
+                                      _PROTOCOL.value, _QUALITY_IMAGES.value, **mala,
+                                      bootstrap=_BOOTSTRAP.value)
+  elif any(v is not None for v in mala.values()) or _BOOTSTRAP.value:
+    raise ValueError('--mala_steps, --mala_step_size, --mala_adapt_steps and --quality_bootstrap '
+                     'set the sample-quality report: add --sample_quality.')
+  if _LIKELIHOOD.value:
+    result = evaluate_lib.evaluate(
+        _WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value, _CHUNK_SIZE.value,
+        _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value, checkpoint=_CHECKPOINT.value,
+        conv_backend=_CONV_BACKEND.value)
+    print(json.dumps(result, indent=2))
   if quality:
     print(json.dumps(evaluate_lib.sample_quality(
         _WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
-        _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value), indent=2))
+        _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value, **mala,
+        bootstrap=_BOOTSTRAP.value), indent=2))
 
 
 if __name__ == '__main__':

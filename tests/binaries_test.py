@@ -106,6 +106,13 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
   assert bad.returncode == 2 and "Error: FID needs pytorch-fid's Inception weights" in bad.stderr
   assert missing in bad.stderr and 'Traceback' not in bad.stderr
   assert not os.path.exists(os.path.join(resumed, 'eval_test_subset10_seed0.json'))
+  # The report's MALA settings reach the same check: this run has no pull-back prior.
+  bad = subprocess.run(_command('experiments.evaluate', f'--workdir={resumed}', '--sample_quality',
+                                '--likelihood=false', '--mala_steps=5'),
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and 'Traceback' not in bad.stderr
+  assert ("Error: MALA settings (steps) need a run with a pull-back prior; this run's model.prior "
+          "is 'realnvp'") in bad.stderr, bad.stderr
 
 
 def test_unknown_config_value_fails_at_start_up(tmp_path):

@@ -50,3 +50,22 @@ def test_statistics_are_numpys_and_the_distance_of_features_uses_them():
     frechet.gaussian_statistics(a[:1])
   with pytest.raises(ValueError, match='means \\[d\\] and covariances'):
     frechet.frechet_distance(mu, sigma, mu[:3], sigma)
+
+
+def test_the_bootstrap_sd_matches_the_spread_over_independent_sample_sets():
+  """The spread a distance really has from one draw of N images to the next (1,000 independent
+  draws of 300 Gaussian 'features' against a fixed reference) against the bootstrap estimate from
+  a single draw: within 25% for the median of 8 draws (it is within ~10% here)."""
+  rng = np.random.default_rng(0)
+  d, n = 6, 300
+  cov_generated, cov_reference = _random_covariance(rng, d), _random_covariance(rng, d)
+  mean_generated, mean_reference = 0.5 * rng.normal(size=d), np.zeros(d)
+  draw = lambda: rng.multivariate_normal(mean_generated, cov_generated, n)
+  true_sd = np.std([frechet.frechet_distance(mean_reference, cov_reference,
+                                             *frechet.gaussian_statistics(draw()))
+                    for _ in range(1000)], ddof=1)
+  estimates = [frechet.bootstrap_sd(draw(), mean_reference, cov_reference, 200, seed=i)
+               for i in range(8)]
+  assert 0.8 < np.median(estimates) / true_sd < 1.25
+  with pytest.raises(ValueError, match='num_resamples >= 2, got 1'):
+    frechet.bootstrap_sd(draw(), mean_reference, cov_reference, 1)

@@ -152,6 +152,11 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     evaluate.check_sample_quality(full, classifier_dir, num_images=1)
   with pytest.raises(ValueError, match="Unknown protocol 'fid50k'; allowed: two_stage, vaepp"):
     evaluate.check_sample_quality(full, classifier_dir, protocol='fid50k')
+  with pytest.raises(ValueError, match="MALA settings .*steps.* need a run with a pull-back prior; "
+                     "this run's model.prior is 'standard'"):
+    evaluate.check_sample_quality(full, classifier_dir, mala_steps=5)
+  with pytest.raises(ValueError, match='bootstrap must be 0 .none. or >= 2 resamples, got 1'):
+    evaluate.check_sample_quality(full, classifier_dir, bootstrap=1)
   assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]
   assert len(spectra['spectra']['q_z']) == len(spectra['spectra']['q_u']) == 4
   assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))

@@ -13,6 +13,7 @@ import pytest
 
 import helpers
 from vaeprior_jax import analysis
+from vaeprior_jax import checkpoints
 from vaeprior_jax import classifier_distance
 from vaeprior_jax import data
 from vaeprior_jax import evaluate
@@ -339,6 +340,21 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
         params, classifier_distance.LABELLED['mnist'],
         classifier_distance.load_labelled(config.data, split)[0]))
     floor = frechet.frechet_distance(*stats('test'), *stats('train'))
+    # MALA settings for one report: a huge step is almost never accepted, a tiny one almost always,
+    # and adaptation moves the size (up, at ~100% acceptance); the default report stays.
+    rejected = evaluate.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=4,
+                                       mala_step_size=1e6, bootstrap=3)
+    adapted = evaluate.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=2,
+                                      mala_step_size=1e-12, mala_adapt_steps=3)
+    with pytest.raises(ValueError, match='mala_step_size must be > 0, got 0.0'):
+      evaluate.check_sample_quality(workdir, classifier_dir, mala_step_size=0.0)
+    # The report's MALA samples are the model's own (`VAE.sample`, the same keys).
+    model = models.create(config.model, (28, 28, 1))
+    params, _ = checkpoints.restore_variables(workdir, config, model, (28, 28, 1))
+    key = jax.random.key(3)
+    with_chains, chains = evaluate._pullback_samples(model, params, 12, key, batch=8)
+    np.testing.assert_array_equal(with_chains, evaluate._generated(model, params, 'samples', 12, key,
+                                                                   None, batch=8))
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
   assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))
   assert quality['protocol'] == 'vaepp' and quality['reference_split'] == 'train'
@@ -350,4 +366,14 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
   assert all(np.isfinite(quality[f'cfd_{k}']) and quality[f'cfd_{k}'] > 0 for k in kinds)
   with open(os.path.join(workdir, 'sample_quality_vaepp.json')) as f:
     assert json.load(f) == json.loads(json.dumps(quality))
+  assert quality['mala']['steps'] == config.model.pullback_mala_steps > 0
+  assert 0.0 <= quality['mala']['acceptance_rate'] <= 1.0 and 0.0 <= chains['acceptance_rate'] <= 1.0
+  assert rejected['mala'] == dict(steps=4, step_size=1e6, adapt_steps=0,
+                                  step_size_after_adaptation=pytest.approx(1e6, rel=1e-6),
+                                  acceptance_rate=pytest.approx(0.0, abs=0.05))
+  assert adapted['mala']['acceptance_rate'] > 0.95
+  assert 1e-12 < adapted['mala']['step_size_after_adaptation'] < 1e-11
+  assert all(rejected[f'cfd_{k}_sd'] > 0 for k in kinds) and 'cfd_samples_sd' not in quality
+  with open(os.path.join(workdir, 'sample_quality_vaepp_mala2_1e-12_adapt3.json')) as f:
+    assert json.load(f)['mala'] == adapted['mala']
 

@@ -254,6 +254,22 @@ def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batc
   return np.concatenate(out)[:num]
 
 
+def _pullback_samples(model, params, num: int, key, batch: int = 500):
+  """`_generated`'s 'samples' of a pull-back prior with MALA steps (the same keys, so the same
+  images), and the chains' report: {'acceptance_rate': the mean over chains and steps after any
+  adaptation, 'step_size': the size used after it (the mean over batches: each batch of chains
+  adapts its own)}."""
+  def method(m, k):
+    z, chains = m.prior.sample_with_chains(k, batch, m.prior_context())
+    return m.observation_mean(m.decode(z)), jnp.mean(chains.acceptance_rate), chains.step_size
+
+  fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, method=method))
+  out, acceptance, step_size = zip(*(jax.device_get(fn(params, jax.random.fold_in(key, i)))
+                                     for i in range(0, num, batch)))
+  return np.concatenate(out)[:num], {'acceptance_rate': float(np.mean(acceptance)),
+                                     'step_size': float(np.mean(step_size))}
+
+
 def min_max_normalize(images: np.ndarray) -> np.ndarray:
   """Each image scaled to [0, 1] by its own min and max (the authors' FID script does this to
   generated images; off by default here)."""
@@ -285,27 +301,46 @@ def cached_statistics(path: str, compute):
 
 def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                          fid_weights: Optional[str] = None, protocol: Optional[str] = None,
-                         num_images: Optional[int] = None) -> None:
+                         num_images: Optional[int] = None, mala_steps: Optional[int] = None,
+                         mala_step_size: Optional[float] = None,
+                         mala_adapt_steps: Optional[int] = None, bootstrap: int = 0) -> None:
   """Raises the errors `sample_quality` would raise on these arguments (an unknown protocol, fewer
   than 2 images, a missing or foreign FID weights file, a dataset with neither labels nor FID
-  weights, a classifier folder holding another dataset's classifier) without loading data,
+  weights, a classifier folder holding another dataset's classifier, MALA settings for a run
+  without a pull-back prior or out of range, a bootstrap of one resample) without loading data,
   weights or a model: `experiments.evaluate` calls it before the likelihood evaluation, which can
   take hours."""
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
-  config, _, _, _, use_cfd = _quality_arguments(workdir, fid_weights, protocol, num_images)
+  config, _, _, _, use_cfd, _ = _quality_arguments(
+      workdir, fid_weights, protocol, num_images,
+      dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
   if use_cfd:
     classifier_distance.kept_classifier(classifier_dir or os.path.join(workdir, 'classifier'),
                                         config.data.dataset)
 
 
-def _quality_arguments(workdir, fid_weights, protocol, num_images):
-  """(config, protocol, number of generated images, the FID weights file's (path, SHA-256) or None
-  without FID, whether CFD), checked."""
+def _quality_arguments(workdir, fid_weights, protocol, num_images, mala, bootstrap):
+  """(config with the `mala` overrides applied, protocol, number of generated images, the FID
+  weights file's (path, SHA-256) or None without FID, whether CFD, the overrides given), checked.
+  `mala`: {'steps', 'step_size', 'adapt_steps'} -> a value or None (the run's config)."""
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   if protocol is not None and protocol not in PROTOCOLS:
     raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
+  if bootstrap < 0 or bootstrap == 1:
+    raise ValueError(f'bootstrap must be 0 (none) or >= 2 resamples, got {bootstrap}.')
   config = training.load_config(workdir)
+  mala = {k: v for k, v in mala.items() if v is not None}
+  if mala and config.model.prior != 'pullback':
+    raise ValueError(f'MALA settings ({", ".join(sorted(mala))}) need a run with a pull-back '
+                     f'prior; this run\'s model.prior is {config.model.prior!r}.')
+  for name in ('steps', 'adapt_steps'):
+    if name in mala and (not isinstance(mala[name], int) or mala[name] < 0):
+      raise ValueError(f'mala_{name} must be an integer >= 0, got {mala[name]!r}.')
+  if 'step_size' in mala and not mala['step_size'] > 0:
+    raise ValueError(f'mala_step_size must be > 0, got {mala["step_size"]!r}.')
+  for name, value in mala.items():
+    config.model[f'pullback_mala_{name}'] = value
   if protocol is None:
     protocol = 'vaepp' if config.model.prior == 'pullback' else 'two_stage'
   num_generated = num_images or PROTOCOLS[protocol][0]
@@ -318,18 +353,21 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images):
   if not (use_cfd or use_fid):
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
-  return config, protocol, num_generated, fid_file, use_cfd
+  return config, protocol, num_generated, fid_file, use_cfd, mala
 
 
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
-                   normalize: bool = False, classifier_steps: int = 2000) -> Dict:
+                   normalize: bool = False, classifier_steps: int = 2000,
+                   mala_steps: Optional[int] = None, mala_step_size: Optional[float] = None,
+                   mala_adapt_steps: Optional[int] = None, bootstrap: int = 0) -> Dict:
   """Fréchet distances to the data of a run's samples, first-stage samples (two-stage runs), base
   and latent-GAN samples (pull-back priors), reconstructions, and of as many real images from
   outside the reference ('data': the test split for 'vaepp', the training split for 'two_stage'),
   the floor a perfect sampler would reach with this many images; written to
-  `sample_quality_{protocol}.json` in `workdir`.
+  `sample_quality_{protocol}.json` in `workdir` (`..._mala{steps}_{size}_adapt{steps}.json` with
+  MALA overrides, so that a run's default report is not overwritten).
 
   Always the classifier Fréchet distance (`classifier_distance`, CFD: an offline stand-in, not FID)
   on labelled datasets, with the classifier kept in `classifier_dir` (default: workdir/classifier;
@@ -341,12 +379,19 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   prior's samples cost `model.pullback_mala_steps` decoder and critic gradients each).
   normalize: min-max normalise each generated image first (the authors' script; off by default).
   classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
+  mala_steps, mala_step_size, mala_adapt_steps: a pull-back prior's MALA settings for this report
+  (None: `model.pullback_mala_*` of the run's config); the result's 'mala' holds those used, the
+  chains' mean acceptance rate and the step size after any adaptation.
+  bootstrap: with B >= 2, also `{metric}_{kind}_sd`, the bootstrap sd over B resamples of each
+  distance's images (`frechet.bootstrap_sd`; the reference held fixed): the noise to read
+  differences between kinds against.
   """
   from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
-  config, protocol, num_generated, fid_file, use_cfd = _quality_arguments(
-      workdir, fid_weights, protocol, num_images)
+  config, protocol, num_generated, fid_file, use_cfd, mala_overrides = _quality_arguments(
+      workdir, fid_weights, protocol, num_images,
+      dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
   use_fid = fid_file is not None
   _, ref_split, num_ref = PROTOCOLS[protocol]
   fid_params = fid.load_params(fid_file[0]) if use_fid else None
@@ -391,7 +436,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0x5a1 + seed)
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
             'num_reference': len(reference), 'num_data': len(held_out), 'step': int(step),
-            'normalize': normalize}
+            'normalize': normalize, 'bootstrap': bootstrap}
+  pullback_chains = config.model.prior == 'pullback' and config.model.pullback_mala_steps > 0
+  if config.model.prior == 'pullback':
+    result['mala'] = {k: config.model[f'pullback_mala_{k}']
+                      for k in ('steps', 'step_size', 'adapt_steps')}
   if use_cfd:
     num_classes = classifier_distance.LABELLED[dataset]
     cfd_params, info = classifier_distance.load_or_train(classifier_dir, config.data,
@@ -409,20 +458,32 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   for i, kind in enumerate(kinds):
     if kind == 'data':
       images = held_out
+    elif kind == 'samples' and pullback_chains:
+      images, chains = _pullback_samples(model, params, num_generated, jax.random.fold_in(key, i))
+      result['mala'].update({f'{k}_after_adaptation' if k == 'step_size' else k: v
+                             for k, v in chains.items()})
     else:
       images = _generated(model, params, kind, min(num_generated, len(test_images))
                           if kind == 'reconstructions' else num_generated,
                           jax.random.fold_in(key, i), test_images)
     if normalize and kind not in ('reconstructions', 'data'):
       images = min_max_normalize(images)
+    distances = []
     if use_cfd:
-      stats = frechet.gaussian_statistics(
-          classifier_distance.features(cfd_params, num_classes, images))
-      result[f'cfd_{kind}'] = frechet.frechet_distance(*stats, *cfd_reference)
+      distances.append(('cfd', classifier_distance.features(cfd_params, num_classes, images),
+                        cfd_reference))
     if use_fid:
-      stats = frechet.gaussian_statistics(fid_features(fid_params, images))
-      result[f'fid_{kind}'] = frechet.frechet_distance(*stats, *fid_reference)
+      distances.append(('fid', fid_features(fid_params, images), fid_reference))
+    for metric, features, reference_stats in distances:
+      stats = frechet.gaussian_statistics(features)
+      result[f'{metric}_{kind}'] = frechet.frechet_distance(*stats, *reference_stats)
+      if bootstrap:
+        result[f'{metric}_{kind}_sd'] = frechet.bootstrap_sd(features, *reference_stats, bootstrap,
+                                                             seed)
+  name = f'sample_quality_{protocol}'
+  if mala_overrides:
+    name += '_mala{steps}_{step_size:g}_adapt{adapt_steps}'.format(**result['mala'])
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, f'sample_quality_{protocol}.json'), 'w') as f:
+    with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)
   return result

@@ -40,7 +40,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
     raise ValueError(f'frechet_distance needs means [d] and covariances [d, d] of one d; got '
                      f'{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}.')
-  root1 = _psd_sqrt((sigma1 + sigma1.T) / 2)
+  return _distance(mu1, sigma1, _psd_sqrt((sigma1 + sigma1.T) / 2), mu2, sigma2)
+
+
+def _distance(mu1, sigma1, root1, mu2, sigma2) -> float:
+  """`frechet_distance` given root1 = sigma1^(1/2)."""
   middle = root1 @ sigma2 @ root1
   eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
   trace_sqrt = np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None)))
@@ -51,3 +55,29 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 def frechet_distance_of_features(features1, features2) -> float:
   """`frechet_distance` of the Gaussians fitted to features1 [N1, d] and features2 [N2, d]."""
   return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+
+
+def bootstrap_sd(features, reference_mean, reference_cov, num_resamples: int,
+                 seed: int = 0) -> float:
+  """The bootstrap estimate of the standard deviation of `frechet_distance` between the Gaussian
+  fitted to features [N, d] and a fixed reference (mean [d], cov [d, d]): the sd over
+  `num_resamples` (>= 2) sets of N rows drawn with replacement from `features`.
+
+  It measures how much a distance moves with the draw of the N generated images (the reference's
+  own sampling error is not in it: its statistics come from many more images), so two distances
+  of independent sample sets that differ by less than a few of these are not told apart. The
+  resampled distances are biased upwards (a resample repeats rows); their spread is what is used.
+  Costs one d x d symmetric eigendecomposition per resample.
+  """
+  features = np.asarray(features, np.float64)
+  if num_resamples < 2:
+    raise ValueError(f'bootstrap_sd needs num_resamples >= 2, got {num_resamples}.')
+  mu_ref = np.asarray(reference_mean, np.float64)
+  cov_ref = np.asarray(reference_cov, np.float64)
+  root_ref = _psd_sqrt((cov_ref + cov_ref.T) / 2)
+  rng = np.random.default_rng(seed)
+  distances = [_distance(mu_ref, cov_ref, root_ref,
+                         *gaussian_statistics(features[rng.integers(0, len(features),
+                                                                    len(features))]))
+               for _ in range(num_resamples)]
+  return float(np.std(distances, ddof=1))

@@ -247,12 +247,19 @@ class PullbackPrior(nn.Module):
                        step_size, **kwargs)
 
   def sample(self, rng: Array, num_samples: int, ctx: PriorContext = None) -> Array:
+    return self.sample_with_chains(rng, num_samples, ctx)[0]
+
+  def sample_with_chains(self, rng: Array, num_samples: int, ctx: PriorContext = None
+                         ) -> Tuple[Array, Optional['mala.MALAResult']]:
+    """(`sample`'s z [num_samples, d], the MALA chains' `MALAResult` or None without MALA steps):
+    the acceptance rates and the step size used, for reports."""
     start_key, chain_key = jax.random.split(rng)
     z = self.sample_start_points(start_key, num_samples, ctx)
-    if self.mala_steps:
-      z = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx,
-                    adapt_steps=self.mala_adapt_steps).samples
-    return z
+    if not self.mala_steps:
+      return z, None
+    chains = self.mala(z, chain_key, self.mala_steps, self.mala_step_size, ctx,
+                       adapt_steps=self.mala_adapt_steps)
+    return chains.samples, chains
 
 
 def set_pseudo_inputs(params, images) -> dict:
