@@ -6,7 +6,11 @@ With --sample_quality (the default for the dai2019 configs' runs) it also writes
 sample_quality_{protocol}.json: Fréchet distances to the data of samples, reconstructions, and
 first-stage samples (two-stage runs) or base and latent-GAN samples (pull-back prior runs): the
 classifier Fréchet distance (CFD, an offline stand-in, not FID) on labelled datasets, and FID when
---fid_weights names pytorch-fid's Inception file.
+--fid_weights names pytorch-fid's Inception file. That report alone, for a pull-back prior run with
+other MALA settings than its config's and bootstrap error bars:
+
+  python -m experiments.evaluate --workdir=/tmp/run --sample_quality --likelihood=false \
+      --quality_images=1000 --mala_steps=150 --mala_adapt_steps=50 --quality_bootstrap=200
 """
 
 import json
