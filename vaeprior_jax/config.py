@@ -58,7 +58,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.pullback_sample_start = 'base'  # ... prior samples: MALA from base draws | the latent WGAN's,
   model.pullback_mala_steps = 0       # ... MALA steps (0: none),
   model.pullback_mala_step_size = 1e-5  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
-  model.pullback_mala_adapt_steps = 0  # ... after this many steps tuning it (0: fixed, as the code)
+  model.pullback_mala_adapt_steps = 0  # ... after this many tuning it (dual averaging; 0: fixed: the code)
   model.latent_gan_net = 'mlp'        # ... the latent WGAN (VAEPP's sampling): mlp | conv (the
                                       #     code's for colour images: z as an 8x8 map),
   model.latent_gan_noise_dim = 0      # ... its eps size (0: the latent size for mlp, 128 for conv),
