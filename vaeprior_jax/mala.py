@@ -16,10 +16,10 @@ Step size: fixed by default (VAEPP's code: 5e-5 to 1e-5 on MNIST-like data, a fe
 With `adapt_steps > 0`, the first `adapt_steps` steps tune log a towards `target_acceptance`
 (0.574, optimal for MALA in high dimension; Roberts & Rosenthal, 1998) by the dual averaging of
 Hoffman & Gelman (2014, Sec. 3.2; Stan's step-size adaptation), driven by the mean acceptance
-probability over the chains; a then runs at the averaged iterate. Dual averaging moves a by orders
-of magnitude within tens of steps (a start 1,000 times too small or too large is corrected; a
-Robbins-Monro rule with a fixed small gain needs hundreds of steps per order) and settles without
-oscillating. The adaptation steps do not leave p invariant (a changes with the chain), the ones
+probability over the chains; a then runs at the averaged iterate, which damps the iterates'
+oscillations. Dual averaging moves a by orders of magnitude within tens of steps (tests: a start
+10^4 times too small or too large is corrected in 100 steps; a Robbins-Monro rule with a fixed
+small gain needs hundreds of steps per order). The adaptation steps do not leave p invariant (a changes with the chain), the ones
 after them do, with the tuned a fixed. Report acceptance rates from the fixed phase only
 (`MALAResult.acceptance_rate` counts only the steps after adaptation).
 """
