@@ -249,9 +249,15 @@ def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batc
     out = [np.asarray(fn(params, data.to_float(images[i:i + batch]), jax.random.fold_in(key, i)))
            for i in range(0, num, batch)]
   else:
-    fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
-    out = [np.asarray(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
+    out = _draws(model, params, method, num, key, batch)
   return np.concatenate(out)[:num]
+
+
+def _draws(model, params, method, num: int, key, batch: int) -> list:
+  """`method(model, key, batch)`'s outputs (on the host) for the keys fold_in(key, i), i = 0, batch,
+  2 batch, ... < num: one jitted call per batch."""
+  fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
+  return [jax.device_get(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
 
 
 def _pullback_samples(model, params, num: int, key, batch: int = 500):
@@ -259,13 +265,11 @@ def _pullback_samples(model, params, num: int, key, batch: int = 500):
   images), and the chains' report: {'acceptance_rate': the mean over chains and steps after any
   adaptation, 'step_size': the size used after it (the mean over batches: each batch of chains
   adapts its own)}."""
-  def method(m, k):
-    z, chains = m.prior.sample_with_chains(k, batch, m.prior_context())
+  def method(m, k, n):
+    z, chains = m.prior.sample_with_chains(k, n, m.prior_context())
     return m.observation_mean(m.decode(z)), jnp.mean(chains.acceptance_rate), chains.step_size
 
-  fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, method=method))
-  out, acceptance, step_size = zip(*(jax.device_get(fn(params, jax.random.fold_in(key, i)))
-                                     for i in range(0, num, batch)))
+  out, acceptance, step_size = zip(*_draws(model, params, method, num, key, batch))
   return np.concatenate(out)[:num], {'acceptance_rate': float(np.mean(acceptance)),
                                      'step_size': float(np.mean(step_size))}
 
