@@ -11,7 +11,7 @@ library's XLA options) and, where torch is installed, PyTorch (NCHW, as the peer
 
 With --transposed: the ResnetVAE decoder's two 3x3, stride-2 transposed convolutions (7x7x64 ->
 14x14x64 and 14x14x64 -> 28x28x32, batch 128), forward and gradients w.r.t. input and kernel, as
-the library computes them (`nets.conv_transpose_same`: one stride-1 convolution per output phase)
+the library computes them (`nets.base.conv_transpose_same`: one stride-1 convolution per output phase)
 and as `lax.conv_transpose` does (one convolution of the input dilated with zeros: flax's
 nn.ConvTranspose), in alternating windows, after checking that both give the same values. The
 per-phase form was chosen on the CPU (benchmarks/LOG.md); on an accelerator this says whether
@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import jax_workloads as jw
-from vaeprior_jax import nets
 from vaeprior_jax.cpu import xla_options
+from vaeprior_jax import nets
 
 _TRANSPOSED = flags.DEFINE_bool('transposed', False, 'Time the upsampling layers instead: the '
                                 "library's per-phase transposed convolution against lax's.")
@@ -85,7 +85,7 @@ def _transposed_times(size, in_channels, out_channels, windows=9, reps=5):
   w = jax.random.normal(keys[1], (3, 3, in_channels, out_channels)) * 0.05
   dy = jax.random.normal(keys[2], (BATCH, 2 * size, 2 * size, out_channels))
   ways = {
-      'per_phase': lambda x_, w_: nets.conv_transpose_same(x_, w_, (2, 2)),
+      'per_phase': lambda x_, w_: nets.base.conv_transpose_same(x_, w_, (2, 2)),
       'lax': lambda x_, w_: jax.lax.conv_transpose(x_, w_, (2, 2), 'SAME',
                                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
   }

@@ -1,4 +1,4 @@
-r"""FID feature throughput: our jitted Flax Inception (`vaeprior_jax.fid`) against pytorch-fid's
+r"""FID feature throughput: our jitted Flax Inception (`vaeprior_jax.evaluation.sample_quality.fid`) against pytorch-fid's
 InceptionV3 on the same images, in one process, alternating windows; images/s (median over windows,
 after one warm-up batch each), and the largest feature difference as a check.
 
@@ -10,7 +10,7 @@ after one warm-up batch each), and the largest feature difference as a check.
 Both networks get the same random weights (pytorch-fid's architecture with random parameters and
 batch-norm statistics measured on random images, saved with torch.save and read by our loader), so
 no weights file is needed. Needs the fidcheck extra (torch, torchvision, pytorch-fid); torchvision
-is imported without its compiled operators (`vaeprior_jax.fid_reference`). Images are 28x28 grey (MNIST's
+is imported without its compiled operators (`fid_reference`). Images are 28x28 grey (MNIST's
 shape) unless --shape says otherwise; both resize them to 299x299 inside the timed call.
 """
 
@@ -24,8 +24,8 @@ from absl import flags
 import jax
 import numpy as np
 
-from vaeprior_jax import fid
-from vaeprior_jax import fid_reference
+from vaeprior_jax.evaluation.sample_quality import fid
+import fid_reference
 
 _IMAGES = flags.DEFINE_integer('images', 200, 'Images per window.')
 _BATCH = flags.DEFINE_integer('batch_size', 50, 'Images per compiled call / torch forward.')

@@ -3,7 +3,7 @@
 XLA's cost analysis counts a while loop's body once (it does not know the trip count in general), so
 a RealNVP under `nn.scan` would be undercounted; here `scan` bodies are multiplied by their length.
 Only dot_general and conv_general_dilated, and the oneDNN backend's convolution custom calls
-(`vaeprior_jax.onednn`), are counted (2 FLOPs per multiply-add): element-wise work is small beside
+(`vaeprior_jax.cpu.onednn`), are counted (2 FLOPs per multiply-add): element-wise work is small beside
 them in these models and is left out, so the count is a lower bound.
 """
 

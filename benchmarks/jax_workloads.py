@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import xu2019
-from vaeprior_jax import device_loop
-from vaeprior_jax import evaluation
+from vaeprior_jax.cpu import xla_options
+from vaeprior_jax.evaluation import estimators
+from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import sharding
-from vaeprior_jax import training
-from vaeprior_jax.cpu import xla_options
+from vaeprior_jax.train import device_loop
+from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
 
@@ -104,16 +105,16 @@ class TrainWorkload:
     tc = config.train
     self.batch_size = tc.batch_size
     per_epoch = 390
-    optimizer = training.make_optimizer(tc, per_epoch)
-    step_fn = training.make_train_step(self.model, optimizer, tc, per_epoch)
+    optimizer = methods.joint.make_optimizer(tc, per_epoch)
+    step_fn = trainer.make_train_step(self.model, optimizer, tc, per_epoch)
     self.step_fn = step_fn
     batch = random_images(self.batch_size, seed)
     self.batch = sharding.shard_batch(batch, self.mesh)
     self.key = sharding.replicate(jax.random.key(seed + 1), self.mesh)
-    self.state = jax.jit(lambda b: training.create_train_state(self.model, optimizer, b,
+    self.state = jax.jit(lambda b: trainer.create_train_state(self.model, optimizer, b,
                                                                jax.random.key(seed)),
                          out_shardings=sharding.replicated(self.mesh))(batch)
-    self.jitted = training.compile_train_step(step_fn, self.mesh)
+    self.jitted = trainer.compile_train_step(step_fn, self.mesh)
     start = time.perf_counter()
     self.compiled = self.jitted.lower(self.state, self.batch, self.key).compile()
     self.compile_seconds = time.perf_counter() - start
@@ -135,7 +136,7 @@ def init_params(model, images: np.ndarray, mesh, seed: int = 0):
 
 
 class NLLWorkload:
-  """The K-sample estimator of `evaluation.make_batch_metrics` on one test batch."""
+  """The K-sample estimator of `estimators.make_batch_metrics` on one test batch."""
 
   def __init__(self, config, num_samples: int, chunk_size: int, batch_size: int = 128,
                seed: int = 0, mesh=None):
@@ -147,7 +148,7 @@ class NLLWorkload:
     self.key = jax.random.key(seed + 2)
     self.batch_size = batch_size
     self.num_samples = num_samples
-    fn = evaluation.make_batch_metrics(self.model, num_samples, chunk_size)
+    fn = estimators.make_batch_metrics(self.model, num_samples, chunk_size)
     self.fn = fn
     start = time.perf_counter()
     self.compiled = fn.lower(self.params, self.x, self.key).compile()
@@ -165,13 +166,13 @@ class NLLWorkload:
 
 def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, batch_size: int,
               mesh=None, seed: int = 0, on_compiled: Optional[Callable[[], object]] = None):
-  """The binaries' whole-split evaluation (`evaluation.split_metrics`) of random-init parameters:
+  """The binaries' whole-split evaluation (`estimators.split_metrics`) of random-init parameters:
   (seconds, metrics). The estimate itself is meaningless for untrained parameters; its cost is not.
   `on_compiled` is called after compilation and one warm-up batch, just before the timed run."""
   mesh = mesh or sharding.make_mesh()
   model = models.create(config.model, SHAPE)
   params = init_params(model, images[:8], mesh, seed)
-  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  batch_metrics = estimators.make_batch_metrics(model, num_samples, chunk_size)
   batch_size = sharding.round_up_to_devices(batch_size, mesh)
   # Compile outside the timed region, on one batch.
   jax.block_until_ready(batch_metrics(params, sharding.shard_batch(images[:batch_size], mesh),
@@ -179,7 +180,7 @@ def split_nll(config, images: np.ndarray, num_samples: int, chunk_size: int, bat
   if on_compiled is not None:
     on_compiled()
   start = time.perf_counter()
-  metrics = evaluation.split_metrics(batch_metrics, params, images, jax.random.key(3), mesh,
+  metrics = estimators.split_metrics(batch_metrics, params, images, jax.random.key(3), mesh,
                                      batch_size)
   return time.perf_counter() - start, metrics
 
@@ -196,10 +197,10 @@ class DeviceLoopWorkload:
     images = random_images(num_examples, seed)
     self.data = device_loop.DeviceData(images, tc.batch_size, seed, binarize, self.mesh)
     per_epoch = self.data.steps_per_epoch
-    optimizer = training.make_optimizer(tc, per_epoch)
-    self.loop = device_loop.make_loop(training.make_train_step(self.model, optimizer, tc,
+    optimizer = methods.joint.make_optimizer(tc, per_epoch)
+    self.loop = device_loop.make_loop(trainer.make_train_step(self.model, optimizer, tc,
                                                                per_epoch), self.data)
-    self.state = jax.jit(lambda b: training.create_train_state(self.model, optimizer, b,
+    self.state = jax.jit(lambda b: trainer.create_train_state(self.model, optimizer, b,
                                                                jax.random.key(seed)),
                          out_shardings=sharding.replicated(self.mesh))(self.data.batch_at(0))
     self.key = sharding.replicate(jax.random.key(seed + 1), self.mesh)

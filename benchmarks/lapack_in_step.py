@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import jax_workloads as jw
-from vaeprior_jax import flows
 from vaeprior_jax.cpu import xla_options
+from vaeprior_jax import flows
 
 
 def _convs(x, w):

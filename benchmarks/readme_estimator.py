@@ -36,12 +36,12 @@ def main(argv):
   model = vp.models.create(config.model, input_shape=(28, 28, 1))
   params = model.init(jax.random.key(0), x[:64], jax.random.key(1))['params']
   key = jax.random.key(3)
-  compiled = vp.evaluation.log_likelihood_fn(model, num_samples=_SAMPLES.value)
+  compiled = vp.evaluation.estimators.log_likelihood_fn(model, num_samples=_SAMPLES.value)
 
   def plain():
     log_w = lambda x_, rng: model.apply({'params': params}, x_, rng,
                                         method=model.log_importance_weight)
-    return vp.evaluation.importance_weighted_log_likelihood(log_w, x, key,
+    return vp.evaluation.estimators.importance_weighted_log_likelihood(log_w, x, key,
                                                             num_samples=_SAMPLES.value)
 
   times = {'plain': [], 'compiled': []}

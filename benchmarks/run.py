@@ -15,7 +15,7 @@ epochs of the on-device training loop for the paper's 2,400-epoch DenseVAE proto
 
 Every timing is the median over timed windows after a warm-up; FLOPs are counted from the jaxpr
 (matrix products and convolutions; `benchmarks.flops`), with XLA's own cost analysis beside them.
-The library's steps compile with its XLA options (`vaeprior_jax.xla_options`); for an A/B against
+The library's steps compile with its XLA options (`vaeprior_jax.cpu.xla_options`); for an A/B against
 XLA's defaults, run again with VAEPRIOR_JAX_XLA_DEFAULTS=0 (the environment records the setting).
 """
 

@@ -2,7 +2,7 @@ r"""Peak memory and time of one whole-split evaluation, in a process of its own.
 
   python -m benchmarks.split_memory --num_examples=10000
 
-Evaluates the importance-weighted estimator (`evaluation.split_metrics`, as the binaries do) of a
+Evaluates the importance-weighted estimator (`evaluation.estimators.split_metrics`, as the binaries do) of a
 random-init xu2019 model over `--num_examples` random binary images, and prints one JSON line: the
 seconds, the process's peak resident memory (`ru_maxrss`) before the evaluation (imports, data,
 parameters, the compiled estimator and one warm-up batch) and after it, and the device's peak where

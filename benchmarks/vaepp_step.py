@@ -2,7 +2,7 @@
 (`train.method=vaepp`: the VAE, D, 128 prior draws, the WGAN-div penalty's double backprop) and of
 Algorithm 1's cycle (five VAE steps and a critic step, averaged per step), against the plain VAE step on the same nets (`standard`: the standard
 prior, no critic), measured in one process, alternating; and the posterior-based log Z estimator's
-samples per second (`partition.posterior_log_z_fn`: encoder, truncated-normal draws, decoder and D).
+samples per second (`normalizer.posterior_log_z_fn`: encoder, truncated-normal draws, decoder and D).
 
   python -m benchmarks.vaepp_step [--batch=128] [--steps=30] [--log_z_images=128] [--smoke]
 
@@ -20,7 +20,7 @@ from absl import flags
 from experiments.configs import vaepp as vaepp_configs
 from vaeprior_jax import methods
 from vaeprior_jax import models
-from vaeprior_jax import partition
+from vaeprior_jax.priors.pullback import normalizer
 from vaeprior_jax import sharding
 
 _BATCH = flags.DEFINE_integer('batch', 128, 'Training batch.')
@@ -47,9 +47,9 @@ def _step_fn(entry: str, batch: int):
   variables = method.initial_variables(model, x, jax.random.key(0), None, mesh)
   state = jax.jit(lambda v: methods.state_from_variables(method, v),
                   out_shardings=sharding.replicated(mesh))(variables)
-  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import trainer  # pylint: disable=g-import-not-at-top
   phase = method.phases()[0]
-  compiled = {g: training.compile_train_step(f, mesh)
+  compiled = {g: trainer.compile_train_step(f, mesh)
               for g, f in methods.phase_steps(model, method, phase).items()}
   steps = [compiled[g] for g in (phase.cycle or (phase.groups,))]
   return steps, state, x, sharding.replicate(jax.random.key(1), mesh), model, variables, mesh
@@ -85,7 +85,7 @@ def main(argv):
   _, _, _, _, model, variables, mesh = runs['vaepp']
   images = _LOG_Z_IMAGES.value if not _SMOKE.value else 8
   samples = _LOG_Z_SAMPLES.value if not _SMOKE.value else 4
-  fn = partition.posterior_log_z_fn(model, samples, min(samples, 100))
+  fn = normalizer.posterior_log_z_fn(model, samples, min(samples, 100))
   x = sharding.shard_batch(
       (np.random.default_rng(1).random((images,) + SHAPE) < 0.3).astype(np.float32), mesh)
   jax.block_until_ready(fn(variables, x, jax.random.key(2)))

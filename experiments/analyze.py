@@ -19,9 +19,9 @@ from absl import flags
 from absl import logging
 
 from experiments import common
-from vaeprior_jax import analysis
 from vaeprior_jax import checkpoints
-from vaeprior_jax import evaluate
+from vaeprior_jax.evaluation import analysis
+from vaeprior_jax.evaluation import report
 
 _WORKDIRS = flags.DEFINE_list('workdir', None, 'Training workdir(s), comma-separated.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Split of the metrics.')
@@ -32,7 +32,7 @@ _MAX_EXAMPLES = flags.DEFINE_integer('max_examples', 0, 'If > 0, a seeded random
 _NUM_PAIRS = flags.DEFINE_integer('num_pairs', 6, 'Interpolations (Fig. 2).')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 8, 'Interpolation points between the two ends.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the subsets, pairs and samples.')
-_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'auto', list(evaluate.CHECKPOINTS),
+_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'auto', list(report.CHECKPOINTS),
                                 'Which checkpoint: auto (best if kept, else latest), latest, best.')
 _COMPARE_OUT = flags.DEFINE_string('compare_out', '', 'Folder for the comparison of several workdirs.')
 flags.mark_flags_as_required(['workdir'])

@@ -11,10 +11,10 @@ from absl import logging
 import jax
 
 from vaeprior_jax import checkpoints
+from vaeprior_jax.cpu import xla_options
 from vaeprior_jax import data
 from vaeprior_jax import sharding
-from vaeprior_jax import training
-from vaeprior_jax.cpu import xla_options
+from vaeprior_jax.train import trainer
 
 _MULTIHOST = flags.DEFINE_bool(
     'multihost', False, 'Call jax.distributed.initialize() before anything else. Without the three '
@@ -47,7 +47,7 @@ def import_extensions(names):
 # The errors the library raises for bad input or a bad environment: a value, a missing file or
 # dataset, a workdir in use, a checkpoint that cannot be written. The binaries print their one-line message without a traceback (`user_errors`).
 USER_ERRORS = (ValueError, FileNotFoundError, data.DataError, checkpoints.WorkdirInUse,
-               training.CheckpointSaveError)
+               trainer.CheckpointSaveError)
 TRACEBACK_ENV = 'VAEPRIOR_TRACEBACK'
 
 
@@ -76,7 +76,7 @@ def start(argv):
   if _MULTIHOST.value:
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   data.hide_accelerators_from_tf()
-  training.quiet_library_logs()
+  trainer.quiet_library_logs()
   if jax.default_backend() == 'cpu':
     advice = xla_options.host_memory_advice()
     if advice:

@@ -21,8 +21,8 @@ from absl import flags
 from experiments import common
 from vaeprior_jax import checkpoints
 from vaeprior_jax import data
-from vaeprior_jax import evaluate as evaluate_lib
-from vaeprior_jax import fid
+from vaeprior_jax.evaluation import report as evaluate_lib
+from vaeprior_jax.evaluation.sample_quality import fid
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
 _SPLIT = flags.DEFINE_enum('split', 'test', list(data.SPLITS), 'Split to evaluate.')

@@ -20,7 +20,7 @@ from vaeprior_jax import checkpoints
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
 from vaeprior_jax import models
-from vaeprior_jax import partition
+from vaeprior_jax.priors.pullback import normalizer
 from vaeprior_jax import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run with model.prior=pullback.')
@@ -43,11 +43,11 @@ def log_z_spread(workdir: str, repeats: int, num_images: int, samples: int):
     mc = config_lib.complete_section(dict(config.model.to_dict(), posterior=posterior), 'model')
     model = models.create(mc, dataset.input_shape)
     variables, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape)
-    fn = partition.posterior_log_z_fn(model, samples, min(samples, 100))
+    fn = normalizer.posterior_log_z_fn(model, samples, min(samples, 100))
     estimates = []
     for r in range(repeats):
       rows = np.sort(np.random.default_rng(r).permutation(len(train))[:num_images])
-      est = partition.posterior_log_z(model, variables, train[rows], jax.random.key(r), mesh,
+      est = normalizer.posterior_log_z(model, variables, train[rows], jax.random.key(r), mesh,
                                       len(train), samples, min(samples, 100), batch, fn)
       estimates.append(est)
     values = [e['log_z'] for e in estimates]

@@ -11,8 +11,8 @@ from ml_collections import config_flags
 
 from experiments import common
 
-from vaeprior_jax import evaluate
-from vaeprior_jax import training
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.train import trainer
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and config.')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -25,13 +25,13 @@ def main(argv):
   logging.vlog(1, 'Config:\n%s', _CONFIG.value)
   logging.info('Config %s; all its values: %s/config.json.',
                _CONFIG.value.get('entry', '') or 'as given', _WORKDIR.value)
-  if evaluate.paper_nll(_CONFIG.value) is not None:
+  if report.paper_nll(_CONFIG.value) is not None:
     logging.info("Paper's test NLL for %s: %.2f nats.", _CONFIG.value.entry,
                  _CONFIG.value.paper_nll)
   try:
     with common.user_errors():
-      training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except training.Preempted as e:
+      trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except trainer.Preempted as e:
     logging.warning('%s', e)
     raise SystemExit(e.exit_code) from None
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import analysis
+from vaeprior_jax.evaluation import analysis
 from vaeprior_jax import models
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
 
@@ -95,7 +95,7 @@ def test_analyze_workdir_writes_the_tables_and_figures(tmp_path):
   workdir = str(tmp_path)
   config = helpers.tiny_config(prior='realnvp')
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
     result = analysis.analyze_workdir(workdir, num_samples=8, num_pairs=2, num_steps=3)
   for name in ('analysis.json', 'figure1_samples.png', 'figure2_interpolations.png',
                'figure3_histograms.png'):

@@ -6,8 +6,8 @@ per folder, never called FID): two_stage_test."""
 import numpy as np
 import pytest
 
-from vaeprior_jax import classifier_distance
-from vaeprior_jax import frechet
+from vaeprior_jax.evaluation.sample_quality import classifier_distance
+from vaeprior_jax.evaluation.sample_quality import frechet
 
 
 def _two_classes(n, rng):

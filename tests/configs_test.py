@@ -7,10 +7,10 @@ import pytest
 
 from experiments.configs import tomczak2018
 from experiments.configs import xu2019
-from vaeprior_jax import evaluate
+from vaeprior_jax.evaluation import report
 from vaeprior_jax import methods
+from vaeprior_jax.methods import prior_fitting
 from vaeprior_jax import models
-from vaeprior_jax import prior_training
 
 
 def _all_entries():
@@ -31,7 +31,7 @@ def test_every_table_entry_builds_a_valid_model():
   for entry in entries:
     config = xu2019.get_config(entry)
     models.validate(config.model)
-    prior_training.validate(config)
+    prior_fitting.validate(config)
     models.create(config.model, (28, 28, 1))
     assert config.paper_nll > 70
 
@@ -81,14 +81,14 @@ def test_bad_arguments_are_named(arg, message):
 
 def test_the_papers_number_is_reported_only_for_the_entry_as_configured():
   config = xu2019.get_config('table2,k5,mnist')
-  assert evaluate.paper_nll(config) == 79.09
+  assert report.paper_nll(config) == 79.09
   config.model.flow_depth = 10  # An override: another model than the entry's.
-  assert evaluate.paper_nll(config) is None
-  assert evaluate.paper_nll(xu2019.get_config('table4,none,omniglot')) == 96.99
-  assert evaluate.paper_nll(xu2019.get_config('table2,k0,omniglot')) == 96.99
+  assert report.paper_nll(config) is None
+  assert report.paper_nll(xu2019.get_config('table4,none,omniglot')) == 96.99
+  assert report.paper_nll(xu2019.get_config('table2,k0,omniglot')) == 96.99
   overridden = xu2019.get_config('runlocal')
   overridden.model.prior = 'vampprior'
-  assert evaluate.paper_nll(overridden) is None
+  assert report.paper_nll(overridden) is None
 
 
 # ------------------------------------------------------------------------ Tomczak & Welling (2018)
@@ -107,10 +107,10 @@ def test_every_tomczak_entry_builds_a_valid_model():
   for entry in entries:
     config = tomczak2018.get_config(entry)
     models.validate(config.model)
-    prior_training.validate(config)
+    prior_fitting.validate(config)
     models.create(config.model, (28, 28, 1))
     assert 78 < config.paper_nll < 110
-    assert evaluate.paper_nll(config) == config.paper_nll
+    assert report.paper_nll(config) == config.paper_nll
 
 
 @pytest.mark.parametrize('entry, expected', [
@@ -158,7 +158,7 @@ def test_two_level_models_refuse_what_they_do_not_support():
   config = tomczak2018.get_config('runlocal,table2,hvae,mog')
   config.train.prior_training = 'post_hoc'
   with pytest.raises(ValueError, match='is for one-level VAEs; model.net=hvae'):
-    prior_training.validate(config)
+    prior_fitting.validate(config)
 
 
 def test_every_dai2019_entry_builds_a_valid_model_with_the_codes_settings():
@@ -251,12 +251,12 @@ def test_bad_train_values_are_named_before_any_data_is_loaded(key, value, messag
 ])
 def test_bad_evaluation_arguments_are_named_before_the_workdir_is_read(kwargs, message):
   with pytest.raises(ValueError, match=message):
-    evaluate.evaluate('/nonexistent/workdir', **kwargs)
+    report.evaluate('/nonexistent/workdir', **kwargs)
 
 
 def test_an_evaluation_on_a_subset_has_a_file_of_its_own():
-  assert evaluate.result_path('w', 'test').endswith('w/eval_test.json')
-  assert evaluate.result_path('w', 'test', 20, 3).endswith('w/eval_test_subset20_seed3.json')
+  assert report.result_path('w', 'test').endswith('w/eval_test.json')
+  assert report.result_path('w', 'test', 20, 3).endswith('w/eval_test_subset20_seed3.json')
 
 
 def test_fid_reference_statistics_are_cached_per_protocol(tmp_path):
@@ -267,12 +267,12 @@ def test_fid_reference_statistics_are_cached_per_protocol(tmp_path):
     return np.full(2, value), np.eye(2) * value
 
   folder = str(tmp_path)
-  paths = {name: evaluate.reference_cache_path(folder, 'mnist', split, n, 0, 'abc')
-           for name, (_, split, n) in evaluate.PROTOCOLS.items()}
-  paths['other_weights'] = evaluate.reference_cache_path(folder, 'mnist', 'test', 10000, 0, 'def')
+  paths = {name: report.reference_cache_path(folder, 'mnist', split, n, 0, 'abc')
+           for name, (_, split, n) in report.PROTOCOLS.items()}
+  paths['other_weights'] = report.reference_cache_path(folder, 'mnist', 'test', 10000, 0, 'def')
   assert len(set(paths.values())) == 3  # Each protocol (and each weights file) has its own.
   for value, path in enumerate(paths.values(), 1):
-    mean, _ = evaluate.cached_statistics(path, lambda v=value: compute(v))
-    again, _ = evaluate.cached_statistics(path, lambda: compute(-1))  # Reused, not recomputed.
+    mean, _ = report.cached_statistics(path, lambda v=value: compute(v))
+    again, _ = report.cached_statistics(path, lambda: compute(-1))  # Reused, not recomputed.
     np.testing.assert_array_equal(mean, again)
   assert calls == [1, 2, 3]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vaeprior_jax import config as config_lib
-from vaeprior_jax import dai_nets
 from vaeprior_jax import models
+from vaeprior_jax.nets import dai_nets
 
 
 def _model_config(net, **kw):

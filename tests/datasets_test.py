@@ -12,13 +12,13 @@ import scipy.io
 import helpers
 from vaeprior_jax import checkpoints
 from vaeprior_jax import data
-from vaeprior_jax import evaluate
-from vaeprior_jax import fid
-from vaeprior_jax import frechet
+from vaeprior_jax.data.tfds_builders import burda_omniglot
+from vaeprior_jax.data.tfds_builders import chardata
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.evaluation.sample_quality import fid
+from vaeprior_jax.evaluation.sample_quality import frechet
 from vaeprior_jax import models
-from vaeprior_jax import training
-from vaeprior_jax.tfds_builders import burda_omniglot
-from vaeprior_jax.tfds_builders import chardata
+from vaeprior_jax.train import trainer
 
 SIZES = {'train': 40, 'test': 12}
 
@@ -116,13 +116,13 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   config.train.update(num_steps=2, checkpoint_every_steps=2, batch_size=4)
   config.eval.num_samples = 2
   workdir = str(tmp_path / 'run')
-  training.train_and_evaluate(config, workdir)
+  trainer.train_and_evaluate(config, workdir)
   weights = helpers.random_inception_weights(str(tmp_path))
   with pytest.raises(ValueError, match='does not start with 6726825d'):
     fid.load_params(weights)
   monkeypatch.setattr(fid, 'FID_WEIGHTS_SHA256_PREFIX', data.file_sha256(weights)[:8])
   folder = str(tmp_path / 'statistics')
-  quality = evaluate.sample_quality(workdir, folder, fid_weights=weights, protocol='vaepp',
+  quality = report.sample_quality(workdir, folder, fid_weights=weights, protocol='vaepp',
                                     num_images=4)
   params, features = fid.load_params(weights), fid.features_fn()
   statistics = lambda x: frechet.gaussian_statistics(
@@ -133,10 +133,10 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   grey = np.round(images['test'][..., None] * 255).astype(np.uint8)
   as_float = grey.astype(np.float32) / 255
   np.testing.assert_array_equal(features(params, grey), features(params, as_float))
-  run_config = training.load_config(workdir)
+  run_config = checkpoints.load_config(workdir)
   model = models.create(run_config.model, (28, 28, 1))
   variables, _ = checkpoints.restore_variables(workdir, run_config, model, (28, 28, 1), 'auto')
-  reconstruct = lambda x: evaluate._generated(  # pylint: disable=protected-access
+  reconstruct = lambda x: report._generated(  # pylint: disable=protected-access
       model, variables, 'reconstructions', 4, jax.random.key(0), x)
   np.testing.assert_array_equal(reconstruct(grey), reconstruct(as_float))
   assert quality['reference_split'] == 'train' and quality['num_reference'] == 8
@@ -179,7 +179,7 @@ def test_training_a_bernoulli_vae_on_colour_images_is_refused(tmp_path):
   config = helpers.tiny_config()
   config.data.dataset = 'cifar10'
   with pytest.raises(ValueError, match='data.dataset=cifar10 holds colour images.*binarized_mnist'):
-    training.train_and_evaluate(config, str(tmp_path))
+    trainer.train_and_evaluate(config, str(tmp_path))
   # Grey levels or colour in [0, 1] (data.binarize=False) pass, as Dai & Wipf's CIFAR-10 entries:
   from experiments.configs import dai2019  # pylint: disable=g-import-not-at-top
   data.require_binary(dai2019.get_config('two_stage,cifar10').data, 'the two-stage VAE')

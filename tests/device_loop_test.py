@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import device_loop
+from vaeprior_jax import checkpoints
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import device_loop
+from vaeprior_jax.train import trainer
 
 
 def _grey_rows(n=40):
@@ -76,9 +77,9 @@ def _on_device_config(num_steps):
 def test_on_device_training_resumes_exactly(tmp_path):
   with helpers.mock_binarized_mnist(64):
     straight, split = str(tmp_path / 'straight'), str(tmp_path / 'split')
-    last = training.train_and_evaluate(_on_device_config(20), straight)
-    training.train_and_evaluate(_on_device_config(8), split)
-    training.train_and_evaluate(_on_device_config(20), split)  # Resumes at step 8.
+    last = trainer.train_and_evaluate(_on_device_config(20), straight)
+    trainer.train_and_evaluate(_on_device_config(8), split)
+    trainer.train_and_evaluate(_on_device_config(20), split)  # Resumes at step 8.
   assert np.isfinite(last['loss'])
   a, step_a = helpers.latest_params(straight)
   b, step_b = helpers.latest_params(split)
@@ -97,7 +98,7 @@ def test_on_device_training_stops_at_a_non_finite_loss(tmp_path):
   workdir = str(tmp_path)
   with helpers.mock_binarized_mnist(64):
     with pytest.raises(FloatingPointError, match=r'Non-finite loss -?(nan|inf) at step 17.*step 10'):
-      training.train_and_evaluate(config, workdir)
-  manager = training.checkpoint_manager(workdir)
+      trainer.train_and_evaluate(config, workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   assert manager.all_steps() == [10]
   manager.close()

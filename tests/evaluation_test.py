@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from vaeprior_jax import distributions
-from vaeprior_jax import evaluation
+from vaeprior_jax.evaluation import estimators
 
 D, d, S = 5, 2, 0.7
 RNG = np.random.default_rng(0)
@@ -66,7 +66,7 @@ def _analytic_elbo(x):
 
 def test_1000_samples_within_005_nats_of_exact_log_likelihood():
   x = _data(50)
-  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 1000, 100)
+  est = estimators.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 1000, 100)
   truth = _true_log_px(x)
   assert est.shape == (50,)
   np.testing.assert_array_less(np.abs(np.asarray(est) - truth), 0.05)
@@ -77,18 +77,18 @@ def test_1000_samples_within_005_nats_of_exact_log_likelihood():
 def test_one_sample_is_the_elbo():
   x = _data(8)
   key = jax.random.key(3)
-  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, key, num_samples=1)
+  est = estimators.importance_weighted_log_likelihood(_log_weight, x, key, num_samples=1)
   np.testing.assert_allclose(est, _log_weight(x, jax.random.split(key, 1)[0]), rtol=1e-6)
   # Averaged over many keys, the one-sample estimate is the analytic ELBO.
   keys = jax.random.split(jax.random.key(4), 20000)
-  mean_est = jnp.mean(jax.vmap(lambda k: evaluation.importance_weighted_log_likelihood(
+  mean_est = jnp.mean(jax.vmap(lambda k: estimators.importance_weighted_log_likelihood(
       _log_weight, x, k, num_samples=1))(keys), axis=0)
   np.testing.assert_allclose(mean_est, _analytic_elbo(x)[0], atol=0.05)
 
 
 def test_mean_estimate_does_not_decrease_with_k():
   x = _data(400)
-  means = [float(jnp.mean(evaluation.importance_weighted_log_likelihood(
+  means = [float(jnp.mean(estimators.importance_weighted_log_likelihood(
       _log_weight, x, jax.random.key(k), num_samples=k, chunk_size=50))) for k in (1, 10, 100, 1000)]
   assert all(a < b for a, b in zip(means, means[1:])), means
   assert means[-1] <= np.mean(_true_log_px(x)) + 0.01
@@ -98,7 +98,7 @@ def test_mean_estimate_does_not_decrease_with_k():
 def test_chunked_equals_a_python_loop_over_the_same_keys(chunk_size):
   x = _data(6)
   key, k = jax.random.key(5), 64
-  est = evaluation.importance_weighted_log_likelihood(_log_weight, x, key, k, chunk_size)
+  est = estimators.importance_weighted_log_likelihood(_log_weight, x, key, k, chunk_size)
   weights = np.stack([np.asarray(_log_weight(x, kk), np.float64)
                       for kk in jax.random.split(key, k)])
   expected = np.logaddexp.reduce(weights, axis=0) - np.log(k)
@@ -107,7 +107,7 @@ def test_chunked_equals_a_python_loop_over_the_same_keys(chunk_size):
 
 def test_metrics_match_closed_forms():
   x = _data(20)
-  m = evaluation.importance_weighted_metrics(_terms, x, jax.random.key(6), 4000, 500)
+  m = estimators.importance_weighted_metrics(_terms, x, jax.random.key(6), 4000, 500)
   elbo, rec, kl = _analytic_elbo(x)
   np.testing.assert_allclose(m['elbo'], elbo, atol=0.1)
   np.testing.assert_allclose(m['reconstruction'], rec, atol=0.1)
@@ -120,23 +120,23 @@ def test_metrics_match_closed_forms():
 
 def test_jit_compatible_and_rejects_bad_arguments():
   x = _data(4)
-  fn = jax.jit(functools.partial(evaluation.importance_weighted_log_likelihood, _log_weight,
+  fn = jax.jit(functools.partial(estimators.importance_weighted_log_likelihood, _log_weight,
                                  num_samples=30, chunk_size=8))
-  np.testing.assert_allclose(fn(x, jax.random.key(0)), evaluation.importance_weighted_log_likelihood(
+  np.testing.assert_allclose(fn(x, jax.random.key(0)), estimators.importance_weighted_log_likelihood(
       _log_weight, x, jax.random.key(0), 30, 8), rtol=1e-6)
   with pytest.raises(ValueError, match='num_samples'):
-    evaluation.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 0)
+    estimators.importance_weighted_log_likelihood(_log_weight, x, jax.random.key(0), 0)
   with pytest.raises(ValueError, match='log_weight'):
-    evaluation._chunked_sample_reduce(lambda x_, k: {'w': x_[:, 0]}, x, jax.random.key(0), 2, 1)
+    estimators._chunked_sample_reduce(lambda x_, k: {'w': x_[:, 0]}, x, jax.random.key(0), 2, 1)
 
 
 def test_active_units_counts_dimensions_with_variance_above_threshold():
   rng = np.random.default_rng(0)
   means = rng.normal(size=(5000, 4)) * np.array([1.0, 0.2, 0.05, 0.0])  # Var 1, .04, .0025, 0.
-  assert evaluation.active_units(means) == 2
-  assert evaluation.active_units(means, threshold=0.001) == 3
+  assert estimators.active_units(means) == 2
+  assert estimators.active_units(means, threshold=0.001) == 3
   with pytest.raises(ValueError, match='latent_dim'):
-    evaluation.active_units(means[:, 0])
+    estimators.active_units(means[:, 0])
 
 
 def test_bernoulli_log_prob_is_the_exact_log_probability_and_has_the_right_gradient():
@@ -159,7 +159,7 @@ def _estimator_temp_bytes(config, num_samples, chunk_size, batch_size):
   x = jax.ShapeDtypeStruct((batch_size, 28, 28, 1), jnp.float32)
   params = jax.eval_shape(lambda x_: model.init(jax.random.key(0), x_, jax.random.key(1))['params'],
                           x)
-  fn = evaluation.make_batch_metrics(model, num_samples, chunk_size)
+  fn = estimators.make_batch_metrics(model, num_samples, chunk_size)
   compiled = fn.lower(params, x, jax.eval_shape(lambda: jax.random.key(2))).compile()
   analysis = compiled.memory_analysis()
   assert analysis is not None, 'XLA:CPU (conftest) reports the buffer assignment'
@@ -189,8 +189,8 @@ def test_paired_evaluation_uses_q_of_the_grey_image_and_estimates_the_exact_like
   ELBO differs from q(z|x)'s), and with either proposal the 4,000-sample estimate is within 0.05 nats
   of log p(x) by quadrature over a 1-D latent (float64)."""
   from vaeprior_jax import likelihoods, models, nets, posteriors, priors  # pylint: disable=g-import-not-at-top,g-multiple-import
-  model = models.VAE(encoder=nets.DenseEncoder(1, hidden_units=(16,)),
-                     decoder=nets.DenseDecoder((3, 3, 1), hidden_units=(16,)),
+  model = models.VAE(encoder=nets.xu_nets.DenseEncoder(1, hidden_units=(16,)),
+                     decoder=nets.xu_nets.DenseDecoder((3, 3, 1), hidden_units=(16,)),
                      prior=priors.StandardNormalPrior(1), posterior=posteriors.GaussianPosterior(),
                      likelihood=likelihoods.Bernoulli())
   rng = np.random.default_rng(3)
@@ -205,14 +205,14 @@ def test_paired_evaluation_uses_q_of_the_grey_image_and_estimates_the_exact_like
   top = log_joint.max(1, keepdims=True)
   exact = top[:, 0] + np.log(np.trapezoid(np.exp(log_joint - top), grid, axis=1))
   pairs = jnp.asarray(np.concatenate([x, grey], axis=-1))
-  paired = evaluation.make_batch_metrics(model, 4000, 500, paired=True)(variables, pairs,
+  paired = estimators.make_batch_metrics(model, 4000, 500, paired=True)(variables, pairs,
                                                                         jax.random.key(2))
-  plain = evaluation.make_batch_metrics(model, 4000, 500)(variables, jnp.asarray(x),
+  plain = estimators.make_batch_metrics(model, 4000, 500)(variables, jnp.asarray(x),
                                                           jax.random.key(2))
   np.testing.assert_array_less(np.abs(np.asarray(paired['log_likelihood']) - exact), 0.05)
   np.testing.assert_array_less(np.abs(np.asarray(plain['log_likelihood']) - exact), 0.05)
-  one_paired = evaluation.make_batch_metrics(model, 1, 1, paired=True)(variables, pairs,
+  one_paired = estimators.make_batch_metrics(model, 1, 1, paired=True)(variables, pairs,
                                                                        jax.random.key(4))
-  one_plain = evaluation.make_batch_metrics(model, 1, 1)(variables, jnp.asarray(x),
+  one_plain = estimators.make_batch_metrics(model, 1, 1)(variables, jnp.asarray(x),
                                                          jax.random.key(4))
   assert not np.allclose(one_paired['elbo'], one_plain['elbo'])

@@ -1,5 +1,5 @@
 """User code extends the library without editing it: the prior, net and method of
-tests/user_extension.py plug into `models.create`, `training.train_and_evaluate`, `evaluate` and the
+tests/user_extension.py plug into `models.create`, `trainer.train_and_evaluate`, `evaluate` and the
 binaries by name."""
 
 import json
@@ -15,10 +15,11 @@ import scipy.stats
 
 import helpers
 import user_extension
-from vaeprior_jax import evaluate
+from vaeprior_jax import checkpoints
+from vaeprior_jax.evaluation import report
 from vaeprior_jax import models
 from vaeprior_jax import priors
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,8 +57,8 @@ def test_a_user_prior_gets_the_models_context_and_has_its_density():
 def _state(workdir, config):
   """The whole train state of the latest checkpoint, on the host."""
   model = models.create(config.model, SHAPE)
-  manager = training.checkpoint_manager(workdir)
-  state = training.restore_state(manager, training.abstract_train_state(model, config, SHAPE))
+  manager = checkpoints.checkpoint_manager(workdir)
+  state = checkpoints.restore_state(manager, trainer.abstract_train_state(model, config, SHAPE))
   manager.close()
   return jax.device_get(state)
 
@@ -70,14 +71,14 @@ def _equal(a, b):
 def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
   config, full = _config(), str(tmp_path / 'full')
   with helpers.mock_binarized_mnist(64):
-    last = training.train_and_evaluate(config, full)
+    last = trainer.train_and_evaluate(config, full)
     final, at_2 = _state(full, config), None
     resumed = str(tmp_path / 'resumed')
     helpers.copy_until(full, resumed, 2)
     at_2 = _state(resumed, config)
-    training.train_and_evaluate(config, resumed)
+    trainer.train_and_evaluate(config, resumed)
     again = _state(resumed, config)
-    result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
+    result = report.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=False)
     other = _config(num_steps=6)
     other.train.method = 'joint'  # Another method: refused before anything is written.
@@ -85,11 +86,11 @@ def test_user_prior_net_and_method_train_resume_exactly_and_evaluate(tmp_path):
       saved = f.read()
     with pytest.raises(ValueError, match=r"holds a run of another model, data or method "
                                          r"\(train.method: '\w+' -> 'joint'\)"):
-      training.train_and_evaluate(other, resumed)
+      trainer.train_and_evaluate(other, resumed)
     with open(os.path.join(resumed, 'config.json')) as f:
       assert f.read() == saved
     # A larger budget is a change a rerun may make: allowed, and recorded.
-    training.train_and_evaluate(_config(num_steps=5), resumed)
+    trainer.train_and_evaluate(_config(num_steps=5), resumed)
     with open(os.path.join(resumed, 'config_changes.jsonl')) as f:
       assert json.loads(f.readline())['changes'] == {'train.num_steps': [4, 5]}
   assert np.isfinite(last['loss']) and np.isfinite(result['nll'])
@@ -115,7 +116,7 @@ def test_the_binaries_import_user_extensions(tmp_path):
            '--config.train.num_steps=2']
   result = subprocess.run(train, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  config = training.load_config(workdir)
+  config = checkpoints.load_config(workdir)
   assert config.model.prior == 'user_shifted_normal'
   with helpers.mock_binarized_mnist(64):
     params, step = helpers.latest_params(workdir)

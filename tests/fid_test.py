@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from vaeprior_jax import fid
-from vaeprior_jax import fid_reference
+from vaeprior_jax.evaluation.sample_quality import fid
+import fid_reference
 
 
 class _Evil:

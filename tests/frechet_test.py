@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from vaeprior_jax import frechet
+from vaeprior_jax.evaluation.sample_quality import frechet
 
 
 def _random_covariance(rng, d):

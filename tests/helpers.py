@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from experiments.configs import xu2019
 from vaeprior_jax import data
+from vaeprior_jax import methods
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
 SHARED_MNIST = os.path.join(SHARED_DATA, 'binarized_mnist')
@@ -87,19 +88,19 @@ def plain_and_on_device_steps(config, images, batch_size: int, chunks):
   time. Returns ((plain state, plain losses), (loop state, loop losses)), fetched to the host."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import device_loop  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import device_loop  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import trainer  # pylint: disable=g-import-not-at-top
   model = models.create(config.model, images.shape[1:])
   mesh = sharding.make_mesh()
   dd = device_loop.DeviceData(images, batch_size, seed=0, binarize=True, mesh=mesh)
-  optimizer = training.make_optimizer(config.train, dd.steps_per_epoch)
-  step_fn = training.make_train_step(model, optimizer, config.train, dd.steps_per_epoch)
-  init = jax.jit(lambda b: training.create_train_state(model, optimizer, b, jax.random.key(0)),
+  optimizer = methods.joint.make_optimizer(config.train, dd.steps_per_epoch)
+  step_fn = trainer.make_train_step(model, optimizer, config.train, dd.steps_per_epoch)
+  init = jax.jit(lambda b: trainer.create_train_state(model, optimizer, b, jax.random.key(0)),
                  out_shardings=sharding.replicated(mesh))
   key = sharding.replicate(jax.random.key(1), mesh)
-  plain_state, plain_step, plain_losses = init(dd.batch_at(0)), training.compile_train_step(
+  plain_state, plain_step, plain_losses = init(dd.batch_at(0)), trainer.compile_train_step(
       step_fn, mesh), []
   for s in range(sum(chunks)):
     plain_state, m = plain_step(plain_state, sharding.shard_batch(dd.batch_at(s), mesh), key)
@@ -123,7 +124,7 @@ def random_inception_weights(folder: str, seed: int = 0) -> str:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   template = jax.eval_shape(fid.InceptionV3().init, jax.random.key(0),
                             jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))['params']

@@ -9,11 +9,11 @@ import ml_collections
 import numpy as np
 import scipy.stats
 
-from vaeprior_jax import evaluation
-from vaeprior_jax import hvae_nets
+from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import likelihoods
 from vaeprior_jax import models
 from vaeprior_jax import nets
+from vaeprior_jax.nets import tomczak_nets
 from vaeprior_jax import priors
 
 
@@ -92,7 +92,7 @@ def _x(n=5, seed=0):
 
 def _metrics(model, params, x, num_samples, seed=1):
   terms_fn = lambda x_, k: model.apply({'params': params}, x_, k, method=model.log_weight_terms)
-  return jax.jit(lambda x_, k: evaluation.importance_weighted_metrics(
+  return jax.jit(lambda x_, k: estimators.importance_weighted_metrics(
       terms_fn, x_, k, num_samples, chunk_size=500))(x, jax.random.key(seed))
 
 
@@ -241,14 +241,14 @@ def test_vampprior_of_z2_is_the_mean_of_q_z2_of_the_pseudo_inputs_and_gets_gradi
 
 def test_gated_layers_compute_their_formula():
   x = jax.random.normal(jax.random.key(0), (3, 5))
-  layer = nets.GatedDense(4)
+  layer = nets.tomczak_nets.GatedDense(4)
   variables = layer.init(jax.random.key(1), x)
   p = variables['params']
   expected = ((x @ p['h']['kernel'] + p['h']['bias']) *
               jax.nn.sigmoid(x @ p['gate']['kernel'] + p['gate']['bias']))
   np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
   image = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
-  conv = nets.GatedConv(4, 3, 2)
+  conv = nets.tomczak_nets.GatedConv(4, 3, 2)
   variables = conv.init(jax.random.key(3), image)
   p = variables['params']
 
@@ -277,7 +277,7 @@ def test_two_level_networks_have_the_papers_sizes():
   assert dec['hidden_joint']['h']['kernel'].shape == (600, 784)
   assert [dec[f'hidden_conv_{i}']['h']['kernel'].shape for i in range(4)] == [
       (3, 3, 1, 64), (3, 3, 64, 64), (3, 3, 64, 64), (3, 3, 64, 64)]
-  mlp = hvae_nets.create('hvae', 40, 40, (28, 28, 1))
+  mlp = tomczak_nets.create('hvae', 40, 40, (28, 28, 1))
   assert [type(n).__name__ for n in mlp] == ['EncoderZ2', 'EncoderZ1', 'ConditionalPrior', 'Decoder']
   # Log-variances are hard-tanh'ed to [-6, 2]: log-stds in [-3, 1] whatever the weights.
   model, params, x = _hvae(z2_dim=6)

@@ -15,11 +15,12 @@ import pytest
 
 from experiments.configs import tomczak2018
 from experiments.configs import xu2019
-from vaeprior_jax import device_loop
-from vaeprior_jax import evaluation
+from vaeprior_jax.evaluation import estimators
+from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import device_loop
+from vaeprior_jax.train import trainer
 
 ENTRIES = (
     (xu2019, 'table1,dense,rnvp_prior'),
@@ -46,12 +47,12 @@ def test_train_step_and_estimator_lower_for_gpu_and_tpu(module, entry):
   shape = (28, 28, 1)
   model = models.create(config.model, shape)
   x = jax.ShapeDtypeStruct((8,) + shape, np.float32)
-  optimizer = training.make_optimizer(config.train, 100)
-  step = training.make_train_step(model, optimizer, config.train, 100)
-  state = jax.eval_shape(lambda b: training.create_train_state(model, optimizer, b,
+  optimizer = methods.joint.make_optimizer(config.train, 100)
+  step = trainer.make_train_step(model, optimizer, config.train, 100)
+  state = jax.eval_shape(lambda b: trainer.create_train_state(model, optimizer, b,
                                                                jax.random.key(0)), x)
   key = jax.eval_shape(lambda: jax.random.key(1))
-  estimator = evaluation.make_batch_metrics(model, 1000, 100).__wrapped__  # The plain function.
+  estimator = estimators.make_batch_metrics(model, 1000, 100).__wrapped__  # The plain function.
   flow = 'realnvp' in (config.model.prior, config.model.posterior)
   for platform in ('cuda', 'tpu'):
     lowered_step = export.export(jax.jit(step), platforms=[platform])(state, x, key)
@@ -71,9 +72,9 @@ def test_on_device_loop_lowers_for_gpu_and_tpu():
   images = np.random.default_rng(0).random((256, 28, 28, 1)).astype(np.float32)
   data = device_loop.DeviceData(images, 128, 0, True, mesh)
   model = models.create(config.model, images.shape[1:])
-  optimizer = training.make_optimizer(config.train, data.steps_per_epoch)
-  step = training.make_train_step(model, optimizer, config.train, data.steps_per_epoch)
-  state = jax.eval_shape(lambda b: training.create_train_state(model, optimizer, b,
+  optimizer = methods.joint.make_optimizer(config.train, data.steps_per_epoch)
+  step = trainer.make_train_step(model, optimizer, config.train, data.steps_per_epoch)
+  state = jax.eval_shape(lambda b: trainer.create_train_state(model, optimizer, b,
                                                                jax.random.key(0)), data.batch_at(0))
   key = jax.eval_shape(lambda: jax.random.key(1))
   loop = functools.partial(device_loop.scan_fn(step, data), length=3)

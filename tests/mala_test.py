@@ -1,4 +1,4 @@
-"""MALA (`vaeprior_jax.mala`) against targets whose moments are known in closed form."""
+"""MALA (`vaeprior_jax.priors.pullback.mala`) against targets whose moments are known in closed form."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vaeprior_jax import distributions
-from vaeprior_jax import mala
+from vaeprior_jax.priors.pullback import mala
 
 MEAN = np.array([1.0, -2.0], np.float32)
 COV = np.array([[1.0, 0.6], [0.6, 0.8]], np.float32)

@@ -6,7 +6,7 @@ import os
 
 from tensorboard.backend.event_processing import event_accumulator
 
-from vaeprior_jax import metric_writer
+from vaeprior_jax.train import metric_writer
 
 
 def test_scalars_reach_jsonl_and_tensorboard(tmp_path):

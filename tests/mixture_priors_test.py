@@ -9,10 +9,11 @@ import pytest
 import scipy.stats
 
 import helpers
+from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import priors
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 GRID = np.linspace(-8.0, 8.0, 641)
 CELL = (GRID[1] - GRID[0]) ** 2
@@ -98,18 +99,18 @@ def test_vampprior_data_keeps_its_training_images_through_training():
   config = helpers.tiny_config(prior='vampprior_data', num_components=5)
   model, shape = models.create(config.model, (8, 8, 1)), (8, 8, 1)
   train = (np.random.default_rng(0).random((20,) + shape) > 0.5).astype(np.float32)
-  optimizer = training.make_optimizer(config.train, steps_per_epoch=2)
+  optimizer = methods.joint.make_optimizer(config.train, steps_per_epoch=2)
   mesh = sharding.make_mesh()
-  state = jax.jit(lambda b: training.create_train_state(model, optimizer, b, jax.random.key(0)),
+  state = jax.jit(lambda b: trainer.create_train_state(model, optimizer, b, jax.random.key(0)),
                   out_shardings=sharding.replicated(mesh))(train[:8])
-  state = training._pseudo_inputs_from_data(state, train, config, mesh)  # pylint: disable=protected-access
+  state = trainer._pseudo_inputs_from_data(state, train, config, mesh)  # pylint: disable=protected-access
   rows = np.sort(np.random.default_rng(config.seed).choice(len(train), 5, replace=False))
   np.testing.assert_array_equal(state['params']['prior']['pseudo_inputs'], train[rows])
-  step = training.compile_train_step(
-      training.make_train_step(model, optimizer, config.train, steps_per_epoch=2), mesh)
+  step = trainer.compile_train_step(
+      trainer.make_train_step(model, optimizer, config.train, steps_per_epoch=2), mesh)
   for i in range(2):
     state, _ = step(state, sharding.shard_batch(train[8 * i:8 * i + 8], mesh), jax.random.key(1))
   np.testing.assert_array_equal(state['params']['prior']['pseudo_inputs'], train[rows])
   config.model.num_components = 21
   with pytest.raises(ValueError, match='num_components 21 exceeds the 20 training images'):
-    training._pseudo_inputs_from_data(state, train, config, mesh)  # pylint: disable=protected-access
+    trainer._pseudo_inputs_from_data(state, train, config, mesh)  # pylint: disable=protected-access

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import evaluation
+from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import likelihoods
+from vaeprior_jax.methods import objectives
 from vaeprior_jax import models
 from vaeprior_jax import nets
-from vaeprior_jax import objectives
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
-from vaeprior_jax import training
 
 
 def _config(**kw):
@@ -31,10 +30,10 @@ def _binary(shape, seed=0):
 # Every net at 28x28x1 and 32x32x3, but PixelVAE at 28x28x1 only (suite time): it shares the ResnetVAE
 # encoder and decoder trunk, run here at 32x32x3; its PixelCNN layers are checked at 28x28x1 here and
 # for causality at 8x8x1.
-@pytest.mark.parametrize('net, shape', [(n, s) for n in nets.NETS for s in ((28, 28, 1), (32, 32, 3))
+@pytest.mark.parametrize('net, shape', [(n, s) for n in nets.xu_nets.NETS for s in ((28, 28, 1), (32, 32, 3))
                                         if not (n == 'pixel' and s[-1] == 3)])
 def test_encoder_and_decoder_shapes(net, shape):
-  encoder, decoder = nets.create(net, 40, shape)
+  encoder, decoder = nets.xu_nets.create(net, 40, shape)
   x = _binary((3,) + shape)
   enc_vars = encoder.init(jax.random.key(0), x)
   mean, log_std = encoder.apply(enc_vars, x)
@@ -46,7 +45,7 @@ def test_encoder_and_decoder_shapes(net, shape):
 
 
 def test_resnet_layers_have_the_shapes_of_appendix_b2():
-  encoder, decoder = nets.create('resnet', 40, (28, 28, 1))
+  encoder, decoder = nets.xu_nets.create('resnet', 40, (28, 28, 1))
   x = _binary((2, 28, 28, 1))
   enc_vars = encoder.init(jax.random.key(0), x)
   _, state = encoder.apply(enc_vars, x, capture_intermediates=True, mutable=['intermediates'])
@@ -62,7 +61,7 @@ def test_resnet_layers_have_the_shapes_of_appendix_b2():
 
 
 def test_dense_layers_have_the_sizes_of_appendix_b2():
-  encoder, decoder = nets.create('dense', 40, (28, 28, 1))
+  encoder, decoder = nets.xu_nets.create('dense', 40, (28, 28, 1))
   p = encoder.init(jax.random.key(0), _binary((1, 28, 28, 1)))['params']
   assert p['hidden_0']['kernel'].shape == (784, 500)
   assert p['hidden_1']['kernel'].shape == (500, 500)
@@ -102,7 +101,7 @@ def test_vae_elbo_and_importance_weights(prior, posterior):
   np.testing.assert_allclose(warm, terms['log_px_z'] + 0.1 * (terms['log_pz'] - terms['log_qz']),
                              rtol=1e-5)
   log_w_fn = lambda x_, k: model.apply(variables, x_, k, method=model.log_importance_weight)
-  iw = evaluation.importance_weighted_log_likelihood(log_w_fn, x, jax.random.key(3), 200, 50)
+  iw = estimators.importance_weighted_log_likelihood(log_w_fn, x, jax.random.key(3), 200, 50)
   mean_elbo = jnp.mean(jax.vmap(lambda k: log_w_fn(x, k))(jax.random.split(jax.random.key(4), 200)),
                        axis=0)
   assert float(jnp.mean(iw)) > float(jnp.mean(mean_elbo))
@@ -121,7 +120,7 @@ def test_l2_penalty_covers_exactly_the_non_linear_kernels():
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
   included = [p for p in flat if p.endswith('kernel') and '/hidden' in '/' + p]
   expected = sum(0.5 * np.sum(np.square(flat[p], dtype=np.float64)) for p in included)
-  np.testing.assert_allclose(float(training.l2_penalty(params)), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(objectives.l2_penalty(params)), expected, rtol=1e-5)
   assert 'prior/flow/blocks/coupling/hidden/kernel' in included
   assert 'encoder/hidden_2/conv_0/kernel' in included
   for linear in ('encoder/heads/mean/kernel', 'decoder/logits/kernel',
@@ -138,7 +137,7 @@ def test_sum_of_squares_matches_float64_and_has_gradient_2x(shape):
 
 
 def _pixel_decoder_and_params(shape=(8, 8, 1)):
-  decoder = nets.create('pixel', 4, shape)[1]
+  decoder = nets.xu_nets.create('pixel', 4, shape)[1]
   z = jnp.zeros((2, 4))
   x = jnp.zeros((2,) + shape)
   params = jax.jit(decoder.init)(jax.random.key(0), z, x)['params']
@@ -222,7 +221,7 @@ def test_the_second_stage_vae_models_latent_vectors():
 def test_vae_built_directly_without_a_likelihood_is_bernoulli():
   """models.VAE(likelihood=None), built by hand rather than by models.create, means Bernoulli logits:
   the same ELBO as with likelihoods.Bernoulli() given, and no extra parameters."""
-  parts = dict(encoder=nets.DenseEncoder(4), decoder=nets.DenseDecoder((28, 28, 1)),
+  parts = dict(encoder=nets.xu_nets.DenseEncoder(4), decoder=nets.xu_nets.DenseDecoder((28, 28, 1)),
                prior=priors.StandardNormalPrior(4), posterior=posteriors.GaussianPosterior())
   x = (jax.random.uniform(jax.random.key(3), (2, 28, 28, 1)) > 0.5).astype(jnp.float32)
   default, given = models.VAE(**parts), models.VAE(likelihood=likelihoods.Bernoulli(), **parts)

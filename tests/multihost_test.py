@@ -16,7 +16,7 @@ import numpy as np
 from experiments.configs import xu2019
 import helpers
 from vaeprior_jax import data
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,7 +100,7 @@ def test_two_processes_stop_together_on_sigterm_and_train_what_one_process_train
   # The reference, in this process (4 simulated devices, never interrupted) while the workers run.
   single = str(tmp_path / 'single')
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(_single_config(end, every), single)
+    trainer.train_and_evaluate(_single_config(end, every), single)
   for p in workers:
     assert f'Resumed from the checkpoint of step {saved[0]}' in _wait(p)
   multi_params, multi_step = helpers.latest_params(workdir)

@@ -14,7 +14,7 @@ from vaeprior_jax import nets
 @pytest.mark.parametrize('kernel, stride', list(itertools.product((1, 2, 3, 4), (1, 2, 3))))
 def test_conv_transpose_matches_flax_in_init_values_and_gradients(kernel, stride):
   x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
-  ours = nets.ConvTranspose(4, (kernel, kernel), (stride, stride))
+  ours = nets.base.ConvTranspose(4, (kernel, kernel), (stride, stride))
   flax_layer = nn.ConvTranspose(4, (kernel, kernel), (stride, stride), padding='SAME')
   params = flax_layer.init(jax.random.key(1), x)
   ours_params = ours.init(jax.random.key(1), x)
@@ -36,9 +36,9 @@ def test_conv_transpose_matches_flax_in_init_values_and_gradients(kernel, stride
 def test_conv_transpose_refuses_other_padding_and_shapes():
   x = jnp.zeros((1, 4, 4, 2))
   with pytest.raises(ValueError, match='VALID'):
-    nets.ConvTranspose(3, (3, 3), (2, 2), padding='VALID').init(jax.random.key(0), x)
+    nets.base.ConvTranspose(3, (3, 3), (2, 2), padding='VALID').init(jax.random.key(0), x)
   with pytest.raises(ValueError, match=r'\[N, H, W, 2\]'):
-    nets.conv_transpose_same(jnp.zeros((4, 4, 2)), jnp.zeros((3, 3, 2, 3)), (2, 2))
+    nets.base.conv_transpose_same(jnp.zeros((4, 4, 2)), jnp.zeros((3, 3, 2, 3)), (2, 2))
 
 
 def test_the_per_phase_transposed_convolution_is_the_cpus_only():
@@ -46,7 +46,7 @@ def test_the_per_phase_transposed_convolution_is_the_cpus_only():
   TPU it is lax's transposed convolution (an input-dilated convolution)."""
   from jax import export  # pylint: disable=g-import-not-at-top
   x = jnp.zeros((2, 7, 7, 3))
-  layer = nets.ConvTranspose(4, (3, 3), (2, 2))
+  layer = nets.base.ConvTranspose(4, (3, 3), (2, 2))
   params = layer.init(jax.random.key(0), x)
   dilated = {}
   for platform in ('cpu', 'cuda', 'tpu'):
@@ -54,5 +54,5 @@ def test_the_per_phase_transposed_convolution_is_the_cpus_only():
     dilated[platform] = 'lhs_dilate = [2, 2]' in exported.mlir_module()
   assert dilated == {'cpu': False, 'cuda': True, 'tpu': True}, dilated
   np.testing.assert_allclose(
-      nets.lax_conv_transpose_same(x + 1.0, params['params']['kernel'], (2, 2)),
+      nets.base.lax_conv_transpose_same(x + 1.0, params['params']['kernel'], (2, 2)),
       layer.apply(params, x + 1.0) - params['params']['bias'], rtol=1e-5, atol=1e-5)

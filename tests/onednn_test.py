@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from vaeprior_jax.cpu import onednn
 from vaeprior_jax import data
-from vaeprior_jax import hvae_nets
 from vaeprior_jax import models
 from vaeprior_jax import nets
-from vaeprior_jax.cpu import onednn
+from vaeprior_jax.nets import tomczak_nets
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 pytestmark = pytest.mark.skipif(
     sys.platform != 'linux' or platform.machine() != 'x86_64',
@@ -126,8 +126,8 @@ def test_transposed_convolution_phases(kernel, stride):
   x = jax.random.normal(jax.random.key(5), (2, 5, 7, 3))
   k = jax.random.normal(jax.random.key(6), (kernel, kernel, 3, 4))
   fn = lambda backend: lambda x_, k_: jnp.sum(jnp.sin(
-      nets.conv_transpose_same(x_, k_, (stride, stride), backend)))
-  assert_close(nets.conv_transpose_same(x, k, (stride, stride), 'onednn'),
+      nets.base.conv_transpose_same(x_, k_, (stride, stride), backend)))
+  assert_close(nets.base.conv_transpose_same(x, k, (stride, stride), 'onednn'),
                jax.lax.conv_transpose(x, k, (stride, stride), 'SAME', dimension_numbers=DN))
   assert_close(jax.jit(jax.grad(fn('onednn'), (0, 1)))(x, k), jax.grad(fn('xla'), (0, 1))(x, k))
 
@@ -152,7 +152,7 @@ def test_nets_agree_across_backends(net):
   x = (jax.random.uniform(jax.random.key(9), (3, 12, 12, 1)) < 0.4).astype(jnp.float32)
   z = jax.random.normal(jax.random.key(10), (3, 4))
   args = (z, x) if net == 'pixel' else (z,)
-  (enc_x, dec_x), (enc_o, dec_o) = (nets.create(net, 4, (12, 12, 1), conv_backend=b)
+  (enc_x, dec_x), (enc_o, dec_o) = (nets.xu_nets.create(net, 4, (12, 12, 1), conv_backend=b)
                                     for b in ('xla', 'onednn'))
   params = (enc_x.init(jax.random.key(11), x), dec_x.init(jax.random.key(12), *args))
   assert jax.tree.structure(enc_o.init(jax.random.key(11), x)) == jax.tree.structure(params[0])
@@ -166,7 +166,7 @@ def test_two_level_conv_nets_agree_across_backends():
   x = (jax.random.uniform(jax.random.key(13), (2, 12, 12, 1)) < 0.4).astype(jnp.float32)
   z = jax.random.normal(jax.random.key(14), (2, 3))
   for name in ('convhvae', 'pixelhvae'):
-    ref, ours = (hvae_nets.create(name, 3, 3, (12, 12, 1), 1, 0, b) for b in ('xla', 'onednn'))
+    ref, ours = (tomczak_nets.create(name, 3, 3, (12, 12, 1), 1, 0, b) for b in ('xla', 'onednn'))
     p = ref[0].init(jax.random.key(15), x)
     assert_close(ours[0].apply(p, x), ref[0].apply(p, x))
     args = (z, z, x) if name == 'pixelhvae' else (z, z)
@@ -201,14 +201,14 @@ def test_train_with_onednn_then_evaluate_with_either_backend(tmp_path):
   """The training loop (train step and estimator compiled over 4 devices) with conv_backend=onednn,
   and its checkpoint evaluated with both backends: the same parameters give the same estimate (same
   keys, same samples)."""
-  from vaeprior_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(net='conv', prior='standard', conv_backend='onednn')
   config.train.num_steps = 4
   config.train.checkpoint_every_steps = 4
   workdir = str(tmp_path)
   with helpers.mock_binarized_mnist(64):
-    last = training.train_and_evaluate(config, workdir)
-    results = {b: evaluate.evaluate(workdir, 'test', num_samples=4, max_examples=16,
+    last = trainer.train_and_evaluate(config, workdir)
+    results = {b: report.evaluate(workdir, 'test', num_samples=4, max_examples=16,
                                     active_units=False, write_images=False, conv_backend=b)
                for b in ('xla', 'onednn')}
   assert np.isfinite(last['loss'])
@@ -237,7 +237,7 @@ def test_bad_inputs_have_clear_errors():
   with pytest.raises(ValueError, match='strides must be two positive integers'):
     onednn.conv(x, k, strides=(0, 1))
   with pytest.raises(ValueError, match="Unknown conv_backend 'cudnn'; allowed: xla, onednn"):
-    nets.create('resnet', 4, (12, 12, 1), conv_backend='cudnn')
+    nets.xu_nets.create('resnet', 4, (12, 12, 1), conv_backend='cudnn')
   with pytest.raises(ValueError, match="Unknown model.conv_backend 'mkl'; allowed: xla, onednn"):
     models.validate(helpers.tiny_config(conv_backend='mkl').model)
   assert 'CPU only' in onednn.unavailable_reason('gpu')

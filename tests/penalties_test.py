@@ -1,4 +1,4 @@
-"""Gradient penalties (`vaeprior_jax.penalties`) against a hand computation in NumPy (float64) on a
+"""Gradient penalties (`vaeprior_jax.priors.pullback.penalties`) against a hand computation in NumPy (float64) on a
 one-hidden-layer critic whose input gradient has a closed form."""
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaeprior_jax import penalties
+from vaeprior_jax.priors.pullback import penalties
 
 SHAPE = (2, 2, 1)  # Tiny images.
 HIDDEN = 5

@@ -13,9 +13,9 @@ from jax.sharding import Mesh
 
 from vaeprior_jax import likelihoods
 from vaeprior_jax import models
-from vaeprior_jax import partition
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
+from vaeprior_jax.priors.pullback import normalizer
 
 W, XI = 3.0, 0.4  # beta = W sigmoid(xi)
 BETA = W / (1 + math.exp(-XI))
@@ -102,7 +102,7 @@ def test_log_prob_matches_numpy_and_integrates_to_one_with_the_true_partition_fu
   log_z = math.log(_integral_of_f(variables))
   assert abs(log_z) > 0.05  # Z differs from 1: the test sees whether log Z is subtracted.
   # The stored log Z (0 at init) is what log_prob subtracts; with the true one p integrates to 1.
-  variables = partition.set_log_z(variables, log_z)
+  variables = normalizer.set_log_z(variables, log_z)
   log_p = np.asarray(model.apply(variables, jnp.asarray(z, jnp.float32),
                                  method=lambda m, z_: m.prior_log_prob(z_)), np.float64)
   np.testing.assert_allclose(np.sum(np.exp(log_p)) * STEP ** 2, 1.0, atol=2e-3)
@@ -145,10 +145,10 @@ def test_prior_based_estimate_is_unbiased_with_an_honest_standard_error():
   model = _model(posteriors.GaussianPosterior())
   variables = _init(model)
   true_log_z = math.log(_integral_of_f(variables))
-  big = partition.prior_log_z(model, variables, jax.random.key(2), 200_000, chunk_size=20_000)
+  big = normalizer.prior_log_z(model, variables, jax.random.key(2), 200_000, chunk_size=20_000)
   assert big['num_samples'] == 200_000
   assert abs(big['log_z'] - true_log_z) < 4 * big['log_z_stderr'] + 1e-4, (big, true_log_z)
-  small = [partition.prior_log_z(model, variables, jax.random.key(10 + i), 500, chunk_size=250)
+  small = [normalizer.prior_log_z(model, variables, jax.random.key(10 + i), 500, chunk_size=250)
            for i in range(30)]
   spread = np.std([s['log_z'] for s in small])
   reported = np.mean([s['log_z_stderr'] for s in small])
@@ -156,7 +156,7 @@ def test_prior_based_estimate_is_unbiased_with_an_honest_standard_error():
 
 
 def test_check_against_prior_flags_a_low_log_z_and_rarely_a_right_one():
-  """`partition.check_against_prior` against the true log Z (quadrature), with prior-based estimates
+  """`normalizer.check_against_prior` against the true log Z (quadrature), with prior-based estimates
   made here in NumPy from f: a log Z 5 nats too low is flagged with a deficit below the true 5; the
   true log Z is flagged in at most ~5% of small, heavy-tailed estimates (Markov's guarantee)."""
   variables = _init(_model(posteriors.GaussianPosterior()))
@@ -171,12 +171,12 @@ def test_check_against_prior_flags_a_low_log_z_and_rarely_a_right_one():
             'num_samples': n}
 
   evaluation = {'log_z': true_log_z - 5.0, 'nll': 100.0, 'elbo': -110.0}
-  out = partition.check_against_prior(evaluation, prior_estimate(100_000))
+  out = normalizer.check_against_prior(evaluation, prior_estimate(100_000))
   assert 0.0 < out['log_z_deficit_95'] < 5.0, out
   gap = out['log_z_prior'] - evaluation['log_z']
   assert out['nll_with_prior_log_z'] == pytest.approx(100.0 + gap)
   assert out['elbo_with_prior_log_z'] == pytest.approx(-110.0 - gap)
-  flagged = [partition.check_against_prior(dict(evaluation, log_z=true_log_z),
+  flagged = [normalizer.check_against_prior(dict(evaluation, log_z=true_log_z),
                                            prior_estimate(5))['log_z_deficit_95'] > 0
              for _ in range(400)]
   assert np.mean(flagged) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400), np.mean(flagged)
@@ -184,8 +184,8 @@ def test_check_against_prior_flags_a_low_log_z_and_rarely_a_right_one():
 
 def _posterior_estimates(model, variables, images, num_train, seeds, samples=400):
   mesh = Mesh(np.array(jax.devices()[:1]), ('data',))
-  fn = partition.posterior_log_z_fn(model, samples, 100)
-  return [partition.posterior_log_z(model, variables, images, jax.random.key(s), mesh, num_train,
+  fn = normalizer.posterior_log_z_fn(model, samples, 100)
+  return [normalizer.posterior_log_z(model, variables, images, jax.random.key(s), mesh, num_train,
                                     samples, 100, batch_size=len(images), batch_fn=fn)
           for s in seeds]
 
@@ -262,7 +262,7 @@ def test_truncated_gaussian_posterior_density_and_samples():
 
 def test_vaepp_model_from_config_builds_samples_and_regularises_the_residual_blocks():
   from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import objectives  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.methods import objectives  # pylint: disable=g-import-not-at-top
   mc = config_lib.defaults().model
   mc.update(net='vaepp', prior='pullback', posterior='truncated_gaussian', latent_dim=3,
             pullback_mala_steps=2, pullback_weight=10.0)
@@ -374,8 +374,8 @@ def test_conv_latent_wgan_has_the_colour_scripts_layers_and_trains_through_its_p
   scripts' layer lists, by hand; the WGAN-div penalty's double backprop reaches every critic layer."""
   from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import latent_gan  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import penalties  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import latent_gan  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import penalties  # pylint: disable=g-import-not-at-top
   mc = config_lib.complete_section(vaepp_configs.get_config('vaepp,cifar10').model, 'model')
   latent, channels = 1024, 16
   assert mc.latent_dim == latent and mc.latent_gan_net == 'conv'

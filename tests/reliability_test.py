@@ -9,9 +9,10 @@ import jax
 import numpy as np
 
 import helpers
+from vaeprior_jax import checkpoints
 from vaeprior_jax import config as config_lib
-from vaeprior_jax import evaluate
-from vaeprior_jax import training
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.train import trainer
 
 
 def _config():
@@ -51,12 +52,12 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed
   config, full = _long_config(), str(tmp_path / 'full')
   # On several CPU devices (the tests' 4) the loop waits every 16 steps, and nowhere else: XLA:CPU's
   # collectives abort a run whose host dispatches a log interval of sharded steps ahead.
-  assert training.cpu_steps_in_flight(sharding.make_mesh()) == 16
+  assert trainer.cpu_steps_in_flight(sharding.make_mesh()) == 16
   waits = []
   real = jax.block_until_ready
   monkeypatch.setattr(jax, 'block_until_ready', lambda x: waits.append(1) or real(x))
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(config, full)
+    trainer.train_and_evaluate(config, full)
     assert len(waits) == 32 // 16, len(waits)
     monkeypatch.undo()
     reference, _ = helpers.latest_params(full)
@@ -65,10 +66,10 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed
       shutil.copytree(full, run)
       damage(run, 32)
       if name == 'data':  # evaluate falls back too (and moves the step aside itself).
-        result = evaluate.evaluate(run, 'test', num_samples=2, max_examples=8, active_units=False,
+        result = report.evaluate(run, 'test', num_samples=2, max_examples=8, active_units=False,
                                    write_images=False)
         assert result['step'] == 16
-      training.train_and_evaluate(config, run)
+      trainer.train_and_evaluate(config, run)
       params, step = helpers.latest_params(run)
       assert step == 32, name
       jax.tree.map(np.testing.assert_array_equal, params, reference)
@@ -78,13 +79,12 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_resumed
 
 def test_a_second_run_on_a_workdir_in_use_stops_with_one_line_naming_the_holder(tmp_path):
   import pytest  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'run')
   os.makedirs(workdir)
   with checkpoints.WorkdirLock(workdir):
     with pytest.raises(RuntimeError, match=rf'run is in use by pid {os.getpid()} on .*one run per '
                                            'workdir'):
-      training.train_and_evaluate(_config(), workdir)
+      trainer.train_and_evaluate(_config(), workdir)
   assert not os.path.exists(os.path.join(workdir, 'config.json'))  # Nothing written.
   with checkpoints.WorkdirLock(workdir):  # Released: free again.
     pass
@@ -105,9 +105,9 @@ def test_a_save_that_fails_stops_training_at_once_with_the_earlier_checkpoints_i
   monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
   run = str(tmp_path / 'run')
   with helpers.mock_binarized_mnist(64):
-    with pytest.raises(training.CheckpointSaveError,
+    with pytest.raises(trainer.CheckpointSaveError,
                        match=r'checkpoint of step 4 in .*failed \(OSError: .*No space left'):
-      training.train_and_evaluate(_config(), run)
+      trainer.train_and_evaluate(_config(), run)
   assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == ['2']
 
 
@@ -118,7 +118,7 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
   config.train.log_every_steps = 1
   full = str(tmp_path / 'full')
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(config, full)
+    trainer.train_and_evaluate(config, full)
     reference, _ = helpers.latest_params(full)
 
     # Checkpoints deleted after metrics were logged at or past the first checkpoint's step.
@@ -129,7 +129,7 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
       metrics = f.read()
     with pytest.raises(ValueError, match=r'holds results of an earlier run \(metrics.jsonl up to '
                                          r'step 6\) but no checkpoint in .*gone/checkpoints'):
-      training.train_and_evaluate(config, gone)
+      trainer.train_and_evaluate(config, gone)
     with open(os.path.join(gone, 'metrics.jsonl')) as f:
       assert f.read() == metrics  # Left as it was.
 
@@ -138,7 +138,7 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
     with open(os.path.join(gone, 'eval_test.json'), 'w') as f:
       json.dump({'nll': 90.0, 'step': 6}, f)
     with pytest.raises(ValueError, match=r'results of an earlier run \(eval_test.json\)'):
-      training.train_and_evaluate(config, gone)
+      trainer.train_and_evaluate(config, gone)
 
     # A run killed before its first checkpoint (step 2) logged step 1 only: it starts again on its
     # own and ends where the uninterrupted run did.
@@ -148,7 +148,7 @@ def test_a_workdir_whose_checkpoints_are_gone_is_not_silently_trained_again_from
     with open(os.path.join(early, 'metrics.jsonl'), 'w') as f:
       f.write(metrics.splitlines(keepends=True)[0])
     assert json.loads(metrics.splitlines()[0])['step'] == 1
-    training.train_and_evaluate(config, early)
+    trainer.train_and_evaluate(config, early)
     params, step = helpers.latest_params(early)
   assert step == 6
   jax.tree.map(np.testing.assert_array_equal, params, reference)
@@ -164,11 +164,11 @@ def test_other_processes_never_read_a_half_written_config(tmp_path):
 
   class CheckedWhileWriting:
     def to_json(self, indent):
-      seen.append(training.check_resume_config(config, workdir))
+      seen.append(checkpoints.check_resume_config(config, workdir))
       return config.to_json(indent=indent)
 
-  training.save_config(CheckedWhileWriting(), workdir)
-  training.save_config(CheckedWhileWriting(), workdir)
+  checkpoints.save_config(CheckedWhileWriting(), workdir)
+  checkpoints.save_config(CheckedWhileWriting(), workdir)
   assert seen == [{}, {}]
-  assert training.load_config(workdir) == config_lib.complete(config)
+  assert checkpoints.load_config(workdir) == config_lib.complete(config)
   assert os.listdir(workdir) == ['config.json']  # No temporary file left.

@@ -9,20 +9,22 @@ import numpy as np
 import pytest
 
 import helpers
+from vaeprior_jax import checkpoints
 from vaeprior_jax import data
-from vaeprior_jax import evaluate
+from vaeprior_jax.evaluation import report
+from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 
 def _run_steps(config, mesh, batches, model, num_steps=3, optimizer=None):
-  optimizer = optimizer or training.make_optimizer(config.train, steps_per_epoch=10)
+  optimizer = optimizer or methods.joint.make_optimizer(config.train, steps_per_epoch=10)
   replicated = sharding.replicated(mesh)
-  state = jax.jit(lambda b, k: training.create_train_state(model, optimizer, b, k),
+  state = jax.jit(lambda b, k: trainer.create_train_state(model, optimizer, b, k),
                   out_shardings=replicated)(batches[0], jax.random.key(0))
-  step = training.compile_train_step(
-      training.make_train_step(model, optimizer, config.train, steps_per_epoch=10), mesh)
+  step = trainer.compile_train_step(
+      trainer.make_train_step(model, optimizer, config.train, steps_per_epoch=10), mesh)
   metrics = None
   for i in range(num_steps):
     state, metrics = step(state, sharding.shard_batch(batches[i], mesh), jax.random.key(1))
@@ -39,7 +41,7 @@ def test_four_devices_match_one_device(net):
   # Plain SGD: a parameter moves by lr x its gradient, so the reduction-order noise of the sharded
   # sums stays at rounding level (Adam's first steps move every parameter by about lr, whatever the
   # gradient: a near-zero gradient whose sign flips with the summation order moves it by 2 lr).
-  sgd = training.optax.sgd(1e-4)
+  sgd = trainer.optax.sgd(1e-4)
   state_4, metrics_4 = _run_steps(config, sharding.make_mesh(jax.devices()), batches, model,
                                   optimizer=sgd)
   state_1, metrics_1 = _run_steps(config, sharding.make_mesh(jax.devices()[:1]), batches, model,
@@ -60,18 +62,18 @@ def test_batch_must_divide_over_devices(tmp_path):
   config = helpers.tiny_config()
   config.train.batch_size = 6
   with pytest.raises(ValueError, match='batch_size 6 must be divisible by the number of devices'):
-    training.train_and_evaluate(config, str(tmp_path))
+    trainer.train_and_evaluate(config, str(tmp_path))
 
 
 def test_schedules():
   config = helpers.tiny_config()
   tc = config.train
   tc.warmup_epochs, tc.beta_start = 2.0, 0.01
-  beta = training.beta_schedule(tc, steps_per_epoch=10)
+  beta = methods.joint.beta_schedule(tc, steps_per_epoch=10)
   np.testing.assert_allclose([beta(jnp.asarray(s)) for s in (0, 10, 20, 50)],
                              [0.01, 0.505, 1.0, 1.0], rtol=1e-6)
   tc.learning_rate, tc.lr_decay_epochs, tc.lr_decay_factor = 1e-3, (2, 3), 0.1
-  lr = training.learning_rate_schedule(tc, steps_per_epoch=10)
+  lr = methods.joint.learning_rate_schedule(tc, steps_per_epoch=10)
   np.testing.assert_allclose([lr(s) for s in (0, 19, 20, 29, 30)],
                              [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-5)
 
@@ -87,12 +89,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path)
   with helpers.mock_binarized_mnist(64):
     with pytest.raises(FloatingPointError, match=r'Non-finite loss -?(nan|inf) at step 17.*step 10'):
-      training.train_and_evaluate(config, workdir)
-    manager = training.checkpoint_manager(workdir)
+      trainer.train_and_evaluate(config, workdir)
+    manager = checkpoints.checkpoint_manager(workdir)
     assert manager.all_steps() == [10]
     manager.close()
     model = models.create(config.model, (28, 28, 1))
-    params, step = evaluate.restore_params(workdir, config, model, (28, 28, 1))
+    params, step = report.restore_params(workdir, config, model, (28, 28, 1))
   assert step == 10
   assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
@@ -109,15 +111,15 @@ def test_a_checkpoint_at_the_non_finite_step_is_not_called_good(tmp_path):
   with helpers.mock_binarized_mnist(64):
     with pytest.raises(FloatingPointError, match=r'at step 17\. Training stopped; the last good '
                        r'checkpoint \(step 16\).*the checkpoint of step 17 holds the state'):
-      training.train_and_evaluate(config, str(tmp_path))
+      trainer.train_and_evaluate(config, str(tmp_path))
   config.train.checkpoint_every_steps = 1000
   with helpers.mock_binarized_mnist(64):
     with pytest.raises(FloatingPointError, match='at step 17. Training stopped; no checkpoint '
                                                  'before it was saved'):
-      training.train_and_evaluate(config, str(tmp_path / 'none'))
+      trainer.train_and_evaluate(config, str(tmp_path / 'none'))
 
 
-_REAL_SPLIT_METRICS = training.evaluation.split_metrics
+_REAL_SPLIT_METRICS = trainer.estimators.split_metrics
 
 
 def _scripted_validation(monkeypatch, nlls):
@@ -130,7 +132,7 @@ def _scripted_validation(monkeypatch, nlls):
     calls.append(m['nll'])
     return m
 
-  monkeypatch.setattr(training.evaluation, 'split_metrics', fake)
+  monkeypatch.setattr(trainer.estimators, 'split_metrics', fake)
   return calls
 
 
@@ -148,13 +150,13 @@ def test_early_stopping_keeps_the_best_state_and_stops_after_patience(tmp_path, 
   workdir = str(tmp_path)
   calls = _scripted_validation(monkeypatch, [5.0, 3.0, 4.0, 6.0, 1.0])
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(_early_stopping_config(80), workdir)
+    trainer.train_and_evaluate(_early_stopping_config(80), workdir)
     assert calls == [5.0, 3.0, 4.0, 6.0]  # Steps 8, 16, 24, 32: no better NLL for 16 steps -> stop.
     model = models.create(helpers.tiny_config().model, (28, 28, 1))
-    config = training.load_config(workdir)
-    best, best_step = evaluate.restore_params(workdir, config, model, (28, 28, 1), 'best')
-    auto, auto_step = evaluate.restore_params(workdir, config, model, (28, 28, 1), 'auto')
-    latest, latest_step = evaluate.restore_params(workdir, config, model, (28, 28, 1), 'latest')
+    config = checkpoints.load_config(workdir)
+    best, best_step = report.restore_params(workdir, config, model, (28, 28, 1), 'best')
+    auto, auto_step = report.restore_params(workdir, config, model, (28, 28, 1), 'auto')
+    latest, latest_step = report.restore_params(workdir, config, model, (28, 28, 1), 'latest')
   assert best_step == auto_step == 16 and latest_step == 32
   jax.tree.map(np.testing.assert_array_equal, auto, best)
   assert not np.allclose(best['decoder']['logits']['kernel'], latest['decoder']['logits']['kernel'])
@@ -167,14 +169,14 @@ def test_a_resumed_run_takes_the_same_early_stopping_decisions(tmp_path, monkeyp
   workdir = str(tmp_path)
   _scripted_validation(monkeypatch, [5.0, 3.0, 4.0])
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(_early_stopping_config(24), workdir)  # Stops at the budget, step 24.
+    trainer.train_and_evaluate(_early_stopping_config(24), workdir)  # Stops at the budget, step 24.
     calls = _scripted_validation(monkeypatch, [6.0, 1.0])
-    training.train_and_evaluate(_early_stopping_config(80), workdir)  # Resumes at 24, best is 3.0@16.
+    trainer.train_and_evaluate(_early_stopping_config(80), workdir)  # Resumes at 24, best is 3.0@16.
   assert calls == [6.0]
-  manager = training.checkpoint_manager(workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   assert manager.latest_step() == 32
   manager.close()
-  best = training.best_checkpoint_manager(workdir)
+  best = checkpoints.best_checkpoint_manager(workdir)
   assert best.best_step() == 16 and best.metrics(16)['val_nll'] == 3.0
   best.close()
 
@@ -185,8 +187,8 @@ def test_dynamically_binarized_mnist_trains_and_evaluates(tmp_path):
   config.data.validation_size = 16  # 64 mock images: 48 to train on (6 steps per epoch).
   workdir = str(tmp_path)
   with helpers.mock_tfds(64):
-    last = training.train_and_evaluate(config, workdir)
-    result = evaluate.evaluate(workdir, 'test', num_samples=4, max_examples=30, active_units=False,
+    last = trainer.train_and_evaluate(config, workdir)
+    result = report.evaluate(workdir, 'test', num_samples=4, max_examples=30, active_units=False,
                                write_images=False)
   assert np.isfinite(last['loss']) and last['epoch'] == 2.0
   assert result['checkpoint'] == 'best' and result['num_examples'] == 30
@@ -200,7 +202,7 @@ def test_active_units_are_the_encoder_means_variance_count_whatever_the_pass_bat
   config.train.num_steps = 8
   workdir = str(tmp_path / 'run')
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
     dataset = data.load(config.data)
     counts = {}
     config_path = os.path.join(workdir, 'config.json')
@@ -210,7 +212,7 @@ def test_active_units_are_the_encoder_means_variance_count_whatever_the_pass_bat
       saved['eval']['active_units_batch_size'] = au_batch_size
       with open(config_path, 'w') as f:
         json.dump(saved, f)
-      counts[au_batch_size] = evaluate.evaluate(workdir, 'test', num_samples=2, max_examples=8,
+      counts[au_batch_size] = report.evaluate(workdir, 'test', num_samples=2, max_examples=8,
                                                 write_images=False)['active_units']
   params, _ = helpers.latest_params(workdir)
   model = models.create(config.model, dataset.input_shape)
@@ -227,17 +229,17 @@ def test_evaluate_rejects_a_bad_active_units_batch_size(tmp_path):
   config.eval.active_units_batch_size = -5
   workdir = str(tmp_path)
   with helpers.mock_binarized_mnist(16):
-    training.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
     with pytest.raises(ValueError, match=r'eval.active_units_batch_size must be an integer >= 0 '
                        r'\(0: eval.batch_size\), got -5'):
-      evaluate.evaluate(workdir, 'test', num_samples=2, max_examples=8, write_images=False)
+      report.evaluate(workdir, 'test', num_samples=2, max_examples=8, write_images=False)
 
 
 def test_normalized_gradient_adam_is_adam_on_unit_norm_gradients():
   config = helpers.tiny_config()
   config.train.normalize_gradients = True
-  optimizer = training.make_optimizer(config.train, steps_per_epoch=10)
-  reference = training.optax.adam(training.learning_rate_schedule(config.train, 10))
+  optimizer = methods.joint.make_optimizer(config.train, steps_per_epoch=10)
+  reference = trainer.optax.adam(methods.joint.learning_rate_schedule(config.train, 10))
   params = {'a': jnp.ones((3, 2)), 'b': jnp.zeros((4,))}
   state, ref_state = optimizer.init(params), reference.init(params)
   for i in range(3):
@@ -259,7 +261,7 @@ def _scripted_elbos(monkeypatch, elbos):
     calls.append(m['elbo'])
     return m
 
-  monkeypatch.setattr(training.evaluation, 'split_metrics', fake)
+  monkeypatch.setattr(trainer.estimators, 'split_metrics', fake)
   return calls
 
 
@@ -273,16 +275,16 @@ def test_early_stopping_on_the_elbo_counts_its_patience_from_the_end_of_the_warm
   workdir = str(tmp_path)
   calls = _scripted_elbos(monkeypatch, [-5.0, -6.0, -7.0, -1.0])
   with helpers.mock_binarized_mnist(64):
-    training.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
   # Best at step 8; 8 steps later the warm-up is just over (step 16): the look-ahead starts there,
   # so training stops at step 24, not 16.
   assert calls == [-5.0, -6.0, -7.0]
-  manager = training.checkpoint_manager(workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   assert manager.latest_step() == 24
   manager.close()
-  best = training.best_checkpoint_manager(workdir)
+  best = checkpoints.best_checkpoint_manager(workdir)
   assert best.best_step() == 8 and best.metrics(8)['val_loss'] == 5.0
   best.close()
   config.train.early_stopping_metric = 'bpd'
   with pytest.raises(ValueError, match="Unknown train.early_stopping_metric 'bpd'; allowed: nll"):
-    training.EarlyStopping(config, workdir, None, 8, None, None, jax.random.key(0))
+    trainer.EarlyStopping(config, workdir, None, 8, None, None, jax.random.key(0))

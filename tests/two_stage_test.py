@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import analysis
 from vaeprior_jax import checkpoints
-from vaeprior_jax import classifier_distance
 from vaeprior_jax import config as config_lib
-from vaeprior_jax import evaluate
+from vaeprior_jax.evaluation import analysis
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.evaluation.sample_quality import classifier_distance
+from vaeprior_jax import methods
 from vaeprior_jax import models
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
 
@@ -92,9 +93,9 @@ def _equal(a, b):
 def _state(workdir, config, steps=None):
   """{step: the train state saved at that step} for `steps` (default: every saved step)."""
   model = models.create(config.model, SHAPE)
-  manager = training.checkpoint_manager(workdir)
-  abstract = training.abstract_train_state(model, config, SHAPE)
-  states = {s: jax.device_get(training.restore_state(manager, abstract, s))
+  manager = checkpoints.checkpoint_manager(workdir)
+  abstract = trainer.abstract_train_state(model, config, SHAPE)
+  states = {s: jax.device_get(checkpoints.restore_state(manager, abstract, s))
             for s in (steps or manager.all_steps())}
   manager.close()
   return states
@@ -103,23 +104,23 @@ def _state(workdir, config, steps=None):
 def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_path):
   config, full = _config(), str(tmp_path / 'full')
   with helpers.mock_tfds(64):
-    last = training.train_and_evaluate(config, full)
+    last = trainer.train_and_evaluate(config, full)
     states = _state(full, config)
     assert sorted(states) == [2, 4, 6, 8, 10]
     for resume_at in (2, 6):  # Inside stage 1 (steps 0-3) and inside stage 2 (4-9).
       resumed = str(tmp_path / f'resumed_{resume_at}')
       helpers.copy_until(full, resumed, resume_at)
-      training.train_and_evaluate(config, resumed)
+      trainer.train_and_evaluate(config, resumed)
       assert _equal(_state(resumed, config, [10])[10], states[10]), resume_at
-    result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
+    result = report.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=True)
     spectra = analysis.analyze_two_stage(full, max_examples=16)
     classifier_dir = str(tmp_path / 'classifier')
-    quality = evaluate.sample_quality(full, classifier_dir, num_images=20, classifier_steps=5)
-    quality_again = evaluate.sample_quality(full, classifier_dir, num_images=20)
+    quality = report.sample_quality(full, classifier_dir, num_images=20, classifier_steps=5)
+    quality_again = report.sample_quality(full, classifier_dir, num_images=20)
     # A first stage trained elsewhere: stage 1 is skipped, its parameters are the start.
     second_only = str(tmp_path / 'second_only')
-    training.train_and_evaluate(_config(init_from=full), second_only)
+    trainer.train_and_evaluate(_config(init_from=full), second_only)
     started = _state(second_only, _config(init_from=full), [6])
     assert helpers.checkpoint_steps(second_only) == [2, 4, 6]
   assert np.isfinite(last['loss']) and np.isfinite(result['nll']) and 'gamma_z' in last
@@ -141,22 +142,22 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   with pytest.raises(ValueError, match="needs labels; data.dataset='binarized_mnist'"):
     classifier_distance.load_or_train(classifier_dir, other)
   # The same errors before anything is loaded (experiments.evaluate checks at start-up).
-  assert evaluate.check_sample_quality(full, classifier_dir) is None
+  assert report.check_sample_quality(full, classifier_dir) is None
   foreign = tmp_path / 'fashion_classifier'
   foreign.mkdir()
   (foreign / 'classifier.json').write_text(json.dumps({'dataset': 'fashion_mnist'}))
   (foreign / 'classifier.npz').write_bytes(b'')
   with pytest.raises(ValueError, match="holds the fashion_mnist classifier, not mnist's"):
-    evaluate.check_sample_quality(full, str(foreign))
+    report.check_sample_quality(full, str(foreign))
   with pytest.raises(ValueError, match='num_images must be >= 2, got 1'):
-    evaluate.check_sample_quality(full, classifier_dir, num_images=1)
+    report.check_sample_quality(full, classifier_dir, num_images=1)
   with pytest.raises(ValueError, match="Unknown protocol 'fid50k'; allowed: two_stage, vaepp"):
-    evaluate.check_sample_quality(full, classifier_dir, protocol='fid50k')
+    report.check_sample_quality(full, classifier_dir, protocol='fid50k')
   with pytest.raises(ValueError, match="MALA settings .*steps.* need a run with a pull-back prior; "
                      "this run's model.prior is 'standard'"):
-    evaluate.check_sample_quality(full, classifier_dir, mala_steps=5)
+    report.check_sample_quality(full, classifier_dir, mala_steps=5)
   with pytest.raises(ValueError, match='bootstrap must be 0 .none. or >= 2 resamples, got 1'):
-    evaluate.check_sample_quality(full, classifier_dir, bootstrap=1)
+    report.check_sample_quality(full, classifier_dir, bootstrap=1)
   assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]
   assert len(spectra['spectra']['q_z']) == len(spectra['spectra']['q_u']) == 4
   assert os.path.exists(os.path.join(full, 'analysis', 'figure1_spectra.png'))
@@ -174,7 +175,7 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   # What evaluation applies the model with are the trained statistics: with the initial ones the
   # ELBO differs.
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(8,) + SHAPE), jnp.float32)
-  init = training.methods.init_variables(model, x, jax.random.key(0))
+  init = models.init_variables(model, x, jax.random.key(0))
   elbo = lambda v: model.apply(v, x, jax.random.key(1))
   assert not np.array_equal(elbo(variables), elbo(dict(variables, batch_stats=init['batch_stats'])))
   # Stage 1 (steps 0-3) moves the first stage only, stage 2 (4-9) the second only.
@@ -188,7 +189,7 @@ def test_bad_two_stage_settings_are_named():
   config = _config()
   config.model.two_stage = False
   with pytest.raises(ValueError, match='set model.two_stage=True'):
-    training.methods.validate(config)
+    methods.validate(config)
   config = _config()
   config.model.prior = 'realnvp'
   with pytest.raises(ValueError, match="standard prior and the Gaussian posterior; got "

@@ -45,7 +45,7 @@ class CountingDenseEncoder(nn.Module):
       if self.is_mutable_collection('batch_stats') and not self.is_initializing():
         count.value += 1
         mean.value = 0.9 * mean.value + 0.1 * jnp.mean(x)
-    return vp.nets.DenseEncoder(self.latent_dim, hidden_units=(32,), name='dense')(x)
+    return vp.nets.xu_nets.DenseEncoder(self.latent_dim, hidden_units=(32,), name='dense')(x)
 
 
 class WarmThenFreezeEncoder(methods.Method):
@@ -80,7 +80,7 @@ class WarmThenFreezeEncoder(methods.Method):
 
 def _counting_dense_net(model_config, input_shape):
   return {'encoder': CountingDenseEncoder(model_config.latent_dim),
-          'decoder': vp.nets.DenseDecoder(input_shape, hidden_units=(32,))}
+          'decoder': vp.nets.xu_nets.DenseDecoder(input_shape, hidden_units=(32,))}
 
 
 vp.priors.REGISTRY.register('user_shifted_normal',

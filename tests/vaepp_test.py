@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 
 import helpers
-from vaeprior_jax import analysis
 from vaeprior_jax import checkpoints
-from vaeprior_jax import classifier_distance
 from vaeprior_jax import data
-from vaeprior_jax import evaluate
-from vaeprior_jax import evaluation
-from vaeprior_jax import frechet
+from vaeprior_jax.evaluation import analysis
+from vaeprior_jax.evaluation import estimators
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.evaluation.sample_quality import classifier_distance
+from vaeprior_jax.evaluation.sample_quality import frechet
 from vaeprior_jax import methods
 from vaeprior_jax import models
-from vaeprior_jax import partition
-from vaeprior_jax import priors
+from vaeprior_jax import nets
+from vaeprior_jax.priors.pullback import normalizer
 from vaeprior_jax import sharding
-from vaeprior_jax import training
+from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
 
@@ -38,7 +38,7 @@ class _DenseCritic(nn.Module):
     return nn.Dense(1, name='out')(h)[..., 0]
 
 
-priors.DISCRIMINATORS.register('test_dense', lambda mc, shape: _DenseCritic(), replace=True)
+nets.DISCRIMINATORS.register('test_dense', lambda mc, shape: _DenseCritic(), replace=True)
 
 
 def _config(method='vaepp', **train):
@@ -149,7 +149,7 @@ def test_the_loss_pieces():
   trained = {g: groups[g] for g in ('vae', 'critic')}  # Algorithm 2's step.
   loss, metrics, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
                                  trained, x, jax.random.key(2), jnp.int32(0))
-  from vaeprior_jax import objectives  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.methods import objectives  # pylint: disable=g-import-not-at-top
   l2 = config.train.l2_reg * float(objectives.l2_penalty(trained))
   expected = (-t['reconstruction'] + max(float(t['kl']), 0.0) + 10.0 * t['gradient_penalty'] + l2)
   assert float(loss) == pytest.approx(float(expected), rel=1e-5)
@@ -183,9 +183,9 @@ def _flat(tree):
 
 def _final_state(workdir, config, step):
   model = models.create(config.model, SHAPE)
-  manager = training.checkpoint_manager(workdir)
-  state = jax.device_get(training.restore_state(
-      manager, training.abstract_train_state(model, config, SHAPE), step))
+  manager = checkpoints.checkpoint_manager(workdir)
+  state = jax.device_get(checkpoints.restore_state(
+      manager, trainer.abstract_train_state(model, config, SHAPE), step))
   manager.close()
   return state
 
@@ -197,15 +197,15 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   config.eval.log_z_prior_samples = 512
   config.train.log_z_every_epochs = 0.25  # log Z after steps 2, 4 and 6 (8 steps per epoch).
   with helpers.mock_binarized_mnist(64):
-    last = training.train_and_evaluate(config, full)
+    last = trainer.train_and_evaluate(config, full)
     final = _final_state(full, config, 7)
     for resume_at in (2, 5):  # Inside the VAE phase (steps 0-3) and the latent WGAN's (4-6).
       resumed = str(tmp_path / f'resumed_{resume_at}')
       helpers.copy_until(full, resumed, resume_at)
-      training.train_and_evaluate(config, resumed)
+      trainer.train_and_evaluate(config, resumed)
       again = _final_state(resumed, config, 7)
       assert all(np.array_equal(a, b) for a, b in zip(_flat(again), _flat(final))), resume_at
-    result = evaluate.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
+    result = report.evaluate(full, 'test', num_samples=4, max_examples=16, active_units=False,
                                write_images=True)
     test_images = data.load(config.data).eval_images('test', 0)
     from experiments import log_z_spread  # pylint: disable=g-import-not-at-top
@@ -226,18 +226,18 @@ def test_resumes_exactly_in_the_vae_and_the_latent_gan_phase_and_evaluates(tmp_p
   # The likelihood is that of the refreshed log Z: recomputed with it set, the NLL is the same.
   model = models.create(config.model, SHAPE)
   variables = {'params': final['params'], **final['model_state']}
-  variables = partition.set_log_z(variables, result['log_z'])
-  metrics = evaluation.make_batch_metrics(model, 4, 100)
-  eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0)
+  variables = normalizer.set_log_z(variables, result['log_z'])
+  metrics = estimators.make_batch_metrics(model, 4, 100)
+  eval_key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], 0)
   nll_key = jax.random.split(eval_key, 3)[0]
   mesh = sharding.make_mesh()
   batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
-  again = evaluation.split_metrics(metrics, variables, test_images, nll_key, mesh, batch_size, 16, 0)
+  again = estimators.split_metrics(metrics, variables, test_images, nll_key, mesh, batch_size, 16, 0)
   assert again['nll'] == pytest.approx(result['nll'], rel=1e-5)
   # The prior-based check: with its log Z set, the same computation gives nll_with_prior_log_z.
   assert result['log_z_prior_num_samples'] == config.eval.log_z_prior_samples
-  shifted = partition.set_log_z(variables, result['log_z_prior'])
-  with_prior = evaluation.split_metrics(metrics, shifted, test_images, nll_key, mesh, batch_size, 16,
+  shifted = normalizer.set_log_z(variables, result['log_z_prior'])
+  with_prior = estimators.split_metrics(metrics, shifted, test_images, nll_key, mesh, batch_size, 16,
                                         0)
   assert with_prior['nll'] == pytest.approx(result['nll_with_prior_log_z'], rel=1e-5)
   assert with_prior['elbo'] == pytest.approx(result['elbo_with_prior_log_z'], rel=1e-5)
@@ -263,7 +263,7 @@ def test_early_stopping_validates_with_log_z_refreshed_at_that_step(tmp_path):
     dataset = data.load(config.data)
     steps_per_epoch = len(dataset.eval_images('train', 0)) // config.train.batch_size
     config.train.eval_every_epochs = 2 / steps_per_epoch  # Validation after steps 2 and 4.
-    training.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
     logged_log_z = dict(analysis.metric_curve(workdir, 'log_z'))
     val_nll = dict(analysis.metric_curve(workdir, 'val_nll'))
     assert sorted(logged_log_z) == sorted(val_nll) == [2, 4]
@@ -272,10 +272,10 @@ def test_early_stopping_validates_with_log_z_refreshed_at_that_step(tmp_path):
     assert stored == pytest.approx(logged_log_z[4]) and abs(stored) > 1e-3
     model = models.create(config.model, SHAPE)
     mesh = sharding.make_mesh()
-    eval_key = training.root_keys(config.seed)['eval']
-    metrics = evaluation.make_batch_metrics(model, 4, config.eval.chunk_size)
+    eval_key = checkpoints.root_keys(config.seed)['eval']
+    metrics = estimators.make_batch_metrics(model, 4, config.eval.chunk_size)
     variables = {'params': state['params'], **state['model_state']}
-    again = evaluation.split_metrics(
+    again = estimators.split_metrics(
         metrics, variables, dataset.eval_images('validation', seed=4),
         jax.random.fold_in(jax.random.fold_in(eval_key, 0x7a11d), 4), mesh,
         sharding.round_up_to_devices(config.eval.batch_size, mesh))
@@ -298,13 +298,13 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
                      batch_size=8)
   workdir = str(tmp_path / 'w')
   with helpers.mock_tfds(24):
-    training.train_and_evaluate(config, workdir)
-    result = evaluate.evaluate(workdir, 'test', max_examples=8, active_units=False,
+    trainer.train_and_evaluate(config, workdir)
+    result = report.evaluate(workdir, 'test', max_examples=8, active_units=False,
                                write_images=False)
   model = models.create(config.model, (32, 32, 3))
-  manager = training.checkpoint_manager(workdir)
-  state = jax.device_get(training.restore_state(
-      manager, training.abstract_train_state(model, config, (32, 32, 3)), 2))
+  manager = checkpoints.checkpoint_manager(workdir)
+  state = jax.device_get(checkpoints.restore_state(
+      manager, trainer.abstract_train_state(model, config, (32, 32, 3)), 2))
   manager.close()
   assert float(state['params']['likelihood']['log_scale']) != 0.0
   assert result['bits_per_dim'] == pytest.approx(result['nll'] / (3072 * math.log(2)))
@@ -326,13 +326,13 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
                      batch_size=8)
   workdir = str(tmp_path / 'w')
   with helpers.mock_tfds(24):
-    training.train_and_evaluate(config, workdir)
-    result = evaluate.evaluate(workdir, 'test', max_examples=16, active_units=False,
+    trainer.train_and_evaluate(config, workdir)
+    result = report.evaluate(workdir, 'test', max_examples=16, active_units=False,
                                write_images=True)
     # Sample quality of a pull-back run: by default VAEPP's protocol (against the training split),
     # for MALA samples, both baselines, reconstructions, and as many real test images ('data').
     classifier_dir = str(tmp_path / 'classifier')
-    quality = evaluate.sample_quality(workdir, classifier_dir, num_images=24, classifier_steps=2)
+    quality = report.sample_quality(workdir, classifier_dir, num_images=24, classifier_steps=2)
     # The floor, independently: with as many images as the test split holds, 'data' is all of it;
     # the mock splits hold the same images, so it is 0 here.
     params, _ = classifier_distance.load_or_train(classifier_dir, config.data)
@@ -342,18 +342,18 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     floor = frechet.frechet_distance(*stats('test'), *stats('train'))
     # MALA settings for one report: a huge step is almost never accepted, a tiny one almost always,
     # and adaptation moves the size (up, at ~100% acceptance); the default report stays.
-    rejected = evaluate.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=4,
+    rejected = report.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=4,
                                        mala_step_size=1e6, bootstrap=3)
-    adapted = evaluate.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=2,
+    adapted = report.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=2,
                                       mala_step_size=1e-12, mala_adapt_steps=3)
     with pytest.raises(ValueError, match='mala_step_size must be > 0, got 0.0'):
-      evaluate.check_sample_quality(workdir, classifier_dir, mala_step_size=0.0)
+      report.check_sample_quality(workdir, classifier_dir, mala_step_size=0.0)
     # The report's MALA samples are the model's own (`VAE.sample`, the same keys).
     model = models.create(config.model, (28, 28, 1))
     params, _ = checkpoints.restore_variables(workdir, config, model, (28, 28, 1))
     key = jax.random.key(3)
-    with_chains, chains = evaluate._pullback_samples(model, params, 12, key, batch=8)
-    np.testing.assert_array_equal(with_chains, evaluate._generated(model, params, 'samples', 12, key,
+    with_chains, chains = report._pullback_samples(model, params, 12, key, batch=8)
+    np.testing.assert_array_equal(with_chains, report._generated(model, params, 'samples', 12, key,
                                                                    None, batch=8))
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])
   assert os.path.exists(os.path.join(workdir, 'reconstructions_test.png'))

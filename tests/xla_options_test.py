@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vaeprior_jax import models
 from vaeprior_jax.cpu import xla_options
+from vaeprior_jax import models
 
 
 def test_cpu_options_apply_unless_the_user_decides(monkeypatch):

@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from vaeprior_jax import config as config_lib
-from vaeprior_jax import methods
+from vaeprior_jax import models
 from vaeprior_jax import sharding
 
 State = Dict[str, Any]
@@ -52,7 +52,7 @@ def best_checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
 
 def restore_state(manager: ocp.CheckpointManager, abstract_state: State, step=None) -> State:
   """Restores `step` (default: the latest) into the shapes, dtypes and shardings of abstract_state
-  (jax.ShapeDtypeStructs, see `abstract_train_state`)."""
+  (jax.ShapeDtypeStructs, see `train.trainer.abstract_train_state`)."""
   step = manager.latest_step() if step is None else step
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
@@ -127,30 +127,17 @@ def restore_newest_intact(open_manager, abstract_for, best: bool = False):
     manager = open_manager()
 
 
-def _abstract(tree, placement):
+def abstract_tree(tree, placement):
+  """Shapes and dtypes of `tree`'s leaves, each with the sharding `placement`."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement), tree)
 
 
 def abstract_params(model, input_shape, placement=None):
   """Shapes and dtypes of `model`'s parameters, without computing them."""
   batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
-  shapes = jax.eval_shape(lambda b: methods.init_variables(model, b, jax.random.key(0))['params'],
+  shapes = jax.eval_shape(lambda b: models.init_variables(model, b, jax.random.key(0))['params'],
                           batch)
-  return _abstract(shapes, placement)
-
-
-def abstract_train_state(model, config, input_shape, placement=None) -> State:
-  """Shapes and dtypes of the train state of `config` (its model and method), without computing it
-  (to restore into), each with the sharding `placement` if given."""
-  batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
-  config = config_lib.complete(config)
-  method = methods.from_config(config, 1)
-
-  def create(b):
-    variables = methods.init_variables(model, b, root_keys(config.seed)['init'])
-    return methods.state_from_variables(method, variables)
-
-  return _abstract(jax.eval_shape(create, batch), placement)
+  return abstract_tree(shapes, placement)
 
 
 def resolve_checkpoint(workdir: str, checkpoint: str) -> str:
@@ -179,7 +166,7 @@ def restore_variables(workdir: str, config, model, input_shape, checkpoint: str 
   placement = sharding.replicated(sharding.make_mesh())
 
   def abstract_for(stored):
-    abstract = {k: _abstract(v, placement) for k, v in stored.items() if k != 'params'}
+    abstract = {k: abstract_tree(v, placement) for k, v in stored.items() if k != 'params'}
     abstract['params'] = abstract_params(model, input_shape, placement)
     return abstract
 
@@ -208,7 +195,6 @@ def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None
   """(config, parameters, step) of another run's workdir: its model built from its own config
   (`config`, or its config.json), the parameters of `checkpoint` replicated over all devices (with
   `variables`, all its model variables, as `restore_variables`)."""
-  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
   config = load_config(workdir) if config is None else config
   input_shape = tuple(input_shape)
   restored, step = restore_variables(workdir, config, models.create(config.model, input_shape),

@@ -54,7 +54,7 @@ def defaults() -> ml_collections.ConfigDict:
   model.pullback_base = 'standard'    # prior=pullback (VAEPP): p_base(z) exp(-beta D(G(z))) / Z,
   model.pullback_weight = 10.0        # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
   model.pullback_xi_init = 0.0        # ... xi's initial value
-  model.discriminator = 'vaepp'       # ... D: priors.DISCRIMINATORS
+  model.discriminator = 'vaepp'       # ... D: nets.DISCRIMINATORS
   model.pullback_sample_start = 'base'  # ... prior samples: MALA from base draws | the latent WGAN's,
   model.pullback_mala_steps = 0       # ... MALA steps (0: none),
   model.pullback_mala_step_size = 1e-5  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)

@@ -20,7 +20,7 @@ Data are grey levels (or colours) in [0, 1], never binarized. Training follows t
 stage for 400 epochs halved every 150 (MNIST, Fashion), 1,000 / 300 (CIFAR-10), 120 / 48 (CelebA);
 the second stage 800 / 300, 2,000 / 600, 300 / 120. The paper says batch 100 and weight decay 5e-4:
 `--config.train.batch_size=100 --config.train.l2_reg=5e-4` (the L2 reaches the layers named hidden*,
-`objectives.l2_penalty`). Latents: kappa = 64; the second stage's layers are 1,024 wide (2,048 with
+`methods.objectives.l2_penalty`). Latents: kappa = 64; the second stage's layers are 1,024 wide (2,048 with
 the ResNet, as the supplement's runs). docs/dai2019.md lists every choice and where the code and the
 paper differ.
 

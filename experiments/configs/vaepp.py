@@ -18,7 +18,7 @@ The argument is a comma-separated list of tokens, in any order:
   budget   quickstart (tens of CPU minutes) | runlocal (tiny)
 
 Settings are the authors' code's (chenwenxiao/adversarial-prior-vae, code/experiment/dmm/
-dmm_bernouli*.py): the residual encoder, decoder and critic of `vaeprior_jax.vaepp_nets` (16/32/64
+dmm_bernouli*.py): the residual encoder, decoder and critic of `vaeprior_jax.nets.vaepp_nets` (16/32/64
 channels), batch 128, Adam 1e-4 halved every 200 epochs, L2 2e-4 on the residual blocks, 1,000 VAE
 epochs then 1,000 epochs of the latent WGAN (5 critic steps per generator step), q(z|x) a normal
 truncated at 2 sigma, log-std clipped below, 128 prior draws per step, W and the latent size per

@@ -191,7 +191,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.eval_every_epochs = 20.0
   config.train.early_stopping_num_samples = 100
   config.train.early_stopping_patience_epochs = 0.0  # > 0: stop after this many epochs without a best
-  # How the prior is trained (Sec. 3, App. B.3; see vaeprior_jax/prior_training.py): joint | post_hoc |
+  # How the prior is trained (Sec. 3, App. B.3; see vaeprior_jax/methods/prior_fitting.py): joint | post_hoc |
   # iterative. post_hoc and iterative start from the standard VAE trained in init_from ('' = train it
   # first in workdir/pretrain, with the settings above).
   config.train.prior_training = strategy

@@ -1,6 +1,6 @@
 """Transposed convolutions on the CPU as one stride-1 convolution per output phase.
 
-`nets.ConvTranspose` (and every backend's `transpose_same`) uses `per_phase` on the CPU only: there
+`nets.base.ConvTranspose` (and every backend's `transpose_same`) uses `per_phase` on the CPU only: there
 XLA takes the kernel gradient of lax's input-dilated form through a slow path. Elsewhere the plain
 `lax.conv_transpose` runs. tests/nets_test.py checks the two against each other, values and
 gradients.

@@ -6,14 +6,15 @@ vaepp_naive); user code registers its own with `REGISTRY.register(name, MethodCl
 
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import joint
+from vaeprior_jax.methods import objectives
 from vaeprior_jax.methods import prior_fitting
 from vaeprior_jax.methods import two_stage
 from vaeprior_jax.methods import vaepp
 from vaeprior_jax.methods.base import (REGISTRY, Method, Phase, apply_model, from_config,
-                                       init_variables, make_phase_step, make_step,
+                                       make_phase_step, make_step,
                                        method_name, model_variables,
                                        phase_of, phase_steps, state_from_variables, validate)
 
-__all__ = ['REGISTRY', 'Method', 'Phase', 'apply_model', 'base', 'from_config', 'init_variables',
-           'joint', 'make_phase_step', 'make_step', 'method_name', 'model_variables', 'phase_of',
+__all__ = ['REGISTRY', 'Method', 'Phase', 'apply_model', 'base', 'from_config',
+           'joint', 'make_phase_step', 'objectives', 'make_step', 'method_name', 'model_variables', 'phase_of',
            'phase_steps', 'prior_fitting', 'state_from_variables', 'two_stage', 'vaepp', 'validate']

@@ -13,7 +13,7 @@ A method (`Method`) says
 `make_step(model, method, groups)` turns that into (state, batch, train_key) -> (state, metrics):
 the gradient of the loss with respect to the trained groups only, each trained group updated by its
 own optimizer (which gets the global step as the extra argument `step`), the other groups and their
-optimizer states left as they are. The loop (`training.train_and_evaluate`) knows nothing of any
+optimizer states left as they are. The loop (`train.trainer.train_and_evaluate`) knows nothing of any
 particular method: it compiles one step per distinct set of trained groups and runs the phases.
 
 The train state is a dict: 'params', 'opt_state' ({group: optimizer state}), 'step', and, for models
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax.models.base import init_variables
 from vaeprior_jax import registry
 
 State = Dict[str, Any]
@@ -94,7 +95,7 @@ class Method:
   """Base class of training methods; see the module docstring. One instance per run."""
 
   name = 'method'
-  # The training split's size, set by the loop (`training.train_and_evaluate`) before any hook runs;
+  # The training split's size, set by the loop (`train.trainer.train_and_evaluate`) before any hook runs;
   # None where the method is used outside it.
   num_train_examples = None
 
@@ -168,13 +169,6 @@ class Method:
     that step). The default changes nothing."""
     del model, step, dataset, mesh, key
     return state, {}
-
-
-def init_variables(model, batch: Array, key: Array) -> Dict[str, Any]:
-  """model.init through `elbo` on a data batch (the flows' ActNorm layers take their initial values
-  from it): {'params': ..., and any other collections}."""
-  param_key, sample_key = jax.random.split(key)
-  return dict(model.init({'params': param_key}, batch, sample_key, method=model.elbo))
 
 
 def state_from_variables(method: Method, variables: Dict[str, Any]) -> State:

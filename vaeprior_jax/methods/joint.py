@@ -3,7 +3,7 @@ warm-up ELBO, with the papers' protocol.
 
 loss = -mean(log p(x|z) - beta (log q(z|x) - log p(z))) + l2_reg * L2 (+ Reg[q(z)]), one z ~ q(z|x)
 per example; beta rises linearly from `train.beta_start` to 1 over `train.warmup_epochs` (KL warm-up),
-the L2 term is `objectives.l2_penalty` of the non-linear kernels, Adam follows the piecewise constant
+the L2 term is `methods.objectives.l2_penalty` of the non-linear kernels, Adam follows the piecewise constant
 learning-rate schedule (`train.learning_rate`, times `train.lr_decay_factor` at each of
 `train.lr_decay_epochs`), and with `train.normalize_gradients` each gradient tensor is first divided by
 its norm (Tomczak & Welling). Where the model has a VampPrior whose pseudo-inputs start from data
@@ -20,10 +20,10 @@ import optax
 
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
-from vaeprior_jax import objectives
+from vaeprior_jax.methods import base
+from vaeprior_jax.methods import objectives
 from vaeprior_jax import priors
 from vaeprior_jax import sharding
-from vaeprior_jax.methods import base
 
 
 def beta_schedule(train_config, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:

@@ -35,12 +35,12 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vaeprior_jax import hvae_nets
-from vaeprior_jax import objectives
 from vaeprior_jax.methods import base
+from vaeprior_jax.methods import objectives
+from vaeprior_jax.nets import tomczak_nets
 
 STRATEGIES = ('joint', 'post_hoc', 'iterative')
-HIERARCHICAL_NETS = hvae_nets.NETS
+HIERARCHICAL_NETS = tomczak_nets.NETS
 GROUPS = ('vae', 'prior')
 # The model settings a post-hoc or iterative run must share with its pretrained standard VAE.
 SHARED_MODEL_KEYS = ('net', 'posterior', 'latent_dim', 'negative_slope')

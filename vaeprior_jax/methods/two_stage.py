@@ -27,9 +27,9 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vaeprior_jax import objectives
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import joint
+from vaeprior_jax.methods import objectives
 
 GROUPS = ('first', 'second')
 

@@ -3,7 +3,7 @@ then a latent-WGAN phase for sampling, over one global step.
 
 Parameter groups: 'vae' (encoder, posterior, decoder, the prior's xi and base prior), 'critic' (the
 prior's discriminator D), 'latent_critic' and 'latent_generator' (the latent WGAN of
-`vaeprior_jax.latent_gan`).
+`vaeprior_jax.priors.pullback.latent_gan`).
 
 VAE phase, `train.num_epochs` (or `train.num_steps`), on each batch x (encoder input and target):
   z ~ q(z|x) (one per example), eps_1..eps_P ~ p_base (P = `train.vaepp_prior_samples`, 128),
@@ -33,7 +33,7 @@ schedule over global epochs).
 
 The stored log Z of the prior (`partition/log_z`) is not used by the training loss (the batch
 estimate is). It is set from the posterior-based estimate over the training split
-(`partition.refresh_log_z`, with the `eval.log_z_*` settings) every `train.log_z_every_epochs`
+(`normalizer.refresh_log_z`, with the `eval.log_z_*` settings) every `train.log_z_every_epochs`
 (0: never; the code: at its test epochs, 500 or 1,000), before every early-stopping validation, and
 by `evaluate` before every evaluation; the value and its standard error are logged as `log_z`,
 `log_z_stderr`.
@@ -45,12 +45,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaeprior_jax import latent_gan
-from vaeprior_jax import models
-from vaeprior_jax import objectives
-from vaeprior_jax import penalties
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import joint
+from vaeprior_jax.methods import objectives
+from vaeprior_jax import models
+from vaeprior_jax.priors.pullback import latent_gan
+from vaeprior_jax.priors.pullback import penalties
 
 GROUPS = ('vae', 'critic', 'latent_critic', 'latent_generator')
 _PRIOR_GROUPS = {'discriminator': 'critic', 'latent_critic': 'latent_critic',
@@ -196,14 +196,14 @@ class VAEPP(base.Method):
     return max(0, int(round(self.config.train.log_z_every_epochs * self.steps_per_epoch)))
 
   def host_update(self, model, state, step, dataset, mesh, key):
-    from vaeprior_jax import partition  # pylint: disable=g-import-not-at-top
+    from vaeprior_jax.priors.pullback import normalizer  # pylint: disable=g-import-not-at-top
     from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
     config = self.config
     batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
     if getattr(self, '_log_z_fn', None) is None:  # Compiled once per run.
-      self._log_z_fn = partition.posterior_log_z_fn(model, config.eval.log_z_samples,
+      self._log_z_fn = normalizer.posterior_log_z_fn(model, config.eval.log_z_samples,
                                                     config.eval.log_z_chunk_size)
-    variables, info = partition.refresh_log_z(model, base.model_variables(state), dataset, config,
+    variables, info = normalizer.refresh_log_z(model, base.model_variables(state), dataset, config,
                                               mesh, key, 0, batch_size, self._log_z_fn)
     model_state = dict(state['model_state'], partition=variables['partition'])
     return dict(state, model_state=model_state), {

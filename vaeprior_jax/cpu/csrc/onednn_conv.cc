@@ -12,7 +12,7 @@
 // concurrently, and oneDNN's library-managed scratchpad is not safe for concurrent executions of
 // one primitive (one shared cache gave NaNs on 4 simulated devices). Kernels are reordered to and
 // from oneDNN's preferred layout on every call (3x3x64x64 floats: negligible next to the
-// convolution). vaeprior_jax/onednn.py compiles this file at first use.
+// convolution). vaeprior_jax/cpu/onednn.py compiles this file at first use.
 
 #include <array>
 #include <map>

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vaeprior_jax.tfds_builders import chardata
+from vaeprior_jax.data.tfds_builders import chardata
 
 
 class BurdaOmniglot(tfds.core.GeneratorBasedBuilder):

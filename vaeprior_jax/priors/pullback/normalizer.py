@@ -16,7 +16,7 @@ spread explodes with the plain normal (the paper's Sec. 5.1: variance 0.81 vs 0.
 samples). `tests/partition_test.py` checks these expectations against quadrature in 2-D.
 
 Both are streamed: samples are drawn in chunks and folded into running log-mean-exp accumulators
-(`evaluation._chunked_sample_reduce`), so memory is set by the chunk, not by the number of samples;
+(`estimators._chunked_sample_reduce`), so memory is set by the chunk, not by the number of samples;
 the posterior-based one runs over the images in sharded batches. Each returns log Z^ and its standard
 error (delta method: sd(Z^) / Z^, from the samples' second moment, per image for the posterior-based
 one, whose per-image estimates are independent strata).
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import compiled
-from vaeprior_jax import evaluation
+from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import models
 
 Array = jax.Array
@@ -80,7 +80,7 @@ def prior_log_z(model, variables, rng: Array, num_samples: int,
   @compiled.jit
   def run(variables, key):
     terms = lambda _, k: _with_square(model.apply(variables, k, 1, method=_prior_terms)[1])
-    return evaluation._chunked_sample_reduce(  # pylint: disable=protected-access
+    return estimators._chunked_sample_reduce(  # pylint: disable=protected-access
         terms, jnp.zeros((1,)), key, num_samples, chunk_size, ('log_weight', 'twice'))
 
   out = jax.device_get(run(variables, rng))
@@ -95,7 +95,7 @@ def posterior_log_z_fn(model, samples_per_image: int, chunk_size: int):
   def batch(variables, x, key):
     terms = lambda x_, k: _with_square(model.apply(models.as_variables(variables), x_, k,
                                                    method=_posterior_log_weight))
-    out = evaluation._chunked_sample_reduce(  # pylint: disable=protected-access
+    out = estimators._chunked_sample_reduce(  # pylint: disable=protected-access
         terms, x, key, samples_per_image, chunk_size, ('log_weight', 'twice'))
     return {'log_mean_exp': out['log_mean_exp'], 'log_mean_exp_twice': out['log_mean_exp_twice']}
 
@@ -112,7 +112,7 @@ def posterior_log_z(model, variables, images: np.ndarray, rng: Array, mesh, num_
   if num_train < 1:
     raise ValueError(f'num_train must be >= 1, got {num_train}.')
   batch_fn = batch_fn or posterior_log_z_fn(model, samples_per_image, chunk_size)
-  _, batches = evaluation.split_batches(batch_fn, variables, images, rng, mesh, batch_size)
+  _, batches = estimators.split_batches(batch_fn, variables, images, rng, mesh, batch_size)
   outs = list(batches)
   return _summary(np.concatenate([o['log_mean_exp'] for o in outs]),
                   np.concatenate([o['log_mean_exp_twice'] for o in outs]), samples_per_image,

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import compiled
 from vaeprior_jax import data
 from vaeprior_jax import models
 from vaeprior_jax import posteriors
 from vaeprior_jax import sharding
-from vaeprior_jax import compiled
 
 Array = jax.Array
 
@@ -233,17 +233,17 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import training  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
 
-  config = training.load_config(workdir)
+  config = checkpoints.load_config(workdir)
   if models.is_hierarchical(config.model):
     raise ValueError(f'The analyses of Xu et al. (App. B.4) are defined for one-level VAEs; {workdir} '
                      f'holds model.net={config.model.net}, a two-level model. Use '
                      'experiments.evaluate for its metrics and per-level active units.')
   out_dir = os.path.join(workdir, 'analysis')
   os.makedirs(out_dir, exist_ok=True)
-  eval_path = evaluate.result_path(workdir, split, max_examples if max_examples > 0 else None, seed)
+  eval_path = report.result_path(workdir, split, max_examples if max_examples > 0 else None, seed)
   metrics = None
   if reuse_eval and os.path.exists(eval_path):
     with open(eval_path) as f:
@@ -254,7 +254,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
       metrics = None
   if metrics is None:
     logging.info('Evaluating %s on %s (%d samples).', workdir, split, num_samples)
-    metrics = evaluate.evaluate(workdir, split, num_samples, max_examples or None, seed=seed,
+    metrics = report.evaluate(workdir, split, num_samples, max_examples or None, seed=seed,
                                 checkpoint=checkpoint)
 
   dataset, model, params, step, mesh, batch_size = _restored_run(workdir, config, checkpoint)
@@ -296,7 +296,7 @@ def analyze_workdir(workdir: str, split: str = 'test', num_samples: int = 1000,
   }
   with open(os.path.join(out_dir, 'analysis.json'), 'w') as f:
     json.dump(result, f, indent=2)
-  from vaeprior_jax import images  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import images  # pylint: disable=g-import-not-at-top
   images.save_grid(grid.reshape((-1,) + samples.shape[1:]),
                    os.path.join(out_dir, 'figure1_samples.png'), num_cols=6)
   plot_interpolations(rows, log_pz, os.path.join(out_dir, 'figure2_interpolations.png'))

@@ -11,20 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaeprior_jax import data
-from vaeprior_jax import evaluation
-from vaeprior_jax import images
-from vaeprior_jax import models
-from vaeprior_jax import partition
-from vaeprior_jax import sharding
-from vaeprior_jax import training
 from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
+from vaeprior_jax import data
+from vaeprior_jax.evaluation import estimators
+from vaeprior_jax.evaluation import images
+from vaeprior_jax import models
+from vaeprior_jax.priors.pullback import normalizer
+from vaeprior_jax import sharding
 
 
-CHECKPOINTS = training.CHECKPOINTS
-resolve_checkpoint = training.resolve_checkpoint
-restore_params = training.restore_params
+CHECKPOINTS = checkpoints.CHECKPOINTS
+resolve_checkpoint = checkpoints.resolve_checkpoint
+restore_params = checkpoints.restore_params
 
 
 # eval.proposal_input: what the encoder reads when estimating log p(x) (see `evaluate`).
@@ -90,7 +89,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   (of the two-level models: over Concat[z1, z2], and per level as active_units_z1, active_units_z2).
   """
   check_arguments(num_samples, max_examples, chunk_size, batch_size)
-  config = training.load_config(workdir)
+  config = checkpoints.load_config(workdir)
   if conv_backend is not None:
     config.model.conv_backend = conv_backend
   ec = config.eval
@@ -117,21 +116,21 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   # The variables: parameters, and batch statistics where the nets keep them.
   params, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape,
                                                checkpoint)
-  eval_key = jax.random.fold_in(training.root_keys(config.seed)['eval'], seed)
+  eval_key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
   pullback = {}
   if config.model.prior == 'pullback':  # log Z anew, before the likelihood that depends on it.
-    params, pullback = partition.refresh_log_z(model, params, dataset, config, mesh,
+    params, pullback = normalizer.refresh_log_z(model, params, dataset, config, mesh,
                                                jax.random.fold_in(eval_key, 0x2), seed, batch_size)
 
-  batch_metrics = evaluation.make_batch_metrics(model, num_samples, chunk_size, paired)
+  batch_metrics = estimators.make_batch_metrics(model, num_samples, chunk_size, paired)
   start = time.time()
   if paired:  # Concat[binarized target, grey image]; the encoder's view is the second half.
     split_images = data.grey_proposal_pairs(dataset, config.data, split, seed)
     encoder_view = split_images[..., split_images.shape[-1] // 2:]
   else:
     split_images = encoder_view = dataset.eval_images(split, seed)
-  result = evaluation.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
+  result = estimators.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}')
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
@@ -139,9 +138,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                 conv_backend=config.model.conv_backend)
   if pullback:
     result.update(pullback)
-    prior_estimate = partition.prior_log_z(model, params, jax.random.fold_in(eval_key, 0x4),
+    prior_estimate = normalizer.prior_log_z(model, params, jax.random.fold_in(eval_key, 0x4),
                                            ec.log_z_prior_samples)
-    result.update(partition.check_against_prior(result, prior_estimate))
+    result.update(normalizer.check_against_prior(result, prior_estimate))
     if result['log_z_deficit_95'] > 0:
       logging.warning(
           'The posterior-based log Z (%.2f) is below the prior-based estimate (%.2f +- %.2f) by more '
@@ -150,8 +149,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
           result['log_z_prior'], result['log_z_prior_stderr'], result['nll'],
           result['log_z_deficit_95'], result['nll_with_prior_log_z'])
     subset = encoder_view[:min(len(encoder_view), 1000)]
-    result.update(partition.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset,
-                                        num_samples=min(partition.DIAGNOSTICS_PRIOR_SAMPLES,
+    result.update(normalizer.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset,
+                                        num_samples=min(normalizer.DIAGNOSTICS_PRIOR_SAMPLES,
                                                         ec.log_z_prior_samples)))
   if config.model.likelihood == 'discretized_logistic':  # 8-bit images: also in bits per dimension.
     nats_per_bit = math.log(2.0) * math.prod(dataset.input_shape)
@@ -175,12 +174,12 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
       mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
       means_z.append(sharding.to_host(mu)[mask])
     means_z = np.concatenate(means_z)
-    result['active_units'] = evaluation.active_units(means_z)
+    result['active_units'] = estimators.active_units(means_z)
     levels = model.latent_levels
     if len(levels) > 1:  # Per level, as Tomczak & Welling's Fig. 3: active_units_z1, ..._z2.
       start = 0
       for name, size in levels:
-        result[f'active_units_{name}'] = evaluation.active_units(means_z[:, start:start + size])
+        result[f'active_units_{name}'] = estimators.active_units(means_z[:, start:start + size])
         start += size
 
   if paired:
@@ -314,7 +313,7 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   without a pull-back prior or out of range, a bootstrap of one resample) without loading data,
   weights or a model: `experiments.evaluate` calls it before the likelihood evaluation, which can
   take hours."""
-  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   config, _, _, _, use_cfd, _ = _quality_arguments(
       workdir, fid_weights, protocol, num_images,
       dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
@@ -327,13 +326,13 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, mala, bootstr
   """(config with the `mala` overrides applied, protocol, number of generated images, the FID
   weights file's (path, SHA-256) or None without FID, whether CFD, the overrides given), checked.
   `mala`: {'steps', 'step_size', 'adapt_steps'} -> a value or None (the run's config)."""
-  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   if protocol is not None and protocol not in PROTOCOLS:
     raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
   if bootstrap < 0 or bootstrap == 1:
     raise ValueError(f'bootstrap must be 0 (none) or >= 2 resamples, got {bootstrap}.')
-  config = training.load_config(workdir)
+  config = checkpoints.load_config(workdir)
   mala = {k: v for k, v in mala.items() if v is not None}
   if mala and config.model.prior != 'pullback':
     raise ValueError(f'MALA settings ({", ".join(sorted(mala))}) need a run with a pull-back '
@@ -390,9 +389,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   distance's images (`frechet.bootstrap_sd`; the reference held fixed): the noise to read
   differences between kinds against.
   """
-  from vaeprior_jax import classifier_distance  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import fid  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import frechet  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import frechet  # pylint: disable=g-import-not-at-top
   config, protocol, num_generated, fid_file, use_cfd, mala_overrides = _quality_arguments(
       workdir, fid_weights, protocol, num_images,
       dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
@@ -437,7 +436,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   if config.model.prior == 'pullback':
     kinds[1:1] = ['base_samples', 'gan_samples']
   kinds.append('data')
-  key = jax.random.fold_in(training.root_keys(config.seed)['eval'], 0x5a1 + seed)
+  key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], 0x5a1 + seed)
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
             'num_reference': len(reference), 'num_data': len(held_out), 'step': int(step),
             'normalize': normalize, 'bootstrap': bootstrap}

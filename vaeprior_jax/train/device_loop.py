@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from vaeprior_jax import compiled
 from vaeprior_jax import data
 from vaeprior_jax import sharding
-from vaeprior_jax import compiled
 
 # Domain tags for the data keys: fold_in(key(seed), _DATA_TAG), then 0 (shuffles) or 1 (binarization).
 _DATA_TAG = 0xDA7A

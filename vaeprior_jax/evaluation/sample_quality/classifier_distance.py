@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vaeprior_jax import frechet
+from vaeprior_jax.evaluation.sample_quality import frechet
 
 Array = jax.Array
 NAME = 'classifier Fréchet distance (CFD; not FID)'

@@ -1,6 +1,8 @@
-"""The networks of Tomczak & Welling's two-level VAE (HVAE, ConvHVAE, PixelHVAE; Eqs. 10-15, Sec. 5.1).
+"""Tomczak & Welling (2018)'s nets: the gated layers, the one-level VAE's gated MLP (`gated_mlp`)
+and the two-level models HVAE, ConvHVAE and PixelHVAE (`hvae`, `convhvae`, `pixelhvae`; Eqs. 10-15,
+Sec. 5.1).
 
-Four networks per model, all with gated layers (h = (W1 x) * sigmoid(W2 x)) and Gaussian heads whose
+Four networks per two-level model, all with gated layers (h = (W1 x) * sigmoid(W2 x)) and Gaussian heads whose
 log-variance is hard-tanh'ed to [-6, 2]:
 
   q_psi(z2 | x)        `EncoderZ2`        x -> (mean, log_std) [.., M2]   (also the VampPrior's components)
@@ -13,8 +15,8 @@ layer where it joins two inputs. Convolutional encoders (ConvHVAE, PixelHVAE): f
 (32, 32, 64, 64, 6 channels; strides 1, 2, 1, 2, 1) down to H/4 x W/4 x 6. ConvHVAE's decoder: gated
 dense layers of z1 and z2 joined into an H x W x C image, then four gated 3x3 convolutions of 64
 channels. PixelHVAE's decoder: z1 and z2 each mapped to an H x W x C image by a gated dense layer, the
-two images condition the `nets.PixelCNN` that PixelVAE uses too. Layers with a non-linearity are named
-hidden* (the L2 convention of `objectives.l2_penalty`).
+two images condition the `pixelcnn.PixelCNN` that PixelVAE uses too. Layers with a non-linearity are named
+hidden* (the L2 convention of `methods.objectives.l2_penalty`).
 """
 
 from typing import Sequence, Tuple
@@ -24,9 +26,81 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaeprior_jax import nets
+from vaeprior_jax.nets import base
+from vaeprior_jax.nets import pixelcnn
 
 Array = jax.Array
+
+# He initialisation (Tomczak & Welling's code: Kaiming-normal weights of every linear layer).
+he_normal = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+
+
+class GatedDense(nn.Module):
+  """h = (W1 x + b1) * sigmoid(W2 x + b2) (Dauphin et al.'s gating as the non-linearity)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    h = nn.Dense(self.features, kernel_init=he_normal, name='h')(x)
+    g = nn.Dense(self.features, kernel_init=he_normal, name='gate')(x)
+    return h * nn.sigmoid(g)
+
+
+class GatedConv(nn.Module):
+  """h = Conv1(x) * sigmoid(Conv2(x)), with PyTorch-style symmetric padding kernel_size // 2."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  conv_backend: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    pad = self.kernel_size // 2
+    conv = lambda name: base.conv_layer(self.conv_backend)(
+        self.features, (self.kernel_size,) * 2, (self.stride,) * 2,
+        padding=((pad, pad), (pad, pad)), name=name)
+    return conv('h')(x) * nn.sigmoid(conv('gate')(x))
+
+
+# Tomczak & Welling's Gaussian heads: log-variance hard-tanh'ed to [-6, 2].
+TOMCZAK_LOG_STD_RANGE = (-3.0, 1.0)
+
+
+def tomczak_heads(latent_dim: int, name: str = 'heads') -> base.GaussianHeads:
+  return base.GaussianHeads(latent_dim, TOMCZAK_LOG_STD_RANGE, he_normal, name=name)
+
+
+def gated_mlp(h: Array, sizes: Sequence[int], prefix: str = 'hidden') -> Array:
+  """GatedDense layers named {prefix}_0, {prefix}_1, ... (call inside a compact method)."""
+  for i, units in enumerate(sizes):
+    h = GatedDense(units, name=f'{prefix}_{i}')(h)
+  return h
+
+
+class GatedMLPEncoder(nn.Module):
+  """Tomczak & Welling's VAE (L = 1) encoder: x -> Flatten -> GatedDense[300 -> 300] -> Gaussian
+  heads (log-variance in [-6, 2])."""
+  latent_dim: int
+  hidden_units: Sequence[int] = (300, 300)
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = gated_mlp(x.reshape(x.shape[:-3] + (-1,)), self.hidden_units)
+    return tomczak_heads(self.latent_dim)(h)
+
+
+class GatedMLPDecoder(nn.Module):
+  """Tomczak & Welling's VAE (L = 1) decoder: z -> GatedDense[300 -> 300] -> Linear[H*W*C] logits."""
+  output_shape: Tuple[int, int, int]
+  hidden_units: Sequence[int] = (300, 300)
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = gated_mlp(z, self.hidden_units)
+    size = int(np.prod(self.output_shape))
+    logits = nn.Dense(size, kernel_init=he_normal, name='logits')(h)
+    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+
 
 HIDDEN = 300
 # (features, kernel, stride) of the gated convolutions of q(z2|x) and of q(z1|x, z2)'s x-branch.
@@ -44,7 +118,7 @@ def _gated_conv_features(x: Array, stack, prefix: str, conv_backend: str) -> Arr
   batch_shape = x.shape[:-3]
   h = x.reshape((-1,) + x.shape[-3:])
   for i, (features, kernel, stride) in enumerate(stack):
-    h = nets.GatedConv(features, kernel, stride, conv_backend, name=f'{prefix}_{i}')(h)
+    h = GatedConv(features, kernel, stride, conv_backend, name=f'{prefix}_{i}')(h)
   return h.reshape(batch_shape + (-1,))
 
 
@@ -59,8 +133,8 @@ class EncoderZ2(nn.Module):
     if self.conv:
       h = _gated_conv_features(x, CONV_Z2_STACK, 'hidden', self.conv_backend)
     else:
-      h = nets.gated_mlp(_flatten_image(x), (HIDDEN, HIDDEN))
-    return nets.tomczak_heads(self.latent_dim)(h)
+      h = gated_mlp(_flatten_image(x), (HIDDEN, HIDDEN))
+    return tomczak_heads(self.latent_dim)(h)
 
 
 class EncoderZ1(nn.Module):
@@ -75,11 +149,11 @@ class EncoderZ1(nn.Module):
     if self.conv:
       hx = _gated_conv_features(x, CONV_Z1_STACK, 'hidden_x', self.conv_backend)
     else:
-      hx = nets.GatedDense(HIDDEN, name='hidden_x')(_flatten_image(x))
+      hx = GatedDense(HIDDEN, name='hidden_x')(_flatten_image(x))
     hx = jnp.broadcast_to(hx, z2.shape[:-1] + hx.shape[-1:])
-    hz = nets.GatedDense(hx.shape[-1], name='hidden_z2')(z2)
-    h = nets.GatedDense(HIDDEN, name='hidden_joint')(jnp.concatenate([hx, hz], axis=-1))
-    return nets.tomczak_heads(self.latent_dim)(h)
+    hz = GatedDense(hx.shape[-1], name='hidden_z2')(z2)
+    h = GatedDense(HIDDEN, name='hidden_joint')(jnp.concatenate([hx, hz], axis=-1))
+    return tomczak_heads(self.latent_dim)(h)
 
 
 class ConditionalPrior(nn.Module):
@@ -88,7 +162,7 @@ class ConditionalPrior(nn.Module):
 
   @nn.compact
   def __call__(self, z2: Array) -> Tuple[Array, Array]:
-    return nets.tomczak_heads(self.latent_dim)(nets.gated_mlp(z2, (HIDDEN, HIDDEN)))
+    return tomczak_heads(self.latent_dim)(gated_mlp(z2, (HIDDEN, HIDDEN)))
 
 
 class Decoder(nn.Module):
@@ -98,10 +172,10 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, z1: Array, z2: Array) -> Array:
-    h = jnp.concatenate([nets.GatedDense(HIDDEN, name='hidden_z1')(z1),
-                         nets.GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
-    h = nets.GatedDense(HIDDEN, name='hidden_joint')(h)
-    logits = nn.Dense(int(np.prod(self.output_shape)), kernel_init=nets.he_normal, name='logits')(h)
+    h = jnp.concatenate([GatedDense(HIDDEN, name='hidden_z1')(z1),
+                         GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
+    h = GatedDense(HIDDEN, name='hidden_joint')(h)
+    logits = nn.Dense(int(np.prod(self.output_shape)), kernel_init=he_normal, name='logits')(h)
     return logits.reshape(z1.shape[:-1] + tuple(self.output_shape))
 
 
@@ -115,18 +189,18 @@ class ConvDecoder(nn.Module):
   @nn.compact
   def __call__(self, z1: Array, z2: Array) -> Array:
     batch_shape = z1.shape[:-1]
-    h = jnp.concatenate([nets.GatedDense(HIDDEN, name='hidden_z1')(z1),
-                         nets.GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
-    h = nets.GatedDense(int(np.prod(self.output_shape)), name='hidden_joint')(h)
+    h = jnp.concatenate([GatedDense(HIDDEN, name='hidden_z1')(z1),
+                         GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
+    h = GatedDense(int(np.prod(self.output_shape)), name='hidden_joint')(h)
     h = h.reshape((-1,) + tuple(self.output_shape))
     for i, features in enumerate(self.channels):
-      h = nets.GatedConv(features, 3, 1, self.conv_backend, name=f'hidden_conv_{i}')(h)
-    logits = nets.conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
+      h = GatedConv(features, 3, 1, self.conv_backend, name=f'hidden_conv_{i}')(h)
+    logits = base.conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
     return logits.reshape(batch_shape + tuple(self.output_shape))
 
 
 class PixelDecoder(nn.Module):
-  """PixelHVAE's p(x|z1, z2): a PixelCNN (`nets.PixelCNN`, shared with PixelVAE) over x, conditioned
+  """PixelHVAE's p(x|z1, z2): a PixelCNN (`pixelcnn.PixelCNN`, shared with PixelVAE) over x, conditioned
   on Concat[UnFlatten(GatedDense[H*W*C](z1)), UnFlatten(GatedDense[H*W*C](z2))]."""
   output_shape: Tuple[int, int, int]
   num_layers: int = 3
@@ -142,10 +216,10 @@ class PixelDecoder(nn.Module):
     shape = tuple(self.output_shape)
     size = int(np.prod(shape))
     cond = jnp.concatenate([
-        nets.GatedDense(size, name='hidden_z1')(z1).reshape((-1,) + shape),
-        nets.GatedDense(size, name='hidden_z2')(z2).reshape((-1,) + shape)], axis=-1)
+        GatedDense(size, name='hidden_z1')(z1).reshape((-1,) + shape),
+        GatedDense(size, name='hidden_z2')(z2).reshape((-1,) + shape)], axis=-1)
     x = jnp.broadcast_to(x, batch_shape + shape).reshape((-1,) + shape)
-    logits = nets.PixelCNN(shape, self.num_layers, self.features, self.dropout_rate,
+    logits = pixelcnn.PixelCNN(shape, self.num_layers, self.features, self.dropout_rate,
                            conv_backend=self.conv_backend, name='pixelcnn')(
                                x, cond, deterministic, dropout_rng)
     return logits.reshape(batch_shape + shape)
@@ -157,9 +231,9 @@ NETS = ('hvae', 'convhvae', 'pixelhvae')
 def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int],
            pixelcnn_layers: int = 3, pixelcnn_features: int = 0, conv_backend: str = 'xla'):
   """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS); the
-  convolutions are `conv_backend`'s (nets.CONV_BACKENDS)."""
+  convolutions are `conv_backend`'s (base.CONV_BACKENDS)."""
   input_shape = tuple(int(s) for s in input_shape)
-  nets.CONV_BACKENDS.check(conv_backend)
+  base.CONV_BACKENDS.check(conv_backend)
   if name not in NETS:
     raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
   conv = name != 'hvae'
@@ -189,4 +263,13 @@ def _builder(name: str):
 
 
 for _name in NETS:
-  nets.REGISTRY.register(_name, _builder(_name))
+  base.REGISTRY.register(_name, _builder(_name))
+
+
+def _gated_mlp(model_config, input_shape):
+  """Tomczak & Welling's VAE (L = 1)."""
+  return {'encoder': GatedMLPEncoder(model_config.latent_dim),
+          'decoder': GatedMLPDecoder(tuple(int(s) for s in input_shape))}
+
+
+base.REGISTRY.register('gated_mlp', _gated_mlp)

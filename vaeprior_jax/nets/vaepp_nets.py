@@ -2,7 +2,7 @@
 authors' code (chenwenxiao/adversarial-prior-vae, `code/experiment/dmm/dmm_bernouli*.py`: `q_net`,
 `G_theta`, `D_psi`).
 
-All three use the pre-activation residual block of `nets.ResidualBlock` (leaky ReLU, 3x3 kernels, a
+All three use the pre-activation residual block of `base.ResidualBlock` (leaky ReLU, 3x3 kernels, a
 1x1 shortcut where the shape changes), with no normalisation:
 
   encoder        x -> Res[16] -> Res[32, /2] -> Res[64, /2] -> Flatten -> (mean, log_std) = two
@@ -19,7 +19,7 @@ All three use the pre-activation residual block of `nets.ResidualBlock` (leaky R
   discriminator  x -> Res[16] -> Res[32, /2] -> Res[64, /2] -> Flatten -> Dense[64] -> Dense[1]
                  (both linear, as in the code), [B].
 
-The residual blocks are named `hidden_*`, so `objectives.l2_penalty` covers their kernels: the
+The residual blocks are named `hidden_*`, so `methods.objectives.l2_penalty` covers their kernels: the
 code's L2 (2e-4) is on the residual blocks only. H and W must be divisible by 4.
 
 Colour images (8-bit, with the discretized logistic likelihood; the decoders emit
@@ -52,8 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from vaeprior_jax import likelihoods
-from vaeprior_jax import nets
-from vaeprior_jax import priors
+from vaeprior_jax.nets import base
 
 Array = jax.Array
 
@@ -67,7 +66,7 @@ def _trunk(x: Array, negative_slope: float) -> Array:
   batch_shape = x.shape[:-3]
   h = x.reshape((-1,) + x.shape[-3:])
   for i, (features, stride) in enumerate(STACK):
-    h = nets.ResidualBlock(features, stride, negative_slope=negative_slope, name=f'hidden_{i}')(h)
+    h = base.ResidualBlock(features, stride, negative_slope=negative_slope, name=f'hidden_{i}')(h)
   return h.reshape(batch_shape + (-1,))
 
 
@@ -78,7 +77,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
-    nets.check_spatial(x.shape[-3:])
+    base.check_spatial(x.shape[-3:])
     h = _trunk(x, self.negative_slope)
     mean = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='mean')(h)
     log_std = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='log_std')(h)
@@ -96,7 +95,7 @@ class Decoder(nn.Module):
     h = nn.Dense(height // 4 * width // 4 * 64, name='dense')(z)
     h = h.reshape((-1, height // 4, width // 4, 64))
     for i, (features, stride) in enumerate(DECODER_STACK):
-      h = nets.ResidualBlock(features, stride, transpose=True, negative_slope=self.negative_slope,
+      h = base.ResidualBlock(features, stride, transpose=True, negative_slope=self.negative_slope,
                              name=f'hidden_{i}')(h)
     a = nn.Conv(channels, (1, 1), kernel_init=nn.initializers.zeros, name='mean')(h)
     if self.mean_activation == 'tanh_clip':
@@ -113,14 +112,14 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    nets.check_spatial(x.shape[-3:])
+    base.check_spatial(x.shape[-3:])
     h = _trunk(x, self.negative_slope)
     h = nn.Dense(64, name='dense')(h)
     return nn.Dense(1, name='out')(h)[..., 0]
 
 
 def _build(model_config, input_shape):
-  nets.check_spatial(input_shape)
+  base.check_spatial(input_shape)
   if model_config.vaepp_mean_activation not in MEAN_ACTIVATIONS:
     raise ValueError(f'Unknown model.vaepp_mean_activation {model_config.vaepp_mean_activation!r}; '
                      f'allowed: {", ".join(MEAN_ACTIVATIONS)}.')
@@ -163,12 +162,12 @@ class CifarEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
-    nets.check_spatial(x.shape[-3:])
+    base.check_spatial(x.shape[-3:])
     batch_shape = x.shape[:-3]
     channels = _latent_map_channels(self.latent_dim, *x.shape[-3:-1])
     h = _to_code_coordinates(x).reshape((-1,) + x.shape[-3:])
-    h = nets.residual_stack(h, CIFAR_ENCODER, self.negative_slope)
-    heads = [nets.ResidualBlock(channels, 1, negative_slope=self.negative_slope, zero_init=True,
+    h = base.residual_stack(h, CIFAR_ENCODER, self.negative_slope)
+    heads = [base.ResidualBlock(channels, 1, negative_slope=self.negative_slope, zero_init=True,
                                 name=f'hidden_{name}')(h).reshape(batch_shape + (-1,))
              for name in ('mean', 'log_std')]
     return heads[0], jnp.maximum(heads[1], self.min_log_std)
@@ -184,7 +183,7 @@ class CifarDecoder(nn.Module):
     height, width, _ = self.output_shape
     channels = _latent_map_channels(z.shape[-1], height, width)
     h = z.reshape((-1, height // 4, width // 4, channels))
-    h = nets.residual_stack(h, CIFAR_DECODER, self.negative_slope, transpose=True)
+    h = base.residual_stack(h, CIFAR_DECODER, self.negative_slope, transpose=True)
     return _decoder_heads(h, self.out_channels).reshape(
         z.shape[:-1] + (height, width, self.out_channels))
 
@@ -194,8 +193,8 @@ class CifarDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    nets.check_spatial(x.shape[-3:])
-    h = nets.residual_stack(_to_code_coordinates(x), CIFAR_CRITIC, self.negative_slope)
+    base.check_spatial(x.shape[-3:])
+    h = base.residual_stack(_to_code_coordinates(x), CIFAR_CRITIC, self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))
     return nn.Dense(1, name='out')(h)[..., 0]
 
@@ -220,7 +219,7 @@ class SamplingEncoder(nn.Module):
     s = _sampling_first_stride(x.shape[-3:])
     batch_shape = x.shape[:-3]
     h = _to_code_coordinates(x).reshape((-1,) + x.shape[-3:])
-    h = nets.residual_stack(h, ((32, s, 5), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 2, 3)),
+    h = base.residual_stack(h, ((32, s, 5), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 2, 3)),
                         self.negative_slope)
     h = h.reshape(batch_shape + (-1,))
     mean = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name='mean')(h)
@@ -237,7 +236,7 @@ class SamplingDecoder(nn.Module):
   def __call__(self, z: Array) -> Array:
     s = _sampling_first_stride(self.output_shape)
     h = nn.Dense(8 * 8 * 64, name='dense')(z).reshape((-1, 8, 8, 64))
-    h = nets.residual_stack(h, ((64, 2, 3), (64, 1, 3), (32, 2, 3), (32, 1, 3), (32, s, 5)),
+    h = base.residual_stack(h, ((64, 2, 3), (64, 1, 3), (32, 2, 3), (32, 1, 3), (32, s, 5)),
                         self.negative_slope, transpose=True)
     return _decoder_heads(h, self.out_channels).reshape(
         z.shape[:-1] + tuple(self.output_shape[:2]) + (self.out_channels,))
@@ -249,7 +248,7 @@ class SamplingDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     s = _sampling_first_stride(x.shape[-3:])
-    h = nets.residual_stack(_to_code_coordinates(x),
+    h = base.residual_stack(_to_code_coordinates(x),
                         ((32, s, 3), (32, 1, 3), (64, 2, 3), (64, 1, 3), (64, 2, 3)),
                         self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))
@@ -266,7 +265,7 @@ def _check_colour(model_config, input_shape, net: str):
 
 def _build_cifar(model_config, input_shape):
   _check_colour(model_config, input_shape, 'vaepp_cifar')
-  nets.check_spatial(input_shape)
+  base.check_spatial(input_shape)
   _latent_map_channels(model_config.latent_dim, input_shape[0], input_shape[1])
   out = likelihoods.output_channels(model_config, input_shape[-1])
   return {'encoder': CifarEncoder(model_config.latent_dim, model_config.vaepp_min_log_std,
@@ -283,12 +282,12 @@ def _build_sampling(model_config, input_shape):
           'decoder': SamplingDecoder(tuple(input_shape), out, model_config.negative_slope)}
 
 
-nets.REGISTRY.register('vaepp', _build)
-nets.REGISTRY.register('vaepp_cifar', _build_cifar)
-nets.REGISTRY.register('vaepp_sampling', _build_sampling)
-priors.DISCRIMINATORS.register('vaepp', lambda mc, input_shape: Discriminator(mc.negative_slope))
-priors.DISCRIMINATORS.register('vaepp_cifar',
+base.REGISTRY.register('vaepp', _build)
+base.REGISTRY.register('vaepp_cifar', _build_cifar)
+base.REGISTRY.register('vaepp_sampling', _build_sampling)
+base.DISCRIMINATORS.register('vaepp', lambda mc, input_shape: Discriminator(mc.negative_slope))
+base.DISCRIMINATORS.register('vaepp_cifar',
                                lambda mc, input_shape: CifarDiscriminator(mc.negative_slope))
-priors.DISCRIMINATORS.register('vaepp_sampling',
+base.DISCRIMINATORS.register('vaepp_sampling',
                                lambda mc, input_shape: SamplingDiscriminator(mc.negative_slope))
 NETS = ('vaepp', 'vaepp_cifar', 'vaepp_sampling')

@@ -204,7 +204,7 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   """
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import metric_writer  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import metric_writer  # pylint: disable=g-import-not-at-top
   total, batches = split_batches(batch_metrics, params, images, key, mesh, batch_size,
                                  max_examples, seed)
   sums, count, start = {}, 0, time.time()

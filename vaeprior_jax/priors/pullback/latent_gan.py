@@ -11,8 +11,8 @@ are convolutional on the latents seen as an 8x8x(d/64) map, eps of size 128:
              DeRes[64] -> DeRes[32] -> DeRes[16] -> Conv1x1[d/64] (zero-initialised) -> flattened
   critic     z as the map -> Res[16] -> Res[32] -> Res[64] -> Res[128, /2] -> Res[256, /2] ->
              Res[256, /2] -> Flatten -> Dense[64] -> Dense[1] (both linear)
-(pre-activation residual blocks, leaky ReLU, no normalisation, as `vaeprior_jax.vaepp_nets`). The
-hidden layers and residual blocks are named `hidden_*`, so the run's L2 (`objectives.l2_penalty`)
+(pre-activation residual blocks, leaky ReLU, no normalisation, as `vaeprior_jax.nets.vaepp_nets`). The
+hidden layers and residual blocks are named `hidden_*`, so the run's L2 (`methods.objectives.l2_penalty`)
 covers them, as the code's regulariser does (its dense layers are not regularised).
 
 Losses (WGAN with a gradient penalty R in latent space, `penalties.gradient_penalty`), as the
@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaeprior_jax import nets
+from vaeprior_jax.nets import base
 
 Array = jax.Array
 
@@ -75,7 +75,7 @@ class ConvGenerator(nn.Module):
     height, width, channels = conv_map_shape(self.latent_dim)
     h = nn.Dense((height // 2) * (width // 2) * 256, name='dense')(eps)
     h = h.reshape((-1, height // 2, width // 2, 256))
-    h = nets.residual_stack(h, CONV_GENERATOR, self.negative_slope, transpose=True)
+    h = base.residual_stack(h, CONV_GENERATOR, self.negative_slope, transpose=True)
     h = nn.Conv(channels, (1, 1), kernel_init=nn.initializers.zeros, name='out')(h)
     return h.reshape(eps.shape[:-1] + (self.latent_dim,))
 
@@ -88,7 +88,7 @@ class ConvCritic(nn.Module):
   @nn.compact
   def __call__(self, z: Array) -> Array:
     h = z.reshape((-1,) + conv_map_shape(self.latent_dim))
-    h = nets.residual_stack(h, CONV_CRITIC, self.negative_slope)
+    h = base.residual_stack(h, CONV_CRITIC, self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))
     return nn.Dense(1, name='out')(h).reshape(z.shape[:-1] + (1,))
 

@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from vaeprior_jax.tfds_builders import chardata
+from vaeprior_jax.data.tfds_builders import chardata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +164,7 @@ def get_builder(data_config):
   validate(data_config)
   _tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax.tfds_builders import burda_omniglot  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.data.tfds_builders import burda_omniglot  # pylint: disable=g-import-not-at-top
   del burda_omniglot  # Imported to register the project's builders with tfds.
   name = data_config.dataset
   spec = SPECS[name]
@@ -470,7 +470,7 @@ def whole_splits(data_config) -> dict:
   """{split: images} of `data_config.dataset` as its files hold them: grey levels never binarized
   (the test images once), and 'train' with the images `load` carves out for validation (after the
   training images, in the seeded order of `load`'s split). The images that sample-quality protocols
-  compare against (`evaluate.sample_quality`); one `load`."""
+  compare against (`evaluation.report.sample_quality`); one `load`."""
   data_config = _complete(data_config)  # (a copy)
   if SPECS[data_config.dataset].dynamic:
     data_config.binarize = False
@@ -523,7 +523,7 @@ def check_grey_proposal(data_config):
 def grey_proposal_pairs(dataset: Dataset, data_config, split: str, seed: int = 0) -> np.ndarray:
   """VAEPP's evaluation of a model trained on grey levels (`data.binarize=False`): binarized targets
   x beside the grey images e they were drawn from, as [N, H, W, 2C] = Concat[x, e] (the encoder reads
-  e, the likelihood scores x: `evaluation.make_batch_metrics(..., paired=True)`). The test split
+  e, the likelihood scores x: `evaluation.estimators.make_batch_metrics(..., paired=True)`). The test split
   holds the binarizations a binarized run is tested on (`data.test_binarizations` times with
   `data.test_binarization_seed`, so both protocols score the same binary images); the others one
   binarization with `seed`."""

@@ -8,7 +8,7 @@ Step s uses the key fold_in(train_key, s), and its batch is a function of (seed,
 a resumed run repeats an uninterrupted one exactly.
 
 The joint-training step of the papers' protocol is also available alone, for your own loop:
-`make_optimizer`, `create_train_state` and `make_train_step`.
+`methods.joint.make_optimizer`, `create_train_state` and `make_train_step`.
 """
 
 import functools
@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Tuple
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
@@ -31,33 +32,16 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
 from vaeprior_jax import checkpoints
+from vaeprior_jax import compiled
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
-from vaeprior_jax import device_loop
-from vaeprior_jax import evaluation
+from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import methods
-from vaeprior_jax import metric_writer
 from vaeprior_jax import models
-from vaeprior_jax import objectives
 from vaeprior_jax import sharding
-from vaeprior_jax import compiled
-from vaeprior_jax.checkpoints import (CHECKPOINTS, abstract_train_state, best_checkpoint_manager,
-                                      check_resume_config, checkpoint_manager, load_config,
-                                      resolve_checkpoint, restore_params, restore_state, root_keys,
-                                      save_config)
-from vaeprior_jax.methods.joint import (beta_schedule, learning_rate_schedule, make_optimizer,
-                                        normalize_per_tensor, num_train_steps)
-
+from vaeprior_jax.train import device_loop
+from vaeprior_jax.train import metric_writer
 State = Dict[str, Any]
-l2_penalty = objectives.l2_penalty
-
-# Also importable from here, where they lived before `checkpoints` and `methods.joint`.
-__all__ = ['CHECKPOINTS', 'EarlyStopping', 'Preempted', 'abstract_train_state',
-           'best_checkpoint_manager', 'beta_schedule', 'checkpoint_manager', 'compile_train_step',
-           'create_train_state', 'init_opt_state', 'l2_penalty', 'learning_rate_schedule',
-           'load_config', 'make_optimizer', 'make_train_step', 'next_event',
-           'normalize_per_tensor', 'num_train_steps', 'quiet_library_logs', 'resolve_checkpoint',
-           'restore_params', 'restore_state', 'root_keys', 'save_config', 'train_and_evaluate']
 
 
 def quiet_library_logs():
@@ -72,6 +56,20 @@ def quiet_library_logs():
   logging.get_absl_handler().addFilter(_DropOrbaxInfo())
 
 
+def abstract_train_state(model, config, input_shape, placement=None) -> State:
+  """Shapes and dtypes of the train state of `config` (its model and method), without computing it
+  (to restore into), each with the sharding `placement` if given."""
+  batch = jax.ShapeDtypeStruct((2,) + tuple(input_shape), jnp.float32)
+  config = config_lib.complete(config)
+  method = methods.from_config(config, 1)
+
+  def create(b):
+    variables = models.init_variables(model, b, checkpoints.root_keys(config.seed)['init'])
+    return methods.state_from_variables(method, variables)
+
+  return checkpoints.abstract_tree(jax.eval_shape(create, batch), placement)
+
+
 # ------------------------------------------------------------------- the joint step, for your own loop
 
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
@@ -79,7 +77,7 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
   """The joint-training state at step 0: parameters initialised on a data batch (ActNorm's
   data-dependent init) and `optimizer`'s state."""
   method = methods.joint.Joint.for_train_config({}, 1, optimizer)  # Only its optimizer is used.
-  return methods.state_from_variables(method, methods.init_variables(model, init_batch, key))
+  return methods.state_from_variables(method, models.init_variables(model, init_batch, key))
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation, train_config,
@@ -324,8 +322,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   """train_and_evaluate, holding the workdir's lock."""
   tc, num_devices = config.train, mesh.devices.size
-  check_resume_config(config, workdir)  # Before anything is written there.
-  save_config(config, workdir)
+  checkpoints.check_resume_config(config, workdir)  # Before anything is written there.
+  checkpoints.save_config(config, workdir)
 
   dataset = data.load(config.data)
   model = models.create(config.model, dataset.input_shape)
@@ -335,13 +333,13 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   method.prepare(workdir, train_and_evaluate)
   phases = method.phases()
   num_steps = methods.base.total_steps(phases)
-  keys = root_keys(config.seed)
+  keys = checkpoints.root_keys(config.seed)
   replicated = sharding.replicated(mesh)
   feed = _Feed(config, dataset, mesh)
 
   try:  # The newest checkpoint that restores; damaged ones are moved aside.
     state, start_step, manager = checkpoints.restore_newest_intact(
-        lambda: checkpoint_manager(workdir, tc.max_checkpoints_to_keep),
+        lambda: checkpoints.checkpoint_manager(workdir, tc.max_checkpoints_to_keep),
         lambda _: abstract_train_state(model, config, dataset.input_shape, replicated))
   except checkpoints.StructureMismatch as e:
     raise ValueError(
@@ -541,12 +539,12 @@ class EarlyStopping:
     self.every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
     self._patience = int(round(tc.early_stopping_patience_epochs * steps_per_epoch))
     self._warmup_end = int(round(tc.warmup_epochs * steps_per_epoch))
-    self._batch_metrics = evaluation.make_batch_metrics(
+    self._batch_metrics = estimators.make_batch_metrics(
         model, tc.early_stopping_num_samples, config.eval.chunk_size)
     self._batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
     self._mesh, self._dataset = mesh, dataset
     self._key = jax.random.fold_in(eval_key, 0x7a11d)
-    self._manager = best_checkpoint_manager(workdir)
+    self._manager = checkpoints.best_checkpoint_manager(workdir)
     self.best_step = self._manager.best_step()
     self.best_loss = (float(checkpoints.validation_loss(self._manager.metrics(self.best_step)))
                       if self.best_step is not None else float('inf'))
@@ -557,7 +555,7 @@ class EarlyStopping:
   def validate(self, step: int, state: State, writer) -> bool:
     """Evaluates the state of `step`, saves it if best; returns whether to stop."""
     images = self._dataset.eval_images('validation', seed=step)
-    m = evaluation.split_metrics(self._batch_metrics, methods.model_variables(state), images,
+    m = estimators.split_metrics(self._batch_metrics, methods.model_variables(state), images,
                                  jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
     loss = m['nll'] if self._metric == 'nll' else -m['elbo']
     improved = loss < self.best_loss

@@ -10,7 +10,7 @@ spectral norm's u), False uses the running averages and leaves every variable un
 evaluation, generation and the second stage's inputs use). Decoders return the pre-sigmoid image
 [..., H, W, C]; the likelihood maps it to the mean (`model.mean_activation=sigmoid` for the Gaussian,
 logits for the Bernoulli). Layers followed by a non-linearity are named hidden* (the L2 convention of
-`objectives.l2_penalty`, so the paper's weight decay reaches them).
+`methods.objectives.l2_penalty`, so the paper's weight decay reaches them).
 """
 
 from typing import Tuple
@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaeprior_jax import nets
+from vaeprior_jax.nets import base
 
 Array = jax.Array
 
@@ -286,5 +286,51 @@ def _resnet(model_config, input_shape):
 
 
 NETS = ('infogan', 'dai_resnet')
-nets.REGISTRY.register('infogan', _infogan)
-nets.REGISTRY.register('dai_resnet', _resnet)
+base.REGISTRY.register('infogan', _infogan)
+base.REGISTRY.register('dai_resnet', _resnet)
+
+
+# ------------------------------------------------------------------ vectors (Dai & Wipf's second stage)
+
+class SecondStageEncoder(nn.Module):
+  """Dai & Wipf's second-stage encoder on latent vectors u [..., d]: `num_layers` Dense[units] + ReLU,
+  then the input concatenated to the last hidden layer, then the Gaussian heads (their code's
+  `second stage`; Table 1: 3 layers of 1024, 2048 in the ResNet runs)."""
+  latent_dim: int
+  units: int = 1024
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = x
+    for i in range(self.num_layers):
+      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
+    return base.GaussianHeads(self.latent_dim, name='heads')(jnp.concatenate([x, h], axis=-1))
+
+
+class SecondStageDecoder(nn.Module):
+  """The second-stage decoder: z -> `num_layers` Dense[units] + ReLU -> Concat[z, h] -> Linear[d], the
+  mean of the Gaussian over the first stage's latents (its scale is the likelihood's gamma_z)."""
+  output_shape: Tuple[int]
+  units: int = 1024
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = z
+    for i in range(self.num_layers):
+      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
+    return nn.Dense(self.output_shape[-1], name='mean')(jnp.concatenate([z, h], axis=-1))
+
+
+def _second_stage(model_config, input_shape):
+  if len(input_shape) != 1:
+    raise ValueError(f'model.net=second_stage models latent vectors [d]; got an input shape '
+                     f'{tuple(input_shape)}.')
+  return {'encoder': SecondStageEncoder(model_config.latent_dim, model_config.second_stage_units,
+                                        model_config.second_stage_layers),
+          'decoder': SecondStageDecoder(tuple(input_shape), model_config.second_stage_units,
+                                        model_config.second_stage_layers)}
+
+
+base.REGISTRY.register('second_stage', _second_stage)

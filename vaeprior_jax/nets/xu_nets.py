@@ -1,0 +1,169 @@
+"""Xu et al. (2019)'s nets, App. B.2: DenseVAE (`dense`), ConvVAE (`conv`), ResnetVAE (`resnet`) and
+PixelVAE (`pixel`).
+
+Encoders map x [B, H, W, C] to the base Gaussian's (mean, log_std), each [B, latent_dim], through
+h_phi(x) and two separate Linear heads. Decoders map z [B, latent_dim] to the likelihood's parameters
+[B, H, W, C] (Bernoulli logits). All non-linear layers use leaky ReLU.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+
+from vaeprior_jax.nets.base import (CONV_BACKENDS, REGISTRY, GaussianHeads, ResidualBlock,
+                                    _strided_layer, check_spatial, conv_layer)
+from vaeprior_jax.nets.pixelcnn import PixelCNN, _images
+
+Array = jax.Array
+
+# Conv/Resnet stacks of App. B.2 for 28x28 inputs:
+#   encoder  28x28x32 -> 28x28x32 -> 14x14x64 -> 14x14x64 -> 7x7x64 -> 7x7x16
+#   decoder  7x7x16 -> 7x7x64 -> 14x14x64 -> 14x14x64 -> 28x28x32 -> 28x28x32
+# Strides follow from the shapes; any H, W divisible by 4 works (32x32 gives 8x8 in the middle).
+ENCODER_STACK = ((32, 1), (32, 1), (64, 2), (64, 1), (64, 2), (16, 1))
+DECODER_STACK = ((64, 1), (64, 2), (64, 1), (32, 2), (32, 1))
+BOTTLENECK_CHANNELS = 16
+
+class DenseEncoder(nn.Module):
+  """h_phi(x) = x -> Flatten -> Dense[500 -> 500]."""
+  latent_dim: int
+  hidden_units: Sequence[int] = (500, 500)
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = x.reshape(x.shape[:-3] + (-1,))
+    for i, units in enumerate(self.hidden_units):
+      h = nn.leaky_relu(nn.Dense(units, name=f'hidden_{i}')(h), self.negative_slope)
+    return GaussianHeads(self.latent_dim, name='heads')(h)
+
+
+class DenseDecoder(nn.Module):
+  """h_theta(z) = z -> Dense[500 -> 500]; logits = Linear[H*W*C] -> UnFlatten[H x W x C]."""
+  output_shape: Tuple[int, int, int]
+  hidden_units: Sequence[int] = (500, 500)
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = z
+    for i, units in enumerate(self.hidden_units):
+      h = nn.leaky_relu(nn.Dense(units, name=f'hidden_{i}')(h), self.negative_slope)
+    size = self.output_shape[0] * self.output_shape[1] * self.output_shape[2]
+    logits = nn.Dense(size, name='logits')(h)
+    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+
+def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float,
+                conv_backend: str) -> Array:
+  """Applies the non-linear (de)conv or (de)resnet layers of `stack`, named hidden_0, hidden_1, ..."""
+  for i, (features, stride) in enumerate(stack):
+    name = f'hidden_{i}'
+    if block == 'resnet':
+      h = ResidualBlock(features, stride, transpose, negative_slope, conv_backend, name=name)(h)
+    else:
+      conv = _strided_layer(conv_backend, transpose)
+      h = conv(features, (3, 3), (stride, stride), padding='SAME', name=name)(h)
+    h = nn.leaky_relu(h, negative_slope) if block == 'conv' else h
+  # A resnet stack is a non-linear layer too: close it with the activation.
+  return nn.leaky_relu(h, negative_slope) if block == 'resnet' else h
+
+class ConvEncoder(nn.Module):
+  """h_phi(x) = x -> {Conv|Resnet}[28x28x32 -> ... -> 7x7x16] -> Flatten (App. B.2)."""
+  latent_dim: int
+  block: str = 'resnet'  # 'conv' (ConvVAE) or 'resnet' (ResnetVAE)
+  negative_slope: float = 0.2
+  conv_backend: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    check_spatial(x.shape[-3:])
+    batch_shape = x.shape[:-3]
+    h = x.reshape((-1,) + x.shape[-3:])
+    h = _conv_stack(h, ENCODER_STACK, self.block, False, self.negative_slope, self.conv_backend)
+    h = h.reshape(batch_shape + (-1,))
+    return GaussianHeads(self.latent_dim, name='heads')(h)
+
+
+def _deconv_trunk(z: Array, output_shape, block: str, negative_slope: float,
+                  conv_backend: str) -> Array:
+  """z -> Dense[H/4*W/4*16] -> UnFlatten -> {DeConv|DeResnet}[...-> H x W x 32], as [-1, H, W, 32]."""
+  height, width, _ = output_shape
+  small = (height // 4, width // 4, BOTTLENECK_CHANNELS)
+  h = nn.Dense(small[0] * small[1] * small[2], name='hidden_dense')(z)
+  h = nn.leaky_relu(h, negative_slope).reshape((-1,) + small)
+  return _conv_stack(h, DECODER_STACK, block, True, negative_slope, conv_backend)
+
+
+class ConvDecoder(nn.Module):
+  """h_theta(z) = z -> Dense[H/4*W/4*16] -> UnFlatten -> {DeConv|DeResnet}[7x7x64 -> ... -> 28x28x32];
+  logits = LinearConv1x1[H x W x C]."""
+  output_shape: Tuple[int, int, int]
+  block: str = 'resnet'
+  negative_slope: float = 0.2
+  conv_backend: str = 'xla'
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    check_spatial(self.output_shape)
+    h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope, self.conv_backend)
+    logits = conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
+    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+
+class PixelCNNDecoder(nn.Module):
+  """PixelVAE's decoder (App. B.2): h_theta(z) = Concat[x, h~(z)] -> PixelCNN[H x W x (C+32), 3 layers]
+  with h~(z) the ResnetVAE decoder's trunk; logits = LinearConv1x1[H x W x C] (see `PixelCNN`)."""
+  output_shape: Tuple[int, int, int]
+  num_layers: int = 3
+  dropout_rate: float = 0.5
+  negative_slope: float = 0.2
+  conv_backend: str = 'xla'
+  autoregressive = True
+
+  @nn.compact
+  def __call__(self, z: Array, x: Array, deterministic: bool = True,
+               dropout_rng: Optional[Array] = None) -> Array:
+    check_spatial(self.output_shape)
+    batch_shape = z.shape[:-1]
+    cond = _deconv_trunk(z, self.output_shape, 'resnet', self.negative_slope, self.conv_backend)
+    logits = PixelCNN(self.output_shape, self.num_layers, dropout_rate=self.dropout_rate,
+                      negative_slope=self.negative_slope, conv_backend=self.conv_backend,
+                      name='pixelcnn')(
+                          _images(x, batch_shape, self.output_shape), cond, deterministic,
+                          dropout_rng)
+    return logits.reshape(batch_shape + tuple(self.output_shape))
+
+# Xu et al.'s nets, registered under these names.
+NETS = ('dense', 'conv', 'resnet', 'pixel')
+
+
+def _builder(name: str):
+  def build(model_config, input_shape):
+    encoder, decoder = create(name, model_config.latent_dim, input_shape,
+                              model_config.negative_slope, model_config.conv_backend)
+    return {'encoder': encoder, 'decoder': decoder}
+  return build
+
+
+for _name in NETS:
+  REGISTRY.register(_name, _builder(_name))
+
+
+def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
+           negative_slope: float = 0.2, conv_backend: str = 'xla') -> Tuple[nn.Module, nn.Module]:
+  """Returns (encoder, decoder) for Xu et al.'s net called `name` (one of NETS); the convolutional
+  nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
+  input_shape = tuple(int(s) for s in input_shape)
+  CONV_BACKENDS.check(conv_backend)
+  if name == 'dense':
+    return (DenseEncoder(latent_dim, negative_slope=negative_slope),
+            DenseDecoder(input_shape, negative_slope=negative_slope))
+  if name in ('conv', 'resnet'):
+    check_spatial(input_shape)
+    return (ConvEncoder(latent_dim, name, negative_slope, conv_backend),
+            ConvDecoder(input_shape, name, negative_slope, conv_backend))
+  if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
+    check_spatial(input_shape)
+    return (ConvEncoder(latent_dim, 'resnet', negative_slope, conv_backend),
+            PixelCNNDecoder(input_shape, negative_slope=negative_slope, conv_backend=conv_backend))
+  raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')
