@@ -22,6 +22,7 @@ from vaeprior_jax.evaluation.sample_quality import frechet
 from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import nets
+from vaeprior_jax import priors
 from vaeprior_jax.priors.pullback import normalizer
 from vaeprior_jax import sharding
 from vaeprior_jax.train import trainer
@@ -352,7 +353,10 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     model = models.create(config.model, (28, 28, 1))
     params, _ = checkpoints.restore_variables(workdir, config, model, (28, 28, 1))
     key = jax.random.key(3)
-    with_chains, chains = report._pullback_samples(model, params, 12, key, batch=8)
+    hooks = priors.REGISTRY.info('pullback')['evaluation_hooks']
+    sampler, _, record = hooks.samples_with_report(config)
+    with_chains, chains = report._samples_with_report(model, params, sampler, record, 12, key,
+                                                      batch=8)
     np.testing.assert_array_equal(with_chains, report._generated(model, params, 'samples', 12, key,
                                                                    None, batch=8))
   assert result['proposal_input'] == 'grey' and np.isfinite(result['nll'])

@@ -235,3 +235,12 @@ class PlanarFlow(nn.Module):
 
     out, log_dets = lax.scan(layer, w, (v, u, b))
     return out, jnp.sum(log_dets, axis=0)
+
+
+def check_settings(model_config) -> None:
+  """A RealNVP's settings in `config.model`: one-line errors for a latent size or depth it cannot
+  have (a prior's or a posterior's `validate`)."""
+  if model_config.latent_dim < 2:
+    raise ValueError(f'A RealNVP needs model.latent_dim >= 2, got {model_config.latent_dim}.')
+  if model_config.flow_depth < 1:
+    raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
+from vaeprior_jax import hooks
 from vaeprior_jax import registry
 
 Array = jax.Array
@@ -158,11 +159,20 @@ class DiscretizedLogistic(nn.Module):
 
 
 def output_channels(model_config, channels: int) -> int:
-  """How many channels the decoder emits for images of `channels` under `model_config.likelihood`."""
+  """How many channels the decoder emits for images of `channels` under `model_config.likelihood`
+  (its entry's `output_channels`, (model_config, channels) -> int; default: `channels`)."""
   model_config = config_lib.complete_section(model_config, 'model')
-  if model_config.likelihood == 'discretized_logistic' and model_config.logistic_scale == 'per_pixel':
-    return 2 * channels
-  return channels
+  per_entry = REGISTRY.info(model_config.likelihood).get('output_channels')
+  return per_entry(model_config, channels) if per_entry else channels
+
+
+class BitsPerDim(hooks.EvaluationHooks):
+  """8-bit images: every NLL of the result also in bits per dimension (nats / (D log 2))."""
+
+  def units(self, result, input_shape):
+    nats_per_bit = math.log(2.0) * math.prod(input_shape)
+    return {key.replace('nll', 'bits_per_dim', 1): result[key] / nats_per_bit
+            for key in ('nll', 'nll_with_prior_log_z') if key in result}
 
 
 # Builders: (model_config, event_shape) -> module. `model_config` is the `config.model` section.
@@ -185,7 +195,13 @@ def _gaussian(model_config, event_shape) -> nn.Module:
                   event_ndims=len(event_shape), mean_activation=activation)
 
 
-@REGISTRY.register('discretized_logistic')
+def _logistic_channels(model_config, channels: int) -> int:
+  """A location per channel, and a log-scale per channel with `logistic_scale=per_pixel`."""
+  return 2 * channels if model_config.logistic_scale == 'per_pixel' else channels
+
+
+@REGISTRY.register('discretized_logistic', output_channels=_logistic_channels,
+                   evaluation_hooks=BitsPerDim())
 def _discretized_logistic(model_config, event_shape) -> nn.Module:
   if model_config.logistic_scale not in DiscretizedLogistic.SCALES:
     raise ValueError(f'Unknown model.logistic_scale {model_config.logistic_scale!r}; allowed: '

@@ -137,7 +137,7 @@ def _planar(mc) -> nn.Module:
 # Builders: (model_config) -> posterior module; `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.posterior')
 REGISTRY.register('gaussian', lambda mc: GaussianPosterior())
-REGISTRY.register('realnvp', lambda mc: RealNVPPosterior(
+REGISTRY.register('realnvp', validate=flows.check_settings, entry=lambda mc: RealNVPPosterior(
     mc.flow_depth, mc.flow_hidden_units, mc.coupling_scale_bias, mc.negative_slope,
     mc.flow_unroll))
 REGISTRY.register('truncated_gaussian',

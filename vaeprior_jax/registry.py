@@ -11,6 +11,15 @@ way, before building a model or starting a run:
 
 After that, `model.prior=my_prior` works in `models.create` and in the binaries (import the module
 that registers it first, e.g. from your own launcher script).
+
+An entry may come with facts about itself, given as keywords to `register` and read back with
+`info(name)`; the library reads these (entries without them get the defaults):
+
+  validate             (model_config) -> None: raises a one-line ValueError for a bad setting of this
+                       entry, before any data is loaded (`models.validate`).
+  evaluation_hooks     a `hooks.EvaluationHooks`: what this entry adds to a workdir's evaluation.
+  levels               nets: 2 for a two-level net (`models.HierarchicalVAE`), else 1.
+  autoregressive       nets: whether the decoder reads x (PixelCNN): no decoder mean without it.
 """
 
 from typing import Any, Callable, Dict, Iterator, Tuple
@@ -22,9 +31,11 @@ class Registry:
   def __init__(self, kind: str):
     self.kind = kind
     self._entries: Dict[str, Any] = {}
+    self._info: Dict[str, Dict[str, Any]] = {}
 
-  def register(self, name: str, entry: Any = None, *, replace: bool = False):
-    """Registers `entry` under `name`; without `entry`, returns a decorator that does.
+  def register(self, name: str, entry: Any = None, *, replace: bool = False, **info):
+    """Registers `entry` under `name`, with the facts `info` (see the module docstring); without
+    `entry`, returns a decorator that does.
 
     A name registered twice raises, unless `replace` (e.g. to swap in your own build of a library
     entry).
@@ -37,6 +48,7 @@ class Registry:
         raise ValueError(f'{self.kind} {name!r} is registered already (pass replace=True to '
                          'replace it).')
       self._entries[name] = value
+      self._info[name] = dict(info)
       return value
 
     return add if entry is None else add(entry)
@@ -46,6 +58,11 @@ class Registry:
       return self._entries[name]
     except (KeyError, TypeError):
       raise ValueError(f'Unknown {self.kind} {name!r}; allowed: {", ".join(self.names())}.') from None
+
+  def info(self, name: str) -> Dict[str, Any]:
+    """The facts `name` was registered with ({} for none); an unknown name raises as `get`."""
+    self.get(name)
+    return dict(self._info[name])
 
   def check(self, name: str) -> None:
     """Raises the one-line ValueError of `get` for an unknown name."""

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaeprior_jax import compiled
-from vaeprior_jax import models
+from vaeprior_jax import variables as variables_lib
 
 Array = jax.Array
 TermsFn = Callable[[Array, Array], Dict[str, Array]]
@@ -107,7 +107,7 @@ def log_likelihood_fn(model, num_samples: int = 1000, chunk_size: int = 100):
 
   @compiled.jit
   def log_likelihood(params, x, key):
-    log_w = lambda x_, k: model.apply(models.as_variables(params), x_, k, method=model.log_importance_weight)
+    log_w = lambda x_, k: model.apply(variables_lib.as_variables(params), x_, k, method=model.log_importance_weight)
     return importance_weighted_log_likelihood(log_w, x, key, num_samples, chunk_size)
 
   return log_likelihood
@@ -170,7 +170,7 @@ def make_batch_metrics(model, num_samples: int, chunk_size: int, paired: bool = 
 
   @compiled.jit
   def batch_metrics(params, x, key):
-    terms_fn = lambda x_, k: terms(models.as_variables(params), x_, k)
+    terms_fn = lambda x_, k: terms(variables_lib.as_variables(params), x_, k)
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
 
   return batch_metrics

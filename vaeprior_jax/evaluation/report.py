@@ -1,12 +1,10 @@
 """Evaluating a training workdir: the App. B.3 metrics on a split, active units, and image grids."""
 
 import json
-import math
 import os
 import time
 from typing import Dict, Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,11 +12,16 @@ import numpy as np
 from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
 from vaeprior_jax import data
+from vaeprior_jax import hooks as hooks_lib
+from vaeprior_jax import likelihoods
+from vaeprior_jax import methods
+from vaeprior_jax import models
+from vaeprior_jax import nets
+from vaeprior_jax import posteriors
+from vaeprior_jax import priors
+from vaeprior_jax import sharding
 from vaeprior_jax.evaluation import estimators
 from vaeprior_jax.evaluation import images
-from vaeprior_jax import models
-from vaeprior_jax.priors.pullback import normalizer
-from vaeprior_jax import sharding
 
 
 CHECKPOINTS = checkpoints.CHECKPOINTS
@@ -28,6 +31,27 @@ restore_params = checkpoints.restore_params
 
 # eval.proposal_input: what the encoder reads when estimating log p(x) (see `evaluate`).
 PROPOSAL_INPUTS = ('target', 'grey')
+
+
+def evaluation_hooks(config) -> list:
+  """The `hooks.EvaluationHooks` of everything `config` names: its model's class, then the entries of
+  model.net, model.prior, model.posterior, model.likelihood and the training method (those that
+  registered hooks)."""
+  mc = config.model
+  entries = ((nets.REGISTRY, mc.net), (priors.REGISTRY, mc.prior),
+             (posteriors.REGISTRY, mc.posterior), (likelihoods.REGISTRY, mc.likelihood),
+             (methods.REGISTRY, methods.method_name(config.train)))
+  found = [models.model_class(mc).evaluation_hooks]
+  found += [table.info(name).get('evaluation_hooks') for table, name in entries]
+  return [h for h in found if h is not None]
+
+
+def _sample_kinds(hooks) -> dict:
+  """{kind: (sampler, grid file)} of the hooks' extra sample kinds, in the hooks' order."""
+  kinds = {}
+  for h in hooks:
+    kinds.update(h.sample_kinds())
+  return kinds
 
 
 def paper_nll(config):
@@ -100,11 +124,12 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     raise ValueError('eval.active_units_batch_size must be an integer >= 0 (0: eval.batch_size), got '
                      f'{ec.active_units_batch_size!r}.')
   paired = ec.proposal_input == 'grey'
+  hooks = evaluation_hooks(config)
   if paired:
     data.check_grey_proposal(config.data)
-    if models.is_hierarchical(config.model) or config.model.two_stage:
+    if not all(h.grey_proposal for h in hooks):
       raise ValueError('eval.proposal_input=grey is for one-level VAEs; got model.net='
-                       f'{config.model.net}{" (two-stage)" if config.model.two_stage else ""}.')
+                       f'{config.model.net} ({models.model_class(config.model).__name__}).')
   num_samples = num_samples or ec.num_samples
   chunk_size = chunk_size or ec.chunk_size
   mesh = sharding.make_mesh()
@@ -118,10 +143,12 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                                checkpoint)
   eval_key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
-  pullback = {}
-  if config.model.prior == 'pullback':  # log Z anew, before the likelihood that depends on it.
-    params, pullback = normalizer.refresh_log_z(model, params, dataset, config, mesh,
-                                               jax.random.fold_in(eval_key, 0x2), seed, batch_size)
+  ctx = hooks_lib.EvaluationContext(config=config, dataset=dataset, mesh=mesh, key=eval_key,
+                                    seed=seed, batch_size=batch_size)
+  before = {}
+  for h in hooks:  # E.g. a statistic the likelihood depends on (the pull-back prior's log Z).
+    params, metrics = h.before_likelihood(model, params, ctx)
+    before.update(metrics)
 
   batch_metrics = estimators.make_batch_metrics(model, num_samples, chunk_size, paired)
   start = time.time()
@@ -136,27 +163,11 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
                 conv_backend=config.model.conv_backend)
-  if pullback:
-    result.update(pullback)
-    prior_estimate = normalizer.prior_log_z(model, params, jax.random.fold_in(eval_key, 0x4),
-                                           ec.log_z_prior_samples)
-    result.update(normalizer.check_against_prior(result, prior_estimate))
-    if result['log_z_deficit_95'] > 0:
-      logging.warning(
-          'The posterior-based log Z (%.2f) is below the prior-based estimate (%.2f +- %.2f) by more '
-          'than log 20: with 95%% confidence the NLL %.2f is too low by at least %.2f nats '
-          '(nll_with_prior_log_z: %.2f). See docs/vaepp.md, "Checking log Z".', result['log_z'],
-          result['log_z_prior'], result['log_z_prior_stderr'], result['nll'],
-          result['log_z_deficit_95'], result['nll_with_prior_log_z'])
-    subset = encoder_view[:min(len(encoder_view), 1000)]
-    result.update(normalizer.diagnostics(model, params, jax.random.fold_in(eval_key, 0x3), subset,
-                                        num_samples=min(normalizer.DIAGNOSTICS_PRIOR_SAMPLES,
-                                                        ec.log_z_prior_samples)))
-  if config.model.likelihood == 'discretized_logistic':  # 8-bit images: also in bits per dimension.
-    nats_per_bit = math.log(2.0) * math.prod(dataset.input_shape)
-    for key in ('nll', 'nll_with_prior_log_z'):
-      if key in result:
-        result[key.replace('nll', 'bits_per_dim', 1)] = result[key] / nats_per_bit
+  result.update(before)
+  for h in hooks:
+    result.update(h.after_likelihood(model, params, result, ctx, encoder_view))
+  for h in hooks:  # E.g. bits per dimension.
+    result.update(h.units(result, dataset.input_shape))
   reference = paper_nll(config)
   if reference is not None and split == 'test':
     result.update(entry=config.get('entry', ''), paper_nll=reference)
@@ -189,16 +200,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     samples = compiled.jit(
         lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(params, sample_key)
     images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
-    if config.model.two_stage:  # Dai & Wipf's baseline beside the two-stage samples: z ~ N(0, I).
-      first_stage = compiled.jit(lambda p, k: model.apply(
-          models.as_variables(p), k, 100, method=model.first_stage_sample))(params, sample_key)
-      images.save_grid(np.asarray(first_stage),
-                       os.path.join(workdir, 'samples_first_stage.png'))
-    if config.model.prior == 'pullback':  # VAEPP's baselines: decoded base and latent-GAN draws.
-      for kind in ('base_samples', 'gan_samples'):
-        grid = compiled.jit(lambda p, k, kind=kind: model.apply(
-            models.as_variables(p), k, 100, method=SAMPLERS[kind]))(params, sample_key)
-        images.save_grid(np.asarray(grid), os.path.join(workdir, f'{kind}.png'))
+    for sampler, grid_file in _sample_kinds(hooks).values():  # E.g. baselines' samples.
+      grid = compiled.jit(lambda p, k, sampler=sampler: model.apply(
+          models.as_variables(p), k, 100, method=sampler))(params, sample_key)
+      images.save_grid(np.asarray(grid), os.path.join(workdir, grid_file))
     # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
     indices, _ = data.eval_batches(encoder_view, batch_size, max_examples, seed)
     cols = min(10, len(indices))
@@ -227,22 +232,14 @@ PROTOCOLS = {
 }
 
 
-# Pull-back prior runs: images from z without MALA, as VAEPP's baselines (its Table 4).
-SAMPLERS = {
-    # Decoded draws of the base prior (for VAEPP: z ~ N(0, I)).
-    'base_samples': lambda m, k, n: m.observation_mean(m.decode(
-        m.prior.sample_base(k, n, m.prior_context()))),
-    # Decoded draws of the latent WGAN: "GAN-VAEPP".
-    'gan_samples': lambda m, k, n: m.observation_mean(m.decode(m.prior.sample_gan(k, n))),
-}
-
-
-def _generated(model, params, kind: str, num: int, key, images: np.ndarray, batch: int = 500):
+def _generated(model, params, kind: str, num: int, key, images: np.ndarray, samplers=None,
+               batch: int = 500):
   """`num` images of `kind`: 'samples' (the model's; two-stage for a two-stage model, MALA from its
-  start points for a pull-back prior), 'first_stage_samples' (z ~ N(0, I)), 'base_samples' and
-  'gan_samples' (`SAMPLERS`) or 'reconstructions' (of `images`), as numpy [num, H, W, C]."""
-  method = {'samples': model.sample, 'first_stage_samples': getattr(model, 'first_stage_sample', None),
-            'reconstructions': model.reconstruct, **SAMPLERS}[kind]
+  start points for a pull-back prior), 'reconstructions' (of `images`), or a kind of `samplers`
+  ({kind: (sampler, grid file)}, the hooks' kinds, e.g. first-stage or base-prior samples), as numpy
+  [num, H, W, C]."""
+  method = {'samples': model.sample, 'reconstructions': model.reconstruct,
+            **{k: fn for k, (fn, _) in (samplers or {}).items()}}[kind]
   if kind == 'reconstructions':
     fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=method))
     out = [np.asarray(fn(params, data.to_float(images[i:i + batch]), jax.random.fold_in(key, i)))
@@ -259,18 +256,12 @@ def _draws(model, params, method, num: int, key, batch: int) -> list:
   return [jax.device_get(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
 
 
-def _pullback_samples(model, params, num: int, key, batch: int = 500):
-  """`_generated`'s 'samples' of a pull-back prior with MALA steps (the same keys, so the same
-  images), and the chains' report: {'acceptance_rate': the mean over chains and steps after any
-  adaptation, 'step_size': the size used after it (the mean over batches: each batch of chains
-  adapts its own)}."""
-  def method(m, k, n):
-    z, chains = m.prior.sample_with_chains(k, n, m.prior_context())
-    return m.observation_mean(m.decode(z)), jnp.mean(chains.acceptance_rate), chains.step_size
-
-  out, acceptance, step_size = zip(*_draws(model, params, method, num, key, batch))
-  return np.concatenate(out)[:num], {'acceptance_rate': float(np.mean(acceptance)),
-                                     'step_size': float(np.mean(step_size))}
+def _samples_with_report(model, params, sampler, record, num: int, key, batch: int = 500):
+  """`_generated`'s 'samples' drawn by a hook's `sampler` that also returns statistics (the same keys,
+  so the same images), and `record` of its outputs (e.g. MALA chains' acceptance rate and adapted
+  step size, each the mean over batches: each batch of chains adapts its own)."""
+  outputs = _draws(model, params, sampler, num, key, batch)
+  return np.concatenate([o[0] for o in outputs])[:num], record(outputs)
 
 
 def min_max_normalize(images: np.ndarray) -> np.ndarray:
@@ -314,18 +305,29 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   weights or a model: `experiments.evaluate` calls it before the likelihood evaluation, which can
   take hours."""
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
-  config, _, _, _, use_cfd, _ = _quality_arguments(
+  config, _, _, _, _, use_cfd, _, _ = _quality_arguments(
       workdir, fid_weights, protocol, num_images,
-      dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
+      {'mala': dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps)},
+      bootstrap)
   if use_cfd:
     classifier_distance.kept_classifier(classifier_dir or os.path.join(workdir, 'classifier'),
                                         config.data.dataset)
 
 
-def _quality_arguments(workdir, fid_weights, protocol, num_images, mala, bootstrap):
-  """(config with the `mala` overrides applied, protocol, number of generated images, the FID
-  weights file's (path, SHA-256) or None without FID, whether CFD, the overrides given), checked.
-  `mala`: {'steps', 'step_size', 'adapt_steps'} -> a value or None (the run's config)."""
+def _config_value(config, key: str):
+  """config['a.b.c'] for a dotted key."""
+  value = config
+  for part in key.split('.'):
+    value = value[part]
+  return value
+
+
+def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, bootstrap):
+  """(config with the components' report `settings` applied, its hooks, protocol, number of
+  generated images, the FID weights file's (path, SHA-256) or None without FID, whether CFD, what
+  the report records of the components' settings, the report file's suffix), checked.
+  `settings`: {group: {name: a value, or None for the run's config}}, e.g. {'mala': {'steps': 5}},
+  each group read by the component whose hooks claim it (`hooks.EvaluationHooks.quality_settings`)."""
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   if protocol is not None and protocol not in PROTOCOLS:
@@ -333,19 +335,23 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, mala, bootstr
   if bootstrap < 0 or bootstrap == 1:
     raise ValueError(f'bootstrap must be 0 (none) or >= 2 resamples, got {bootstrap}.')
   config = checkpoints.load_config(workdir)
-  mala = {k: v for k, v in mala.items() if v is not None}
-  if mala and config.model.prior != 'pullback':
-    raise ValueError(f'MALA settings ({", ".join(sorted(mala))}) need a run with a pull-back '
-                     f'prior; this run\'s model.prior is {config.model.prior!r}.')
-  for name in ('steps', 'adapt_steps'):
-    if name in mala and (not isinstance(mala[name], int) or mala[name] < 0):
-      raise ValueError(f'mala_{name} must be an integer >= 0, got {mala[name]!r}.')
-  if 'step_size' in mala and not mala['step_size'] > 0:
-    raise ValueError(f'mala_step_size must be > 0, got {mala["step_size"]!r}.')
-  for name, value in mala.items():
-    config.model[f'pullback_mala_{name}'] = value
-  if protocol is None:
-    protocol = 'vaepp' if config.model.prior == 'pullback' else 'two_stage'
+  hooks = evaluation_hooks(config)
+  given = {group: {k: v for k, v in values.items() if v is not None}
+           for group, values in settings.items()}
+  claimed = {h.quality_settings[0] for h in hooks if h.quality_settings}
+  for group, values in given.items():
+    if values and group not in claimed:
+      key, runs = hooks_lib.QUALITY_SETTINGS.get(group, ('model.prior', 'another kind of run'))
+      raise ValueError(f'{group.upper()} settings ({", ".join(sorted(values))}) need {runs}; '
+                       f'this run\'s {key} is {_config_value(config, key)!r}.')
+  records, suffix = {}, ''
+  for h in hooks:
+    if h.quality_settings:
+      record, more = h.apply_quality_settings(config, given.get(h.quality_settings[0], {}))
+      records.update(record)
+      suffix += more
+  if protocol is None:  # The paper's of the run's components, else Dai & Wipf's.
+    protocol = next((h.quality_protocol for h in hooks if h.quality_protocol), 'two_stage')
   num_generated = num_images or PROTOCOLS[protocol][0]
   if num_generated < 2:
     raise ValueError(f'num_images must be >= 2, got {num_generated}.')
@@ -356,7 +362,7 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, mala, bootstr
   if not (use_cfd or use_fid):
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
-  return config, protocol, num_generated, fid_file, use_cfd, mala
+  return config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix
 
 
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
@@ -392,9 +398,10 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import frechet  # pylint: disable=g-import-not-at-top
-  config, protocol, num_generated, fid_file, use_cfd, mala_overrides = _quality_arguments(
+  config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix = _quality_arguments(
       workdir, fid_weights, protocol, num_images,
-      dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps), bootstrap)
+      {'mala': dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps)},
+      bootstrap)
   use_fid = fid_file is not None
   _, ref_split, num_ref = PROTOCOLS[protocol]
   fid_params = fid.load_params(fid_file[0]) if use_fid else None
@@ -430,20 +437,14 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   input_shape = reference.shape[1:]
   model = models.create(config.model, input_shape)
   params, step = checkpoints.restore_variables(workdir, config, model, input_shape, checkpoint)
-  kinds = ['samples', 'reconstructions']
-  if config.model.two_stage:
-    kinds.insert(1, 'first_stage_samples')
-  if config.model.prior == 'pullback':
-    kinds[1:1] = ['base_samples', 'gan_samples']
-  kinds.append('data')
+  samplers = _sample_kinds(hooks)  # E.g. first-stage or base-prior samples, beside the model's.
+  kinds = ['samples', *samplers, 'reconstructions', 'data']
   key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], 0x5a1 + seed)
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
             'num_reference': len(reference), 'num_data': len(held_out), 'step': int(step),
             'normalize': normalize, 'bootstrap': bootstrap}
-  pullback_chains = config.model.prior == 'pullback' and config.model.pullback_mala_steps > 0
-  if config.model.prior == 'pullback':
-    result['mala'] = {k: config.model[f'pullback_mala_{k}']
-                      for k in ('steps', 'step_size', 'adapt_steps')}
+  result.update(records)  # The components' report settings (e.g. MALA's).
+  with_report = next((r for r in (h.samples_with_report(config) for h in hooks) if r), None)
   if use_cfd:
     num_classes = classifier_distance.LABELLED[dataset]
     cfd_params, info = classifier_distance.load_or_train(classifier_dir, config.data,
@@ -461,14 +462,15 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   for i, kind in enumerate(kinds):
     if kind == 'data':
       images = held_out
-    elif kind == 'samples' and pullback_chains:
-      images, chains = _pullback_samples(model, params, num_generated, jax.random.fold_in(key, i))
-      result['mala'].update({f'{k}_after_adaptation' if k == 'step_size' else k: v
-                             for k, v in chains.items()})
+    elif kind == 'samples' and with_report:  # E.g. MALA's chains, with their acceptance rate.
+      sampler, record_key, record = with_report
+      images, stats = _samples_with_report(model, params, sampler, record, num_generated,
+                                           jax.random.fold_in(key, i))
+      result[record_key].update(stats)
     else:
       images = _generated(model, params, kind, min(num_generated, len(test_images))
                           if kind == 'reconstructions' else num_generated,
-                          jax.random.fold_in(key, i), test_images)
+                          jax.random.fold_in(key, i), test_images, samplers)
     if normalize and kind not in ('reconstructions', 'data'):
       images = min_max_normalize(images)
     distances = []
@@ -483,9 +485,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       if bootstrap:
         result[f'{metric}_{kind}_sd'] = frechet.bootstrap_sd(features, *reference_stats, bootstrap,
                                                              seed)
-  name = f'sample_quality_{protocol}'
-  if mala_overrides:
-    name += '_mala{steps}_{step_size:g}_adapt{adapt_steps}'.format(**result['mala'])
+  name = f'sample_quality_{protocol}{suffix}'
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)

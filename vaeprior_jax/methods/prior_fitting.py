@@ -35,12 +35,11 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax import models
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import objectives
-from vaeprior_jax.nets import tomczak_nets
 
 STRATEGIES = ('joint', 'post_hoc', 'iterative')
-HIERARCHICAL_NETS = tomczak_nets.NETS
 GROUPS = ('vae', 'prior')
 # The model settings a post-hoc or iterative run must share with its pretrained standard VAE.
 SHARED_MODEL_KEYS = ('net', 'posterior', 'latent_dim', 'negative_slope')
@@ -62,7 +61,7 @@ def validate(config):
   if config.model.prior == 'standard':
     raise ValueError(f'train.prior_training={name} trains a learned prior, but model.prior is '
                      "'standard' (nothing to learn); use e.g. model.prior=realnvp.")
-  if config.model.net in HIERARCHICAL_NETS:
+  if models.is_hierarchical(config.model):
     raise ValueError(f'train.prior_training={name} is for one-level VAEs; model.net={config.model.net} '
                      'is a two-level model (use train.prior_training=joint).')
   if config.train.normalize_gradients:

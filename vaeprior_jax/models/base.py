@@ -11,6 +11,7 @@ import numpy as np
 
 from vaeprior_jax import likelihoods
 from vaeprior_jax import priors
+from vaeprior_jax.variables import as_variables
 
 Array = jax.Array
 
@@ -23,6 +24,9 @@ class LatentVariableModel(nn.Module):
   A model's latent z is one vector [..., latent_size] (for the two-level model, Concat[z1, z2]):
   `sample_posterior`, `sample_prior`, `prior_log_prob`, `posterior_mean` and `decode` all speak of it.
   """
+
+  # What this kind of model adds to its evaluation (`hooks.EvaluationHooks`); None: nothing.
+  evaluation_hooks = None
 
   @property
   def autoregressive(self) -> bool:
@@ -81,23 +85,6 @@ class LatentVariableModel(nn.Module):
 
   def sample_top_prior(self, rng: Array, num_samples: int) -> Array:
     return self.prior.sample(rng, num_samples, self.prior_context())
-
-
-def call_net(net: nn.Module, *args, train: bool = False):
-  """net(*args), with `train=train` for nets that have a training mode (`has_train_mode`: batch norm,
-  spectral normalisation); the others have none."""
-  if getattr(net, 'has_train_mode', False):
-    return net(*args, train=train)
-  return net(*args)
-
-
-def as_variables(params) -> Dict:
-  """The variables to apply a model with: `params` (the parameter tree) as {'params': params}, or
-  `params` itself where it is already a variables dict ({'params', 'batch_stats', ...}: models whose
-  nets keep statistics). A parameter tree never has a top-level 'params' key."""
-  if isinstance(params, dict) and 'params' in params:
-    return params
-  return {'params': params}
 
 
 def _check_decoder_input(autoregressive: bool, x):

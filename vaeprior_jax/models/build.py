@@ -5,6 +5,7 @@ from typing import Tuple
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import likelihoods
 from vaeprior_jax.models.base import LatentVariableModel
+from vaeprior_jax.models import hierarchical
 from vaeprior_jax.models.hierarchical import HierarchicalVAE
 from vaeprior_jax.models import two_stage
 from vaeprior_jax.models.vae import VAE
@@ -18,42 +19,50 @@ NETS = (nets.xu_nets.NETS + ('gated_mlp',) + nets.tomczak_nets.NETS + nets.dai_n
         + nets.vaepp_nets.NETS)
 
 
+def net_levels(model_config) -> int:
+  """The latent levels of `model.net`'s model (its entry's `levels`: 2 for a two-level net)."""
+  return int(nets.REGISTRY.info(model_config.net).get('levels', 1))
+
+
 def is_hierarchical(model_config) -> bool:
-  """Whether `config.model.net` is one of Tomczak & Welling's two-level models."""
-  return model_config.net in nets.tomczak_nets.NETS
+  """Whether `config.model.net` is a two-level net (a `HierarchicalVAE`)."""
+  return net_levels(model_config) == 2
+
+
+def model_class(model_config):
+  """The class `create` builds for `config.model` (`VAE`, `HierarchicalVAE` or `TwoStageVAE`),
+  without building it."""
+  if model_config.two_stage:
+    return two_stage.TwoStageVAE
+  return HierarchicalVAE if is_hierarchical(model_config) else VAE
+
+
+# The registries a config's model names, by key.
+_PARTS = (('net', nets.REGISTRY), ('prior', priors.REGISTRY), ('posterior', posteriors.REGISTRY),
+          ('likelihood', likelihoods.REGISTRY))
 
 
 def validate(model_config):
-  """Raises ValueError naming the first bad value of `config.model` and what is allowed."""
+  """Raises ValueError naming the first bad value of `config.model` and what is allowed: unknown
+  names, then the settings each named part checks (its entry's `validate`), then the model's."""
   model_config = config_lib.complete_section(model_config, 'model')
-  for key, table in (('net', nets.REGISTRY), ('prior', priors.REGISTRY),
-                     ('posterior', posteriors.REGISTRY)):
+  for key, table in _PARTS:
     table.check(model_config[key])
-  likelihoods.REGISTRY.check(model_config.likelihood)
-  uses_flow = 'realnvp' in (model_config.prior, model_config.posterior)
-  if uses_flow and model_config.latent_dim < 2:
-    raise ValueError(f'A RealNVP needs model.latent_dim >= 2, got {model_config.latent_dim}.')
-  if uses_flow and model_config.flow_depth < 1:
-    raise ValueError(f'model.flow_depth must be >= 1 with a RealNVP, got {model_config.flow_depth}.')
   if model_config.latent_dim < 1:
     raise ValueError(f'model.latent_dim must be >= 1, got {model_config.latent_dim}.')
   if model_config.z1_dim < 0:
     raise ValueError(f'model.z1_dim must be >= 0 (0: model.latent_dim), got {model_config.z1_dim}.')
-  if model_config.prior in ('mog', 'vampprior', 'vampprior_data'):
-    if model_config.num_components < 1:
-      raise ValueError(f'model.num_components must be >= 1 with model.prior={model_config.prior}, '
-                       f'got {model_config.num_components}.')
-  if model_config.prior.startswith('vampprior') and model_config.posterior != 'gaussian':
-    raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
-                     f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
-  if model_config.prior == 'pullback' and (is_hierarchical(model_config)
-                                           or model_config.net == 'pixel'):
-    raise ValueError(f'model.prior=pullback needs a one-level model with a non-autoregressive '
-                     f'decoder (its density reads the decoder mean G(z)); got model.net='
-                     f'{model_config.net}.')
-  if is_hierarchical(model_config) and model_config.posterior != 'gaussian':
-    raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
-                     f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
+  levels = net_levels(model_config)
+  if levels not in (1, 2):
+    raise ValueError(f'model.net={model_config.net} is registered with levels={levels}; allowed: 1, 2.')
+  for key, table in _PARTS:
+    check = table.info(model_config[key]).get('validate')
+    if check:
+      check(model_config)
+  if levels == 2:
+    hierarchical.check_config(model_config)
+  if model_config.two_stage:
+    two_stage.check_config(model_config, levels)
   backend = model_config.conv_backend
   if backend not in nets.CONV_BACKENDS:
     raise ValueError(f'Unknown model.conv_backend {backend!r}; allowed: '
@@ -81,12 +90,18 @@ def create(model_config, input_shape: Tuple[int, ...]) -> LatentVariableModel:
   model_config = config_lib.complete_section(model_config, 'model')
   validate(model_config)
   input_shape = tuple(int(s) for s in input_shape)
-  if model_config.two_stage:
-    return two_stage.build(model_config, input_shape, create, is_hierarchical)
+  cls = model_class(model_config)
+  if cls is two_stage.TwoStageVAE:
+    return two_stage.build(model_config, input_shape, create)
   parts = dict(nets.REGISTRY.get(model_config.net)(model_config, input_shape))
   prior = priors.from_config(model_config, input_shape)
   likelihood = likelihoods.create(model_config, input_shape)
-  if 'encoder_z2' in parts:  # A two-level net.
+  two_level = 'encoder_z2' in parts
+  if two_level != (cls is HierarchicalVAE):
+    raise ValueError(f'model.net={model_config.net} is registered with levels='
+                     f'{net_levels(model_config)} but its builder returned the nets of a '
+                     f'{"two" if two_level else "one"}-level model ({", ".join(sorted(parts))}).')
+  if cls is HierarchicalVAE:
     return HierarchicalVAE(prior=prior, likelihood=likelihood, **parts)
   return VAE(prior=prior, posterior=posteriors.from_config(model_config), likelihood=likelihood,
              **parts)

@@ -7,10 +7,22 @@ import jax
 import jax.numpy as jnp
 
 from vaeprior_jax import distributions
+from vaeprior_jax import hooks
 from vaeprior_jax.models.base import LatentVariableModel, _check_decoder_input
 from vaeprior_jax import posteriors
 
 Array = jax.Array
+
+
+def check_config(model_config) -> None:
+  """The two-level model's settings: one-line errors."""
+  if model_config.posterior != 'gaussian':
+    raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
+                     f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
+
+
+class _HierarchicalHooks(hooks.EvaluationHooks):
+  grey_proposal = False  # Its encoders read x itself.
 
 
 class HierarchicalVAE(LatentVariableModel):
@@ -31,6 +43,8 @@ class HierarchicalVAE(LatentVariableModel):
   prior: nn.Module
   z1_dim: int
   likelihood: Optional[nn.Module] = None  # None: Bernoulli logits over [H, W, C]
+
+  evaluation_hooks = _HierarchicalHooks()
 
   @property
   def prior_encoder(self) -> nn.Module:

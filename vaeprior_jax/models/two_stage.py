@@ -7,9 +7,20 @@ import jax
 import jax.numpy as jnp
 
 from vaeprior_jax import config as config_lib
+from vaeprior_jax import hooks
 from vaeprior_jax.models.base import LatentVariableModel
 
 Array = jax.Array
+
+
+class _TwoStageHooks(hooks.EvaluationHooks):
+  """Dai & Wipf's protocol, and their baseline beside the two-stage samples: z ~ N(0, I)."""
+  quality_protocol = 'two_stage'
+  grey_proposal = False
+
+  def sample_kinds(self):
+    return {'first_stage_samples': (lambda m, k, n: m.first_stage_sample(k, n),
+                                    'samples_first_stage.png')}
 
 
 class TwoStageVAE(nn.Module):
@@ -27,6 +38,7 @@ class TwoStageVAE(nn.Module):
   second: LatentVariableModel
 
   autoregressive = False
+  evaluation_hooks = _TwoStageHooks()
 
   @property
   def prior(self) -> nn.Module:
@@ -116,15 +128,19 @@ def second_stage_config(model_config):
       second_stage_units=mc.second_stage_units, second_stage_layers=mc.second_stage_layers), 'model')
 
 
-def build(model_config, input_shape, create, is_hierarchical) -> TwoStageVAE:
-  """The two-stage model of `model_config` (`create` builds each stage)."""
+def check_config(model_config, levels: int) -> None:
+  """The two-stage model's settings (`levels`: of the first stage's net): one-line errors."""
   if model_config.prior != 'standard' or model_config.posterior != 'gaussian':
     raise ValueError(f'model.two_stage=True trains the first stage with the standard prior and the '
                      f'Gaussian posterior; got model.prior={model_config.prior!r}, '
                      f'model.posterior={model_config.posterior!r}.')
-  if is_hierarchical(model_config):
+  if levels != 1:
     raise ValueError(f'model.two_stage=True needs a one-level first stage; model.net='
                      f'{model_config.net} is a two-level model.')
+
+
+def build(model_config, input_shape, create) -> TwoStageVAE:
+  """The two-stage model of `model_config` (`create` builds each stage from its config)."""
   first_config = config_lib.complete_section(dict(model_config.to_dict(), two_stage=False), 'model')
   first = create(first_config, input_shape)
   second = create(second_stage_config(model_config), (first_config.latent_dim,))

@@ -5,7 +5,8 @@ from typing import Dict, Optional, Tuple
 import flax.linen as nn
 import jax
 
-from vaeprior_jax.models.base import LatentVariableModel, _check_decoder_input, call_net
+from vaeprior_jax.models.base import LatentVariableModel, _check_decoder_input
+from vaeprior_jax.variables import call_net
 
 Array = jax.Array
 

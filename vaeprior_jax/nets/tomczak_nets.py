@@ -263,7 +263,8 @@ def _builder(name: str):
 
 
 for _name in NETS:
-  base.REGISTRY.register(_name, _builder(_name))
+  base.REGISTRY.register(_name, _builder(_name), levels=2,
+                         autoregressive=_name == 'pixelhvae')
 
 
 def _gated_mlp(model_config, input_shape):

@@ -146,7 +146,7 @@ def _builder(name: str):
 
 
 for _name in NETS:
-  REGISTRY.register(_name, _builder(_name))
+  REGISTRY.register(_name, _builder(_name), autoregressive=_name == 'pixel')
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],

@@ -68,6 +68,9 @@ REGISTRY.register('standard', lambda mc, input_shape: StandardNormalPrior(mc.lat
 def from_config(model_config, input_shape: Tuple[int, ...]) -> nn.Module:
   """The prior named by `model_config.prior`, from REGISTRY (missing keys from `config.defaults`)."""
   model_config = config_lib.complete_section(model_config, 'model')
+  check = REGISTRY.info(model_config.prior).get('validate')
+  if check:
+    check(model_config)
   return REGISTRY.get(model_config.prior)(model_config, tuple(input_shape))
 
 

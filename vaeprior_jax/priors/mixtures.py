@@ -88,12 +88,23 @@ def set_pseudo_inputs(params, images) -> dict:
   return dict(params, prior=dict(params['prior'], pseudo_inputs=images))
 
 
-REGISTRY.register('mog', lambda mc, input_shape: MixtureOfGaussiansPrior(
+def _check_components(model_config) -> None:
+  if model_config.num_components < 1:
+    raise ValueError(f'model.num_components must be >= 1 with model.prior={model_config.prior}, '
+                     f'got {model_config.num_components}.')
+
+
+def _check_vampprior(model_config) -> None:
+  _check_components(model_config)
+  if model_config.posterior != 'gaussian':
+    raise ValueError(f'model.prior={model_config.prior} is a mixture of the Gaussian posteriors '
+                     f'q(z|u_k); it needs model.posterior=gaussian, got {model_config.posterior!r}.')
+
+
+REGISTRY.register('mog', validate=_check_components, entry=lambda mc, input_shape: MixtureOfGaussiansPrior(
     mc.latent_dim, mc.num_components))
-REGISTRY.register('vampprior', lambda mc, input_shape: VampPrior(
+REGISTRY.register('vampprior', validate=_check_vampprior, entry=lambda mc, input_shape: VampPrior(
     mc.latent_dim, mc.num_components, tuple(input_shape), True,
     bool(mc.pseudo_inputs_from_data)))
-REGISTRY.register('vampprior_data', lambda mc, input_shape: VampPrior(
+REGISTRY.register('vampprior_data', validate=_check_vampprior, entry=lambda mc, input_shape: VampPrior(
     mc.latent_dim, mc.num_components, tuple(input_shape), False, True))
-
-

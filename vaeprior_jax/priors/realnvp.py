@@ -49,4 +49,5 @@ def flow_settings(model_config) -> dict:
 
 
 REGISTRY.register('realnvp', lambda mc, input_shape: RealNVPPrior(mc.latent_dim,
-                                                                  **flow_settings(mc)))
+                                                                  **flow_settings(mc)),
+                  validate=flows.check_settings)

@@ -32,7 +32,7 @@ import numpy as np
 
 from vaeprior_jax import compiled
 from vaeprior_jax.evaluation import estimators
-from vaeprior_jax import models
+from vaeprior_jax import variables as variables_lib
 
 Array = jax.Array
 
@@ -47,7 +47,7 @@ def _prior_terms(m, rng, num_samples):
 
 def _posterior_log_weight(m, x, rng):
   """log f(z) - log q(z|x), z ~ q(z|x), [B] (a model method; log N is added by the caller)."""
-  mean, log_std = models.call_net(m.encoder, x)
+  mean, log_std = variables_lib.call_net(m.encoder, x)
   z, log_q = m.posterior.sample_and_log_prob(mean, log_std, rng)
   return m.prior.log_unnormalized(z, m.prior_context()) - log_q
 
@@ -75,7 +75,7 @@ def _summary(lme: np.ndarray, lme2: np.ndarray, samples_per_stratum: int,
 def prior_log_z(model, variables, rng: Array, num_samples: int,
                 chunk_size: int = 1000) -> Dict[str, float]:
   """The prior-based estimate: {'log_z', 'log_z_stderr', 'num_samples'}."""
-  variables = models.as_variables(variables)
+  variables = variables_lib.as_variables(variables)
 
   @compiled.jit
   def run(variables, key):
@@ -93,7 +93,7 @@ def posterior_log_z_fn(model, samples_per_image: int, chunk_size: int):
 
   @compiled.jit
   def batch(variables, x, key):
-    terms = lambda x_, k: _with_square(model.apply(models.as_variables(variables), x_, k,
+    terms = lambda x_, k: _with_square(model.apply(variables_lib.as_variables(variables), x_, k,
                                                    method=_posterior_log_weight))
     out = estimators._chunked_sample_reduce(  # pylint: disable=protected-access
         terms, x, key, samples_per_image, chunk_size, ('log_weight', 'twice'))
@@ -196,7 +196,7 @@ def diagnostics(model, variables, rng: Array, images: np.ndarray,
                     two are equal);
   beta              W sigmoid(xi).
   """
-  variables = models.as_variables(variables)
+  variables = variables_lib.as_variables(variables)
   prior_key, post_key = jax.random.split(rng)
   fn = compiled.jit(lambda v, k: model.apply(v, k, batch, method=_prior_terms))
   parts = [jax.device_get(fn(variables, jax.random.fold_in(prior_key, i)))

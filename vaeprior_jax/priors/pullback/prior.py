@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from vaeprior_jax import nets
 from vaeprior_jax.priors.base import REGISTRY, PriorContext, check_latent
+from vaeprior_jax.priors.pullback import evaluation
 from vaeprior_jax.priors.pullback import latent_gan
 from vaeprior_jax.priors.pullback import mala
 
@@ -121,7 +122,14 @@ class PullbackPrior(nn.Module):
                        adapt_steps=self.mala_adapt_steps)
     return chains.samples, chains
 
-def _pullback(mc, input_shape):
+
+def _check(mc) -> None:
+  """The pull-back prior's settings: one-line errors, before any data is loaded."""
+  net = nets.REGISTRY.info(mc.net)
+  if net.get('levels', 1) != 1 or net.get('autoregressive', False):
+    raise ValueError(f'model.prior=pullback needs a one-level model with a non-autoregressive '
+                     f'decoder (its density reads the decoder mean G(z)); got model.net='
+                     f'{mc.net}.')
   if mc.pullback_base == 'pullback':
     raise ValueError('model.pullback_base cannot be pullback itself; allowed: any other prior.')
   REGISTRY.check(mc.pullback_base)
@@ -138,6 +146,12 @@ def _pullback(mc, input_shape):
   if not isinstance(mc.latent_gan_noise_dim, int) or mc.latent_gan_noise_dim < 0:
     raise ValueError('model.latent_gan_noise_dim must be an integer >= 0 (0: the net\'s default), '
                      f'got {mc.latent_gan_noise_dim!r}.')
+  check_base = REGISTRY.info(mc.pullback_base).get('validate')
+  if check_base:
+    check_base(mc)
+
+
+def _pullback(mc, input_shape):
   base = REGISTRY.get(mc.pullback_base)(mc, input_shape)
   if mc.latent_gan_net == 'conv':
     latent_gan.conv_map_shape(mc.latent_dim)  # A latent size the map cannot hold fails here.
@@ -157,4 +171,5 @@ def _pullback(mc, input_shape):
       mc.pullback_sample_start, mc.pullback_mala_adapt_steps, noise_dim)
 
 
-REGISTRY.register('pullback', _pullback)
+REGISTRY.register('pullback', _pullback, validate=_check,
+                  evaluation_hooks=evaluation.PullbackHooks())

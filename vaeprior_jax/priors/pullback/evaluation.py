@@ -1,0 +1,96 @@
+"""What the pull-back prior adds to a workdir's evaluation (`hooks.EvaluationHooks`):
+
+  - log Z estimated anew (posterior-based, the paper's estimator) before the likelihood, which
+    depends on it; after it, the prior-based estimate beside it (`normalizer.check_against_prior`)
+    and VAEPP's diagnostics;
+  - the baselines' sample kinds: decoded draws of the base prior and of the latent WGAN;
+  - MALA's settings for one sample-quality report, and its chains' acceptance rate;
+  - VAEPP's sample-quality protocol.
+"""
+
+from typing import Any, Dict
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaeprior_jax import hooks
+from vaeprior_jax.priors.pullback import normalizer
+
+# Sample kinds of VAEPP's baselines (its Table 4): images from z without MALA.
+SAMPLERS = {
+    # Decoded draws of the base prior (for VAEPP: z ~ N(0, I)).
+    'base_samples': lambda m, k, n: m.observation_mean(m.decode(
+        m.prior.sample_base(k, n, m.prior_context()))),
+    # Decoded draws of the latent WGAN: "GAN-VAEPP".
+    'gan_samples': lambda m, k, n: m.observation_mean(m.decode(m.prior.sample_gan(k, n))),
+}
+
+MALA_SETTINGS = ('steps', 'step_size', 'adapt_steps')
+hooks.QUALITY_SETTINGS['mala'] = ('model.prior', 'a run with a pull-back prior')
+
+
+def _mala_samples(m, k, n):
+  """The model's samples (MALA from the start points) and the chains' mean acceptance rate and step
+  size after adaptation."""
+  z, chains = m.prior.sample_with_chains(k, n, m.prior_context())
+  return m.observation_mean(m.decode(z)), jnp.mean(chains.acceptance_rate), chains.step_size
+
+
+class PullbackHooks(hooks.EvaluationHooks):
+  """The pull-back prior's `hooks.EvaluationHooks`."""
+
+  quality_protocol = 'vaepp'
+  quality_settings = ('mala', MALA_SETTINGS)
+
+  def before_likelihood(self, model, variables, ctx):
+    return normalizer.refresh_log_z(model, variables, ctx.dataset, ctx.config, ctx.mesh,
+                                    jax.random.fold_in(ctx.key, 0x2), ctx.seed, ctx.batch_size)
+
+  def after_likelihood(self, model, variables, result, ctx, encoder_view):
+    ec = ctx.config.eval
+    prior_estimate = normalizer.prior_log_z(model, variables, jax.random.fold_in(ctx.key, 0x4),
+                                            ec.log_z_prior_samples)
+    out = normalizer.check_against_prior(result, prior_estimate)
+    if out['log_z_deficit_95'] > 0:
+      logging.warning(
+          'The posterior-based log Z (%.2f) is below the prior-based estimate (%.2f +- %.2f) by more '
+          'than log 20: with 95%% confidence the NLL %.2f is too low by at least %.2f nats '
+          '(nll_with_prior_log_z: %.2f). See docs/vaepp.md, "Checking log Z".', result['log_z'],
+          out['log_z_prior'], out['log_z_prior_stderr'], result['nll'],
+          out['log_z_deficit_95'], out['nll_with_prior_log_z'])
+    subset = encoder_view[:min(len(encoder_view), 1000)]
+    out.update(normalizer.diagnostics(model, variables, jax.random.fold_in(ctx.key, 0x3), subset,
+                                      num_samples=min(normalizer.DIAGNOSTICS_PRIOR_SAMPLES,
+                                                      ec.log_z_prior_samples)))
+    return out
+
+  def sample_kinds(self):
+    return {kind: (fn, f'{kind}.png') for kind, fn in SAMPLERS.items()}
+
+  def apply_quality_settings(self, config, settings: Dict[str, Any]):
+    """MALA's steps, step size and adaptation steps for one report (`settings`, checked), written
+    into `config`; returns ({'mala': the settings used}, a file-name suffix when any was given)."""
+    for name in ('steps', 'adapt_steps'):
+      if name in settings and (not isinstance(settings[name], int) or settings[name] < 0):
+        raise ValueError(f'mala_{name} must be an integer >= 0, got {settings[name]!r}.')
+    if 'step_size' in settings and not settings['step_size'] > 0:
+      raise ValueError(f'mala_step_size must be > 0, got {settings["step_size"]!r}.')
+    for name, value in settings.items():
+      config.model[f'pullback_mala_{name}'] = value
+    used = {k: config.model[f'pullback_mala_{k}'] for k in MALA_SETTINGS}
+    suffix = '_mala{steps}_{step_size:g}_adapt{adapt_steps}'.format(**used) if settings else ''
+    return {'mala': used}, suffix
+
+  def samples_with_report(self, config):
+    """With MALA steps: the samples and their chains' statistics, merged into the report's 'mala'."""
+    if not config.model.pullback_mala_steps > 0:
+      return None
+
+    def record(outputs):
+      acceptance, step_size = zip(*[o[1:] for o in outputs])
+      return {'acceptance_rate': float(np.mean(acceptance)),
+              'step_size_after_adaptation': float(np.mean(step_size))}
+
+    return _mala_samples, 'mala', record
