@@ -183,3 +183,19 @@ def parse_tokens(arg: str, choices: Dict[str, Sequence[str]], paper: str) -> Dic
                        f'{out[kinds[0]]!r} and {token!r}.')
     out[kinds[0]] = token
   return out
+
+
+def paper_setting(config, keys: Sequence[str]) -> ml_collections.ConfigDict:
+  """The values of `config` at the dotted `keys` (e.g. 'model.net'), as nested sections: a paper
+  config's `paper_setting`, what its `paper_*` numbers are for (`evaluation.report.paper_metrics`
+  reports them only for a run whose values at these keys are the same)."""
+  out = {}
+  for key in keys:
+    *sections, name = key.split('.')
+    value, node = config, out
+    for part in key.split('.'):
+      value = value[part]
+    for part in sections:
+      node = node.setdefault(part, {})
+    node[name] = value
+  return ml_collections.ConfigDict(out)

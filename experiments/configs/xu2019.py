@@ -145,11 +145,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config = config_lib.defaults()  # What the paper does not set: vaeprior_jax/config.py.
   config.entry = arg or 'table1,dense,rnvp_prior,binarized_mnist'
   config.paper_nll = paper_nll
-  # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
-  config.paper_setting = ml_collections.ConfigDict(dict(
-      net=net, prior=prior, posterior=posterior,
-      flow_depth=depth if 'realnvp' in (prior, posterior) else 0,  # as evaluate.paper_nll reads it
-      dataset=dataset, prior_training=strategy))
 
   config.model.net = net                  # dense | conv | resnet | pixel
   config.model.prior = prior              # standard | realnvp | mog | vampprior | vampprior_data
@@ -239,4 +234,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.train.post_hoc_epochs = 1.0
     config.train.iterative_iterations = 2
     config.train.iterative_epochs = 0.5
+  # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
+  config.paper_setting = config_lib.paper_setting(config, (
+      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.prior_training') + (
+          ('model.flow_depth',) if 'realnvp' in (prior, posterior) else ()))
   return config

@@ -54,18 +54,39 @@ def _sample_kinds(hooks) -> dict:
   return kinds
 
 
-def paper_nll(config):
-  """The paper's test NLL for this config's table entry, or None if the run's settings differ from
-  the entry's (config overrides) or the config names no entry."""
+# A paper config's numbers: `paper_{metric}` keys (paper_nll, paper_bits_per_dim, paper_fid), each a
+# number or None, and `paper_setting`, the values they are for as a nested dict of config sections
+# ({'model': {'net': 'dense', ...}, 'data': {'dataset': ...}, ...}).
+PAPER_PREFIX = 'paper_'
+
+
+def _leaves(tree, prefix=()):
+  for key, value in tree.items():
+    if hasattr(value, 'items'):
+      yield from _leaves(value, prefix + (key,))
+    else:
+      yield prefix + (key,), value
+
+
+def paper_metrics(config) -> Dict[str, float]:
+  """{metric: the paper's number} of this config's table entry ({} if the run's settings differ
+  from the entry's `paper_setting` (config overrides), or the config names no entry)."""
   setting = config.get('paper_setting')
-  if config.get('paper_nll') is None or setting is None:
-    return None
-  uses_flow = config.model.prior == 'realnvp' or config.model.posterior == 'realnvp'
-  actual = dict(net=config.model.net, prior=config.model.prior, posterior=config.model.posterior,
-                flow_depth=config.model.flow_depth if uses_flow else 0,
-                dataset=config.data.dataset,
-                prior_training=config.train.prior_training)
-  return config.paper_nll if actual == dict(setting) else None
+  if setting is None:
+    return {}
+  for path, value in _leaves(setting):
+    actual = config
+    for key in path:
+      actual = actual.get(key) if hasattr(actual, 'get') else None
+    if actual != value:
+      return {}
+  return {k[len(PAPER_PREFIX):]: v for k, v in config.items()
+          if k.startswith(PAPER_PREFIX) and k != 'paper_setting' and v is not None}
+
+
+def paper_nll(config):
+  """The paper's test NLL for this config's table entry, or None (see `paper_metrics`)."""
+  return paper_metrics(config).get('nll')
 
 
 def result_path(workdir: str, split: str, max_examples: Optional[int] = None, seed: int = 0) -> str:
@@ -168,9 +189,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     result.update(h.after_likelihood(model, params, result, ctx, encoder_view))
   for h in hooks:  # E.g. bits per dimension.
     result.update(h.units(result, dataset.input_shape))
-  reference = paper_nll(config)
-  if reference is not None and split == 'test':
-    result.update(entry=config.get('entry', ''), paper_nll=reference)
+  reference = {f'{PAPER_PREFIX}{k}': v for k, v in paper_metrics(config).items() if k != 'fid'}
+  if reference and split == 'test':  # (FIDs belong to the sample-quality report.)
+    result.update(entry=config.get('entry', ''), **reference)
 
   if active_units:
     au_samples = ec.active_units_samples

@@ -95,6 +95,11 @@ class Method:
   """Base class of training methods; see the module docstring. One instance per run."""
 
   name = 'method'
+  # The training log line's metrics, in order, as (key, label, format), each shown where the step
+  # reports it; a method adds its own (e.g. a critic's loss).
+  log_fields = (('loss', 'loss', '%.2f'), ('elbo', 'elbo', '%.2f'),
+                ('reconstruction', 'rec', '%.2f'), ('kl', 'kl', '%.2f'), ('beta', 'beta', '%.3f'),
+                ('learning_rate', 'lr', '%.1e'))
   # The training split's size, set by the loop (`train.trainer.train_and_evaluate`) before any hook runs;
   # None where the method is used outside it.
   num_train_examples = None
@@ -131,7 +136,7 @@ class Method:
     """(loss, metrics, new model_state) of one batch. `params` are all parameters, `trained` the
     groups being trained (the loss is differentiated with respect to these; penalties on the trained
     parameters only should read them). Apply the model with `apply_model`. Metrics should include
-    'loss' and, for the loop's log line, 'elbo', 'reconstruction', 'kl', 'beta', 'learning_rate'."""
+    'loss'; those of `log_fields` it has appear on the loop's log line."""
     raise NotImplementedError
 
   # Host-side hooks --------------------------------------------------------------------------------
@@ -323,9 +328,8 @@ def _check_train_values(tc) -> None:
     bad('num_steps', '>= 1, or -1 (then train.num_epochs sets the budget)')
   if tc.num_steps == -1 and not tc.num_epochs > 0:
     bad('num_epochs', '> 0 when train.num_steps is -1')
-  for key in ('learning_rate', 'second_stage_learning_rate', 'iterative_learning_rate'):
-    if not tc[key] > 0:
-      bad(key, '> 0')
+  if not tc.learning_rate > 0:
+    bad('learning_rate', '> 0')
   for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep'):
     if not isinstance(tc[key], int) or tc[key] < 1:
       bad(key, 'an integer >= 1')

@@ -76,6 +76,9 @@ def validate(config):
       raise ValueError(f'post_hoc needs train.post_hoc_epochs > 0 (got {tc.post_hoc_epochs}) and two '
                        f'train.prior_learning_rates (got {tuple(tc.prior_learning_rates)}).')
   if name == 'iterative':
+    if not tc.iterative_learning_rate > 0:
+      raise ValueError('train.iterative_learning_rate must be > 0, got '
+                       f'{tc.iterative_learning_rate!r}.')
     if tc.iterative_iterations < 1 or tc.iterative_epochs <= 0 or len(tc.prior_learning_rates) != 2:
       raise ValueError(
           f'iterative needs train.iterative_iterations >= 1 (got {tc.iterative_iterations}), '

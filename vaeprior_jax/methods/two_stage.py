@@ -60,6 +60,9 @@ class TwoStage(base.Method):
   def validate(cls, config):
     if not config.model.two_stage:
       raise ValueError('train.method=two_stage trains a two-stage model; set model.two_stage=True.')
+    if not config.train.second_stage_learning_rate > 0:
+      raise ValueError('train.second_stage_learning_rate must be > 0, got '
+                       f'{config.train.second_stage_learning_rate!r}.')
     if config.train.second_stage_epochs <= 0:
       raise ValueError(f'train.second_stage_epochs must be > 0, got '
                        f'{config.train.second_stage_epochs}.')

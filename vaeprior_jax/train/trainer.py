@@ -218,17 +218,10 @@ def _window_means(window) -> Dict[str, float]:
   return out
 
 
-# The log line's metrics, in order, as (key, label, format), each shown where the method reports it.
-_LOG_FIELDS = (('loss', 'loss', '%.2f'), ('elbo', 'elbo', '%.2f'), ('reconstruction', 'rec', '%.2f'),
-               ('kl', 'kl', '%.2f'), ('beta', 'beta', '%.3f'),
-               ('gradient_penalty', 'gp', '%.3g'),
-               ('latent_critic_loss', 'critic', '%.3g'),
-               ('latent_generator_loss', 'generator', '%.3g'), ('learning_rate', 'lr', '%.1e'))
-
-
-def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int):
+def _log_line(done: int, num_steps: int, last, phase_name: str, per_epoch: int, log_fields):
+  """The progress line: the method's `log_fields` it reported, the speed and the ETA."""
   phase = f' [{phase_name}]' if phase_name else ''
-  fields = ' '.join(f'{label} {fmt % last[key]}' for key, label, fmt in _LOG_FIELDS if key in last)
+  fields = ' '.join(f'{label} {fmt % last[key]}' for key, label, fmt in log_fields if key in last)
   logging.info('step %d/%d%s (epoch %.1f) %s | %.1f steps/s, ETA %s', done, num_steps, phase,
                done / per_epoch, fields, last['steps_per_sec'],
                metric_writer.format_duration(
@@ -415,7 +408,8 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         last.update(steps_per_sec=steps_per_sec, epoch=done / per_epoch)
         writer.write_scalars(done, last)
         _log_line(done, num_steps, last,
-                  methods.phase_of(phases, done - 1).name if len(phases) > 1 else '', per_epoch)
+                  methods.phase_of(phases, done - 1).name if len(phases) > 1 else '', per_epoch,
+                  method.log_fields)
         window, window_start, window_step = [], time.time(), done
       if save:
         save_checkpoint(manager, done, state)
