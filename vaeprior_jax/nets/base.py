@@ -185,6 +185,21 @@ def residual_stack(h: Array, stack, negative_slope: float, transpose: bool = Fal
 
 
 
+def output_shape_of(image_shape, out_channels: int) -> Tuple[int, ...]:
+  """The decoder's output shape for images of `image_shape` (H, W, C): (H, W, out_channels), or the
+  image shape where `out_channels` is 0. A likelihood may need more channels than the image has
+  (`likelihoods.output_channels`: the discretized logistic's per-pixel scales)."""
+  return tuple(image_shape[:-1]) + (int(out_channels or image_shape[-1]),)
+
+
+def check_not_autoregressive_channels(net: str, input_shape, out_channels: int) -> None:
+  """Autoregressive decoders read x as they emit it: they emit exactly its channels."""
+  if out_channels and out_channels != input_shape[-1]:
+    raise ValueError(f'model.net={net} has an autoregressive decoder that emits one value per pixel '
+                     f'and channel ({input_shape[-1]}); model.likelihood needs {out_channels} '
+                     'channels: use a non-autoregressive net.')
+
+
 def check_spatial(shape: Tuple[int, int, int]):
   """Raises ValueError unless `shape` is (H, W, C) with H and W divisible by 4 (two stride-2 stages)."""
   if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:

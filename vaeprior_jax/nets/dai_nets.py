@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import likelihoods
 from vaeprior_jax.nets import base
 
 Array = jax.Array
@@ -121,12 +122,14 @@ class InfoGANDecoder(nn.Module):
   ReLU -> DeConv[C, 4x4/2]: the pre-sigmoid image [..., H, W, C] (no spectral normalisation, as the
   code's decoder)."""
   output_shape: Tuple[int, int, int]
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   has_train_mode = True
 
   @nn.compact
   def __call__(self, z: Array, train: bool = False) -> Array:
-    height, width, channels = self.output_shape
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
+    height, width, channels = shape
     h = z.reshape((-1, z.shape[-1]))
     h = nn.Dense(1024, kernel_init=_NORMAL, name='hidden_0')(h)
     h = nn.relu(_batch_norm(train, 'bn_0')(h))
@@ -136,7 +139,7 @@ class InfoGANDecoder(nn.Module):
                                               kernel_init=_NORMAL, name=name)
     h = nn.relu(_batch_norm(train, 'bn_2')(deconv(64, 'hidden_2')(h)))
     out = deconv(channels, 'out')(h)
-    return out.reshape(z.shape[:-1] + tuple(self.output_shape))
+    return out.reshape(z.shape[:-1] + shape)
 
 
 # ------------------------------------------------------------------------------- ResNet (Fig. 11)
@@ -247,12 +250,14 @@ class ResNetDecoder(nn.Module):
   base_dim: int = 16
   blocks_per_scale: int = 1
   kernel_size: int = 3
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   has_train_mode = True
 
   @nn.compact
   def __call__(self, z: Array, train: bool = False) -> Array:
-    height, width, channels = self.output_shape
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
+    height, width, channels = shape
     if height != width:
       raise ValueError(f'model.net=dai_resnet needs square images, got {self.output_shape}.')
     sides, dims = resnet_decoder_scales(height, self.base_dim)
@@ -266,13 +271,14 @@ class ResNetDecoder(nn.Module):
       h = ScaleBlock(dims[i + 1], self.blocks_per_scale, kernel_size=self.kernel_size,
                      name=f'scale_{i}')(h, train)
     out = nn.Conv(channels, k, padding='SAME', kernel_init=_GLOROT, name='out')(h)
-    return out.reshape(z.shape[:-1] + tuple(self.output_shape))
+    return out.reshape(z.shape[:-1] + shape)
 
 
 def _infogan(model_config, input_shape):
   _check_image_shape(input_shape, 4, 'infogan')
   return {'encoder': InfoGANEncoder(model_config.latent_dim, model_config.negative_slope),
-          'decoder': InfoGANDecoder(tuple(input_shape))}
+          'decoder': InfoGANDecoder(tuple(input_shape), likelihoods.output_channels(
+              model_config, input_shape[-1]))}
 
 
 def _resnet(model_config, input_shape):
@@ -282,7 +288,8 @@ def _resnet(model_config, input_shape):
                                    m.dai_resnet_blocks_per_scale, m.dai_resnet_fc_dim,
                                    m.dai_resnet_pooling),
           'decoder': ResNetDecoder(tuple(input_shape), m.dai_resnet_base_dim,
-                                   m.dai_resnet_blocks_per_scale)}
+                                   m.dai_resnet_blocks_per_scale,
+                                   out_channels=likelihoods.output_channels(m, input_shape[-1]))}
 
 
 NETS = ('infogan', 'dai_resnet')

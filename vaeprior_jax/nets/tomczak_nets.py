@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import likelihoods
 from vaeprior_jax.nets import base
 from vaeprior_jax.nets import pixelcnn
 
@@ -93,13 +94,14 @@ class GatedMLPDecoder(nn.Module):
   """Tomczak & Welling's VAE (L = 1) decoder: z -> GatedDense[300 -> 300] -> Linear[H*W*C] logits."""
   output_shape: Tuple[int, int, int]
   hidden_units: Sequence[int] = (300, 300)
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     h = gated_mlp(z, self.hidden_units)
-    size = int(np.prod(self.output_shape))
-    logits = nn.Dense(size, kernel_init=he_normal, name='logits')(h)
-    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
+    logits = nn.Dense(int(np.prod(shape)), kernel_init=he_normal, name='logits')(h)
+    return logits.reshape(z.shape[:-1] + shape)
 
 
 HIDDEN = 300
@@ -169,14 +171,16 @@ class Decoder(nn.Module):
   """HVAE's p(x|z1, z2): GatedDense[300](Concat[GatedDense[300](z1), GatedDense[300](z2)]) ->
   Linear[H*W*C] logits."""
   output_shape: Tuple[int, int, int]
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   @nn.compact
   def __call__(self, z1: Array, z2: Array) -> Array:
     h = jnp.concatenate([GatedDense(HIDDEN, name='hidden_z1')(z1),
                          GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
     h = GatedDense(HIDDEN, name='hidden_joint')(h)
-    logits = nn.Dense(int(np.prod(self.output_shape)), kernel_init=he_normal, name='logits')(h)
-    return logits.reshape(z1.shape[:-1] + tuple(self.output_shape))
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
+    logits = nn.Dense(int(np.prod(shape)), kernel_init=he_normal, name='logits')(h)
+    return logits.reshape(z1.shape[:-1] + shape)
 
 
 class ConvDecoder(nn.Module):
@@ -185,18 +189,20 @@ class ConvDecoder(nn.Module):
   output_shape: Tuple[int, int, int]
   channels: Sequence[int] = DECODER_CONV_CHANNELS
   conv_backend: str = 'xla'
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   @nn.compact
   def __call__(self, z1: Array, z2: Array) -> Array:
     batch_shape = z1.shape[:-1]
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
     h = jnp.concatenate([GatedDense(HIDDEN, name='hidden_z1')(z1),
                          GatedDense(HIDDEN, name='hidden_z2')(z2)], axis=-1)
     h = GatedDense(int(np.prod(self.output_shape)), name='hidden_joint')(h)
     h = h.reshape((-1,) + tuple(self.output_shape))
     for i, features in enumerate(self.channels):
       h = GatedConv(features, 3, 1, self.conv_backend, name=f'hidden_conv_{i}')(h)
-    logits = base.conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
-    return logits.reshape(batch_shape + tuple(self.output_shape))
+    logits = base.conv_layer(self.conv_backend)(shape[-1], (1, 1), name='logits')(h)
+    return logits.reshape(batch_shape + shape)
 
 
 class PixelDecoder(nn.Module):
@@ -229,9 +235,11 @@ NETS = ('hvae', 'convhvae', 'pixelhvae')
 
 
 def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int],
-           pixelcnn_layers: int = 3, pixelcnn_features: int = 0, conv_backend: str = 'xla'):
+           pixelcnn_layers: int = 3, pixelcnn_features: int = 0, conv_backend: str = 'xla',
+           out_channels: int = 0):
   """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS); the
-  convolutions are `conv_backend`'s (base.CONV_BACKENDS)."""
+  convolutions are `conv_backend`'s (base.CONV_BACKENDS); the decoder emits `out_channels` per
+  pixel (0: the image's channels)."""
   input_shape = tuple(int(s) for s in input_shape)
   base.CONV_BACKENDS.check(conv_backend)
   if name not in NETS:
@@ -241,10 +249,11 @@ def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int
     raise ValueError(f'{name} needs an input shape (H, W, C) with H and W divisible by 4, got '
                      f'{input_shape}.')
   if name == 'hvae':
-    decoder = Decoder(input_shape)
+    decoder = Decoder(input_shape, out_channels=out_channels)
   elif name == 'convhvae':
-    decoder = ConvDecoder(input_shape, conv_backend=conv_backend)
+    decoder = ConvDecoder(input_shape, conv_backend=conv_backend, out_channels=out_channels)
   else:
+    base.check_not_autoregressive_channels(name, input_shape, out_channels)
     decoder = PixelDecoder(input_shape, pixelcnn_layers, pixelcnn_features,
                            conv_backend=conv_backend)
   return (EncoderZ2(z2_dim, conv, conv_backend), EncoderZ1(z1_dim, conv, conv_backend),
@@ -256,7 +265,8 @@ def _builder(name: str):
     z1_dim = model_config.z1_dim or model_config.latent_dim
     encoder_z2, encoder_z1, conditional_prior, decoder = create(
         name, z1_dim, model_config.latent_dim, input_shape, model_config.pixelcnn_layers,
-        model_config.pixelcnn_features, model_config.conv_backend)
+        model_config.pixelcnn_features, model_config.conv_backend,
+        likelihoods.output_channels(model_config, input_shape[-1]))
     return {'encoder_z2': encoder_z2, 'encoder_z1': encoder_z1,
             'conditional_prior': conditional_prior, 'decoder': decoder, 'z1_dim': z1_dim}
   return build
@@ -269,8 +279,10 @@ for _name in NETS:
 
 def _gated_mlp(model_config, input_shape):
   """Tomczak & Welling's VAE (L = 1)."""
+  input_shape = tuple(int(s) for s in input_shape)
   return {'encoder': GatedMLPEncoder(model_config.latent_dim),
-          'decoder': GatedMLPDecoder(tuple(int(s) for s in input_shape))}
+          'decoder': GatedMLPDecoder(input_shape, out_channels=likelihoods.output_channels(
+              model_config, input_shape[-1]))}
 
 
 base.REGISTRY.register('gated_mlp', _gated_mlp)

@@ -88,22 +88,24 @@ class Decoder(nn.Module):
   output_shape: Tuple[int, int, int]
   mean_activation: str = 'tanh_clip'
   negative_slope: float = 0.2
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `base.output_shape_of`).
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     height, width, channels = self.output_shape
+    shape = base.output_shape_of(self.output_shape, self.out_channels)
     h = nn.Dense(height // 4 * width // 4 * 64, name='dense')(z)
     h = h.reshape((-1, height // 4, width // 4, 64))
     for i, (features, stride) in enumerate(DECODER_STACK):
       h = base.ResidualBlock(features, stride, transpose=True, negative_slope=self.negative_slope,
                              name=f'hidden_{i}')(h)
-    a = nn.Conv(channels, (1, 1), kernel_init=nn.initializers.zeros, name='mean')(h)
-    if self.mean_activation == 'tanh_clip':
-      m = jnp.clip(jnp.tanh(a), 1e-7, 1 - 1e-7)
-      logits = jnp.log(m) - jnp.log1p(-m)
+    a = nn.Conv(shape[-1], (1, 1), kernel_init=nn.initializers.zeros, name='mean')(h)
+    if self.mean_activation == 'tanh_clip':  # On the image's channels (the means' logits).
+      m = jnp.clip(jnp.tanh(a[..., :channels]), 1e-7, 1 - 1e-7)
+      logits = jnp.concatenate([jnp.log(m) - jnp.log1p(-m), a[..., channels:]], axis=-1)
     else:
       logits = a
-    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+    return logits.reshape(z.shape[:-1] + shape)
 
 
 class Discriminator(nn.Module):
@@ -126,7 +128,8 @@ def _build(model_config, input_shape):
   return {'encoder': Encoder(model_config.latent_dim, model_config.vaepp_min_log_std,
                              model_config.negative_slope),
           'decoder': Decoder(tuple(input_shape), model_config.vaepp_mean_activation,
-                             model_config.negative_slope)}
+                             model_config.negative_slope,
+                             likelihoods.output_channels(model_config, input_shape[-1]))}
 
 
 def _to_code_coordinates(x: Array) -> Array:

@@ -11,8 +11,10 @@ from typing import Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 
+from vaeprior_jax import likelihoods
 from vaeprior_jax.nets.base import (CONV_BACKENDS, REGISTRY, GaussianHeads, ResidualBlock,
-                                    _strided_layer, check_spatial, conv_layer)
+                                    _strided_layer, check_not_autoregressive_channels,
+                                    check_spatial, conv_layer, output_shape_of)
 from vaeprior_jax.nets.pixelcnn import PixelCNN, _images
 
 Array = jax.Array
@@ -44,15 +46,16 @@ class DenseDecoder(nn.Module):
   output_shape: Tuple[int, int, int]
   hidden_units: Sequence[int] = (500, 500)
   negative_slope: float = 0.2
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `output_shape_of`).
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     h = z
     for i, units in enumerate(self.hidden_units):
       h = nn.leaky_relu(nn.Dense(units, name=f'hidden_{i}')(h), self.negative_slope)
-    size = self.output_shape[0] * self.output_shape[1] * self.output_shape[2]
-    logits = nn.Dense(size, name='logits')(h)
-    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+    shape = output_shape_of(self.output_shape, self.out_channels)
+    logits = nn.Dense(shape[0] * shape[1] * shape[2], name='logits')(h)
+    return logits.reshape(z.shape[:-1] + shape)
 
 def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float,
                 conv_backend: str) -> Array:
@@ -102,13 +105,15 @@ class ConvDecoder(nn.Module):
   block: str = 'resnet'
   negative_slope: float = 0.2
   conv_backend: str = 'xla'
+  out_channels: int = 0  # Channels per pixel emitted (0: the image's; see `output_shape_of`).
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     check_spatial(self.output_shape)
+    shape = output_shape_of(self.output_shape, self.out_channels)
     h = _deconv_trunk(z, self.output_shape, self.block, self.negative_slope, self.conv_backend)
-    logits = conv_layer(self.conv_backend)(self.output_shape[-1], (1, 1), name='logits')(h)
-    return logits.reshape(z.shape[:-1] + tuple(self.output_shape))
+    logits = conv_layer(self.conv_backend)(shape[-1], (1, 1), name='logits')(h)
+    return logits.reshape(z.shape[:-1] + shape)
 
 class PixelCNNDecoder(nn.Module):
   """PixelVAE's decoder (App. B.2): h_theta(z) = Concat[x, h~(z)] -> PixelCNN[H x W x (C+32), 3 layers]
@@ -140,7 +145,8 @@ NETS = ('dense', 'conv', 'resnet', 'pixel')
 def _builder(name: str):
   def build(model_config, input_shape):
     encoder, decoder = create(name, model_config.latent_dim, input_shape,
-                              model_config.negative_slope, model_config.conv_backend)
+                              model_config.negative_slope, model_config.conv_backend,
+                              likelihoods.output_channels(model_config, input_shape[-1]))
     return {'encoder': encoder, 'decoder': decoder}
   return build
 
@@ -150,20 +156,23 @@ for _name in NETS:
 
 
 def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
-           negative_slope: float = 0.2, conv_backend: str = 'xla') -> Tuple[nn.Module, nn.Module]:
+           negative_slope: float = 0.2, conv_backend: str = 'xla',
+           out_channels: int = 0) -> Tuple[nn.Module, nn.Module]:
   """Returns (encoder, decoder) for Xu et al.'s net called `name` (one of NETS); the convolutional
-  nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none)."""
+  nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none); the decoder
+  emits `out_channels` per pixel (0: the image's channels)."""
   input_shape = tuple(int(s) for s in input_shape)
   CONV_BACKENDS.check(conv_backend)
   if name == 'dense':
     return (DenseEncoder(latent_dim, negative_slope=negative_slope),
-            DenseDecoder(input_shape, negative_slope=negative_slope))
+            DenseDecoder(input_shape, negative_slope=negative_slope, out_channels=out_channels))
   if name in ('conv', 'resnet'):
     check_spatial(input_shape)
     return (ConvEncoder(latent_dim, name, negative_slope, conv_backend),
-            ConvDecoder(input_shape, name, negative_slope, conv_backend))
+            ConvDecoder(input_shape, name, negative_slope, conv_backend, out_channels))
   if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
     check_spatial(input_shape)
+    check_not_autoregressive_channels(name, input_shape, out_channels)
     return (ConvEncoder(latent_dim, 'resnet', negative_slope, conv_backend),
             PixelCNNDecoder(input_shape, negative_slope=negative_slope, conv_backend=conv_backend))
   raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')
