@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from vaeprior_jax import distributions
+from vaeprior_jax import models
 from vaeprior_jax.evaluation import estimators
 
 D, d, S = 5, 2, 0.7
@@ -216,3 +217,57 @@ def test_paired_evaluation_uses_q_of_the_grey_image_and_estimates_the_exact_like
   one_plain = estimators.make_batch_metrics(model, 1, 1)(variables, jnp.asarray(x),
                                                          jax.random.key(4))
   assert not np.allclose(one_paired['elbo'], one_plain['elbo'])
+
+
+# ------------------------------------------------------------------------ memory bounded by the budget
+
+def test_peak_bytes_follows_each_value_from_its_operation_to_its_last_use():
+  x = jax.ShapeDtypeStruct((1000,), jnp.float32)  # 4,000 bytes per [1000] float32 value.
+  chain = jax.make_jaxpr(lambda x: jnp.sum(jnp.sin(x) * 2.0))(x).jaxpr
+  # x and sin(x) at once; then sin(x) and 2 sin(x) (x is dead): 8,000 bytes at most.
+  assert estimators.peak_bytes(chain) == 8000
+  kept = jax.make_jaxpr(lambda x: jnp.sum(jnp.sin(x) * x))(x).jaxpr
+  assert estimators.peak_bytes(kept) == 12000  # x is read again: x, sin(x) and the product.
+  # A scan's body counts at its own peak: carry [1000], one [1000] slice and sin(slice) + carry.
+  scanned = jax.make_jaxpr(lambda xs: jax.lax.scan(
+      lambda c, s: (c + jnp.sin(s), None), jnp.zeros(1000), xs)[0])(
+          jax.ShapeDtypeStruct((5, 1000), jnp.float32)).jaxpr
+  assert 5 * 4000 < estimators.peak_bytes(scanned) <= 5 * 4000 + 4 * 4000 + 4000
+
+
+def test_the_chunk_is_the_largest_that_fits_the_budget_and_never_above_the_configs():
+  # A batch function whose values grow as chunk x batch, like the estimator's.
+  fn_of = lambda c: (lambda p, x, k: jnp.sum(jnp.sin(jnp.broadcast_to(x, (c,) + x.shape)) * p))
+  need = lambda c: estimators.XLA_OVERHEAD * estimators.peak_bytes(jax.make_jaxpr(fn_of(c))(
+      1.0, jax.ShapeDtypeStruct((64, 256), jnp.float32), jax.random.key(0)).jaxpr)
+  budget_gb = need(37) / 2**30
+  fitted = estimators.bounded_chunk_size(fn_of, 100, 1.0, (64, 256), jax.random.key(0), 1,
+                                         budget_gb)
+  assert fitted == 37 and need(38) > budget_gb * 2**30
+  assert estimators.bounded_chunk_size(fn_of, 20, 1.0, (64, 256), jax.random.key(0), 1,
+                                       budget_gb) == 20  # Fits: what the config asked.
+  # Sharded over 2 devices, each holds half the batch: twice the chunk fits (within rounding).
+  assert estimators.bounded_chunk_size(fn_of, 100, 1.0, (64, 256), jax.random.key(0), 2,
+                                       budget_gb) >= 2 * 37 - 2
+
+
+def test_a_pixelvae_with_another_entrys_chunk_is_bounded_below_the_machines_memory():
+  """`--config=experiments/configs/xu2019.py --config.model.net=pixel` keeps the default (dense)
+  entry's eval chunk of 100: at a batch of 128 XLA took 23.6 GiB for it (benchmarks/LOG.md), more
+  than a 24 GB machine has beside the data. The estimator's chunk is cut to fit the budget."""
+  from experiments.configs import xu2019  # pylint: disable=g-import-not-at-top
+  config = xu2019.get_config('')
+  config.model.net = 'pixel'
+  assert config.eval.chunk_size == 100 and config.eval.batch_size == 128
+  model = models.create(config.model, (28, 28, 1))
+  x = np.zeros((2, 28, 28, 1), np.float32)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), x, jax.random.key(1))['params'])
+  fn_of = lambda c: (lambda p, x_, k: estimators.make_batch_metrics(model, 1000, c)(p, x_, k))
+  shape = (128, 28, 28, 1)
+  need = lambda c: estimators.XLA_OVERHEAD * estimators.peak_bytes(
+      jax.make_jaxpr(fn_of(c))(params, jax.ShapeDtypeStruct(shape, jnp.float32),
+                               jax.random.key(0)).jaxpr) / 2**30
+  # The estimate for chunk 100 agrees with the measured 23.6 GiB within the margin.
+  assert 23.6 <= need(100) <= 2 * 23.6
+  fitted = estimators.bounded_chunk_size(fn_of, 100, params, shape, jax.random.key(0), 1, 18.0)
+  assert 10 <= fitted < 100 and need(fitted) <= 18.0

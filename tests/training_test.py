@@ -2,6 +2,7 @@
 
 import json
 import os
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -288,3 +289,23 @@ def test_early_stopping_on_the_elbo_counts_its_patience_from_the_end_of_the_warm
   config.train.early_stopping_metric = 'bpd'
   with pytest.raises(ValueError, match="Unknown train.early_stopping_metric 'bpd'; allowed: nll"):
     trainer.EarlyStopping(config, workdir, None, 8, None, None, jax.random.key(0))
+
+
+def test_evaluation_runs_a_chunk_the_memory_budget_allows_with_the_same_estimate(tmp_path):
+  """A budget smaller than the configured chunk needs: `evaluate` runs with a smaller chunk, and the
+  NLL is the same (sample j uses the j-th key whatever the chunk) up to float32 rounding."""
+  config = helpers.tiny_config()
+  config.train.num_steps = 4
+  workdir = str(tmp_path)
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(config, workdir)
+    whole = report.evaluate(workdir, max_examples=8, active_units=False, write_images=False)
+    saved = checkpoints.load_config(workdir)
+    saved.eval.memory_budget_gb = 1e-6  # ~1 kB: only a chunk of 1 sample is left.
+    checkpoints.save_config(saved, workdir)
+    with mock.patch.object(trainer.estimators, 'make_batch_metrics',
+                           wraps=trainer.estimators.make_batch_metrics) as made:
+      bounded = report.evaluate(workdir, max_examples=8, active_units=False, write_images=False)
+  assert config.eval.chunk_size == 4 and made.call_args.args[2] == 1
+  assert bounded['nll'] == pytest.approx(whole['nll'], abs=1e-4)
+  assert bounded['elbo'] == pytest.approx(whole['elbo'], abs=1e-4)

@@ -132,6 +132,8 @@ def defaults() -> ml_collections.ConfigDict:
   ev.num_samples = 1000
   ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
   ev.batch_size = 128                 # test examples per compiled call
+  ev.memory_budget_gb = 0.0           # per device, for the estimator (0: half a device's memory):
+                                      # a chunk that needs more is made smaller
   ev.active_units_samples = 1000
   ev.active_units_batch_size = 0      # training images per call of the active-units pass (0: batch_size)
   ev.proposal_input = 'target'        # what q(z|.) reads: target | grey (VAEPP's code: the grey image

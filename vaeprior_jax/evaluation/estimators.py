@@ -152,13 +152,108 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
   return int(np.sum(np.var(posterior_means, axis=0) > threshold))
 
 
+# ------------------------------------------------------------------------ memory bounded by the budget
+
+def _inner_jaxprs(value):
+  """The jaxprs inside an equation's parameter (a scan's body, a cond's branches, a pjit's call)."""
+  if hasattr(value, 'jaxpr') and hasattr(value, 'consts'):  # ClosedJaxpr
+    yield value.jaxpr
+  elif hasattr(value, 'eqns') and hasattr(value, 'outvars'):  # Jaxpr
+    yield value
+  elif isinstance(value, (tuple, list)):
+    for v in value:
+      yield from _inner_jaxprs(v)
+
+
+def _nbytes(var) -> int:
+  aval = getattr(var, 'aval', None)
+  if aval is None or not hasattr(aval, 'shape') or not hasattr(aval, 'dtype'):
+    return 0
+  if jax.dtypes.issubdtype(aval.dtype, jax.dtypes.prng_key):
+    return int(math.prod(aval.shape)) * 8  # A typed key: two uint32 words.
+  return int(math.prod(aval.shape)) * np.dtype(aval.dtype).itemsize
+
+
+def peak_bytes(jaxpr) -> int:
+  """The most bytes alive at once when `jaxpr` runs one operation at a time: each output allocated
+  when computed and freed after its last use, inputs held throughout, a nested jaxpr (a scan's body,
+  a branch) at its own peak while it runs. XLA fuses and reuses buffers, so it needs no more than
+  this, up to its own workspace."""
+  last_use = {}
+  for i, eqn in enumerate(jaxpr.eqns):
+    for v in eqn.invars:
+      if not hasattr(v, 'val'):  # A Var, not a Literal.
+        last_use[v] = i
+  for v in jaxpr.outvars:
+    if not hasattr(v, 'val'):
+      last_use[v] = len(jaxpr.eqns)
+  live = sum(_nbytes(v) for v in list(jaxpr.invars) + list(jaxpr.constvars))
+  peak = live
+  for i, eqn in enumerate(jaxpr.eqns):
+    inner = max((peak_bytes(j) for p in eqn.params.values() for j in _inner_jaxprs(p)), default=0)
+    out = sum(_nbytes(v) for v in eqn.outvars)
+    peak = max(peak, live + max(out, inner))
+    live += out
+    for v in set(v for v in eqn.invars if not hasattr(v, 'val')):
+      if last_use.get(v) == i:
+        live -= _nbytes(v)
+    for v in eqn.outvars:
+      if v not in last_use:  # Never read.
+        live -= _nbytes(v)
+  return peak
+
+
+def device_memory_bytes(device=None) -> int:
+  """The memory of one device: an accelerator's limit as it reports it, the host's RAM for a CPU."""
+  device = device or jax.devices()[0]
+  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+  if stats and stats.get('bytes_limit'):
+    return int(stats['bytes_limit'])
+  import os  # pylint: disable=g-import-not-at-top
+  return int(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
+
+
+# The share of a device's memory the estimator may use when eval.memory_budget_gb is 0 (the data,
+# the parameters and the input pipeline need the rest).
+DEFAULT_MEMORY_SHARE = 0.75
+# What XLA holds over `peak_bytes`: measured on XLA:CPU for PixelVAE's estimator (the largest net),
+# 2.0x at batch 32 x chunk 10 and 64 x 20, and 2.0x for the 23.6 GiB of 128 x 100 in
+# benchmarks/LOG.md; 2.5 leaves a margin.
+XLA_OVERHEAD = 2.5
+
+
+def bounded_chunk_size(batch_fn_of_chunk, chunk_size: int, params, x_shape, key, num_devices: int,
+                       budget_gb: float = 0.0) -> int:
+  """The largest chunk <= `chunk_size` whose call of `batch_fn_of_chunk(chunk)` on (params, x of
+  `x_shape` (float32, the global batch), key) needs at most the memory budget per device: its
+  jaxpr's `peak_bytes` times `XLA_OVERHEAD`, the batch split over `num_devices` (found by tracing,
+  without compiling). budget_gb: the budget (0: `DEFAULT_MEMORY_SHARE` of one device's memory).
+  What this returns is what the estimator runs with, whatever the config asks, so a chunk size
+  copied from another net's entry cannot exhaust the memory."""
+  budget = budget_gb * 2**30 if budget_gb > 0 else DEFAULT_MEMORY_SHARE * device_memory_bytes()
+  x = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
+
+  def need(chunk):
+    jaxpr = jax.make_jaxpr(batch_fn_of_chunk(chunk))(params, x, key).jaxpr
+    return XLA_OVERHEAD * peak_bytes(jaxpr) / num_devices
+
+  chunk = chunk_size
+  while chunk > 1:
+    used = need(chunk)
+    if used <= budget:
+      break
+    chunk = max(1, min(chunk - 1, int(chunk * budget / used)))
+  return chunk
+
+
 # ------------------------------------------------------------------------------- over a whole split
 
 def make_batch_metrics(model, num_samples: int, chunk_size: int, paired: bool = False):
   """Jitted (params, x [B, ...], key) -> `importance_weighted_metrics` of a VAE, per example.
 
   paired: x is Concat[target, encoder input] on the last axis (`data.grey_proposal_pairs`): the
-  proposal is q(z|e) of the grey image e, the likelihood scores the binarized target.
+  proposal is q(z|e) of the grey image e, the likelihood scores the binarized target. (Bound the
+  chunk by the memory first: `bounded_batch_metrics`.)
   """
 
   def terms(variables, x_, k):
@@ -174,6 +269,21 @@ def make_batch_metrics(model, num_samples: int, chunk_size: int, paired: bool = 
     return importance_weighted_metrics(terms_fn, x, key, num_samples, chunk_size)
 
   return batch_metrics
+
+
+def bounded_batch_metrics(model, num_samples: int, chunk_size: int, params, x_shape, key, mesh,
+                          budget_gb: float = 0.0, paired: bool = False, log_label: str = ''):
+  """`make_batch_metrics` with the chunk bounded by the memory budget (`bounded_chunk_size`) for
+  batches of `x_shape`; a smaller chunk than asked is logged (the estimate is the same up to
+  float32 rounding: sample j still uses the j-th key)."""
+  fitted = bounded_chunk_size(
+      lambda c: (lambda p, x, k: make_batch_metrics(model, num_samples, c, paired)(p, x, k)),
+      min(chunk_size, num_samples), params, x_shape, key, mesh.devices.size, budget_gb)
+  if fitted < min(chunk_size, num_samples):
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.info('%s: %d samples per chunk instead of %d, to stay within the memory budget '
+                 '(eval.memory_budget_gb).', log_label or 'The estimator', fitted, chunk_size)
+  return make_batch_metrics(model, num_samples, fitted, paired)
 
 
 def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_size: int,

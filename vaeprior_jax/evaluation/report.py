@@ -171,13 +171,15 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     params, metrics = h.before_likelihood(model, params, ctx)
     before.update(metrics)
 
-  batch_metrics = estimators.make_batch_metrics(model, num_samples, chunk_size, paired)
   start = time.time()
   if paired:  # Concat[binarized target, grey image]; the encoder's view is the second half.
     split_images = data.grey_proposal_pairs(dataset, config.data, split, seed)
     encoder_view = split_images[..., split_images.shape[-1] // 2:]
   else:
     split_images = encoder_view = dataset.eval_images(split, seed)
+  batch_metrics = estimators.bounded_batch_metrics(
+      model, num_samples, chunk_size, params, (batch_size,) + split_images.shape[1:], nll_key, mesh,
+      ec.memory_budget_gb, paired, f'{num_samples}-sample evaluation')
   result = estimators.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}')

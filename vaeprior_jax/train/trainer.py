@@ -533,8 +533,9 @@ class EarlyStopping:
     self.every = max(1, int(round(tc.eval_every_epochs * steps_per_epoch)))
     self._patience = int(round(tc.early_stopping_patience_epochs * steps_per_epoch))
     self._warmup_end = int(round(tc.warmup_epochs * steps_per_epoch))
-    self._batch_metrics = estimators.make_batch_metrics(
-        model, tc.early_stopping_num_samples, config.eval.chunk_size)
+    self._model, self._num_samples = model, tc.early_stopping_num_samples
+    self._chunk_size, self._budget_gb = config.eval.chunk_size, config.eval.memory_budget_gb
+    self._batch_metrics = None  # Bounded by the memory budget at the first validation.
     self._batch_size = sharding.round_up_to_devices(config.eval.batch_size, mesh)
     self._mesh, self._dataset = mesh, dataset
     self._key = jax.random.fold_in(eval_key, 0x7a11d)
@@ -549,7 +550,13 @@ class EarlyStopping:
   def validate(self, step: int, state: State, writer) -> bool:
     """Evaluates the state of `step`, saves it if best; returns whether to stop."""
     images = self._dataset.eval_images('validation', seed=step)
-    m = estimators.split_metrics(self._batch_metrics, methods.model_variables(state), images,
+    variables = methods.model_variables(state)
+    if self._batch_metrics is None:
+      self._batch_metrics = estimators.bounded_batch_metrics(
+          self._model, self._num_samples, self._chunk_size, variables,
+          (self._batch_size,) + images.shape[1:], self._key, self._mesh, self._budget_gb,
+          log_label='Validation')
+    m = estimators.split_metrics(self._batch_metrics, variables, images,
                                  jax.random.fold_in(self._key, step), self._mesh, self._batch_size)
     loss = m['nll'] if self._metric == 'nll' else -m['elbo']
     improved = loss < self.best_loss
