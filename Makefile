@@ -19,10 +19,10 @@ export GLIBC_TUNABLES
 
 # The library's version range (setup.py), checked at both ends in fresh venvs: the newest releases
 # it allows, and the oldest (.ci/oldest.txt); each runs the fast tests (COMPAT_TESTS).
-COMPAT_TESTS ?= tests/models_test.py tests/priors_test.py tests/flows_test.py \
-    tests/likelihoods_test.py tests/evaluation_test.py tests/penalties_test.py tests/mala_test.py \
-    tests/data_test.py tests/configs_test.py tests/pullback_test.py tests/readme_test.py \
-    tests/training_test.py
+COMPAT_TESTS ?= tests/models/models_test.py tests/priors/priors_test.py tests/flows_test.py \
+    tests/likelihoods_test.py tests/evaluation/evaluation_test.py tests/priors/penalties_test.py tests/priors/mala_test.py \
+    tests/data/data_test.py tests/experiments/configs_test.py tests/priors/pullback_test.py tests/e2e/readme_test.py \
+    tests/train/training_test.py
 compat-newest:
 	rm -rf .venv-newest && $(PYTHON) -m venv .venv-newest
 	.venv-newest/bin/python -m pip install --quiet --upgrade pip

@@ -43,12 +43,12 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # The tests cover the oneDNN backend too, where its wheels exist.
-        # nbclient, nbformat, ipykernel: tests/notebooks_test.py runs the notebooks in a kernel.
+        # nbclient, nbformat, ipykernel: tests/e2e/notebooks_test.py runs the notebooks in a kernel.
         'dev': ['pytest>=8.0', 'pytest-xdist>=3.5', 'nbclient>=0.10', 'nbformat>=5.10',
                 'ipykernel>=6.29'] + ONEDNN,
         # The PyTorch peer of benchmarks/ (prefer the CPU build: see benchmarks/README.md).
         'bench': ['torch>=2.0'],
-        # tests/fid_test.py's comparison with pytorch-fid (prefer CPU builds: docs/dai2019.md).
+        # tests/evaluation/fid_test.py's comparison with pytorch-fid (prefer CPU builds: docs/dai2019.md).
         'fidcheck': ['torch>=2.0', 'torchvision', 'pytorch-fid==0.3.0'],
         # model.conv_backend='onednn' (CPU): libdnnl built with GNU OpenMP, and its headers; the
         # custom calls are compiled with $CXX (default g++) at first use.

@@ -22,6 +22,7 @@ from experiments import common
 from vaeprior_jax import checkpoints
 from vaeprior_jax.evaluation import analysis
 from vaeprior_jax.evaluation import report
+from vaeprior_jax import models
 
 _WORKDIRS = flags.DEFINE_list('workdir', None, 'Training workdir(s), comma-separated.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Split of the metrics.')
@@ -47,7 +48,8 @@ def main(argv):
 def _analyze():
   results = {}
   for workdir in _WORKDIRS.value:
-    if checkpoints.load_config(workdir).model.two_stage:  # Dai & Wipf: gamma, latent spectra.
+    config = checkpoints.load_config(workdir)
+    if models.model_class(config.model) is models.TwoStageVAE:  # Dai & Wipf: gamma, spectra.
       result = analysis.analyze_two_stage(workdir, _MAX_EXAMPLES.value or 10000, _SEED.value,
                                           _CHECKPOINT.value)
       logging.info('%s: distances to N(0, I)\'s spectrum %s', workdir,

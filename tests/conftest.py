@@ -47,7 +47,7 @@ _fresh_folder_for('VAEPRIOR_JAX_TEST_DATA_CACHE', 'vaeprior_jax_test_data_')
 # (those that do not pass their own data_dir): one folder for the whole run, not ~/tensorflow_datasets.
 _fresh_folder_for('TFDS_DATA_DIR', 'vaeprior_jax_test_tfds_')
 
-# The oneDNN backend's compiled custom calls (tests/onednn_test.py): built once per run, into a fresh
+# The oneDNN backend's compiled custom calls (tests/cpu/onednn_test.py): built once per run, into a fresh
 # folder shared by the workers, not into ~/.cache.
 _fresh_folder_for('VAEPRIOR_JAX_CACHE_DIR', 'vaeprior_jax_test_libraries_')
 

@@ -1,5 +1,5 @@
 """pytorch-fid's own FID network with random weights: the independent reference that
-`tests/fid_test.py` and `benchmarks/fid_throughput.py` check `vaeprior_jax.evaluation.sample_quality.fid` against.
+`tests/evaluation/fid_test.py` and `benchmarks/fid_throughput.py` check `vaeprior_jax.evaluation.sample_quality.fid` against.
 
 Needs the fidcheck extra (torch, torchvision, pytorch-fid); nothing else in the library imports it.
 torchvision is imported without its package `__init__`, which loads compiled operators the Inception

@@ -10,6 +10,8 @@ from experiments.configs import xu2019
 from vaeprior_jax import data
 from vaeprior_jax import methods
 
+# The repository's root folder.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
 SHARED_MNIST = os.path.join(SHARED_DATA, 'binarized_mnist')
 

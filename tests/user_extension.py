@@ -1,5 +1,5 @@
 """What a user writes outside the package to extend it: a prior, a net with non-trainable state and a
-training method, each registered by name. Imported by tests/extension_test.py, and by the binaries
+training method, each registered by name. Imported by tests/e2e/extension_test.py, and by the binaries
 through `--import=user_extension` (tests/ is on their path there)."""
 
 from typing import List

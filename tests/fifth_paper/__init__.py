@@ -6,7 +6,7 @@ paper to the library. It has
   - a training method (`fifth_vae_then_prior`: the whole model for `train.fifth_vae_steps` steps,
     then the prior alone on the same ELBO), with a config key and a log-line field of its own;
   - a config file with tokens (`tests/fifth_paper/config.py`) and a paper number.
-Imported by tests/fifth_paper_test.py and by the binaries through `--import=fifth_paper` (tests/ is
+Imported by tests/e2e/fifth_paper_test.py and by the binaries through `--import=fifth_paper` (tests/ is
 on their path there); nothing in vaeprior_jax names any of it.
 """
 

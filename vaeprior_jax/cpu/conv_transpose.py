@@ -2,7 +2,7 @@
 
 `nets.base.ConvTranspose` (and every backend's `transpose_same`) uses `per_phase` on the CPU only: there
 XLA takes the kernel gradient of lax's input-dilated form through a slow path. Elsewhere the plain
-`lax.conv_transpose` runs. tests/nets_test.py checks the two against each other, values and
+`lax.conv_transpose` runs. tests/nets/nets_test.py checks the two against each other, values and
 gradients.
 """
 

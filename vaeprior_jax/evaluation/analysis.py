@@ -404,7 +404,7 @@ def analyze_two_stage(workdir: str, max_examples: int = 10000, seed: int = 0,
   import os  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
   config = checkpoints.load_config(workdir)
-  if not config.model.two_stage:
+  if models.model_class(config.model) is not models.TwoStageVAE:
     raise ValueError(f'{workdir} is not a two-stage run (model.two_stage is False).')
   dataset, model, params, step, mesh, batch_size = _restored_run(workdir, config, checkpoint)
   train = dataset.eval_images('train', seed)

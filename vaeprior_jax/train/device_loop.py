@@ -100,7 +100,7 @@ def scan_fn(step_fn: StepFn, device_data: DeviceData):
 
   `length` steps of step_fn from state['step'] as one `lax.scan` over batches drawn on the device
   from device_data's images and keys. `make_loop` compiles it; `jax.export` can lower it for another
-  platform (tests/lowering_test.py).
+  platform (tests/train/lowering_test.py).
   """
   batch_sharding = sharding.batch_sharded(device_data.mesh)
   per_epoch = device_data.steps_per_epoch

@@ -6,7 +6,7 @@ Everything is float64, on the host (NumPy). tr((S_1 S_2)^(1/2)) is computed as t
 roots of the eigenvalues of the symmetric positive semi-definite matrix S_1^(1/2) S_2 S_1^(1/2)
 (similar to S_1 S_2), which needs no general matrix square root and cannot come out complex; tiny
 negative eigenvalues from rounding are clipped to 0. pytorch-fid computes the same quantity with
-scipy.linalg.sqrtm of S_1 S_2; tests/frechet_test.py checks the two agree, and both against the
+scipy.linalg.sqrtm of S_1 S_2; tests/evaluation/frechet_test.py checks the two agree, and both against the
 closed form for diagonal covariances.
 
 These are the statistics of FID (features of the Inception network) and of any stand-in feature

@@ -15,7 +15,7 @@ del fifth_paper
 import helpers
 from vaeprior_jax import checkpoints
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 CONFIG = 'tests/fifth_paper/config.py'
 
 

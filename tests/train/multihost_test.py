@@ -18,7 +18,7 @@ import helpers
 from vaeprior_jax import data
 from vaeprior_jax.train import trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 
 def _free_port() -> int:

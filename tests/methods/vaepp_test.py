@@ -285,7 +285,7 @@ def test_early_stopping_validates_with_log_z_refreshed_at_that_step(tmp_path):
 
 def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   """The CIFAR-10 sampling entry end to end on mock 8-bit images, its nets replaced by small dense
-  ones (the code's colour nets take minutes to compile here; tests/pullback_test.py builds them):
+  ones (the code's colour nets take minutes to compile here; tests/priors/pullback_test.py builds them):
   the discretized logistic with one learned log-scale works on any net, training moves the
   log-scale, evaluation reports bits/dim = NLL / (3072 ln 2) beside the NLL."""
   from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top

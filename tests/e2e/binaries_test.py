@@ -14,7 +14,7 @@ import numpy as np
 from experiments.configs import xu2019
 import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 NUM_STEPS = 160  # Long enough that a signal sent at the first checkpoint (step 20) lands mid-run.
 
 

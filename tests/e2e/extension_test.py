@@ -22,7 +22,7 @@ from vaeprior_jax import priors
 from vaeprior_jax.train import trainer
 
 SHAPE = (28, 28, 1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 
 def _config(num_steps=4):

@@ -20,7 +20,7 @@ import helpers
 nbclient = pytest.importorskip('nbclient')
 nbformat = pytest.importorskip('nbformat')
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 NOTEBOOKS = os.path.join(ROOT, 'notebooks')
 # The notebooks read static MNIST offline from ../shared (as CI has it); without it they would
 # download it, and tests never touch the network.

@@ -105,7 +105,7 @@ def test_fid_of_an_omniglot_run_compares_with_the_grey_images_the_file_holds(tmp
   whole training split (the images carved out for validation rejoined) and the test images once,
   all as grey levels though the run trains and is tested on binarized images. Checked against the
   Inception statistics of the images the file was written from. Random Inception weights stand in
-  for pytorch-fid's file (tests/fid_test.py checks the network against pytorch-fid's)."""
+  for pytorch-fid's file (tests/evaluation/fid_test.py checks the network against pytorch-fid's)."""
   manual = tmp_path / 'manual'
   manual.mkdir()
   sizes = {'train': 8, 'test': 4}  # Few images: each costs an Inception forward.

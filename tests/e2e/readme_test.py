@@ -8,7 +8,9 @@ import re
 import jax
 import numpy as np
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+import helpers
+
+README = os.path.join(helpers.ROOT, 'README.md')
 
 
 def _library_example() -> str:
