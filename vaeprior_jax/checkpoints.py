@@ -202,16 +202,10 @@ def restore_run(workdir: str, input_shape, checkpoint: str = 'auto', config=None
   return config, restored if variables else restored['params'], step
 
 
-# Keys a rerun of a workdir may change: the budget, logging, checkpointing, evaluation, where the
-# data files are, who computes the convolutions. Any other difference from the workdir's config.json
-# changes the model, the data or the method and is refused (`check_resume_config`).
-RESUMABLE_CHANGES = (
-    'train.num_epochs', 'train.num_steps', 'train.second_stage_epochs', 'train.post_hoc_epochs',
-    'train.latent_gan_epochs', 'train.log_z_every_epochs',
-    'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep', 'train.log_every_steps',
-    'train.on_device', 'train.eval_every_epochs', 'train.early_stopping_num_samples',
-    'train.early_stopping_patience_epochs', 'data.manual_dir', 'data.data_dir', 'data.cache_dir',
-    'model.conv_backend', 'eval.')
+# Keys a rerun of a workdir may change are `config.RESUMABLE` (the budget, logging, checkpointing,
+# evaluation, where the data files are, who computes the convolutions, and the components' own
+# budget keys). Any other difference from the workdir's config.json changes the model, the data or
+# the method and is refused (`check_resume_config`).
 
 
 def _flat(tree, prefix=''):
@@ -233,7 +227,7 @@ def config_changes(saved: ml_collections.ConfigDict, requested: ml_collections.C
 
 def check_resume_config(config: ml_collections.ConfigDict, workdir: str):
   """Before anything is written to `workdir`: if it holds a config.json, compares it with `config`.
-  A difference in a key outside RESUMABLE_CHANGES raises ValueError with a one-line diff; allowed
+  A difference in a key outside config_lib.RESUMABLE raises ValueError with a one-line diff; allowed
   differences are logged and appended to config_changes.jsonl. Returns the allowed changes."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
@@ -241,7 +235,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str):
   saved = load_config(workdir)
   changes = config_changes(saved, config)
   refused = {k: v for k, v in changes.items()
-             if not any(k == r or (r.endswith('.') and k.startswith(r)) for r in RESUMABLE_CHANGES)}
+             if not any(k == r or (r.endswith('.') and k.startswith(r)) for r in config_lib.RESUMABLE)}
   if refused:
     diff = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in refused.items())
     raise ValueError(f'{workdir} holds a run of another model, data or method ({diff}): use a new '

@@ -1,20 +1,59 @@
-"""The library's config defaults, in one place, and the token parser the paper configs share.
+"""The library's config defaults and the token parser the paper configs share.
 
 A run's config has four sections the library reads: `model`, `data`, `train` and `eval` (and
-`seed`). `defaults()` holds every key with its default; the paper configs
+`seed`). `defaults()` holds every key with its default: the keys the generic code reads are
+written here, each component's own keys where the component is defined (`declare`: e.g. the
+pull-back prior's in `priors/pullback/prior.py`); the paper configs
 (`experiments/configs/*.py`) start from it and set what their paper says. `complete(config)` fills
 what a config leaves out from these defaults, so a config written by hand, or the `config.json` of a
 run from before a key existed, reads the same as a full one; the library then reads each key
 directly, never with a default of its own.
 """
 
-from typing import Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import ml_collections
 
 
+# The keys components declare, {owner: {section: {key: default}}} (`declare`).
+DECLARED: Dict[str, Dict[str, Dict[str, Any]]] = {}
+# The keys a rerun of a workdir may change (`checkpoints.check_resume_config`): the budget,
+# logging, checkpointing, evaluation, where the data files are, who computes the convolutions; a
+# key ending in '.' stands for its section. Components add their own budget keys (`declare`).
+RESUMABLE: List[str] = [
+    'train.num_epochs', 'train.num_steps', 'train.checkpoint_every_steps',
+    'train.max_checkpoints_to_keep', 'train.log_every_steps', 'train.on_device',
+    'train.eval_every_epochs', 'train.early_stopping_num_samples',
+    'train.early_stopping_patience_epochs', 'data.manual_dir', 'data.data_dir', 'data.cache_dir',
+    'model.conv_backend', 'eval.']
+
+
+def declare(owner: str, resumable: Sequence[str] = (), **sections: Dict[str, Any]) -> None:
+  """Adds a component's config keys and their defaults to `defaults()`: `owner` names the component
+  (e.g. 'model.prior=pullback'), `sections` gives {key: default} per section ('model', 'train',
+  'eval', 'data'), `resumable` the dotted keys of its budget a rerun may change. Call it once, where
+  the component is defined (a module-level call, as the library's components do); a key another
+  owner declared already raises."""
+  for section, keys in sections.items():
+    if section not in ('model', 'data', 'train', 'eval'):
+      raise ValueError(f'{owner}: unknown config section {section!r}; allowed: model, data, train, '
+                       'eval.')
+    for key in keys:
+      for other, declared in DECLARED.items():
+        if other != owner and key in declared.get(section, {}):
+          raise ValueError(f'{owner}: {section}.{key} is declared by {other} already.')
+  DECLARED[owner] = {section: dict(keys) for section, keys in sections.items()}
+  RESUMABLE.extend(k for k in resumable if k not in RESUMABLE)
+
+
+def owner_of(key: str) -> str:
+  """The component that declared a dotted key ('' for the library's own keys)."""
+  section, _, name = key.partition('.')
+  return next((o for o, d in DECLARED.items() if name in d.get(section, {})), '')
+
+
 def defaults() -> ml_collections.ConfigDict:
-  """Every key the library reads, with its default."""
+  """Every key the library reads, with its default: its own and those its components declared."""
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -23,51 +62,9 @@ def defaults() -> ml_collections.ConfigDict:
   model.prior = 'standard'            # priors.REGISTRY
   model.posterior = 'gaussian'        # posteriors.REGISTRY
   model.likelihood = 'bernoulli'      # likelihoods.REGISTRY (bernoulli, gaussian, discretized_logistic)
-  model.posterior_truncation = 2.0    # posterior=truncated_gaussian: |z - mu| <= this many sigma
-  model.planar_layers = 20            # posterior=planar: planar layers (VAEPP's code: 20) over ...
-  model.planar_base_truncation = 0.0  # ... N(mu, sigma^2), truncated at this many sigma if > 0
   model.latent_dim = 40               # z (of z2 in the two-level models)
   model.z1_dim = 0                    # the two-level models' z1 (0: latent_dim)
-  model.flow_depth = 20               # K, RealNVP blocks (prior or posterior)
-  model.flow_hidden_units = 256       # Dense[256] in each coupling layer
-  model.flow_unroll = 1               # RealNVP blocks per loop iteration (flow_depth: no loop)
-  model.coupling_scale_bias = 2.0     # scale = sigmoid(s + 2): each coupling starts near identity
   model.negative_slope = 0.2          # leaky ReLU, TensorFlow's default
-  model.num_components = 500          # MoG components / VampPrior pseudo-inputs
-  model.pseudo_inputs_from_data = False  # vampprior: start the pseudo-inputs at training images
-  model.pixelcnn_layers = 3           # PixelVAE / PixelHVAE's gated layers per stream
-  model.pixelcnn_features = 0         # 0: C + 32 channels
-  model.two_stage = False             # Dai & Wipf: a second VAE on the first stage's latents
-  model.second_stage_latent_dim = 0   # ... its latent size (0: latent_dim)
-  model.second_stage_units = 1024     # ... (and net=second_stage): Dense width, 2048 for ResNets
-  model.second_stage_layers = 3
-  model.dai_resnet_base_dim = 16     # net=dai_resnet (Dai & Wipf's Fig. 11): channels at full size,
-  model.dai_resnet_num_scales = 4     # ... encoder scale blocks (paper: 3, CelebA 4),
-  model.dai_resnet_blocks_per_scale = 1  # ... residual blocks per scale block (paper: 2),
-  model.dai_resnet_fc_dim = 512       # ... the encoder's dense residual block,
-  model.dai_resnet_pooling = 'mean'   # ... before it: mean over H, W (code) | flatten (paper)
-  model.learn_gamma = True            # gaussian likelihood: learn the scalar standard deviation
-  model.log_gamma = 0.0               # ... its initial (or fixed) log
-  model.mean_activation = 'identity'  # ... the decoder output -> mean: identity | sigmoid
-  model.logistic_scale = 'per_pixel'  # discretized_logistic: per_pixel (2C decoder channels) | scalar
-  model.logistic_min_log_scale = -20.0  # ... log-scales clipped below here (VAEPP's code)
-  model.pullback_base = 'standard'    # prior=pullback (VAEPP): p_base(z) exp(-beta D(G(z))) / Z,
-  model.pullback_weight = 10.0        # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
-  model.pullback_xi_init = 0.0        # ... xi's initial value
-  model.discriminator = 'vaepp'       # ... D: nets.DISCRIMINATORS
-  model.pullback_sample_start = 'base'  # ... prior samples: MALA from base draws | the latent WGAN's,
-  model.pullback_mala_steps = 0       # ... MALA steps (0: none),
-  model.pullback_mala_step_size = 1e-5  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
-  model.pullback_mala_adapt_steps = 0  # ... after this many tuning it (dual averaging; 0: fixed: the code)
-  model.latent_gan_net = 'mlp'        # ... the latent WGAN (VAEPP's sampling): mlp | conv (the
-                                      #     code's for colour images: z as an 8x8 map),
-  model.latent_gan_noise_dim = 0      # ... its eps size (0: the latent size for mlp, 128 for conv),
-  model.latent_gan_units = 40         # ... mlp: Dense width,
-  model.latent_gan_generator_layers = 5  # ... hidden layers of the generator
-  model.latent_gan_critic_layers = 6  # ... and of the critic
-  model.vaepp_min_log_std = -5.0      # net=vaepp: log_std clipped below (code: -3 static MNIST)
-  model.vaepp_mean_activation = 'sigmoid'  # ... Bernoulli mean: sigmoid | tanh_clip (code; cannot
-                                          # train from its zero init: vaepp_nets)
   model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
 
   data = config.data = ml_collections.ConfigDict()
@@ -107,41 +104,20 @@ def defaults() -> ml_collections.ConfigDict:
   train.eval_every_epochs = 20.0
   train.early_stopping_num_samples = 100
   train.early_stopping_patience_epochs = 0.0  # > 0: stop after this many epochs without a best
-  train.init_from = ''                # post_hoc / iterative: the trained standard VAE's workdir
-  train.post_hoc_epochs = 3200.0
-  train.prior_learning_rates = (1e-3, 1e-4)
-  train.iterative_iterations = 4      # I
-  train.iterative_epochs = 400.0      # M
-  train.iterative_learning_rate = 1e-4
-  train.qz_regularizer = False        # Reg[q(z)] of Xu et al., App. B.3
-  train.second_stage_epochs = 400.0   # method=two_stage: the second stage's budget,
-  train.second_stage_learning_rate = 1e-4  # ... its Adam,
-  train.second_stage_lr_decay_epochs = ()  # ... times lr_decay_factor at these (from its start)
-  train.gradient_penalty = 'wgan_div_1'  # method=vaepp|vaepp_naive: penalties.KINDS,
-  train.gradient_penalty_weight = 0.0  # ... its weight (0: the kind's, 10 GP / 2 div),
-  train.gradient_penalty_exponent = 0.0  # ... on the gradient norm (0: the code's, 2 / 3 / 6)
-  train.vaepp_penalty_scale = 'weight'  # ... R scaled by W (code) | beta (paper)
-  train.vaepp_prior_samples = 128     # ... eps ~ p_base per step (log Z_batch, the penalty's fakes)
-  train.vaepp_naive_vae_steps = 5     # ... vaepp_naive: VAE steps per critic step
-  train.latent_gan_epochs = 0.0       # ... the latent WGAN after the VAE (0: none),
-  train.latent_gan_critic_steps = 5   # ... critic steps per generator step,
-  train.latent_gan_real = 'mean'      # ... its real latents: posterior means | samples (flows)
-  train.log_z_every_epochs = 0.0      # ... log Z over the training split every this many epochs
 
   ev = config.eval = ml_collections.ConfigDict()
   ev.num_samples = 1000
   ev.chunk_size = 100                 # samples per vmapped chunk; memory ~ chunk x batch
   ev.batch_size = 128                 # test examples per compiled call
-  ev.memory_budget_gb = 0.0           # per device, for the estimator (0: half a device's memory):
+  ev.memory_budget_gb = 0.0           # per device, for the estimator (0: 3/4 of a device's memory):
                                       # a chunk that needs more is made smaller
   ev.active_units_samples = 1000
   ev.active_units_batch_size = 0      # training images per call of the active-units pass (0: batch_size)
   ev.proposal_input = 'target'        # what q(z|.) reads: target | grey (VAEPP's code: the grey image
                                       # e of a binarized test image, for runs trained on grey levels)
-  ev.log_z_samples = 1000             # prior=pullback: log Z from this many z ~ q(z|x) per image,
-  ev.log_z_max_images = 0             # ... over this many training images (0: all; seeded subset)
-  ev.log_z_chunk_size = 100
-  ev.log_z_prior_samples = 100_000    # ... and the prior-based check of it from this many eps ~ p_base
+  for declared in DECLARED.values():
+    for section, keys in declared.items():
+      config[section].update(keys)
   return config
 
 

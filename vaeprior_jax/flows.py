@@ -14,9 +14,23 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax.cpu import linalg
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'RealNVP (model.prior or model.posterior=realnvp)',
+    model=dict(
+        flow_depth=20,  # K, RealNVP blocks (prior or posterior)
+        flow_hidden_units=256,  # Dense[256] in each coupling layer
+        flow_unroll=1,  # RealNVP blocks per loop iteration (flow_depth: no loop)
+        coupling_scale_bias=2.0,  # scale = sigmoid(s + 2): each coupling starts near identity
+    ),
+)
+
+
 gauss_jordan_inverse = linalg.gauss_jordan_inverse  # Also importable from here.
 
 

@@ -33,6 +33,20 @@ from vaeprior_jax import hooks
 from vaeprior_jax import registry
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.likelihood=gaussian|discretized_logistic',
+    model=dict(
+        learn_gamma=True,  # gaussian likelihood: learn the scalar standard deviation
+        log_gamma=0.0,  # ... its initial (or fixed) log
+        mean_activation='identity',  # ... the decoder output -> mean: identity | sigmoid
+        logistic_scale='per_pixel',  # discretized_logistic: per_pixel (2C decoder channels) | scalar
+        logistic_min_log_scale=-20.0,  # ... log-scales clipped below here (VAEPP's code)
+    ),
+)
+
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 MEAN_ACTIVATIONS = {'identity': lambda out: out, 'sigmoid': jax.nn.sigmoid}

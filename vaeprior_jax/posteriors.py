@@ -18,6 +18,16 @@ from vaeprior_jax import registry
 
 Array = jax.Array
 
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.posterior=truncated_gaussian|planar',
+    model=dict(
+        posterior_truncation=2.0,  # posterior=truncated_gaussian: |z - mu| <= this many sigma
+        planar_layers=20,  # posterior=planar: planar layers (VAEPP's code: 20) over ...
+        planar_base_truncation=0.0,  # ... N(mu, sigma^2), truncated at this many sigma if > 0
+    ),
+)
+
 
 def gaussian_sample(mean: Array, log_std: Array, rng: Array) -> Tuple[Array, Array]:
   """(z ~ N(mean, diag(exp(2 log_std))), log N(z; mean, ...)), one sample per row."""

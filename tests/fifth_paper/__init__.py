@@ -16,8 +16,14 @@ import jax.numpy as jnp
 import optax
 
 import vaeprior_jax as vp
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import hooks
 from vaeprior_jax import methods
+
+# Its own config key, with its default, declared where the method is.
+config_lib.declare('train.method=fifth_vae_then_prior', train=dict(
+    fifth_vae_steps=2,  # steps that train the whole model; the prior alone after them
+))
 
 # The prior's sample kind: decoded draws of N(0, (s / 2)^2 I).
 SHRUNK = 0.5
@@ -97,7 +103,7 @@ class VAEThenPrior(methods.Method):
 
   @classmethod
   def validate(cls, config):
-    switch = config.train.get('fifth_vae_steps')
+    switch = config.train.fifth_vae_steps
     if not isinstance(switch, int) or switch < 1:
       raise ValueError(f'train.fifth_vae_steps must be an integer >= 1, got {switch!r}.')
 

@@ -24,7 +24,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.dataset = dataset
   config.train.method = 'fifth_vae_then_prior'
   config.train.num_steps = 4 if budget == 'quick' else 100_000
-  config.train.fifth_vae_steps = 2 if budget == 'quick' else 50_000  # This paper's own key.
+  config.train.fifth_vae_steps = 2 if budget == 'quick' else 50_000  # Its method's own key.
   config.train.batch_size = 8 if budget == 'quick' else 100
   config.train.learning_rate = 1e-3
   config.train.checkpoint_every_steps = 2 if budget == 'quick' else 1000

@@ -35,9 +35,26 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import models
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import objectives
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'train.method=post_hoc|iterative',
+    resumable=('train.post_hoc_epochs',),
+    train=dict(
+        init_from='',  # post_hoc / iterative: the trained standard VAE's workdir
+        post_hoc_epochs=3200.0,
+        prior_learning_rates=(1e-3, 1e-4),
+        iterative_iterations=4,  # I
+        iterative_epochs=400.0,  # M
+        iterative_learning_rate=1e-4,
+        qz_regularizer=False,  # Reg[q(z)] of Xu et al., App. B.3
+    ),
+)
+
 
 STRATEGIES = ('joint', 'post_hoc', 'iterative')
 GROUPS = ('vae', 'prior')
@@ -228,7 +245,6 @@ def make_phase_step(model, group: str, phases: List[Phase], train_config):
   step, `base.make_step`, for a `config.train` section and explicit phases)."""
   if group not in GROUPS:
     raise ValueError(f'Unknown parameter group {group!r}; allowed: {", ".join(GROUPS)}.')
-  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   method = PriorFitting(config_lib.complete({'train': train_config}), 1, phases)
   return base.make_step(model, method, (group,))
 

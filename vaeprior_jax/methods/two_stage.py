@@ -27,9 +27,22 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import joint
 from vaeprior_jax.methods import objectives
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'train.method=two_stage',
+    resumable=('train.second_stage_epochs',),
+    train=dict(
+        second_stage_epochs=400.0,  # method=two_stage: the second stage's budget,
+        second_stage_learning_rate=1e-4,  # ... its Adam,
+        second_stage_lr_decay_epochs=(),  # ... times lr_decay_factor at these (from its start)
+    ),
+)
+
 
 GROUPS = ('first', 'second')
 

@@ -45,12 +45,32 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax.methods import base
 from vaeprior_jax.methods import joint
 from vaeprior_jax.methods import objectives
 from vaeprior_jax import models
 from vaeprior_jax.priors.pullback import latent_gan
 from vaeprior_jax.priors.pullback import penalties
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'train.method=vaepp|vaepp_naive',
+    resumable=('train.latent_gan_epochs', 'train.log_z_every_epochs'),
+    train=dict(
+        gradient_penalty='wgan_div_1',  # method=vaepp|vaepp_naive: penalties.KINDS,
+        gradient_penalty_weight=0.0,  # ... its weight (0: the kind's, 10 GP / 2 div),
+        gradient_penalty_exponent=0.0,  # ... on the gradient norm (0: the code's, 2 / 3 / 6)
+        vaepp_penalty_scale='weight',  # ... R scaled by W (code) | beta (paper)
+        vaepp_prior_samples=128,  # ... eps ~ p_base per step (log Z_batch, the penalty's fakes)
+        vaepp_naive_vae_steps=5,  # ... vaepp_naive: VAE steps per critic step
+        latent_gan_epochs=0.0,  # ... the latent WGAN after the VAE (0: none),
+        latent_gan_critic_steps=5,  # ... critic steps per generator step,
+        latent_gan_real='mean',  # ... its real latents: posterior means | samples (flows)
+        log_z_every_epochs=0.0,  # ... log Z over the training split every this many epochs
+    ),
+)
+
 
 GROUPS = ('vae', 'critic', 'latent_critic', 'latent_generator')
 _PRIOR_GROUPS = {'discriminator': 'critic', 'latent_critic': 'latent_critic',

@@ -12,6 +12,17 @@ from vaeprior_jax.models.base import LatentVariableModel
 
 Array = jax.Array
 
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.two_stage',
+    model=dict(
+        two_stage=False,  # Dai & Wipf: a second VAE on the first stage's latents
+        second_stage_latent_dim=0,  # ... its latent size (0: latent_dim)
+        second_stage_units=1024,  # ... (and net=second_stage): Dense width, 2048 for ResNets
+        second_stage_layers=3,
+    ),
+)
+
 
 class _TwoStageHooks(hooks.EvaluationHooks):
   """Dai & Wipf's protocol, and their baseline beside the two-stage samples: z ~ N(0, I)."""

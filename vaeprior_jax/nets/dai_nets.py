@@ -19,10 +19,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import likelihoods
 from vaeprior_jax.nets import base
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.net=dai_resnet',
+    model=dict(
+        dai_resnet_base_dim=16,  # net=dai_resnet (Dai & Wipf's Fig. 11): channels at full size,
+        dai_resnet_num_scales=4,  # ... encoder scale blocks (paper: 3, CelebA 4),
+        dai_resnet_blocks_per_scale=1,  # ... residual blocks per scale block (paper: 2),
+        dai_resnet_fc_dim=512,  # ... the encoder's dense residual block,
+        dai_resnet_pooling='mean',  # ... before it: mean over H, W (code) | flatten (paper)
+    ),
+)
+
 
 # The code's initialisers: conv2d truncated normal, linear and deconv2d normal, all stddev 0.02.
 _NORMAL = nn.initializers.normal(0.02)

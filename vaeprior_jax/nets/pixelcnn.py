@@ -7,9 +7,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax.nets.base import conv_layer
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'PixelCNN decoders (model.net=pixel|pixelhvae)',
+    model=dict(
+        pixelcnn_layers=3,  # PixelVAE / PixelHVAE's gated layers per stream
+        pixelcnn_features=0,  # 0: C + 32 channels
+    ),
+)
 
 
 def down_shift(x: Array) -> Array:

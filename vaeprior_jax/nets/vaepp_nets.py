@@ -51,10 +51,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import likelihoods
 from vaeprior_jax.nets import base
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.net=vaepp',
+    model=dict(
+        vaepp_min_log_std=-5.0,  # net=vaepp: log_std clipped below (code: -3 static MNIST)
+        vaepp_mean_activation='sigmoid',  # ... Bernoulli mean: sigmoid | tanh_clip (code; cannot
+        # train from its zero init: vaepp_nets)
+    ),
+)
+
 
 STACK = ((16, 1), (32, 2), (64, 2))
 DECODER_STACK = ((64, 2), (32, 2), (16, 1))

@@ -7,10 +7,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import distributions
 from vaeprior_jax.priors.base import REGISTRY, PriorContext, check_latent
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.prior=mog|vampprior|vampprior_data',
+    model=dict(
+        num_components=500,  # MoG components / VampPrior pseudo-inputs
+        pseudo_inputs_from_data=False,  # vampprior: start the pseudo-inputs at training images
+    ),
+)
 
 
 class MixtureOfGaussiansPrior(nn.Module):

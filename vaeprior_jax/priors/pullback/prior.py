@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import nets
 from vaeprior_jax.priors.base import REGISTRY, PriorContext, check_latent
 from vaeprior_jax.priors.pullback import evaluation
@@ -13,6 +14,33 @@ from vaeprior_jax.priors.pullback import latent_gan
 from vaeprior_jax.priors.pullback import mala
 
 Array = jax.Array
+
+# This component's config keys and their defaults (`config.declare`).
+config_lib.declare(
+    'model.prior=pullback',
+    model=dict(
+        pullback_base='standard',  # prior=pullback (VAEPP): p_base(z) exp(-beta D(G(z))) / Z,
+        pullback_weight=10.0,  # ... beta = W sigmoid(xi): W (code: 10 MNIST, 20 Fashion, 1000 colour)
+        pullback_xi_init=0.0,  # ... xi's initial value
+        discriminator='vaepp',  # ... D: nets.DISCRIMINATORS
+        pullback_sample_start='base',  # ... prior samples: MALA from base draws | the latent WGAN's,
+        pullback_mala_steps=0,  # ... MALA steps (0: none),
+        pullback_mala_step_size=1e-5,  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
+        pullback_mala_adapt_steps=0,  # ... after this many tuning it (dual averaging; 0: fixed: the code)
+        latent_gan_net='mlp',  # ... the latent WGAN (VAEPP's sampling): mlp | conv (the
+        #     code's for colour images: z as an 8x8 map),
+        latent_gan_noise_dim=0,  # ... its eps size (0: the latent size for mlp, 128 for conv),
+        latent_gan_units=40,  # ... mlp: Dense width,
+        latent_gan_generator_layers=5,  # ... hidden layers of the generator
+        latent_gan_critic_layers=6,  # ... and of the critic
+    ),
+    eval=dict(
+        log_z_samples=1000,  # prior=pullback: log Z from this many z ~ q(z|x) per image,
+        log_z_max_images=0,  # ... over this many training images (0: all; seeded subset)
+        log_z_chunk_size=100,
+        log_z_prior_samples=100_000,  # ... and the prior-based check of it from this many eps ~ p_base
+    ),
+)
 
 
 class PullbackPrior(nn.Module):

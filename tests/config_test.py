@@ -1,0 +1,38 @@
+"""Config keys: the library's own in `config.defaults`, each component's declared where it is
+defined (`config.declare`), and the keys a rerun may change."""
+
+import pytest
+
+from vaeprior_jax import config as config_lib
+
+
+def test_components_declare_their_keys_once_and_defaults_hold_them_all():
+  defaults = config_lib.defaults()
+  assert config_lib.owner_of('model.pullback_weight') == 'model.prior=pullback'
+  assert config_lib.owner_of('eval.log_z_samples') == 'model.prior=pullback'
+  assert config_lib.owner_of('train.second_stage_epochs') == 'train.method=two_stage'
+  assert config_lib.owner_of('model.latent_dim') == ''  # The library's own.
+  assert defaults.model.pullback_weight == 10.0 and defaults.train.second_stage_epochs == 400.0
+  owned = {f'{section}.{key}' for declared in config_lib.DECLARED.values()
+           for section, keys in declared.items() for key in keys}
+  everything = {f'{s}.{k}' for s in ('model', 'data', 'train', 'eval') for k in defaults[s]}
+  assert owned < everything and len(owned) > len(everything) / 2
+  # The components' budgets may change on a rerun; their models' settings may not.
+  assert 'train.latent_gan_epochs' in config_lib.RESUMABLE
+  assert 'model.pullback_weight' not in config_lib.RESUMABLE
+
+
+def test_a_key_declared_by_two_components_is_refused_and_a_new_one_reaches_every_config():
+  with pytest.raises(ValueError, match=r'user_b: model.pullback_weight is declared by '
+                                       r'model.prior=pullback already'):
+    config_lib.declare('user_b', model=dict(pullback_weight=1.0))
+  with pytest.raises(ValueError, match="user_c: unknown config section 'modle'"):
+    config_lib.declare('user_c', modle=dict(x=1))
+  try:
+    config_lib.declare('user_a', model=dict(user_a_width=7), resumable=('train.num_steps',))
+    assert config_lib.defaults().model.user_a_width == 7
+    assert config_lib.complete({'model': {'net': 'dense'}}).model.user_a_width == 7
+    assert config_lib.owner_of('model.user_a_width') == 'user_a'
+  finally:
+    del config_lib.DECLARED['user_a']
+  assert 'user_a_width' not in config_lib.defaults().model
