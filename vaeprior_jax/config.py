@@ -83,8 +83,8 @@ def defaults() -> ml_collections.ConfigDict:
   data.test_binarization_seed = 0
 
   train = config.train = ml_collections.ConfigDict()
-  train.method = ''                   # methods.REGISTRY; '' = prior_training below
-  train.prior_training = 'joint'      # joint | post_hoc | iterative (the older name of method)
+  train.method = 'joint'              # methods.REGISTRY: joint | post_hoc | iterative | two_stage |
+                                      # vaepp | vaepp_naive | your own
   train.num_epochs = 2400.0
   train.num_steps = -1                # > 0 overrides num_epochs
   train.on_device = False             # True: data on the devices, steps in compiled loops

@@ -160,7 +160,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.train.eval_every_epochs = 1.0
   config.train.early_stopping_num_samples = 1
   config.train.early_stopping_patience_epochs = 50.0  # the look-ahead, counted after the warm-up
-  config.train.prior_training = 'joint'
+  config.train.method = 'joint'
   config.train.qz_regularizer = False
 
   config.eval.num_samples = 1000          # the paper: 5,000
@@ -197,5 +197,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.eval.active_units_batch_size = 1000  # the 50,000 training images in 50 calls
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
   config.paper_setting = config_lib.paper_setting(config, (
-      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.prior_training'))
+      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.method'))
   return config

@@ -189,7 +189,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # How the prior is trained (Sec. 3, App. B.3; see vaeprior_jax/methods/prior_fitting.py): joint | post_hoc |
   # iterative. post_hoc and iterative start from the standard VAE trained in init_from ('' = train it
   # first in workdir/pretrain, with the settings above).
-  config.train.prior_training = strategy
+  config.train.method = strategy
   config.train.init_from = ''
   config.train.post_hoc_epochs = 3200.0
   config.train.prior_learning_rates = (1e-3, 1e-4)  # post-hoc halves; iterative 1b's two M-epoch parts
@@ -236,6 +236,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.train.iterative_epochs = 0.5
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
   config.paper_setting = config_lib.paper_setting(config, (
-      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.prior_training') + (
+      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.method') + (
           ('model.flow_depth',) if 'realnvp' in (prior, posterior) else ()))
   return config

@@ -49,12 +49,12 @@ def test_every_table_entry_builds_a_valid_model():
                                      paper_nll=224.37)),
     ('table2,k0,binarized_mnist', dict(prior='standard', paper_nll=82.95)),
     ('table3,both,omniglot', dict(prior='realnvp', posterior='realnvp', paper_nll=93.68)),
-    ('table4,iterative,binarized_mnist', dict(prior_training='iterative', iterative_iterations=4,
+    ('table4,iterative,binarized_mnist', dict(method='iterative', iterative_iterations=4,
                                               iterative_epochs=400, paper_nll=80.63)),
-    ('table4,post_hoc,mnist', dict(prior_training='post_hoc', post_hoc_epochs=3200,
+    ('table4,post_hoc,mnist', dict(method='post_hoc', post_hoc_epochs=3200,
                                    paper_nll=79.90)),
     ('table4,iterative,omniglot', dict(iterative_iterations=16, iterative_epochs=100)),
-    ('table4,none,mnist', dict(prior='standard', prior_training='joint', paper_nll=81.07)),
+    ('table4,none,mnist', dict(prior='standard', method='joint', paper_nll=81.07)),
     ('', dict(net='dense', prior='realnvp', paper_nll=84.87, num_epochs=2400)),
     ('quickstart', dict(net='dense', num_steps=5000, early_stopping=False)),
 ])
@@ -156,7 +156,7 @@ def test_two_level_models_refuse_what_they_do_not_support():
   with pytest.raises(ValueError, match='model.net=hvae has Gaussian posteriors'):
     models.validate(config.model)
   config = tomczak2018.get_config('runlocal,table2,hvae,mog')
-  config.train.prior_training = 'post_hoc'
+  config.train.method = 'post_hoc'
   with pytest.raises(ValueError, match='is for one-level VAEs; model.net=hvae'):
     prior_fitting.validate(config)
 

@@ -22,7 +22,7 @@ SHAPE = (28, 28, 1)
 def _staged_config(strategy, **train):
   config = helpers.tiny_config(prior='realnvp')
   tc = config.train
-  tc.prior_training = strategy
+  tc.method = strategy
   tc.num_steps = 8               # The pretraining (Iteration 1a): one epoch of 64 mock examples.
   tc.post_hoc_epochs = 2.0       # 16 steps: 8 at 1e-3, 8 at 1e-4.
   tc.iterative_iterations = 3    # 1b: 2 x 4 steps; then (2a, 2b, 3a, 3b) x 4 steps.
@@ -46,7 +46,7 @@ def test_iterative_plan_follows_algorithm_b1():
   assert all(p.end - p.start == 4000 for p in phases)
   assert all(a.end == b.start for a, b in zip(phases, phases[1:]))
   assert prior_fitting.total_steps(phases) == 3200 * 10  # 3,200 epochs after Iteration 1a.
-  tc.prior_training = 'post_hoc'
+  tc.method = 'post_hoc'
   tc.post_hoc_epochs = 3200
   post_hoc = prior_fitting.plan(tc, steps_per_epoch=10)
   assert [(p.start, p.end, p.learning_rate) for p in post_hoc] == [(0, 16000, 1e-3),
@@ -57,7 +57,7 @@ def test_iterative_plan_follows_algorithm_b1():
 
 def test_bad_strategy_settings_are_named():
   config = _staged_config('sometimes')
-  with pytest.raises(ValueError, match="prior_training 'sometimes'.*joint, post_hoc, iterative"):
+  with pytest.raises(ValueError, match="method 'sometimes'.*joint, post_hoc, iterative"):
     prior_fitting.validate(config)
   config = _staged_config('post_hoc')
   config.model.prior = 'standard'

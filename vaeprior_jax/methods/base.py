@@ -304,17 +304,15 @@ REGISTRY = registry.Registry('train.method')
 
 
 def method_name(train_config) -> str:
-  """`train.method`; where it is empty, `train.prior_training` (the older key for the three prior
-  strategies), else 'joint'."""
-  return train_config.get('method') or train_config.get('prior_training') or 'joint'
+  """`train.method` ('' reads as 'joint')."""
+  return train_config.get('method') or 'joint'
 
 
 def method_class(train_config):
   """The class of the run's method; a one-line error names the key, the value and what is allowed."""
   name = method_name(train_config)
   if name not in REGISTRY:
-    key = 'train.method' if train_config.get('method') else 'train.prior_training'
-    raise ValueError(f'Unknown {key} {name!r}; allowed: {", ".join(REGISTRY.names())}.')
+    raise ValueError(f'Unknown train.method {name!r}; allowed: {", ".join(REGISTRY.names())}.')
   return REGISTRY.get(name)
 
 

@@ -1,5 +1,5 @@
 """Post-hoc and iterative prior training (Xu et al., Sec. 3, App. B.3, Algorithm B.1): the methods
-`post_hoc` and `iterative` (`train.method`, or its older name `train.prior_training`; `joint` is
+`post_hoc` and `iterative` (`train.method`; `joint` is
 `methods.joint`):
   joint      p_lambda(z), q_phi(z|x) and p_theta(x|z) trained together on the warm-up ELBO (default).
   post_hoc   start from a trained standard VAE, freeze q_phi(z|x) and p_theta(x|z), and fit p_lambda(z)
@@ -76,16 +76,16 @@ def validate(config):
   if name not in ('post_hoc', 'iterative'):
     return
   if config.model.prior == 'standard':
-    raise ValueError(f'train.prior_training={name} trains a learned prior, but model.prior is '
+    raise ValueError(f'train.method={name} trains a learned prior, but model.prior is '
                      "'standard' (nothing to learn); use e.g. model.prior=realnvp.")
   if models.is_hierarchical(config.model):
-    raise ValueError(f'train.prior_training={name} is for one-level VAEs; model.net={config.model.net} '
-                     'is a two-level model (use train.prior_training=joint).')
+    raise ValueError(f'train.method={name} is for one-level VAEs; model.net={config.model.net} '
+                     'is a two-level model (use train.method=joint).')
   if config.train.normalize_gradients:
-    raise ValueError(f'train.prior_training={name} uses plain Adam per parameter group; '
+    raise ValueError(f'train.method={name} uses plain Adam per parameter group; '
                      'train.normalize_gradients=True works with joint training only.')
   if config.model.prior not in ('realnvp', 'mog'):
-    raise ValueError(f'train.prior_training={name} fits a prior with a density of its own (realnvp, '
+    raise ValueError(f'train.method={name} fits a prior with a density of its own (realnvp, '
                      f'mog); model.prior={config.model.prior} is defined through the encoder.')
   tc = config.train
   if name == 'post_hoc':
@@ -232,7 +232,7 @@ def _pretrain(config, workdir: str, train_fn) -> str:
   """Iteration 1a: trains (or resumes, or finds trained) the standard VAE in workdir/pretrain."""
   pretrain_config = ml_collections.ConfigDict(config.to_dict())
   pretrain_config.model.prior = 'standard'
-  pretrain_config.train.prior_training = 'joint'
+  pretrain_config.train.method = 'joint'
   pretrain_config.train.method = ''
   pretrain_dir = os.path.join(workdir, 'pretrain')
   logging.info('Training the standard VAE first (Iteration 1a), in %s.', pretrain_dir)
