@@ -1,5 +1,5 @@
 """The classifier Fréchet distance (CFD): its classifier learns and the distance is the Fréchet
-distance of its features. evaluate.sample_quality on a two-stage run (the classifier kept and reused
+distance of its features. report.sample_quality on a two-stage run (the classifier kept and reused
 per folder, never called FID): two_stage_test."""
 
 
