@@ -200,9 +200,16 @@ def check_not_autoregressive_channels(net: str, input_shape, out_channels: int) 
                      'channels: use a non-autoregressive net.')
 
 
+def check_image_shape(shape, multiple: int = 4, net: str = '') -> None:
+  """Raises a one-line ValueError unless `shape` is (H, W, C) with H and W divisible by `multiple`
+  (a net's stride-2 stages: 4 for two), naming `net` (a `model.net`) when given."""
+  if len(shape) != 3 or shape[0] % multiple or shape[1] % multiple:
+    who = f'model.net={net} needs' if net else 'Convolutional nets need'
+    raise ValueError(f'{who} an input shape (H, W, C) with H and W divisible by {multiple}, got '
+                     f'{tuple(shape)}.')
+
+
 def check_spatial(shape: Tuple[int, int, int]):
-  """Raises ValueError unless `shape` is (H, W, C) with H and W divisible by 4 (two stride-2 stages)."""
-  if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
-    raise ValueError(f'Convolutional nets need an input shape (H, W, C) with H and W divisible by 4, '
-                     f'got {tuple(shape)}.')
+  """`check_image_shape` for two stride-2 stages."""
+  check_image_shape(shape, 4)
 

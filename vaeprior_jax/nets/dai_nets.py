@@ -96,12 +96,6 @@ def _images(x: Array) -> Tuple[Array, Tuple[int, ...]]:
   return x.reshape((-1,) + x.shape[-3:]), x.shape[:-3]
 
 
-def _check_image_shape(shape, multiple: int, net: str):
-  if len(shape) != 3 or shape[0] % multiple or shape[1] % multiple:
-    raise ValueError(f'model.net={net} needs an input shape (H, W, C) with H and W divisible by '
-                     f'{multiple}, got {tuple(shape)}.')
-
-
 class InfoGANEncoder(nn.Module):
   """x -> Conv[64, 4x4/2] -> LReLU -> Conv[128, 4x4/2] -> BN -> LReLU -> Flatten -> FC[1024] -> BN
   -> LReLU -> FC[2 latent_dim]: mean and std = 1e-6 + softplus, returned as (mean, log std). Every
@@ -289,14 +283,14 @@ class ResNetDecoder(nn.Module):
 
 
 def _infogan(model_config, input_shape):
-  _check_image_shape(input_shape, 4, 'infogan')
+  base.check_image_shape(input_shape, 4, 'infogan')
   return {'encoder': InfoGANEncoder(model_config.latent_dim, model_config.negative_slope),
           'decoder': InfoGANDecoder(tuple(input_shape), likelihoods.output_channels(
               model_config, input_shape[-1]))}
 
 
 def _resnet(model_config, input_shape):
-  _check_image_shape(input_shape, 2, 'dai_resnet')
+  base.check_image_shape(input_shape, 2, 'dai_resnet')
   m = model_config
   return {'encoder': ResNetEncoder(m.latent_dim, m.dai_resnet_base_dim, m.dai_resnet_num_scales,
                                    m.dai_resnet_blocks_per_scale, m.dai_resnet_fc_dim,

@@ -245,9 +245,8 @@ def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int
   if name not in NETS:
     raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
   conv = name != 'hvae'
-  if conv and (len(input_shape) != 3 or input_shape[0] % 4 or input_shape[1] % 4):
-    raise ValueError(f'{name} needs an input shape (H, W, C) with H and W divisible by 4, got '
-                     f'{input_shape}.')
+  if conv:
+    base.check_image_shape(input_shape, 4, name)
   if name == 'hvae':
     decoder = Decoder(input_shape, out_channels=out_channels)
   elif name == 'convhvae':
