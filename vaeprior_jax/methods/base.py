@@ -299,6 +299,15 @@ def scale_by_step_schedule(schedule: Callable[[Array], Array]
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
 
 
+def adam_at_global_step(schedule: Callable[[Array], Array], b1: float = 0.9
+                        ) -> optax.GradientTransformationExtraArgs:
+  """Adam whose learning rate is `schedule` at the global step the train step passes (`step`), not
+  at the optimizer's own update count: a group trained on some steps only (in a later phase, or
+  every n-th step of a cycle) still follows the run's schedule. Where the group trains every step
+  from step 0 the two agree, bit for bit."""
+  return optax.chain(optax.scale_by_adam(b1=b1), scale_by_step_schedule(schedule))
+
+
 # Method classes by name: a class taking (config, steps_per_epoch).
 REGISTRY = registry.Registry('train.method')
 

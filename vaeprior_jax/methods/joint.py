@@ -57,7 +57,7 @@ def normalize_per_tensor(eps: float = 1e-7) -> optax.GradientTransformation:
 def make_optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransformation:
   """Adam with the learning-rate schedule; with `train.normalize_gradients`, each gradient tensor is
   first divided by its norm (Tomczak & Welling)."""
-  adam = optax.adam(learning_rate_schedule(train_config, steps_per_epoch))
+  adam = base.adam_at_global_step(learning_rate_schedule(train_config, steps_per_epoch))
   if train_config.normalize_gradients:
     return optax.chain(normalize_per_tensor(), adam)
   return adam

@@ -62,7 +62,8 @@ class TwoStage(base.Method):
     self._first_steps = 0 if tc.init_from else joint.num_train_steps(tc, steps_per_epoch)
     self._second_steps = _epochs_to_steps(tc.second_stage_epochs, steps_per_epoch)
     self._first_rate = joint.learning_rate_schedule(tc, steps_per_epoch)
-    boundaries = {int(round(e * steps_per_epoch)): tc.lr_decay_factor
+    # The second stage's decay points count from its start; its optimizer reads the global step.
+    boundaries = {self._first_steps + int(round(e * steps_per_epoch)): tc.lr_decay_factor
                   for e in tc.second_stage_lr_decay_epochs}
     self._second_rate = optax.piecewise_constant_schedule(tc.second_stage_learning_rate,
                                                           boundaries)
@@ -87,8 +88,8 @@ class TwoStage(base.Method):
     return {'first': groups['first'], 'second': groups['second']}
 
   def optimizers(self):
-    return {'first': optax.with_extra_args_support(optax.adam(self._first_rate)),
-            'second': optax.with_extra_args_support(optax.adam(self._second_rate))}
+    return {'first': base.adam_at_global_step(self._first_rate),
+            'second': base.adam_at_global_step(self._second_rate)}
 
   def phases(self):
     phases = []

@@ -194,7 +194,7 @@ class VAEPP(base.Method):
     return params
 
   def optimizers(self):
-    adam = lambda rate, b1=0.9: optax.with_extra_args_support(optax.adam(rate, b1=b1))
+    adam = base.adam_at_global_step  # The schedules are in global steps.
     gan_rate = self._gan_rate
     return {'vae': adam(self._rate), 'critic': adam(self._rate, 0.5 if self.naive else 0.9),
             'latent_critic': adam(gan_rate, 0.5), 'latent_generator': adam(gan_rate, 0.5)}
