@@ -247,7 +247,7 @@ def test_normalized_gradient_adam_is_adam_on_unit_norm_gradients():
     grads = {'a': jax.random.normal(jax.random.key(i), (3, 2)) * 10.0 ** i,
              'b': jax.random.normal(jax.random.key(10 + i), (4,)) * 1e-3}
     unit = jax.tree.map(lambda g: g / (jnp.linalg.norm(g.ravel()) + 1e-7), grads)
-    updates, state = optimizer.update(grads, state, params)
+    updates, state = optimizer.update(grads, state, params, step=i)  # The rate at step i.
     expected, ref_state = reference.update(unit, ref_state, params)
     jax.tree.map(lambda u, e: np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-9), updates,
                  expected)
