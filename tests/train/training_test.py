@@ -309,3 +309,11 @@ def test_evaluation_runs_a_chunk_the_memory_budget_allows_with_the_same_estimate
   assert config.eval.chunk_size == 4 and made.call_args.args[2] == 1
   assert bounded['nll'] == pytest.approx(whole['nll'], abs=1e-4)
   assert bounded['elbo'] == pytest.approx(whole['elbo'], abs=1e-4)
+
+
+def test_an_unknown_dataset_is_named_in_one_line_before_anything_is_loaded(tmp_path):
+  config = helpers.tiny_config()
+  config.data.dataset = 'foo'
+  with pytest.raises(ValueError, match="^Unknown data.dataset 'foo'; allowed: binarized_mnist, "):
+    trainer.train_and_evaluate(config, str(tmp_path))
+  assert os.listdir(tmp_path) == []  # Nothing written, nothing loaded.

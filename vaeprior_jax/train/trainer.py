@@ -300,8 +300,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   os.makedirs(workdir, exist_ok=True)
   models.validate(config.model)  # Fail on a bad name before loading any data.
   methods.validate(config)
+  data.validate(config.data)  # An unknown dataset first: the next check reads its spec.
   data.require_binary(config.data, f'model.net={config.model.net}')
-  data.validate(config.data)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   tc = config.train
