@@ -163,6 +163,14 @@ def parse_tokens(arg: str, choices: Dict[str, Sequence[str]], paper: str) -> Dic
   return out
 
 
+def value_at(config, key: str):
+  """config['a.b.c'] for a dotted key (e.g. 'model.net')."""
+  value = config
+  for part in key.split('.'):
+    value = value[part]
+  return value
+
+
 def paper_setting(config, keys: Sequence[str]) -> ml_collections.ConfigDict:
   """The values of `config` at the dotted `keys` (e.g. 'model.net'), as nested sections: a paper
   config's `paper_setting`, what its `paper_*` numbers are for (`evaluation.report.paper_metrics`
@@ -170,10 +178,8 @@ def paper_setting(config, keys: Sequence[str]) -> ml_collections.ConfigDict:
   out = {}
   for key in keys:
     *sections, name = key.split('.')
-    value, node = config, out
-    for part in key.split('.'):
-      value = value[part]
+    node = out
     for part in sections:
       node = node.setdefault(part, {})
-    node[name] = value
+    node[name] = value_at(config, key)
   return ml_collections.ConfigDict(out)

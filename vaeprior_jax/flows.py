@@ -251,6 +251,15 @@ class PlanarFlow(nn.Module):
     return out, jnp.sum(log_dets, axis=0)
 
 
+def settings(model_config) -> dict:
+  """A RealNVP's constructor arguments (but the latent size) from a `config.model` section: the same
+  for the prior and the posterior."""
+  mc = model_config
+  return dict(num_blocks=mc.flow_depth, hidden_units=mc.flow_hidden_units,
+              scale_bias=mc.coupling_scale_bias, negative_slope=mc.negative_slope,
+              unroll=mc.flow_unroll)
+
+
 def check_settings(model_config) -> None:
   """A RealNVP's settings in `config.model`: one-line errors for a latent size or depth it cannot
   have (a prior's or a posterior's `validate`)."""

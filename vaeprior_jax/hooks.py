@@ -50,9 +50,9 @@ class EvaluationHooks:
     baseline's samples), in this order."""
     return {}
 
-  # (group, names): the sample-quality report's settings this component reads (the report's
-  # arguments `{group}_{name}`), or None. `QUALITY_SETTINGS` says which runs have them.
-  quality_settings: Optional[Tuple[str, Tuple[str, ...]]] = None
+  # The group of sample-quality report settings this component reads (the report's arguments
+  # `{group}_{name}`, e.g. 'mala'), or None. `QUALITY_SETTINGS` says which runs have them.
+  quality_settings: Optional[str] = None
 
   def apply_quality_settings(self, config, settings: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
     """Checks this component's report `settings` ({name: value}, those given), writes them into

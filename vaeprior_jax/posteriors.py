@@ -147,9 +147,8 @@ def _planar(mc) -> nn.Module:
 # Builders: (model_config) -> posterior module; `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.posterior')
 REGISTRY.register('gaussian', lambda mc: GaussianPosterior())
-REGISTRY.register('realnvp', validate=flows.check_settings, entry=lambda mc: RealNVPPosterior(
-    mc.flow_depth, mc.flow_hidden_units, mc.coupling_scale_bias, mc.negative_slope,
-    mc.flow_unroll))
+REGISTRY.register('realnvp', validate=flows.check_settings,
+                  entry=lambda mc: RealNVPPosterior(**flows.settings(mc)))
 REGISTRY.register('truncated_gaussian',
                   lambda mc: TruncatedGaussianPosterior(mc.posterior_truncation))
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
 from vaeprior_jax import hooks as hooks_lib
 from vaeprior_jax import likelihoods
@@ -337,14 +338,6 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                                         config.data.dataset)
 
 
-def _config_value(config, key: str):
-  """config['a.b.c'] for a dotted key."""
-  value = config
-  for part in key.split('.'):
-    value = value[part]
-  return value
-
-
 def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, bootstrap):
   """(config with the components' report `settings` applied, its hooks, protocol, number of
   generated images, the FID weights file's (path, SHA-256) or None without FID, whether CFD, what
@@ -361,16 +354,16 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
   hooks = evaluation_hooks(config)
   given = {group: {k: v for k, v in values.items() if v is not None}
            for group, values in settings.items()}
-  claimed = {h.quality_settings[0] for h in hooks if h.quality_settings}
+  claimed = {h.quality_settings for h in hooks if h.quality_settings}
   for group, values in given.items():
     if values and group not in claimed:
       key, runs = hooks_lib.QUALITY_SETTINGS.get(group, ('model.prior', 'another kind of run'))
       raise ValueError(f'{group.upper()} settings ({", ".join(sorted(values))}) need {runs}; '
-                       f'this run\'s {key} is {_config_value(config, key)!r}.')
+                       f'this run\'s {key} is {config_lib.value_at(config, key)!r}.')
   records, suffix = {}, ''
   for h in hooks:
     if h.quality_settings:
-      record, more = h.apply_quality_settings(config, given.get(h.quality_settings[0], {}))
+      record, more = h.apply_quality_settings(config, given.get(h.quality_settings, {}))
       records.update(record)
       suffix += more
   if protocol is None:  # The paper's of the run's components, else Dai & Wipf's.

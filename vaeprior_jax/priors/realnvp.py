@@ -40,14 +40,6 @@ class RealNVPPrior(nn.Module):
     return self.flow.inverse_and_log_det(w)[0]
 
 
-def flow_settings(model_config) -> dict:
-  """The RealNVP's settings from a `config.model` section."""
-  mc = model_config
-  return dict(num_blocks=mc.flow_depth, hidden_units=mc.flow_hidden_units,
-              scale_bias=mc.coupling_scale_bias, negative_slope=mc.negative_slope,
-              unroll=mc.flow_unroll)
-
-
 REGISTRY.register('realnvp', lambda mc, input_shape: RealNVPPrior(mc.latent_dim,
-                                                                  **flow_settings(mc)),
+                                                                  **flows.settings(mc)),
                   validate=flows.check_settings)

@@ -42,7 +42,7 @@ class PullbackHooks(hooks.EvaluationHooks):
   """The pull-back prior's `hooks.EvaluationHooks`."""
 
   quality_protocol = 'vaepp'
-  quality_settings = ('mala', MALA_SETTINGS)
+  quality_settings = 'mala'
 
   def before_likelihood(self, model, variables, ctx):
     return normalizer.refresh_log_z(model, variables, ctx.dataset, ctx.config, ctx.mesh,
