@@ -28,6 +28,12 @@ class LatentVariableModel(nn.Module):
   # What this kind of model adds to its evaluation (`hooks.EvaluationHooks`); None: nothing.
   evaluation_hooks = None
 
+  @staticmethod
+  def check_config(model_config, levels: int) -> None:
+    """One-line errors for `config.model` settings this kind of model cannot take (`levels`: of
+    its net), before any data is loaded (`models.validate`)."""
+    del model_config, levels
+
   @property
   def autoregressive(self) -> bool:
     """Whether p(x|z) is autoregressive in x (PixelCNN decoders): its logits need x itself."""

@@ -5,7 +5,6 @@ from typing import Tuple
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import likelihoods
 from vaeprior_jax.models.base import LatentVariableModel
-from vaeprior_jax.models import hierarchical
 from vaeprior_jax.models.hierarchical import HierarchicalVAE
 from vaeprior_jax.models import two_stage
 from vaeprior_jax.models.vae import VAE
@@ -59,10 +58,7 @@ def validate(model_config):
     check = table.info(model_config[key]).get('validate')
     if check:
       check(model_config)
-  if levels == 2:
-    hierarchical.check_config(model_config)
-  if model_config.two_stage:
-    two_stage.check_config(model_config, levels)
+  model_class(model_config).check_config(model_config, levels)
   backend = model_config.conv_backend
   if backend not in nets.CONV_BACKENDS:
     raise ValueError(f'Unknown model.conv_backend {backend!r}; allowed: '

@@ -14,8 +14,9 @@ from vaeprior_jax import posteriors
 Array = jax.Array
 
 
-def check_config(model_config) -> None:
+def check_config(model_config, levels: int = 2) -> None:
   """The two-level model's settings: one-line errors."""
+  del levels
   if model_config.posterior != 'gaussian':
     raise ValueError(f'model.net={model_config.net} has Gaussian posteriors q(z1|x, z2) q(z2|x); it '
                      f'needs model.posterior=gaussian, got {model_config.posterior!r}.')
@@ -45,6 +46,7 @@ class HierarchicalVAE(LatentVariableModel):
   likelihood: Optional[nn.Module] = None  # None: Bernoulli logits over [H, W, C]
 
   evaluation_hooks = _HierarchicalHooks()
+  check_config = staticmethod(check_config)
 
   @property
   def prior_encoder(self) -> nn.Module:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import hooks
+from vaeprior_jax.models import hierarchical
 from vaeprior_jax.models.base import LatentVariableModel
 
 Array = jax.Array
@@ -50,6 +51,10 @@ class TwoStageVAE(nn.Module):
 
   autoregressive = False
   evaluation_hooks = _TwoStageHooks()
+
+  @staticmethod
+  def check_config(model_config, levels: int) -> None:
+    check_config(model_config, levels)
 
   @property
   def prior(self) -> nn.Module:
@@ -140,7 +145,10 @@ def second_stage_config(model_config):
 
 
 def check_config(model_config, levels: int) -> None:
-  """The two-stage model's settings (`levels`: of the first stage's net): one-line errors."""
+  """The two-stage model's settings (`levels`: of the first stage's net): one-line errors; a
+  two-level first stage's own checks first."""
+  if levels == 2:
+    hierarchical.check_config(model_config)
   if model_config.prior != 'standard' or model_config.posterior != 'gaussian':
     raise ValueError(f'model.two_stage=True trains the first stage with the standard prior and the '
                      f'Gaussian posterior; got model.prior={model_config.prior!r}, '
