@@ -73,6 +73,8 @@ def defaults() -> ml_collections.ConfigDict:
   data.data_dir = ''                  # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
   data.cache_dir = ''                 # keep the prepared splits here as .npz (no TF to reload)
   data.validation_size = 0            # 0: the dataset's default
+  data.hold_out_validation = True     # False: train on the whole training split (no validation
+                                      # split; Dai & Wipf's code), where tfds has none to read
   data.split_seed = 0
   data.binarize = True                # mnist / fashion_mnist / omniglot: binarize the grey levels
                                       # (anew every step; the test set 10 times); False: grey levels
@@ -95,6 +97,8 @@ def defaults() -> ml_collections.ConfigDict:
   train.normalize_gradients = False   # Adam on per-tensor unit-norm gradients (Tomczak & Welling)
   train.warmup_epochs = 100.0         # beta: beta_start -> 1 linearly
   train.beta_start = 0.01
+  train.kl_estimate = 'sample'        # the ELBO's KL: sample (log q(z|x) - log p(z) at the z drawn) |
+                                      # closed_form (Gaussian q, standard p(z): Dai & Wipf's code)
   train.l2_reg = 1e-4                 # on kernels of non-linear layers
   train.checkpoint_every_steps = 5000
   train.max_checkpoints_to_keep = 3

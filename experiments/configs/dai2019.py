@@ -11,12 +11,16 @@ The argument is a comma-separated list of tokens, in any order:
   model    vae_xent (Bernoulli cross-entropy on grey levels) | vae_fixed_gamma (Gaussian, gamma = 1) |
            vae_learned_gamma (Gaussian, one learned gamma) | two_stage (learned gamma, then the
            second-stage VAE on its latents; the default)
-  net      infogan (Table 1's neutral architecture; the default) | resnet (Fig. 11)
+  net      infogan (Table 1's neutral architecture; the default) | resnet (Fig. 11) | dense (not the
+           paper's: DenseVAE's MLP, 784-500-500-64, with the same Gaussian-gamma decoder; steps of
+           milliseconds, so the paper's epoch budget fits a 2-core CPU)
   dataset  mnist (the default) | fashion_mnist | cifar10 | celeb_a
   budget   quickstart (a few CPU minutes) | runlocal (tiny)
 
 Data are grey levels (or colours) in [0, 1], never binarized. Training follows the authors' code
-(daib13/TwoStageVAE, `demo.py`): Adam at 1e-4, batch 64, no weight decay, no KL warm-up; the first
+(daib13/TwoStageVAE, `demo.py`): on the whole training split (no validation split is held out:
+`data.hold_out_validation=False`), the KL in closed form (`train.kl_estimate=closed_form`; the
+paper does not say), Adam at 1e-4, batch 64, no weight decay, no KL warm-up; the first
 stage for 400 epochs halved every 150 (MNIST, Fashion), 1,000 / 300 (CIFAR-10), 120 / 48 (CelebA);
 the second stage 800 / 300, 2,000 / 600, 300 / 120. The paper says batch 100 and weight decay 5e-4:
 `--config.train.batch_size=100 --config.train.l2_reg=5e-4` (the L2 reaches the layers named hidden*,
@@ -38,7 +42,7 @@ import ml_collections
 from vaeprior_jax import config as config_lib
 
 MODELS = ('vae_xent', 'vae_fixed_gamma', 'vae_learned_gamma', 'two_stage')
-NETS = {'infogan': 'infogan', 'resnet': 'dai_resnet'}
+NETS = {'infogan': 'infogan', 'resnet': 'dai_resnet', 'dense': 'dense'}
 DATASETS = ('mnist', 'fashion_mnist', 'cifar10', 'celeb_a')
 BUDGETS = ('quickstart', 'runlocal')
 
@@ -71,7 +75,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   dataset = tokens.get('dataset', 'mnist')
   config = config_lib.defaults()  # What the paper does not set: vaeprior_jax/config.py.
   config.entry = arg or 'two_stage,infogan,mnist'
-  config.paper_fid = PAPER_FID[dataset][MODELS.index(model)]
+  # The dense net is not the paper's: no paper number.
+  config.paper_fid = None if net == 'dense' else PAPER_FID[dataset][MODELS.index(model)]
 
   m = config.model
   m.net = NETS[net]
@@ -87,13 +92,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   m.second_stage_layers = 3
   # The ResNet (Fig. 11): the code's defaults; the README's CelebA command uses base 32, 4 scales.
   m.dai_resnet_base_dim = 32 if dataset == 'celeb_a' else 16
-  m.dai_resnet_num_scales = 4
+  m.dai_resnet_num_scales = 4           # the code's default and its CelebA command; the paper: 3
+                                        # (4 for CelebA)
   m.dai_resnet_blocks_per_scale = 1     # the paper: 2 residual blocks per scale block
   m.dai_resnet_fc_dim = 512
   m.dai_resnet_pooling = 'mean'         # the paper: flatten
 
   config.data.dataset = dataset
   config.data.binarize = False
+  config.data.hold_out_validation = False  # the code trains on all 60k (50k CIFAR-10) images
 
   first_epochs, first_every, second_epochs, second_every = SCHEDULES[dataset]
   t = config.train
@@ -108,6 +115,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   t.second_stage_lr_decay_epochs = tuple(float(e) for e in
                                          range(second_every, second_epochs, second_every))
   t.warmup_epochs = 0.0                 # no KL warm-up
+  t.kl_estimate = 'closed_form'         # the code's KL; 'sample': the one-sample estimate
   t.l2_reg = 0.0                        # the paper: 5e-4
   t.early_stopping = False
   t.checkpoint_every_steps = 5000

@@ -145,6 +145,15 @@ def validate(data_config):
                      f'code), got {crop!r}.')
 
 
+def check_validation_split(data_config, what: str) -> None:
+  """Raises ValueError where `what` needs a validation split and `data_config` trains on the whole
+  training split of a dataset that has none of its own (`data.hold_out_validation=False`)."""
+  data_config = _complete(data_config)
+  if SPECS[data_config.dataset].carve_validation and not data_config.hold_out_validation:
+    raise ValueError(f'{what} needs a validation split, but data.hold_out_validation=False trains '
+                     f'on the whole training split of {data_config.dataset}; set it to True.')
+
+
 def _reachable(url: str, timeout: float = 5.0) -> bool:
   """Whether the host of `url` accepts a connection (tfds itself retries for minutes when offline)."""
   parsed = urllib.parse.urlparse(url)
@@ -335,7 +344,11 @@ class Dataset:
   def split(self, name: str) -> np.ndarray:
     if name not in SPLITS:
       raise ValueError(f'Unknown split {name!r}; allowed: {", ".join(SPLITS)}.')
-    return getattr(self, name)
+    images = getattr(self, name)
+    if not len(images):
+      raise ValueError(f'The {name} split of {self.name} is empty (data.hold_out_validation=False '
+                       'trains on the whole training split); use another split.')
+    return images
 
   def eval_images(self, name: str, seed: int = 0) -> np.ndarray:
     """The images of a split as models see them: with `dynamic`, grey levels binarized with `seed`
@@ -363,6 +376,8 @@ def cache_path(data_config) -> Optional[str]:
   settings = {k: data_config.get(k) for k in ('dataset',) + relevant}
   if spec.dynamic and not binarized:  # (Only then: the binarized sets keep their older file names.)
     settings['binarize'] = False
+  if spec.carve_validation and not data_config.hold_out_validation:  # (Likewise.)
+    settings['hold_out_validation'] = False
   if data_config.dataset == 'celeb_a' and data_config.celeb_a_crop != SPECS['celeb_a'].crop:
     settings['celeb_a_crop'] = data_config.celeb_a_crop  # (Likewise.)
   settings['version'] = CACHE_VERSION
@@ -413,9 +428,10 @@ def write_cache(dataset: 'Dataset', path: str):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   arrays = {'name': np.asarray(dataset.name), 'dynamic': np.asarray(dataset.dynamic)}
   for split in SPLITS:
-    kind, stored = _encode(dataset.split(split))
+    images = getattr(dataset, split)
+    kind, stored = _encode(images)
     arrays.update({f'{split}_kind': np.asarray(kind), f'{split}_data': stored,
-                   f'{split}_shape': np.asarray(dataset.split(split).shape)})
+                   f'{split}_shape': np.asarray(images.shape)})
   tmp = f'{path}.tmp{os.getpid()}.npz'
   np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
@@ -449,7 +465,9 @@ def _complete(data_config):
 def load(data_config) -> Dataset:
   """Loads `data_config.dataset`. Where tfds has no validation split (App. B.1): a random part of
   `data.validation_size` training images (0 = the dataset's default: 10,000 for MNIST and
-  FashionMNIST, 4,000 for Omniglot, 5,000 for CIFAR-10), chosen with `data.split_seed`. Grey-level
+  FashionMNIST, 4,000 for Omniglot, 5,000 for CIFAR-10), chosen with `data.split_seed`; with
+  `data.hold_out_validation=False` none is held out: 'train' is the whole training split (in the
+  same seeded order) and 'validation' is empty. Grey-level
   test images are binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`.
 
   With `data.cache_dir`, the prepared splits are also kept there as one .npz file per dataset and
@@ -474,6 +492,7 @@ def whole_splits(data_config) -> dict:
   data_config = _complete(data_config)  # (a copy)
   if SPECS[data_config.dataset].dynamic:
     data_config.binarize = False
+  data_config.hold_out_validation = True  # (The same images, in the same order, either way.)
   dataset = load(data_config)
   splits = {split: dataset.split(split) for split in SPLITS}
   if SPECS[data_config.dataset].carve_validation:
@@ -505,6 +524,8 @@ def _load_from_tfds(data_config) -> Dataset:
     test_seed = data_config.test_binarization_seed
     test = np.concatenate([binarize(test, [test_seed, i])
                            for i in range(data_config.test_binarizations)])
+  if not data_config.hold_out_validation:  # The whole training split, as Dai & Wipf's code.
+    num_validation = 0
   return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
                  test, dynamic)
 

@@ -32,8 +32,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vaeprior_jax.models.base import init_variables
 from vaeprior_jax import registry
+from vaeprior_jax.methods import objectives
+from vaeprior_jax.models import build
+from vaeprior_jax.models.base import init_variables
 
 State = Dict[str, Any]
 Array = jax.Array
@@ -99,7 +101,11 @@ class Method:
   # reports it; a method adds its own (e.g. a critic's loss).
   log_fields = (('loss', 'loss', '%.2f'), ('elbo', 'elbo', '%.2f'),
                 ('reconstruction', 'rec', '%.2f'), ('kl', 'kl', '%.2f'), ('beta', 'beta', '%.3f'),
-                ('learning_rate', 'lr', '%.1e'))
+                ('learning_rate', 'lr', '%.1e'), ('gamma', 'gamma', '%.4g'),
+                ('sqrt_mse', 'sqrt_mse', '%.4g'), ('gamma_z', 'gamma_z', '%.4g'),
+                ('sqrt_mse_z', 'sqrt_mse_z', '%.4g'))
+  # Whether `loss` honours train.kl_estimate=closed_form (`objectives.training_loss`).
+  closed_form_kl = False
   # The training split's size, set by the loop (`train.trainer.train_and_evaluate`) before any hook runs;
   # None where the method is used outside it.
   num_train_examples = None
@@ -299,6 +305,12 @@ def scale_by_step_schedule(schedule: Callable[[Array], Array]
   return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
 
 
+def insert_log_fields_before(key: str, fields) -> Tuple[Tuple[str, str, str], ...]:
+  """`Method.log_fields` with `fields` inserted before the field of metric `key`."""
+  at = [f[0] for f in Method.log_fields].index(key)
+  return Method.log_fields[:at] + tuple(fields) + Method.log_fields[at:]
+
+
 def adam_at_global_step(schedule: Callable[[Array], Array], b1: float = 0.9
                         ) -> optax.GradientTransformationExtraArgs:
   """Adam whose learning rate is `schedule` at the global step the train step passes (`step`), not
@@ -344,12 +356,32 @@ def _check_train_values(tc) -> None:
     bad('warmup_epochs', '>= 0')
   if tc.l2_reg < 0:
     bad('l2_reg', '>= 0')
+  if tc.kl_estimate not in objectives.KL_ESTIMATES:
+    bad('kl_estimate', ' or '.join(objectives.KL_ESTIMATES))
+
+
+def _check_closed_form_kl(config) -> None:
+  """`train.kl_estimate=closed_form` needs a method whose objective takes it (`closed_form_kl`),
+  and the Gaussian posterior and standard prior of a one-level model: the pair whose KL the
+  objective has in closed form."""
+  if config.train.kl_estimate != 'closed_form':
+    return
+  mc = config.model
+  name = method_name(config.train)
+  if not method_class(config.train).closed_form_kl:
+    raise ValueError(f'train.kl_estimate=closed_form is not an option of train.method={name}; '
+                     'use train.kl_estimate=sample.')
+  if mc.posterior != 'gaussian' or mc.prior != 'standard' or build.net_levels(mc) != 1:
+    raise ValueError(f'train.kl_estimate=closed_form needs a one-level model with '
+                     f'model.posterior=gaussian and model.prior=standard; got model.net='
+                     f'{mc.net}, model.posterior={mc.posterior}, model.prior={mc.prior}.')
 
 
 def validate(config) -> None:
   """Raises ValueError naming the first bad `config.train` value, before any data is loaded."""
   _check_train_values(config.train)
   method_class(config.train).validate(config)
+  _check_closed_form_kl(config)
 
 
 def from_config(config, steps_per_epoch: int) -> Method:

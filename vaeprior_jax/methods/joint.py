@@ -77,6 +77,7 @@ class Joint(base.Method):
   """
 
   name = 'joint'
+  closed_form_kl = True
 
   def __init__(self, config, steps_per_epoch: int,
                optimizer: optax.GradientTransformation = None):
@@ -87,6 +88,7 @@ class Joint(base.Method):
     self._learning_rate = learning_rate_schedule(tc, steps_per_epoch)
     self._l2_weight = tc.l2_reg
     self._use_reg = bool(tc.qz_regularizer)
+    self._kl_estimate = tc.kl_estimate
 
   @classmethod
   def for_train_config(cls, train_config, steps_per_epoch: int,
@@ -104,11 +106,13 @@ class Joint(base.Method):
 
   def loss(self, model, params, model_state, trained, batch, rng, step):
     beta = self._beta(step)
-    terms, model_state = base.apply_model(model, params, model_state, batch, rng, self._use_reg,
+    return_latent = self._use_reg or self._kl_estimate == 'closed_form'
+    terms, model_state = base.apply_model(model, params, model_state, batch, rng, return_latent,
                                           True, method=model.log_weight_terms)
     loss, metrics = objectives.training_loss(terms, beta, objectives.l2_penalty(trained),
-                                             self._l2_weight, self._use_reg)
-    metrics.update(beta=beta, learning_rate=self._learning_rate(step))
+                                             self._l2_weight, self._use_reg, self._kl_estimate)
+    metrics.update(beta=beta, learning_rate=self._learning_rate(step),
+                   **objectives.gamma_metrics(params, terms['log_px_z'], batch.shape[1:]))
     return loss, metrics, model_state
 
   def initial_variables(self, model, batch, key, train_images, mesh):

@@ -1,7 +1,11 @@
 """Terms of the training objective besides the ELBO: L2 on the non-linear layers, and Reg[q(z)]."""
 
+import math
+
 import jax
 import jax.numpy as jnp
+
+from vaeprior_jax import likelihoods
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
@@ -35,13 +39,32 @@ def l2_penalty(params) -> jax.Array:
   return total
 
 
-def training_loss(terms, beta, l2: jax.Array, l2_weight: float, use_qz_regularizer: bool):
+KL_ESTIMATES = ('sample', 'closed_form')
+
+
+def gaussian_kl_to_standard(mean: jax.Array, log_std: jax.Array) -> jax.Array:
+  """KL(N(mean, diag(exp(log_std))^2) || N(0, I)) per example, [...] for [..., d]:
+  0.5 * sum(mean^2 + std^2 - 1 - 2 log_std)."""
+  return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(2.0 * log_std) - 1.0 - 2.0 * log_std, axis=-1)
+
+
+def training_loss(terms, beta, l2: jax.Array, l2_weight: float, use_qz_regularizer: bool,
+                  kl_estimate: str = 'sample'):
   """The training loss and its metrics from `VAE.log_weight_terms` of a batch.
 
-  loss = -mean(log p(x|z) - beta (log q(z|x) - log p(z))) + l2_weight * l2 (+ Reg[q(z)], which needs
-  terms['z']). Metrics: loss, elbo (beta = 1), reconstruction, kl, l2 (and qz_reg).
+  loss = -mean(log p(x|z) - beta KL) + l2_weight * l2 (+ Reg[q(z)], which needs terms['z']).
+  `kl_estimate` (`train.kl_estimate`): 'sample', the one-sample log q(z|x) - log p(z); or
+  'closed_form', KL(q(z|x) || N(0, I)) from the Gaussian posterior's parameters (terms
+  'posterior_mean' and 'posterior_log_std', which `log_weight_terms` returns with return_latent),
+  as Dai & Wipf's code computes it. Metrics: loss, elbo (beta = 1), reconstruction, kl, l2 (and
+  qz_reg).
   """
-  kl = terms['log_qz'] - terms['log_pz']
+  if kl_estimate == 'closed_form':
+    kl = gaussian_kl_to_standard(terms['posterior_mean'], terms['posterior_log_std'])
+  elif kl_estimate == 'sample':
+    kl = terms['log_qz'] - terms['log_pz']
+  else:
+    raise ValueError(f'Unknown KL estimate {kl_estimate!r}; allowed: {", ".join(KL_ESTIMATES)}.')
   loss = -jnp.mean(terms['log_px_z'] - beta * kl) + l2_weight * l2
   metrics = {'elbo': jnp.mean(terms['log_px_z'] - kl),
              'reconstruction': jnp.mean(terms['log_px_z']), 'kl': jnp.mean(kl), 'l2': l2}
@@ -63,3 +86,17 @@ def qz_regularizer(z: jax.Array) -> jax.Array:
   mean = jnp.mean(z, axis=0)
   var = jnp.mean(jnp.square(z - mean), axis=0)
   return jnp.mean(jnp.square(mean) + jnp.square(var - 1.0))
+
+
+def gamma_metrics(params, log_px_z: jax.Array, event_shape, suffix: str = '') -> dict:
+  """{'gamma', 'sqrt_mse'} (names + `suffix`) where `params` hold a learned Gaussian likelihood's
+  'log_gamma', else {}. sqrt_mse = sqrt(batch mean of sum((x - mean)^2) / size), from the batch's
+  log p(x|z) [B]: gamma's optimum with the decoder fixed, logged beside gamma so a reader sees
+  whether gamma has reached it (Dai & Wipf)."""
+  log_gamma = params.get('likelihood', {}).get('log_gamma')
+  if log_gamma is None:
+    return {}
+  size = math.prod(event_shape)
+  squared = likelihoods.Gaussian.squared_error(log_px_z, log_gamma, size)
+  return {'gamma' + suffix: jnp.exp(log_gamma),
+          'sqrt_mse' + suffix: jnp.sqrt(jnp.mean(squared) / size)}

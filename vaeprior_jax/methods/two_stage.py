@@ -14,7 +14,9 @@ one workdir, two phases over one global step.
 
 Each stage has its own Adam (its count starts with the stage), so a run resumes exactly inside
 either stage. The first stage's gamma (and the second's gamma_z) are logged as `gamma` and
-`gamma_z` where the likelihood learns them. `train.init_from` may name the workdir of a first stage
+`gamma_z` where the likelihood learns them, and beside the stage being trained its optimum with the
+decoder fixed, `sqrt_mse` (or `sqrt_mse_z`): gamma has converged where the two meet. The KL term is
+the one-sample estimate or, with `train.kl_estimate=closed_form`, the closed form (the code's). `train.init_from` may name the workdir of a first stage
 trained elsewhere (a `two_stage` run, or a one-level VAE with the same model settings): its
 first-stage parameters are the start, and stage 1 is skipped.
 """
@@ -55,6 +57,7 @@ class TwoStage(base.Method):
   """The two stages of Dai & Wipf (see the module docstring)."""
 
   name = 'two_stage'
+  closed_form_kl = True
 
   def __init__(self, config, steps_per_epoch: int):
     super().__init__(config, steps_per_epoch)
@@ -69,6 +72,7 @@ class TwoStage(base.Method):
                                                           boundaries)
     self._beta = joint.beta_schedule(tc, steps_per_epoch)
     self._l2_weight = tc.l2_reg
+    self._kl_estimate = tc.kl_estimate
 
   @classmethod
   def validate(cls, config):
@@ -100,22 +104,26 @@ class TwoStage(base.Method):
     return phases
 
   def loss(self, model, params, model_state, trained, batch, rng, step):
+    closed_form = self._kl_estimate == 'closed_form'
     if 'first' in trained:
       beta = self._beta(step)
-      terms, model_state = base.apply_model(model, params, model_state, batch, rng, False, True,
-                                            method=model.log_weight_terms)
+      terms, model_state = base.apply_model(model, params, model_state, batch, rng, closed_form,
+                                            True, method=model.log_weight_terms)
       rate = self._first_rate(step)
+      gammas = objectives.gamma_metrics(params['first'], terms['log_px_z'], batch.shape[1:])
     else:
       beta = jnp.ones((), jnp.float32)
-      terms, model_state = base.apply_model(model, params, model_state, batch, rng, False, True,
-                                            method=model.second_stage_terms)
+      terms, model_state = base.apply_model(model, params, model_state, batch, rng, closed_form,
+                                            True, method=model.second_stage_terms)
       rate = self._second_rate(step - self._first_steps)
+      gammas = objectives.gamma_metrics(params['second'], terms['log_px_z'],
+                                        (model.second.prior.latent_dim,), '_z')
     loss, metrics = objectives.training_loss(terms, beta, objectives.l2_penalty(trained),
-                                             self._l2_weight, False)
-    metrics.update(beta=beta, learning_rate=rate)
-    for group, key in (('first', 'gamma'), ('second', 'gamma_z')):
+                                             self._l2_weight, False, self._kl_estimate)
+    for group, key in (('first', 'gamma'), ('second', 'gamma_z')):  # Both, in both stages.
       if 'likelihood' in params[group]:
         metrics[key] = jnp.exp(params[group]['likelihood']['log_gamma'])
+    metrics.update(beta=beta, learning_rate=rate, **gammas)
     return loss, metrics, model_state
 
   def initial_variables(self, model, batch, key, train_images, mesh):

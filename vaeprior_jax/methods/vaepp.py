@@ -137,9 +137,9 @@ class VAEPP(base.Method):
   name = 'vaepp'
   naive = False
   # The critics' terms, before the learning rate.
-  log_fields = base.Method.log_fields[:-1] + (
+  log_fields = base.insert_log_fields_before('learning_rate', (
       ('gradient_penalty', 'gp', '%.3g'), ('latent_critic_loss', 'critic', '%.3g'),
-      ('latent_generator_loss', 'generator', '%.3g')) + base.Method.log_fields[-1:]
+      ('latent_generator_loss', 'generator', '%.3g')))
   host_update_before_validation = True  # Early stopping's NLL needs the log Z of that step.
 
   def __init__(self, config, steps_per_epoch: int):

@@ -44,7 +44,8 @@ class VAE(LatentVariableModel):
   def log_weight_terms(self, x: Array, rng: Array, return_latent: bool = False,
                        train: bool = False, encoder_input: Optional[Array] = None
                        ) -> Dict[str, Array]:
-    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (and 'z' [B, d]).
+    """One z ~ q(z|x) per example: {'log_px_z', 'log_pz', 'log_qz'}, each [B] (with
+    `return_latent`, also 'z' [B, d] and the encoder's 'posterior_mean' and 'posterior_log_std').
 
     `train` puts the nets in training mode: the decoder's dropout (PixelCNN), with a key derived
     from rng, and batch statistics (nets with `has_train_mode`). `encoder_input`: what the encoder
@@ -61,7 +62,7 @@ class VAE(LatentVariableModel):
         'log_qz': log_qz,
     }
     if return_latent:
-      terms['z'] = z
+      terms.update(z=z, posterior_mean=mean, posterior_log_std=log_std)
     return terms
 
   def sample_posterior(self, x: Array, rng: Array) -> Array:

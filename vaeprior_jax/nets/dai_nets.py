@@ -310,7 +310,8 @@ base.REGISTRY.register('dai_resnet', _resnet)
 class SecondStageEncoder(nn.Module):
   """Dai & Wipf's second-stage encoder on latent vectors u [..., d]: `num_layers` Dense[units] + ReLU,
   then the input concatenated to the last hidden layer, then the Gaussian heads (their code's
-  `second stage`; Table 1: 3 layers of 1024, 2048 in the ResNet runs)."""
+  `second stage`; Table 1: 3 layers of 1024, 2048 in the ResNet runs). Every Dense starts from
+  Glorot-uniform kernels, tf.layers.dense's default, which the code uses."""
   latent_dim: int
   units: int = 1024
   num_layers: int = 3
@@ -319,8 +320,9 @@ class SecondStageEncoder(nn.Module):
   def __call__(self, x: Array) -> Tuple[Array, Array]:
     h = x
     for i in range(self.num_layers):
-      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
-    return base.GaussianHeads(self.latent_dim, name='heads')(jnp.concatenate([x, h], axis=-1))
+      h = nn.relu(nn.Dense(self.units, kernel_init=_GLOROT, name=f'hidden_{i}')(h))
+    return base.GaussianHeads(self.latent_dim, kernel_init=_GLOROT, name='heads')(
+        jnp.concatenate([x, h], axis=-1))
 
 
 class SecondStageDecoder(nn.Module):
@@ -334,8 +336,9 @@ class SecondStageDecoder(nn.Module):
   def __call__(self, z: Array) -> Array:
     h = z
     for i in range(self.num_layers):
-      h = nn.relu(nn.Dense(self.units, name=f'hidden_{i}')(h))
-    return nn.Dense(self.output_shape[-1], name='mean')(jnp.concatenate([z, h], axis=-1))
+      h = nn.relu(nn.Dense(self.units, kernel_init=_GLOROT, name=f'hidden_{i}')(h))
+    return nn.Dense(self.output_shape[-1], kernel_init=_GLOROT, name='mean')(
+        jnp.concatenate([z, h], axis=-1))
 
 
 def _second_stage(model_config, input_shape):

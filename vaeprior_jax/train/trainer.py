@@ -302,6 +302,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   methods.validate(config)
   data.validate(config.data)  # An unknown dataset first: the next check reads its spec.
   data.require_binary(config.data, f'model.net={config.model.net}')
+  if config.train.early_stopping:
+    data.check_validation_split(config.data, 'train.early_stopping=True')
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   tc = config.train
