@@ -375,3 +375,30 @@ def test_prepares_mnist_like_datasets_offline_from_the_original_files(name):
   np.testing.assert_array_equal(sort_rows(as_bytes(test_grey)), sort_rows(test_file))
   expected = np.concatenate([data.binarize(test_grey, [0, i]) for i in range(10)])
   np.testing.assert_array_equal(dataset.test, expected)
+
+
+def test_without_a_held_out_validation_split_train_is_the_whole_training_split(tmp_path):
+  """data.hold_out_validation=False (Dai & Wipf's code): every training image trains, in the seeded
+  order; the empty validation split is refused by name, as is early stopping, which needs it."""
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with helpers.mock_tfds(64):
+    whole = data.load(_dynamic_config('mnist', binarize=False, hold_out_validation=False,
+                                      cache_dir=str(tmp_path)))
+    cached = data.load(_dynamic_config('mnist', binarize=False, hold_out_validation=False,
+                                       cache_dir=str(tmp_path)))
+    held_out = data.load(_dynamic_config('mnist', binarize=False, cache_dir=str(tmp_path)))
+    raw_train = data.load_split(tfds.builder('mnist'), 'train')
+  rows = lambda a: sorted(map(bytes, np.asarray(a).reshape(len(a), -1)))
+  assert len(whole.train) == 64 and rows(whole.train) == rows(raw_train)
+  assert len(whole.validation) == 0 and len(held_out.validation) == 20
+  np.testing.assert_array_equal(cached.train, whole.train)  # (its own cache file)
+  with pytest.raises(ValueError, match='The validation split of mnist is empty'):
+    whole.split('validation')
+  config = config_lib.defaults()
+  config.data.update(dataset='mnist', binarize=True, hold_out_validation=False)
+  config.train.early_stopping = True
+  with pytest.raises(ValueError, match='train.early_stopping=True needs a validation split, but '
+                                       'data.hold_out_validation=False'):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))

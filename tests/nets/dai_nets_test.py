@@ -124,3 +124,22 @@ def test_batch_norm_averages_are_tensorflows_zero_debiased_moving_averages():
   np.testing.assert_allclose(stats['var'], expected[1], rtol=1e-4)
   assert not np.allclose(stats['mean'], 0.001 * sum(  # Not flax's plain moving average from 0.
       0.999 ** (4 - i) * batches[i].mean(0) for i in range(5)), rtol=0.1)
+
+
+def test_second_stage_dense_layers_start_glorot_uniform():
+  """tf.layers.dense's default, which Dai & Wipf's code uses: kernels uniform on +-sqrt(6 / (fan_in +
+  fan_out)), so their variance is 2 / (fan_in + fan_out); biases zero."""
+  encoder = dai_nets.SecondStageEncoder(latent_dim=64, units=1024, num_layers=3)
+  decoder = dai_nets.SecondStageDecoder((64,), units=1024, num_layers=3)
+  u = jnp.zeros((2, 64))
+  for net in (encoder, decoder):
+    params = net.init(jax.random.key(0), u)['params']
+    kernels = {'/'.join(k.key for k in path[:-1]): leaf for path, leaf in
+               jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == 'kernel'}
+    assert len(kernels) == (5 if net is encoder else 4)
+    for name, kernel in kernels.items():
+      fan_in, fan_out = kernel.shape
+      limit = np.sqrt(6.0 / (fan_in + fan_out))
+      assert float(jnp.max(jnp.abs(kernel))) <= limit, name
+      np.testing.assert_allclose(float(jnp.var(kernel)), 2.0 / (fan_in + fan_out), rtol=0.1,
+                                 err_msg=name)

@@ -514,7 +514,9 @@ def _load_from_tfds(data_config) -> Dataset:
     return Dataset(name, *(load_split(builder, s, name, crop) for s in SPLITS), spec.dynamic)
   train = load_split(builder, 'train', name)
   num_validation = int(data_config.validation_size or spec.validation_size)
-  if not 0 < num_validation < len(train):
+  if not data_config.hold_out_validation:  # The whole training split, as Dai & Wipf's code.
+    num_validation = 0
+  elif not 0 < num_validation < len(train):
     raise ValueError(f'data.validation_size {num_validation} must be in (0, {len(train)}), the size '
                      f'of the training split of {data_config.dataset}.')
   order = np.random.default_rng(data_config.split_seed).permutation(len(train))
@@ -524,8 +526,6 @@ def _load_from_tfds(data_config) -> Dataset:
     test_seed = data_config.test_binarization_seed
     test = np.concatenate([binarize(test, [test_seed, i])
                            for i in range(data_config.test_binarizations)])
-  if not data_config.hold_out_validation:  # The whole training split, as Dai & Wipf's code.
-    num_validation = 0
   return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
                  test, dynamic)
 
