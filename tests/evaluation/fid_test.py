@@ -6,8 +6,13 @@ is named with its URL and how to pass it. With torch, torchvision and pytorch-fi
 pytorch-fid's InceptionV3 with shared random weights, read from a file `torch.save` wrote.
 """
 
+import collections
+import io
 import os
 import pickle
+import struct
+import sys
+import types
 import zipfile
 
 import jax
@@ -39,6 +44,102 @@ def test_a_torch_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
   with pytest.raises(fid.UnsafeFileError):
     fid.read_torch_file(legacy)
   assert not marker.exists()
+
+
+class _Storage:
+  """Stands for a torch storage of float32 values while a crafted file is pickled."""
+
+  def __init__(self, key, numel):
+    self.key, self.numel = key, numel
+
+
+class _Tensor:
+  """Pickles as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...), as torch does."""
+
+  def __init__(self, storage, offset, size, stride):
+    self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+  def __reduce__(self):
+    return (sys.modules['torch._utils']._rebuild_tensor_v2, self.args)
+
+
+class _Pickler(pickle.Pickler):
+  def persistent_id(self, obj):
+    if isinstance(obj, _Storage):
+      return ('storage', sys.modules['torch'].FloatStorage, obj.key, 'cpu', obj.numel)
+    return None
+
+
+def _crafted(path, tensors, values, legacy, numel_header=None):
+  """Writes a torch file of {name: _Tensor} over one storage '0' holding float32 `values`, in the
+  zip or legacy format, without torch: stand-in modules give pickle the globals torch's use."""
+  torch = types.ModuleType('torch')
+  utils = types.ModuleType('torch._utils')
+  torch.FloatStorage = type('FloatStorage', (), {'__module__': 'torch'})
+  def rebuild(*args):
+    return args
+  rebuild.__module__, rebuild.__qualname__ = 'torch._utils', '_rebuild_tensor_v2'
+  utils._rebuild_tensor_v2 = rebuild
+  saved = {k: sys.modules.get(k) for k in ('torch', 'torch._utils')}
+  sys.modules.update({'torch': torch, 'torch._utils': utils})
+  try:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=2).dump(collections.OrderedDict(tensors))
+  finally:
+    for k, v in saved.items():
+      if v is None:
+        sys.modules.pop(k)
+      else:
+        sys.modules[k] = v
+  raw = np.asarray(values, '<f4').tobytes()
+  if legacy:
+    with open(path, 'wb') as f:
+      for header in (fid._LEGACY_MAGIC, 1001, {}):
+        pickle.dump(header, f, protocol=2)
+      f.write(buffer.getvalue())
+      pickle.dump(['0'], f, protocol=2)
+      f.write(struct.pack('<q', len(values) if numel_header is None else numel_header) + raw)
+  else:
+    with zipfile.ZipFile(path, 'w') as archive:
+      archive.writestr('archive/data.pkl', buffer.getvalue())
+      archive.writestr('archive/byteorder', 'little')
+      archive.writestr('archive/data/0', raw)
+
+
+@pytest.mark.parametrize('legacy', [False, True])
+def test_crafted_tensor_views_outside_their_storage_are_refused(tmp_path, legacy):
+  """A file that passes the globals check but claims a view beyond its storage's bytes (which
+  `as_strided` would read from the heap, or crash on) is refused with one line; a good one reads."""
+  values = [1.0, 2.0, 3.0, 4.0]
+  path = str(tmp_path / 'w.pth')
+  good = {'w': _Tensor(_Storage('0', 4), 1, (3,), (1,)), 'm': _Tensor(_Storage('0', 4), 0, (2, 2), (1, 2))}
+  _crafted(path, good, values, legacy)
+  state = fid.read_torch_file(path)
+  np.testing.assert_array_equal(state['w'], [2.0, 3.0, 4.0])
+  np.testing.assert_array_equal(state['m'], [[1.0, 3.0], [2.0, 4.0]])
+  bad_views = [
+      ((0, (64,), (1,)), 'reads outside its storage'),           # 64 elements on a 4-float storage
+      ((0, (1 << 26,), (1,)), 'reads outside its storage'),      # (the segfault before)
+      ((3, (2,), (1,)), 'reads outside its storage'),            # runs off the end from an offset
+      ((0, (2, 2), (1, 3)), 'reads outside its storage'),        # a stride past the end
+      ((0, (1 << 20, 4), (0, 1)), 'reads outside its storage'),  # more elements than the storage
+      ((-1, (2,), (1,)), 'invalid view'),
+      ((0, (2,), (-1,)), 'invalid view'),
+      ((0, (2, 2), (1,)), 'invalid view'),
+      ((0.5, (2,), (1,)), 'invalid view'),
+  ]
+  for (offset, size, stride), message in bad_views:
+    _crafted(path, {'w': _Tensor(_Storage('0', 4), offset, size, stride)}, values, legacy)
+    with pytest.raises(fid.UnsafeFileError, match=message):
+      fid.read_torch_file(path)
+  # A storage that declares more elements than the file holds.
+  _crafted(path, {'w': _Tensor(_Storage('0', 64), 0, (64,), (1,))}, values, legacy,
+           numel_header=64)
+  with pytest.raises(fid.UnsafeFileError, match='declares 64 elements'):
+    fid.read_torch_file(path)
+  _crafted(path, {'w': _Tensor(_Storage('0', 1 << 40), 0, (4,), (1,))}, values, legacy)
+  with pytest.raises(fid.UnsafeFileError, match='more than 2147483648 bytes'):
+    fid.read_torch_file(path)
 
 
 def test_missing_weights_name_the_file_its_url_and_how_to_pass_it(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ tensor rebuilds, storage types) and builds NumPy arrays itself. The converted ar
 import collections
 import functools
 import io
+import math
 import os
 import pickle
 import struct
@@ -215,21 +216,55 @@ class _Storage:
     self.dtype, self.key, self.numel, self.array = np.dtype(dtype), key, numel, None
 
 
+def _is_count(value) -> bool:
+  """A non-negative Python int (not a bool): what sizes, strides and offsets must be."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class _TensorRef:
+  """One tensor of the file: a view (offset, size, stride, in elements) of a storage."""
+
   def __init__(self, storage: _Storage, offset: int, size, stride):
+    if not isinstance(storage, _Storage):
+      raise UnsafeFileError(f'A tensor of the torch file has no storage ({type(storage).__name__}).')
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+            and len(size) == len(stride) and _is_count(offset)
+            and all(map(_is_count, size)) and all(map(_is_count, stride))):
+      raise UnsafeFileError(f'A tensor of the torch file has an invalid view: offset {offset!r}, '
+                            f'size {size!r}, stride {stride!r} (non-negative ints, one stride per '
+                            'dimension).')
     self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
   def to_numpy(self) -> np.ndarray:
+    """The tensor's values, after checking that the view lies inside the storage's bytes: its last
+    element, offset + sum((size - 1) * stride), within the storage, and no more elements than the
+    storage holds (a state dict's tensors are dense)."""
     flat = self.storage.array
-    itemsize = flat.dtype.itemsize
+    numel = math.prod(self.size)
+    if numel == 0:
+      return np.zeros(self.size, flat.dtype)
+    last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride))
+    if last >= len(flat) or numel > len(flat):
+      raise UnsafeFileError(
+          f'A tensor of the torch file reads outside its storage: offset {self.offset}, size '
+          f'{self.size}, stride {self.stride} need {max(last + 1, numel)} elements, the storage '
+          f'holds {len(flat)}.')
     if not self.size:
       return flat[self.offset].copy()
     return np.lib.stride_tricks.as_strided(
-        flat[self.offset:], self.size, tuple(s * itemsize for s in self.stride)).copy()
+        flat[self.offset:], self.size, tuple(s * flat.dtype.itemsize for s in self.stride)).copy()
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
   return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _attach(storage: _Storage, raw: bytes, dtype: np.dtype, where: str) -> None:
+  """Sets the storage's values from its bytes, which must be exactly the elements it declared."""
+  if len(raw) != storage.numel * dtype.itemsize:
+    raise UnsafeFileError(f'{where}: storage {storage.key} declares {storage.numel} elements of '
+                          f'{dtype.itemsize} bytes, the file holds {len(raw)} bytes.')
+  storage.array = np.frombuffer(raw, dtype).astype(storage.dtype.newbyteorder('='))
 
 
 def _rebuild_parameter(data, *unused):
@@ -239,6 +274,10 @@ def _rebuild_parameter(data, *unused):
 class _StorageType:
   def __init__(self, name: str):
     self.name = name
+
+
+# What the reader accepts of storages in all (pytorch-fid's Inception weights: 95 MB).
+MAX_FILE_BYTES = 1 << 31
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -266,9 +305,17 @@ class _SafeUnpickler(pickle.Unpickler):
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
       raise UnsafeFileError(f'Unknown persistent id {pid!r} in the torch file.')
+    if len(pid) < 5:
+      raise UnsafeFileError(f'Malformed storage reference {pid!r} in the torch file.')
     storage_type, key, _, numel = pid[1:5]
     if not isinstance(storage_type, _StorageType):
       raise UnsafeFileError(f'Unknown storage type {storage_type!r} in the torch file.')
+    if not _is_count(numel):
+      raise UnsafeFileError(f'Storage {key!r} of the torch file declares {numel!r} elements.')
+    declared = sum(st.numel * st.dtype.itemsize for st in self._storages.values())
+    if declared + numel * np.dtype(_STORAGE_DTYPES[storage_type.name]).itemsize > MAX_FILE_BYTES:
+      raise UnsafeFileError(f'The torch file declares more than {MAX_FILE_BYTES} bytes of '
+                            'storages; the FID weights hold about 95 MB.')
     key = str(key)
     if key not in self._storages:
       self._storages[key] = _Storage(_STORAGE_DTYPES[storage_type.name], key, int(numel))
@@ -286,9 +333,15 @@ def _read_zip(path: str) -> Dict[str, np.ndarray]:
     result = _SafeUnpickler(io.BytesIO(archive.read(pkl[0])), storages).load()
     order = archive.read(root + 'byteorder').decode() if root + 'byteorder' in names else 'little'
     for key, storage in storages.items():
-      raw = archive.read(f'{root}data/{key}')
+      name = f'{root}data/{key}'
+      if name not in names:
+        raise UnsafeFileError(f'{path}: storage {key} has no data ({name}).')
+      if archive.getinfo(name).file_size != storage.numel * storage.dtype.itemsize:
+        raise UnsafeFileError(f'{path}: storage {key} declares {storage.numel} elements of '
+                              f'{storage.dtype.itemsize} bytes, the file holds '
+                              f'{archive.getinfo(name).file_size} bytes.')
       dtype = storage.dtype.newbyteorder('<' if order == 'little' else '>')
-      storage.array = np.frombuffer(raw, dtype).astype(storage.dtype.newbyteorder('='))
+      _attach(storage, archive.read(name), dtype, path)
   return result
 
 
@@ -311,11 +364,23 @@ def _read_legacy(path: str) -> Dict[str, np.ndarray]:
     storages: Dict[str, _Storage] = {}
     result = _SafeUnpickler(f, storages).load()
     keys = _PlainUnpickler(f).load()
+    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
+      raise UnsafeFileError(f'{path}: the storage keys {keys!r} are not those the tensors use.')
+    size = os.fstat(f.fileno()).st_size
     for key in keys:
       storage = storages[str(key)]
-      (numel,) = struct.unpack('<q', f.read(8))
-      raw = f.read(numel * storage.dtype.itemsize)
-      storage.array = np.frombuffer(raw, storage.dtype.newbyteorder('<')).astype(storage.dtype)
+      header = f.read(8)
+      if len(header) != 8:
+        raise UnsafeFileError(f'{path}: the file ends before storage {key}.')
+      (numel,) = struct.unpack('<q', header)
+      if numel != storage.numel or numel * storage.dtype.itemsize > size - f.tell():
+        raise UnsafeFileError(f'{path}: storage {key} declares {storage.numel} elements, its header '
+                              f'{numel}, and {size - f.tell()} bytes are left in the file.')
+      _attach(storage, f.read(numel * storage.dtype.itemsize), storage.dtype.newbyteorder('<'),
+              path)
+    for storage in storages.values():
+      if storage.array is None:
+        raise UnsafeFileError(f'{path}: storage {storage.key} has no data.')
   return result
 
 
