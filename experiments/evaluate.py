@@ -54,8 +54,11 @@ _PROTOCOL = flags.DEFINE_enum('quality_protocol', None, list(evaluate_lib.PROTOC
                               'two_stage).')
 _QUALITY_IMAGES = flags.DEFINE_integer('quality_images', None,
                                        'Generated images (default: the protocol\'s).')
-_MIN_MAX = flags.DEFINE_bool('min_max_normalize', False,
-                             'Scale each generated image to [0, 1] first (the authors\' FID script).')
+_MIN_MAX = flags.DEFINE_bool('min_max_normalize', None,
+                             'Scale each generated image and reconstruction to [0, 1] first '
+                             '(default: on for the two_stage protocol, as the authors\' FID script).')
+_EXPORT = flags.DEFINE_bool('export_images', False, 'With --sample_quality: also write the scored '
+                            'images as uint8 .npz files, for FID with the original tools.')
 _MALA_STEPS = flags.DEFINE_integer('mala_steps', None, 'Pull-back prior runs: MALA steps of the '
                                    'sample-quality samples (default: the run\'s config).')
 _MALA_STEP_SIZE = flags.DEFINE_float('mala_step_size', None, 'Their step size (the initial one '
@@ -87,9 +90,11 @@ def _evaluate():
     evaluate_lib.check_sample_quality(_WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value,
                                       _PROTOCOL.value, _QUALITY_IMAGES.value, **mala,
                                       bootstrap=_BOOTSTRAP.value)
-  elif any(v is not None for v in mala.values()) or _BOOTSTRAP.value:
-    raise ValueError('--mala_steps, --mala_step_size, --mala_adapt_steps and --quality_bootstrap '
-                     'set the sample-quality report: add --sample_quality.')
+  elif (any(v is not None for v in mala.values()) or _BOOTSTRAP.value or _EXPORT.value
+        or _MIN_MAX.value is not None):
+    raise ValueError('--mala_steps, --mala_step_size, --mala_adapt_steps, --quality_bootstrap, '
+                     '--min_max_normalize and --export_images set the sample-quality report: add '
+                     '--sample_quality.')
   if _LIKELIHOOD.value:
     result = evaluate_lib.evaluate(
         _WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value, _CHUNK_SIZE.value,
@@ -100,7 +105,7 @@ def _evaluate():
     print(json.dumps(evaluate_lib.sample_quality(
         _WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
         _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value, **mala,
-        bootstrap=_BOOTSTRAP.value), indent=2))
+        bootstrap=_BOOTSTRAP.value, export=_EXPORT.value), indent=2))
 
 
 if __name__ == '__main__':

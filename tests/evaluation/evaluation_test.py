@@ -15,6 +15,7 @@ from scipy import stats
 from vaeprior_jax import distributions
 from vaeprior_jax import models
 from vaeprior_jax.evaluation import estimators
+from vaeprior_jax.evaluation import report
 
 D, d, S = 5, 2, 0.7
 RNG = np.random.default_rng(0)
@@ -271,3 +272,20 @@ def test_a_pixelvae_with_another_entrys_chunk_is_bounded_below_the_machines_memo
   assert 23.6 <= need(100) <= 2 * 23.6
   fitted = estimators.bounded_chunk_size(fn_of, 100, params, shape, jax.random.key(0), 1, 18.0)
   assert 10 <= fitted < 100 and need(fitted) <= 18.0
+
+
+def test_min_max_normalisation_and_the_uint8_export_of_images():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0.2, 0.7, size=(3, 4, 4, 1)).astype(np.float32)
+  images[1] = 0.5  # A constant image stays finite (at 0).
+  out = report.min_max_normalize(images)
+  for i in (0, 2):
+    lo, hi = images[i].min(), images[i].max()
+    np.testing.assert_allclose(out[i], (images[i] - lo) / (hi - lo), rtol=1e-6)
+  assert np.all(out[1] == 0)
+  rgb = report.to_uint8_rgb(np.array([[[[0.0], [1.0]], [[0.5], [0.2]]]], np.float32))
+  assert rgb.dtype == np.uint8 and rgb.shape == (1, 2, 2, 3)
+  np.testing.assert_array_equal(rgb[0, :, :, 0], [[0, 255], [128, 51]])
+  assert (rgb[..., 0] == rgb[..., 2]).all()
+  colour = rng.uniform(size=(2, 3, 3, 3)).astype(np.float32)
+  np.testing.assert_array_equal(report.to_uint8_rgb(colour), np.round(colour * 255).astype(np.uint8))

@@ -117,7 +117,7 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     spectra = analysis.analyze_two_stage(full, max_examples=16)
     classifier_dir = str(tmp_path / 'classifier')
     quality = report.sample_quality(full, classifier_dir, num_images=20, classifier_steps=5)
-    quality_again = report.sample_quality(full, classifier_dir, num_images=20)
+    quality_again = report.sample_quality(full, classifier_dir, num_images=20, export=True)
     # A first stage trained elsewhere: stage 1 is skipped, its parameters are the start.
     second_only = str(tmp_path / 'second_only')
     trainer.train_and_evaluate(_config(init_from=full), second_only)
@@ -127,13 +127,23 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   # The classifier Fréchet distance: one classifier kept in its folder and reused (same numbers),
   # for samples, first-stage samples and reconstructions; no FID without Inception weights.
   assert sorted(os.listdir(classifier_dir)) == ['classifier.json', 'classifier.npz']
+  exported = quality_again.pop('exported')
   assert quality == quality_again and 'not FID' in quality['classifier']['name']
+  # The scored images, exported for external FID tools: uint8 RGB, each min-max normalised (the
+  # two_stage protocol's default, as the authors' script), reconstructions included.
+  assert sorted(exported) == ['first_stage_samples', 'reconstructions', 'samples']
+  assert quality['normalize'] is True
+  for kind, path in exported.items():
+    with np.load(path) as f:
+      images = f['images']
+    assert images.dtype == np.uint8 and images.shape == (20, 28, 28, 3), kind
+    assert (images.min(axis=(1, 2, 3)) == 0).all() and (images.max(axis=(1, 2, 3)) == 255).all()
   assert all(quality[f'cfd_{kind}'] > 0
              for kind in ('samples', 'first_stage_samples', 'reconstructions', 'data'))
   assert quality['num_data'] == 20  # Training images: the reference is the test split.
   assert not any('fid' in k for k in quality)
   with open(os.path.join(full, 'sample_quality_two_stage.json')) as f:
-    assert json.load(f) == json.loads(json.dumps(quality))
+    assert json.load(f) == json.loads(json.dumps(dict(quality, exported=exported)))
   other = config_lib.defaults().data
   other.dataset = 'fashion_mnist'
   with pytest.raises(ValueError, match='holds the mnist classifier'):

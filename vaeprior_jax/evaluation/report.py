@@ -254,6 +254,16 @@ PROTOCOLS = {
     'two_stage': (10000, 'test', 10000),  # Dai & Wipf: 10,000 samples vs 10,000 test images.
     'vaepp': (5000, 'train', 0),          # VAEPP: 5,000 samples vs the training set.
 }
+# Whether a protocol min-max normalises each generated image (reconstructions included) before
+# scoring: Dai & Wipf's FID script does (`preprocess_fake_images(..., norm=True)`); VAEPP's does not.
+NORMALIZE_BY_DEFAULT = {'two_stage': True, 'vaepp': False}
+
+
+def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
+  """Images in [0, 1], [N, H, W, C] -> uint8 [N, H, W, 3] (round(255 x); grey repeated in 3
+  channels), as external FID tools read them."""
+  out = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+  return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
 
 def _generated(model, params, kind: str, num: int, key, images: np.ndarray, samplers=None,
@@ -289,8 +299,8 @@ def _samples_with_report(model, params, sampler, record, num: int, key, batch: i
 
 
 def min_max_normalize(images: np.ndarray) -> np.ndarray:
-  """Each image scaled to [0, 1] by its own min and max (the authors' FID script does this to
-  generated images; off by default here)."""
+  """Each image scaled to [0, 1] by its own min and max (Dai & Wipf's FID script does this to
+  generated images and reconstructions; `NORMALIZE_BY_DEFAULT`)."""
   lo = images.min(axis=(1, 2, 3), keepdims=True)
   hi = images.max(axis=(1, 2, 3), keepdims=True)
   return (images - lo) / np.maximum(hi - lo, 1e-12)
@@ -384,9 +394,10 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
-                   normalize: bool = False, classifier_steps: int = 2000,
+                   normalize: Optional[bool] = None, classifier_steps: int = 2000,
                    mala_steps: Optional[int] = None, mala_step_size: Optional[float] = None,
-                   mala_adapt_steps: Optional[int] = None, bootstrap: int = 0) -> Dict:
+                   mala_adapt_steps: Optional[int] = None, bootstrap: int = 0,
+                   export: bool = False) -> Dict:
   """Fréchet distances to the data of a run's samples, first-stage samples (two-stage runs), base
   and latent-GAN samples (pull-back priors), reconstructions, and of as many real images from
   outside the reference ('data': the test split for 'vaepp', the training split for 'two_stage'),
@@ -402,7 +413,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   test images) or 'vaepp' (5,000 vs the training set); None: the run's paper's, 'vaepp' for a
   pull-back prior and 'two_stage' otherwise. num_images overrides the generated count (a pull-back
   prior's samples cost `model.pullback_mala_steps` decoder and critic gradients each).
-  normalize: min-max normalise each generated image first (the authors' script; off by default).
+  normalize: min-max normalise each generated image and reconstruction first (None: the
+    protocol's `NORMALIZE_BY_DEFAULT`, on for 'two_stage' as the authors' FID script).
   classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
   mala_steps, mala_step_size, mala_adapt_steps: a pull-back prior's MALA settings for this report
   (None: `model.pullback_mala_*` of the run's config); the result's 'mala' holds those used, the
@@ -410,6 +422,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   bootstrap: with B >= 2, also `{metric}_{kind}_sd`, the bootstrap sd over B resamples of each
   distance's images (`frechet.bootstrap_sd`; the reference held fixed): the noise to read
   differences between kinds against.
+  export: also write the scored images of each kind but 'data' (after any normalisation) to
+  `exported_{protocol}{suffix}/{kind}.npz`, key 'images', uint8 [N, H, W, 3] (`to_uint8_rgb`), for
+  FID with the original weights and tools (docs/dai2019.md shows how).
   """
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
@@ -420,6 +435,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       bootstrap)
   use_fid = fid_file is not None
   _, ref_split, num_ref = PROTOCOLS[protocol]
+  if normalize is None:
+    normalize = NORMALIZE_BY_DEFAULT[protocol]
   fid_params = fid.load_params(fid_file[0]) if use_fid else None
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
   dataset = config.data.dataset
@@ -487,8 +504,15 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       images = _generated(model, params, kind, min(num_generated, len(test_images))
                           if kind == 'reconstructions' else num_generated,
                           jax.random.fold_in(key, i), test_images, samplers)
-    if normalize and kind not in ('reconstructions', 'data'):
+    if normalize and kind != 'data':
       images = min_max_normalize(images)
+    if export and kind != 'data' and jax.process_index() == 0:
+      folder = os.path.join(workdir, f'exported_{protocol}{suffix}')
+      os.makedirs(folder, exist_ok=True)
+      tmp = os.path.join(folder, f'.{kind}.tmp.npz')
+      np.savez(tmp, images=to_uint8_rgb(np.asarray(images, np.float32)))
+      os.replace(tmp, os.path.join(folder, f'{kind}.npz'))
+      result.setdefault('exported', {})[kind] = os.path.join(folder, f'{kind}.npz')
     distances = []
     if use_cfd:
       distances.append(('cfd', classifier_distance.features(cfd_params, num_classes, images),
