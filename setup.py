@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     'importlib_resources>=6.0',  # Needed by tfds' builders, not declared by tfds.
     'scipy>=1.11',  # Reads Omniglot's chardata.mat.
     'matplotlib>=3.8',  # The analyses' figures.
+    'blackjax>=1.7.1,<1.8',  # MALA transitions and R-hat/ESS of the AIS bounds on log Z.
 ]
 
 LINUX_X86_64 = 'sys_platform == "linux" and platform_machine == "x86_64"'

@@ -69,6 +69,11 @@ _BOOTSTRAP = flags.DEFINE_integer('quality_bootstrap', 0, 'Also the bootstrap sd
                                   'over this many resamples of its images (0: none).')
 _LIKELIHOOD = flags.DEFINE_bool('likelihood', True, 'Run the likelihood evaluation (false: only '
                                 'the sample-quality report, with --sample_quality).')
+_AIS_TEMPERATURES = flags.DEFINE_integer(
+    'log_z_ais_temperatures', None, 'Pull-back prior runs: also AIS lower and upper bounds on log Z '
+    'and the NLL interval, with this many temperatures (default: the run\'s eval config, 0: none).')
+_AIS_CHAINS = flags.DEFINE_integer('log_z_ais_chains', None, 'Their chains each way (default: the '
+                                   'run\'s eval config, 256).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -76,6 +81,19 @@ def main(argv):
   common.start(argv)
   with common.user_errors():
     _evaluate()
+
+
+def _ais_overrides():
+  """The AIS flags as `eval` settings, checked before anything is loaded."""
+  out = {}
+  for flag, key, least in ((_AIS_TEMPERATURES, 'log_z_ais_temperatures', 0),
+                           (_AIS_CHAINS, 'log_z_ais_chains', 2)):
+    if flag.value is not None:
+      if flag.value < least:
+        raise ValueError(f'--{key} must be >= {least}, got {flag.value}.')
+      out[key] = flag.value
+  evaluate_lib.check_eval_overrides(checkpoints.load_config(_WORKDIR.value), out)
+  return out
 
 
 def _evaluate():
@@ -86,6 +104,7 @@ def _evaluate():
     raise ValueError('--likelihood=false leaves nothing to do without --sample_quality.')
   mala = dict(mala_steps=_MALA_STEPS.value, mala_step_size=_MALA_STEP_SIZE.value,
               mala_adapt_steps=_MALA_ADAPT_STEPS.value)
+  ais_overrides = _ais_overrides()  # (Errors now, before anything is loaded.)
   if quality:  # Its argument errors now, not after the likelihood evaluation.
     evaluate_lib.check_sample_quality(_WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value,
                                       _PROTOCOL.value, _QUALITY_IMAGES.value, **mala,
@@ -99,7 +118,7 @@ def _evaluate():
     result = evaluate_lib.evaluate(
         _WORKDIR.value, _SPLIT.value, _NUM_SAMPLES.value, _MAX_EXAMPLES.value, _CHUNK_SIZE.value,
         _BATCH_SIZE.value, _SEED.value, _ACTIVE_UNITS.value, checkpoint=_CHECKPOINT.value,
-        conv_backend=_CONV_BACKEND.value)
+        conv_backend=_CONV_BACKEND.value, eval_overrides=ais_overrides)
     print(json.dumps(result, indent=2))
   if quality:
     print(json.dumps(evaluate_lib.sample_quality(

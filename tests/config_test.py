@@ -36,3 +36,19 @@ def test_a_key_declared_by_two_components_is_refused_and_a_new_one_reaches_every
   finally:
     del config_lib.DECLARED['user_a']
   assert 'user_a_width' not in config_lib.defaults().model
+
+
+def test_a_components_settings_apply_only_to_runs_that_use_it():
+  from vaeprior_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  config = config_lib.defaults()
+  assert config_lib.owner_of('eval.log_z_ais_temperatures') == 'model.prior=pullback'
+  assert config_lib.owner_active(config, '') and not config_lib.owner_active(
+      config, 'model.prior=pullback') and not config_lib.owner_active(config, 'model.two_stage')
+  with pytest.raises(ValueError, match='eval.log_z_ais_temperatures is a setting of '
+                                       'model.prior=pullback, which this run does not use'):
+    report.check_eval_overrides(config, {'log_z_ais_temperatures': 10})
+  config.model.prior, config.model.two_stage = 'pullback', True
+  assert config_lib.owner_active(config, 'model.two_stage')
+  report.check_eval_overrides(config, {'log_z_ais_temperatures': 10})
+  with pytest.raises(ValueError, match='Unknown eval.nope; allowed: '):
+    report.check_eval_overrides(config, {'nope': 1})

@@ -52,6 +52,16 @@ def owner_of(key: str) -> str:
   return next((o for o, d in DECLARED.items() if name in d.get(section, {})), '')
 
 
+def owner_active(config, owner: str) -> bool:
+  """Whether the component `owner` (as `declare` names it) is part of the run `config` describes:
+  'a.b=v' when config's a.b is v, 'a.b' when it is true, '' (the library) always."""
+  if not owner:
+    return True
+  key, eq, value = owner.partition('=')
+  actual = value_at(config, key)
+  return str(actual) == value if eq else bool(actual)
+
+
 def defaults() -> ml_collections.ConfigDict:
   """Every key the library reads, with its default: its own and those its components declared."""
   config = ml_collections.ConfigDict()

@@ -301,7 +301,11 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   with helpers.mock_tfds(24):
     trainer.train_and_evaluate(config, workdir)
     result = report.evaluate(workdir, 'test', max_examples=8, active_units=False,
-                               write_images=False)
+                             write_images=False, eval_overrides={
+                                 'log_z_ais_temperatures': 5, 'log_z_ais_chains': 8,
+                                 'log_z_ais_sampler_steps': 200})
+    with pytest.raises(ValueError, match="Unknown eval.ais; allowed: "):
+      report.evaluate(workdir, 'test', eval_overrides={'ais': 1})
   model = models.create(config.model, (32, 32, 3))
   manager = checkpoints.checkpoint_manager(workdir)
   state = jax.device_get(checkpoints.restore_state(
@@ -311,6 +315,12 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   assert result['bits_per_dim'] == pytest.approx(result['nll'] / (3072 * math.log(2)))
   assert 0.0 < result['bits_per_dim'] < 20.0
   assert np.isfinite(result['bits_per_dim_with_prior_log_z'])
+  # AIS bounds on log Z, and the NLL interval: the NLL moves one for one with log Z.
+  for side in ('lower', 'upper'):
+    assert result[f'nll_ais_{side}'] == pytest.approx(
+        result['nll'] + result[f'log_z_ais_{side}'] - result['log_z'])
+  assert result['log_z_ais_settings_num_temperatures'] == 5
+  assert np.isfinite(result['log_z_ais_sampler_rhat_energy'])
 
 
 def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_grey_image(tmp_path):

@@ -418,3 +418,30 @@ def test_conv_latent_wgan_has_the_colour_scripts_layers_and_trains_through_its_p
       8, 8, 2)
   grey = vaepp_configs.get_config('vaepp,static_mnist').model
   assert grey.latent_gan_net == 'mlp' and grey.latent_gan_noise_dim == 0
+
+
+def test_ais_bounds_on_the_prior_sandwich_its_quadrature():
+  """`normalizer.ais_log_z_bounds` through the model (beta D(G(z)) with G the decoder mean) against
+  the trapezoid rule of f; a prior on another base is refused by name."""
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  model = _model(posteriors.GaussianPosterior())
+  variables = _init(model)
+  truth = math.log(_integral_of_f(variables))
+  settings = ais.Settings(num_chains=128, num_temperatures=100, pilot_chains=32, sampler_steps=400,
+                          sampler_kept=50)
+  result = normalizer.ais_log_z_bounds(model, variables, jax.random.key(5), settings)
+  for bound, sign in (('log_z_lower', 1), ('log_z_upper', -1)):
+    assert sign * (result[bound] - truth) < 4 * result[bound + '_stderr'] + 0.01, (bound, truth)
+    assert abs(result[bound] - truth) < 4 * result[bound + '_stderr'] + 0.02
+  assert result['log_z_lower_mean'] <= truth <= result['log_z_upper_mean']
+  assert result['sampler']['rhat_energy'] < 1.1
+  other = models.VAE(encoder=_Encoder(0.0), decoder=_Decoder(), likelihood=likelihoods.Bernoulli(),
+                     posterior=posteriors.GaussianPosterior(),
+                     prior=priors.PullbackPrior(_Mixture(2), _Critic(), W, XI))
+  with pytest.raises(ValueError, match='need model.pullback_base=standard, got a _Mixture'):
+    normalizer.ais_log_z_bounds(other, variables, jax.random.key(5), settings)
+
+
+class _Mixture(nn.Module):
+  """A base other than the standard normal (the AIS path refuses it before using it)."""
+  latent_dim: int

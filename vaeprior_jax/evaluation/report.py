@@ -106,11 +106,23 @@ def check_arguments(num_samples=None, max_examples=None, chunk_size=None, batch_
       raise ValueError(f'{name} must be an integer >= 1 (or left out), got {value!r}.')
 
 
+def check_eval_overrides(config, overrides: Optional[Dict]) -> None:
+  """One-line errors for `evaluate`'s eval_overrides: a key `config.eval` lacks, or one whose
+  component is not part of this run (a pull-back prior's setting for a run without one)."""
+  for key in overrides or {}:
+    if key not in config.eval:
+      raise ValueError(f'Unknown eval.{key}; allowed: {", ".join(sorted(config.eval))}.')
+    owner = config_lib.owner_of(f'eval.{key}')
+    if not config_lib.owner_active(config, owner):
+      raise ValueError(f'eval.{key} is a setting of {owner}, which this run does not use.')
+
+
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
              write_images: bool = True, checkpoint: str = 'auto',
-             conv_backend: Optional[str] = None) -> Dict[str, float]:
+             conv_backend: Optional[str] = None,
+             eval_overrides: Optional[Dict] = None) -> Dict[str, float]:
   """Evaluates a checkpoint of `workdir` and writes `eval_{split}.json` (a subset:
   `eval_{split}_subset{N}_seed{S}.json`, see `result_path`) and PNG grids.
 
@@ -118,6 +130,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   conv_backend: who computes the convolutions (a name of nets.CONV_BACKENDS; default: the training
   config's model.conv_backend); every backend takes the same parameters, so a run trained with a
   CPU-only backend can be evaluated with 'xla' elsewhere, and the other way round.
+  eval_overrides: {key: value} replacing `config.eval` settings of the run for this evaluation
+  (e.g. {'log_z_ais_temperatures': 1000} for a pull-back prior's AIS bounds).
 
   Two-stage runs (Dai & Wipf) are evaluated on their first stage; `samples.png` holds two-stage
   samples and `samples_first_stage.png` the first stage's from z ~ N(0, I).
@@ -138,6 +152,9 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   config = checkpoints.load_config(workdir)
   if conv_backend is not None:
     config.model.conv_backend = conv_backend
+  check_eval_overrides(config, eval_overrides)
+  for key, value in (eval_overrides or {}).items():  # E.g. a component's eval.* setting.
+    config.eval[key] = value
   ec = config.eval
   if ec.proposal_input not in PROPOSAL_INPUTS:
     raise ValueError(f'Unknown eval.proposal_input {ec.proposal_input!r}; allowed: '

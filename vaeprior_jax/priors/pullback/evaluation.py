@@ -1,8 +1,9 @@
 """What the pull-back prior adds to a workdir's evaluation (`hooks.EvaluationHooks`):
 
   - log Z estimated anew (posterior-based, the paper's estimator) before the likelihood, which
-    depends on it; after it, the prior-based estimate beside it (`normalizer.check_against_prior`)
-    and VAEPP's diagnostics;
+    depends on it; after it, the prior-based estimate beside it (`normalizer.check_against_prior`),
+    with `eval.log_z_ais_temperatures` > 0 AIS lower and upper bounds on log Z and the NLL interval
+    they give (`ais_bounds`), and VAEPP's diagnostics;
   - the baselines' sample kinds: decoded draws of the base prior and of the latent WGAN;
   - MALA's settings for one sample-quality report, and its chains' acceptance rate;
   - VAEPP's sample-quality protocol.
@@ -60,6 +61,8 @@ class PullbackHooks(hooks.EvaluationHooks):
           '(nll_with_prior_log_z: %.2f). See docs/vaepp.md, "Checking log Z".', result['log_z'],
           out['log_z_prior'], out['log_z_prior_stderr'], result['nll'],
           out['log_z_deficit_95'], out['nll_with_prior_log_z'])
+    if ec.log_z_ais_temperatures > 0:
+      out.update(ais_bounds(model, variables, result, ec, jax.random.fold_in(ctx.key, 0x5)))
     subset = encoder_view[:min(len(encoder_view), 1000)]
     out.update(normalizer.diagnostics(model, variables, jax.random.fold_in(ctx.key, 0x3), subset,
                                       num_samples=min(normalizer.DIAGNOSTICS_PRIOR_SAMPLES,
@@ -68,6 +71,32 @@ class PullbackHooks(hooks.EvaluationHooks):
 
   def sample_kinds(self):
     return {kind: (fn, f'{kind}.png') for kind, fn in SAMPLERS.items()}
+
+
+def ais_bounds(model, variables, result, eval_config, key) -> Dict[str, Any]:
+  """The AIS sandwich of log Z (`normalizer.ais_log_z_bounds`) and the NLL interval it gives:
+  log p(x) = log f-weighted sum - log Z, so the NLL moves one for one with log Z, and
+  [nll_ais_lower, nll_ais_upper] = nll + ([lower, upper] - the log Z the NLL used). (The NLL's
+  own importance-sampling estimate is a stochastic upper bound on it, as for every prior.)"""
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  settings = ais.Settings(num_chains=int(eval_config.log_z_ais_chains),
+                          num_temperatures=int(eval_config.log_z_ais_temperatures),
+                          sampler_steps=int(eval_config.log_z_ais_sampler_steps))
+  bounds = normalizer.ais_log_z_bounds(model, variables, key, settings)
+  lower, upper = bounds['log_z_lower'], bounds['log_z_upper']
+  logging.info('AIS: %.3f <= log Z <= %.3f (+- %.3f, %.3f; %d temperatures, %d chains, %.0f s; '
+               'R-hat of the reverse run\'s start %.3f)', lower, upper,
+               bounds['log_z_lower_stderr'], bounds['log_z_upper_stderr'],
+               settings.num_temperatures, settings.num_chains, bounds['seconds'],
+               bounds['sampler']['rhat_energy'])
+  out = {}
+  for key, value in bounds.items():  # Flat: the evaluation's result is one level of numbers.
+    items = value.items() if isinstance(value, dict) else [('', value)]
+    key = key[len('log_z_'):] if key.startswith('log_z_') else key  # log_z_lower -> ..._lower
+    out.update({'_'.join(filter(None, ('log_z_ais', key, k))): v for k, v in items})
+  out.update(nll_ais_lower=result['nll'] + lower - result['log_z'],
+             nll_ais_upper=result['nll'] + upper - result['log_z'])
+  return out
 
   def apply_quality_settings(self, config, settings: Dict[str, Any]):
     """MALA's steps, step size and adaptation steps for one report (`settings`, checked), written

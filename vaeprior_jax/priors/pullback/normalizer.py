@@ -13,7 +13,8 @@ sum_j integral_{B_j} f, which is at least Z when the boxes cover f's mass (overl
 box), and at most Z where they leave some of it uncovered. For an untruncated posterior the
 expectation is N Z, reached only through rare samples in the tails, which is why the estimate's
 spread explodes with the plain normal (the paper's Sec. 5.1: variance 0.81 vs 0.00097 with 10^9
-samples). `tests/partition_test.py` checks these expectations against quadrature in 2-D.
+samples). `tests/priors/pullback_test.py` checks these expectations against quadrature in 2-D;
+`ais_log_z_bounds` bounds log Z from both sides (`ais.py`).
 
 Both are streamed: samples are drawn in chunks and folded into running log-mean-exp accumulators
 (`estimators._chunked_sample_reduce`), so memory is set by the chunk, not by the number of samples;
@@ -213,3 +214,22 @@ def diagnostics(model, variables, rng: Array, images: np.ndarray,
   return {'kl_base_to_prior': float(beta * d.mean() + log_z),
           'critic_prior': float(np.sum(w * d) / np.sum(w)),
           'critic_posterior': float(d_post.mean()), 'beta': beta}
+
+
+def _beta_energy(m, z):
+  """beta D(G(z)) [C] for z [C, d] (a model method): log p_base(z) - log f(z)."""
+  return m.prior.beta() * m.prior.energy(z, m.prior_context())
+
+
+def ais_log_z_bounds(model, variables, rng: Array, settings=None) -> Dict:
+  """Stochastic lower and upper bounds on the pull-back prior's log Z by annealed importance
+  sampling in both directions (`ais.log_z_bounds`, whose result this returns, with the MALA
+  chains' R-hat and ESS). The prior's base must be the standard normal (VAEPP's)."""
+  from vaeprior_jax.priors import base as priors_base  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  if not isinstance(model.prior.base, priors_base.StandardNormalPrior):
+    raise ValueError('The AIS bounds on log Z anneal from N(0, I): they need '
+                     f'model.pullback_base=standard, got a {type(model.prior.base).__name__}.')
+  variables = variables_lib.as_variables(variables)
+  energy = lambda z: model.apply(variables, z, method=_beta_energy)
+  return ais.log_z_bounds(energy, model.prior.latent_dim, rng, settings)

@@ -39,6 +39,9 @@ config_lib.declare(
         log_z_max_images=0,  # ... over this many training images (0: all; seeded subset)
         log_z_chunk_size=100,
         log_z_prior_samples=100_000,  # ... and the prior-based check of it from this many eps ~ p_base
+        log_z_ais_temperatures=0,  # > 0: also AIS lower and upper bounds on log Z (and the NLL)
+        log_z_ais_chains=256,  # ... with this many chains each way,
+        log_z_ais_sampler_steps=2000,  # ... after this many MALA steps on p for the reverse run
     ),
 )
 

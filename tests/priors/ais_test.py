@@ -1,0 +1,94 @@
+"""AIS bounds on log Z (`priors/pullback/ais.py`) against truths computed otherwise: a closed form
+where the energy is quadratic, quadrature of a small critic's density in 2-D."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaeprior_jax.priors.pullback import ais
+
+
+def _quadratic(dim, beta, seed=0):
+  """E(z) = beta (z'Az/2 + b'z + c): f = N(0, I) exp(-E) is a Gaussian integral,
+  log Z = -log|I + beta A|/2 + beta^2 b'(I + beta A)^-1 b / 2 - beta c."""
+  rng = np.random.default_rng(seed)
+  m = rng.normal(size=(dim, dim))
+  a, b, c = 3.0 * m @ m.T / dim, rng.normal(size=dim), 0.3
+  p = np.eye(dim) + beta * a
+  truth = -0.5 * np.linalg.slogdet(p)[1] + 0.5 * beta ** 2 * b @ np.linalg.solve(p, b) - beta * c
+  a32, b32 = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+  energy = lambda z: beta * (0.5 * jnp.einsum('ci,ij,cj->c', z, a32, z) + z @ b32 + c)
+  return energy, truth
+
+
+def _settings(k, chains=256):
+  return ais.Settings(num_chains=chains, num_temperatures=k, pilot_chains=64, sampler_steps=1000,
+                      sampler_kept=100)
+
+
+def _assert_sandwich(result, truth, slack=0.02):
+  """Each bound on its side of the truth, within 4 standard errors plus `slack`; the chains' mean
+  log weights strictly so (Jensen), within their noise."""
+  lo, hi = result['log_z_lower'], result['log_z_upper']
+  assert lo - 4 * result['log_z_lower_stderr'] <= truth + slack, (lo, truth)
+  assert hi + 4 * result['log_z_upper_stderr'] >= truth - slack, (hi, truth)
+  assert abs(lo - truth) < 4 * result['log_z_lower_stderr'] + slack
+  assert abs(hi - truth) < 4 * result['log_z_upper_stderr'] + slack
+  assert result['log_z_lower_mean'] <= truth + slack <= result['log_z_upper_mean'] + 2 * slack
+
+
+def test_bounds_sandwich_a_closed_form_log_z_in_8_dimensions_and_close_with_more_temperatures():
+  energy, truth = _quadratic(8, beta=2.0)
+  few = ais.log_z_bounds(energy, 8, jax.random.key(0), _settings(10))
+  many = ais.log_z_bounds(energy, 8, jax.random.key(0), _settings(300))
+  _assert_sandwich(many, truth)
+  # The looser mean bounds hold at any number of temperatures and close as they multiply.
+  assert few['log_z_lower_mean'] < truth < few['log_z_upper_mean']
+  gap = lambda r: r['log_z_upper_mean'] - r['log_z_lower_mean']
+  assert gap(many) < 0.25 * gap(few), (gap(few), gap(many))
+  assert abs(many['gap']) < 4 * math.hypot(many['log_z_lower_stderr'], many['log_z_upper_stderr'])
+  # The chains the reverse run starts from mixed: R-hat near 1; MALA near its target acceptance.
+  assert many['sampler']['rhat_energy'] < 1.05 and many['sampler']['ess_energy'] > 100
+  assert 0.4 < many['acceptance_forward'] < 0.75
+  assert many["energy_gradients"] == 2 * 300 * 2 + 1000
+
+
+class _Critic(nn.Module):
+  """D(G(z)) for z in R^2: a small random 'decoder' to 16 values and a critic on them."""
+
+  @nn.compact
+  def __call__(self, z):
+    x = nn.sigmoid(nn.Dense(16)(nn.tanh(nn.Dense(8)(z))))
+    return nn.Dense(1)(nn.leaky_relu(nn.Dense(8)(x), 0.2))[..., 0]
+
+
+def test_bounds_sandwich_the_quadrature_of_a_small_critics_density_in_2d():
+  critic = _Critic()
+  params = critic.init(jax.random.key(3), jnp.zeros((1, 2)))
+  params = jax.tree.map(lambda p: 3.0 * p, params)  # A critic whose exp(-beta D) is far from flat.
+  beta = 4.0
+  energy = lambda z: beta * critic.apply(params, z)
+  grid = np.linspace(-9.0, 9.0, 1201)
+  zz = np.stack(np.meshgrid(grid, grid, indexing='ij'), -1).reshape(-1, 2).astype(np.float32)
+  log_f = (-0.5 * np.sum(zz.astype(np.float64) ** 2, -1) - math.log(2 * math.pi)
+           - np.asarray(energy(jnp.asarray(zz)), np.float64))
+  top = log_f.max()
+  truth = top + math.log(np.sum(np.exp(log_f - top)) * (grid[1] - grid[0]) ** 2)
+  assert abs(truth) > 1.0  # Far from the base density's log Z of 0.
+  result = ais.log_z_bounds(energy, 2, jax.random.key(1), _settings(200))
+  _assert_sandwich(result, truth)
+
+
+def test_schedule_and_settings_are_checked():
+  t = ais.sigmoid_schedule(50)
+  assert t[0] == 0.0 and t[-1] == 1.0 and np.all(np.diff(t) > 0)
+  with pytest.raises(ValueError, match='num_temperatures must be >= 1, got 0'):
+    ais.sigmoid_schedule(0)
+  with pytest.raises(ValueError, match='AIS setting num_chains must be an integer >= 1, got 0'):
+    ais.Settings(num_chains=0).check()
+  with pytest.raises(ValueError, match=r'sampler_steps \(10\) must be at least 2 x sampler_kept'):
+    ais.Settings(sampler_steps=10, sampler_kept=50).check()

@@ -1,0 +1,242 @@
+"""Bounds on log Z of a density f(z) = p_base(z) exp(-E(z)) by annealed importance sampling (AIS),
+run in both directions (bidirectional Monte Carlo; Grosse, Ghahramani & Adams, 2015).
+
+For the pull-back prior, E(z) = beta D(G(z)) and p_base = N(0, I), so Z is the prior's partition
+function. The path of densities is pi_t(z) ∝ p_base(z) exp(-t E(z)), t from 0 to 1 on a schedule
+t_0 = 0 < t_1 < ... < t_K = 1 (`sigmoid_schedule`).
+
+  forward   z_0 ~ p_base (exact); at each k, log w += -(t_k - t_{k-1}) E(z_{k-1}), then MALA steps
+            that leave pi_{t_k} invariant. E[w] = Z, so log mean(w) is a stochastic LOWER bound on
+            log Z (Jensen: E[log Z^] <= log Z).
+  reverse   z_K ~ p = f / Z; at each k from K down, log w += (t_k - t_{k-1}) E(z_k), then MALA steps
+            that leave pi_{t_{k-1}} invariant. E[w] = 1/Z, so -log mean(w) is a stochastic UPPER
+            bound on log Z, provided z_K are exact samples of p.
+
+The reverse direction's starting points here are not exact: they are the ends of long MALA chains on
+p (`sample_target`), started from the forward chains' final states, and their mixing is reported as
+the potential scale reduction (R-hat) and effective sample size of the chains' energy and
+coordinates (BlackJAX's diagnostics). Read the upper bound as exact only as far as R-hat is close
+to 1. The gap between the two bounds is the error bar; it closes as the number of temperatures grows
+(tests/priors/ais_test.py checks both bounds against closed forms and quadrature).
+
+The transitions are BlackJAX's MALA kernel. Their step size per temperature is fixed before the
+bounds are run (a pilot run with its own chains adapts it towards an acceptance rate of 0.574,
+`tune_step_sizes`), so that each transition is a fixed pi_t-invariant kernel, as AIS's unbiasedness
+needs.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, Dict, Optional
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.mcmc import mala as bj_mala
+
+Array = jax.Array
+EnergyFn = Callable[[Array], Array]  # [C, d] -> [C]
+
+TARGET_ACCEPTANCE = 0.574  # MALA's optimal acceptance rate (Roberts & Rosenthal, 1998).
+
+
+def sigmoid_schedule(num_temperatures: int, delta: float = 4.0) -> np.ndarray:
+  """t_0 = 0 < ... < t_K = 1, K = num_temperatures: a sigmoid in k rescaled to [0, 1] (Grosse et
+  al., 2015), dense near both ends where the density changes fastest per unit of t."""
+  if num_temperatures < 1:
+    raise ValueError(f'num_temperatures must be >= 1, got {num_temperatures}.')
+  s = 1.0 / (1.0 + np.exp(-delta * (2.0 * np.arange(num_temperatures + 1) / num_temperatures - 1.0)))
+  return (s - s[0]) / (s[-1] - s[0])
+
+
+def _standard_normal_log_prob(z: Array) -> Array:
+  return -0.5 * jnp.sum(jnp.square(z), -1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
+def _energy_and_grad(energy_fn: EnergyFn, z: Array):
+  """(E(z) [C], dE/dz [C, d]) of independent chains, with one backward pass."""
+  e, vjp = jax.vjp(energy_fn, z)
+  return e, vjp(jnp.ones_like(e))[0]
+
+
+def _state(z, t, e, g):
+  """BlackJAX's MALA state of chains z [C, d] at temperature t, from E and its gradient:
+  log pi_t = log N(z; 0, I) - t E (up to a constant), its gradient -z - t dE/dz."""
+  return bj_mala.MALAState(z, _standard_normal_log_prob(z) - t * e, -z - t * g)
+
+
+def _mala_steps(energy_fn: EnergyFn, state, t, step_size, key, num_steps: int):
+  """`num_steps` MALA steps of every chain on pi_t; returns (state, mean acceptance rate)."""
+  kernel = bj_mala.build_kernel()
+  logdensity = lambda z: _standard_normal_log_prob(z) - t * energy_fn(z[None])[0]
+  step = jax.vmap(lambda k, s: kernel(k, s, logdensity, step_size))
+
+  def body(carry, k):
+    state, accepted = carry
+    state, info = step(jax.random.split(k, state.position.shape[0]), state)
+    return (state, accepted + jnp.mean(info.acceptance_rate)), None
+
+  (state, accepted), _ = jax.lax.scan(body, (state, jnp.zeros(())),
+                                      jax.random.split(key, num_steps))
+  return state, accepted / num_steps
+
+
+def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, key: Array,
+            steps_per_temperature: int, adapt: bool = False):
+  """AIS along `temperatures` (in the order traversed, from temperatures[0], where z are drawn):
+  (log weights [C], final z, step sizes used [K], acceptance rates [K]). With `adapt`, each step
+  size is the previous one moved towards TARGET_ACCEPTANCE (`tune_step_sizes` only)."""
+
+  def body(carry, inputs):
+    z, log_w, h_prev = carry
+    t_prev, t, h, k = inputs
+    e, g = _energy_and_grad(energy_fn, z)
+    log_w = log_w - (t - t_prev) * e  # log f_t(z) - log f_{t_prev}(z)
+    h = jnp.where(adapt, h_prev, h)
+    state, accept = _mala_steps(energy_fn, _state(z, t, e, g), t, h, k, steps_per_temperature)
+    h_next = h * jnp.exp(jnp.clip(accept - TARGET_ACCEPTANCE, -0.5, 0.5))
+    return (state.position, log_w, h_next), (h, accept)
+
+  keys = jax.random.split(key, len(temperatures) - 1)
+  inputs = (temperatures[:-1], temperatures[1:], step_sizes, keys)
+  (z, log_w, _), (used, accept) = jax.lax.scan(body, (z, jnp.zeros(z.shape[0]), step_sizes[0]),
+                                                inputs)
+  return log_w, z, used, accept
+
+
+def _log_mean_exp(log_w: np.ndarray):
+  """(log mean exp(log_w), its standard error by the delta method), in float64."""
+  log_w = np.asarray(log_w, np.float64)
+  top = np.max(log_w)
+  w = np.exp(log_w - top)
+  mean = np.mean(w)
+  stderr = np.std(w, ddof=1) / math.sqrt(len(w)) / mean if len(w) > 1 else float('inf')
+  return float(top + np.log(mean)), float(stderr)
+
+
+def tune_step_sizes(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures: int,
+                    num_chains: int = 64, steps_per_temperature: int = 1,
+                    initial_step_size: float = 0.5) -> np.ndarray:
+  """MALA step sizes per temperature [K], from a pilot forward run of `num_chains` chains that
+  moves each towards the acceptance rate 0.574 (its own chains: the bounds reuse none of them)."""
+  temps = jnp.asarray(sigmoid_schedule(num_temperatures), jnp.float32)
+  z0 = jax.random.normal(jax.random.fold_in(key, 0), (num_chains, dim))
+  h0 = jnp.full((num_temperatures,), initial_step_size, jnp.float32)
+  _, _, used, _ = jax.jit(_anneal, static_argnums=(0, 5, 6))(
+      energy_fn, z0, temps, h0, jax.random.fold_in(key, 1), steps_per_temperature, True)
+  return np.asarray(used)
+
+
+def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, step_size: float,
+                  num_kept: int = 100):
+  """MALA chains on p ∝ N(0, I) exp(-E) from z0 [C, d] for `num_steps` steps: (final z [C, d],
+  diagnostics). The diagnostics use the last half of the chains, `num_kept` states each: R-hat and
+  effective sample size (BlackJAX) of the energy and of each coordinate (the worst: max R-hat, min
+  ESS), and the mean acceptance rate."""
+  if num_steps < 2 * num_kept:
+    raise ValueError(f'num_steps ({num_steps}) must be at least 2 x num_kept ({num_kept}).')
+  e, g = _energy_and_grad(energy_fn, z0)
+  state = _state(z0, 1.0, e, g)
+  burn = num_steps - num_steps // 2
+  thin = (num_steps // 2) // num_kept
+
+  @jax.jit
+  def run(state, key):
+    keys = jax.random.split(key, 3)
+    state, accept_burn = _mala_steps(energy_fn, state, 1.0, step_size, keys[0], burn)
+
+    def body(state, k):
+      state, accept = _mala_steps(energy_fn, state, 1.0, step_size, k, thin)
+      return state, (state.position, accept)
+
+    state, (trace, accept) = jax.lax.scan(body, state, jax.random.split(keys[1], num_kept))
+    return state, trace, (accept_burn * burn + jnp.sum(accept) * thin) / (burn + thin * num_kept)
+
+  state, trace, accept = run(state, key)
+  trace = jnp.swapaxes(trace, 0, 1)  # [C, kept, d]
+  energies = jax.vmap(energy_fn)(trace)  # [C, kept]
+  rhat = lambda x: blackjax.diagnostics.potential_scale_reduction(x, chain_axis=0, sample_axis=1)
+  ess = lambda x: blackjax.diagnostics.effective_sample_size(x, chain_axis=0, sample_axis=1)
+  diagnostics = {
+      'rhat_energy': float(rhat(energies)), 'ess_energy': float(ess(energies)),
+      'rhat_max_coordinate': float(jnp.max(rhat(trace))),
+      'ess_min_coordinate': float(jnp.min(ess(trace))),
+      'acceptance': float(accept), 'steps': int(num_steps), 'step_size': float(step_size),
+      'kept_per_chain': int(num_kept)}
+  return state.position, diagnostics
+
+
+@dataclasses.dataclass
+class Settings:
+  """The protocol of `log_z_bounds` (recorded beside its result)."""
+  num_chains: int = 256
+  num_temperatures: int = 1000
+  steps_per_temperature: int = 1
+  pilot_chains: int = 64
+  sampler_steps: int = 2000  # MALA steps on p before the reverse run
+  sampler_kept: int = 100
+
+  def check(self) -> None:
+    for key, value in dataclasses.asdict(self).items():
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'AIS setting {key} must be an integer >= 1, got {value!r}.')
+    if self.num_chains < 2:
+      raise ValueError(f'AIS needs num_chains >= 2 (R-hat compares chains), got {self.num_chains}.')
+    if self.sampler_steps < 2 * self.sampler_kept:
+      raise ValueError(f'AIS sampler_steps ({self.sampler_steps}) must be at least 2 x '
+                       f'sampler_kept ({self.sampler_kept}).')
+
+
+def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
+                 settings: Optional[Settings] = None,
+                 step_sizes: Optional[np.ndarray] = None) -> Dict:
+  """Stochastic lower and upper bounds on log Z of f(z) = N(z; 0, I) exp(-E(z)), z in R^dim.
+
+  energy_fn: E, jax-traceable, [C, d] -> [C] (chains independent). Returns {'log_z_lower',
+  'log_z_lower_stderr', 'log_z_upper', 'log_z_upper_stderr', 'gap' (upper - lower),
+  'log_z_lower_mean', 'log_z_upper_mean' (the chains' mean log weights: looser bounds, less
+  noisy), 'settings', 'sampler' (R-hat,
+  ESS, acceptance of the chains the reverse run starts from), 'acceptance_forward',
+  'acceptance_reverse' (mean over temperatures), 'energy_gradients' (per chain), 'seconds'}.
+  """
+  settings = settings or Settings()
+  settings.check()
+  start = time.time()
+  keys = jax.random.split(key, 5)
+  if step_sizes is None:
+    step_sizes = tune_step_sizes(energy_fn, dim, keys[0], settings.num_temperatures,
+                                 settings.pilot_chains, settings.steps_per_temperature)
+  step_sizes = jnp.asarray(step_sizes, jnp.float32)
+  temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
+  anneal = jax.jit(_anneal, static_argnums=(0, 5, 6))
+  z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
+  log_w, z_end, _, accept_forward = anneal(energy_fn, z0, temps, step_sizes, keys[2],
+                                           settings.steps_per_temperature, False)
+  lower, lower_se = _log_mean_exp(log_w)
+  # The reverse run starts from (approximately) exact samples of p: MALA chains from the forward
+  # chains' ends, at the step size of the last temperature.
+  z_target, sampler = sample_target(energy_fn, z_end, keys[3], settings.sampler_steps,
+                                    float(step_sizes[-1]), settings.sampler_kept)
+  # step_sizes[k] belongs to temperature t_{k+1}; going down, the transitions are at t_{K-1}, ...,
+  # t_0 (t_0: N(0, I), given t_1's).
+  reverse_sizes = jnp.concatenate([step_sizes[:-1][::-1], step_sizes[:1]])
+  log_w_rev, _, _, accept_reverse = anneal(energy_fn, z_target, temps[::-1], reverse_sizes,
+                                           keys[4], settings.steps_per_temperature, False)
+  inverse, upper_se = _log_mean_exp(log_w_rev)
+  upper = -inverse
+  per_temperature = settings.steps_per_temperature + 1  # the weight's gradient, then the steps
+  return {
+      'log_z_lower': lower, 'log_z_lower_stderr': lower_se,
+      'log_z_upper': upper, 'log_z_upper_stderr': upper_se, 'gap': upper - lower,
+      # Looser bounds with less noise: E[log w] <= log Z <= -E[log w_rev] (Jensen), each the mean
+      # over chains; they close as the temperatures multiply.
+      'log_z_lower_mean': float(np.mean(np.asarray(log_w, np.float64))),
+      'log_z_upper_mean': float(-np.mean(np.asarray(log_w_rev, np.float64))),
+      'settings': dataclasses.asdict(settings), 'sampler': sampler,
+      'acceptance_forward': float(jnp.mean(accept_forward)),
+      'acceptance_reverse': float(jnp.mean(accept_reverse)),
+      'energy_gradients': int(2 * settings.num_temperatures * per_temperature
+                              + settings.sampler_steps),
+      'seconds': time.time() - start}
