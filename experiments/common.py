@@ -48,7 +48,47 @@ def import_extensions(names):
 # dataset, a workdir in use, a checkpoint that cannot be written. The binaries print their one-line message without a traceback (`user_errors`).
 USER_ERRORS = (ValueError, FileNotFoundError, data.DataError, checkpoints.WorkdirInUse,
                trainer.CheckpointSaveError)
-TRACEBACK_ENV = 'VAEPRIOR_TRACEBACK'
+TRACEBACK_ENV = 'VAEPRIOR_TRACEBACK'  # Set: errors keep their traceback.
+
+
+def _innermost_message(error: BaseException) -> str:
+  """The last line of the innermost exception behind `error` (its cause, or the one it handled):
+  for a config file, the file's own error, without the wrappers around it."""
+  while (error.__cause__ or error.__context__) is not None:
+    error = error.__cause__ or error.__context__
+  lines = [line for line in str(error).strip().splitlines() if line.strip()]
+  message = lines[-1].strip() if lines else type(error).__name__
+  for prefix in ('ValueError: ', 'OSError: ', 'FileNotFoundError: '):
+    message = message[len(prefix):] if message.startswith(prefix) else message
+  return message
+
+
+def parse_flags(argv):
+  """absl's flag parsing (`app.run(main, flags_parser=common.parse_flags)`), with one line, exit
+  status 2, for a flag whose value failed in code behind it: a config file's get_config
+  rejecting its argument. Other flag errors keep absl's own message."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.IllegalFlagValueError as e:
+    if (e.__cause__ or e.__context__) is None or os.environ.get(TRACEBACK_ENV):
+      raise
+    flag = str(e).split(': ', 1)[0]
+    sys.stderr.write(f'Error: {flag}: {_innermost_message(e)}\n(set {TRACEBACK_ENV}=1 for the '
+                     'traceback)\n')
+    raise SystemExit(2) from None
+
+
+def config_value(holder):
+  """The config of a config-file flag; a file that cannot be loaded (missing, or failing in its
+  own code) raises a one-line ValueError naming the flag (`user_errors` prints it)."""
+  try:
+    value = holder.value
+    value.get('entry')  # A file that failed to load reports it at the first attribute read.
+    return value
+  except Exception as e:  # pylint: disable=broad-except
+    if os.environ.get(TRACEBACK_ENV):
+      raise
+    raise ValueError(f'--{holder.name}: {_innermost_message(e)}') from None
 
 
 @contextlib.contextmanager

@@ -21,20 +21,21 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   common.start(argv)
+  with common.user_errors():
+    config = common.config_value(_CONFIG)
   # The whole config goes to WORKDIR/config.json (and to the log file with -v 1), not the console.
-  logging.vlog(1, 'Config:\n%s', _CONFIG.value)
+  logging.vlog(1, 'Config:\n%s', config)
   logging.info('Config %s; all its values: %s/config.json.',
-               _CONFIG.value.get('entry', '') or 'as given', _WORKDIR.value)
-  if report.paper_nll(_CONFIG.value) is not None:
-    logging.info("Paper's test NLL for %s: %.2f nats.", _CONFIG.value.entry,
-                 _CONFIG.value.paper_nll)
+               config.get('entry', '') or 'as given', _WORKDIR.value)
+  if report.paper_nll(config) is not None:
+    logging.info("Paper's test NLL for %s: %.2f nats.", config.entry, config.paper_nll)
   try:
     with common.user_errors():
-      trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      trainer.train_and_evaluate(config, _WORKDIR.value)
   except trainer.Preempted as e:
     logging.warning('%s', e)
     raise SystemExit(e.exit_code) from None
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=common.parse_flags)

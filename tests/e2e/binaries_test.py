@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import xu2019
 import helpers
@@ -124,3 +125,22 @@ def test_unknown_config_value_fails_at_start_up(tmp_path):
           'vampprior_data') in result.stderr
   # One line, no traceback, and no config dump on the console (it is in config.json).
   assert 'Traceback' not in result.stderr and 'coupling_scale_bias' not in result.stderr
+
+
+@pytest.mark.parametrize('config, message', [
+    ('experiments/configs/dai2019.py:bogus',
+     "Error: flag --config=experiments/configs/dai2019.py:bogus: Unknown dai2019 config token "
+     "'bogus'; allowed: model: vae_xent"),
+    ('experiments/configs/nope.py',
+     "Error: --config: [Errno 2] No such file or directory: 'experiments/configs/nope.py'"),
+])
+def test_a_bad_config_token_or_file_is_one_line_and_start_up_is_quiet(tmp_path, config, message):
+  """Exit 2 with one line, no traceback; and none of TensorFlow's oneDNN banner or JAX's TPU probe
+  (a CPU-only machine) before it: the binary itself, not through the mock-data wrapper."""
+  cmd = [sys.executable, '-m', 'experiments.train', f'--config={config}', f'--workdir={tmp_path}']
+  result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+  for noise in ('oneDNN custom operations', 'Unable to initialize backend', 'InitializeLog'):
+    assert noise not in result.stderr, noise

@@ -5,6 +5,7 @@ split seeded by (seed, e), batched with drop_remainder, so a run resumed at step
 batches an uninterrupted run sees from step s on.
 """
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.parse
 from typing import Iterator, Optional, Tuple
@@ -66,9 +68,40 @@ class DataError(RuntimeError):
   """A dataset is missing, corrupt, or cannot be downloaded."""
 
 
+# TensorFlow's native start-up lines, written to the process's stderr before its logging starts:
+# banners about oneDNN and CPU instructions, which `_tf` keeps out of the output.
+_TF_BANNERS = ('oneDNN custom operations are on', 'All log messages before absl::InitializeLog',
+               'cpu_feature_guard', 'To enable the following instructions')
+
+
+@contextlib.contextmanager
+def _without_native_banners():
+  """Captures what native code writes to file descriptor 2 meanwhile, and writes it back without
+  the lines of `_TF_BANNERS` (nothing else is dropped)."""
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError):  # No real stderr (some notebooks): nothing to filter.
+    yield
+    return
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      kept = [line for line in captured.read().decode(errors='replace').splitlines(True)
+              if not any(b in line for b in _TF_BANNERS)]
+      if kept:
+        sys.stderr.write(''.join(kept))
+
+
 def _tf():
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with _without_native_banners():
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError('TensorFlow is not installed, and it is needed to prepare datasets with tfds '
                     'and for the tf.data training pipeline. Install the package with its '

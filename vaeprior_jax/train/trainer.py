@@ -45,15 +45,21 @@ State = Dict[str, Any]
 
 
 def quiet_library_logs():
-  """Keeps the binaries' INFO output to our own progress lines: drops orbax's INFO records."""
+  """Keeps the binaries' INFO output to our own progress lines: drops orbax's INFO records, and
+  JAX's note that it found no TPU (every CPU-only run probes for one)."""
   import logging as std_logging  # pylint: disable=g-import-not-at-top
 
-  class _DropOrbaxInfo(std_logging.Filter):
+  class _DropLibraryInfo(std_logging.Filter):
 
     def filter(self, record):
-      return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
+      if record.levelno >= std_logging.WARNING:
+        return True
+      if 'orbax' in record.pathname:
+        return False
+      return not ('xla_bridge' in record.pathname
+                  and 'Unable to initialize backend' in record.getMessage())
 
-  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+  logging.get_absl_handler().addFilter(_DropLibraryInfo())
 
 
 def abstract_train_state(model, config, input_shape, placement=None) -> State:
