@@ -136,7 +136,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   m.prior = 'standard' if method == 'standard' else 'pullback'
   # flow: the code's 20 planar layers, over the truncated normal (MNIST family) or the plain one
   # (colour); model.posterior=realnvp puts the library's RealNVP there instead.
-  m.posterior = 'planar' if method == 'flow' else 'truncated_gaussian'
+  # q(z|x): the MNIST-family scripts truncate it at 2 sigma; the colour scripts (dmm_cifar10.py,
+  # dmm_for_sampling.py) use the plain normal (the paper's truncated one:
+  # --config.model.posterior=truncated_gaussian).
+  m.posterior = 'planar' if method == 'flow' else ('gaussian' if colour else 'truncated_gaussian')
   m.posterior_truncation = 2.0
   m.planar_layers = 20
   m.planar_base_truncation = 0.0 if colour else 2.0
@@ -172,7 +175,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   t.lr_decay_epochs = tuple(float(e) for e in decay)
   t.latent_gan_epochs = gan_epochs      # the code's max_epoch - warm_up_start
   t.latent_gan_critic_steps = 5
-  t.latent_gan_real = 'sample' if method == 'flow' else 'mean'
+  # The latent WGAN's real latents: posterior means, but samples for flows and in dmm_cifar10.py.
+  t.latent_gan_real = 'sample' if method == 'flow' or dataset == 'cifar10' else 'mean'
+  t.latent_gan_penalty_weight = 0.0     # the kind's (2 for WGAN-div) in every script: latent space
   t.warmup_epochs = 0.0                 # the code trains with warm = 1 from the start
   t.l2_reg = 2e-4
   t.gradient_penalty = PENALTIES[penalty]

@@ -226,6 +226,13 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
     if penalty != 'gp':
       assert config.train.gradient_penalty_exponent == 6.0
       assert config.train.gradient_penalty_weight == pytest.approx(2.0 * (128 / 255) ** 6)
+    # The latent WGAN's penalty keeps the kind's weight (2 for WGAN-div): no change of coordinates.
+    assert config.train.latent_gan_penalty_weight == 0.0
+    # q(z|x): the plain normal of the colour scripts (flows: the code's planar layers on it); the
+    # latent WGAN's real latents are samples in dmm_cifar10.py, posterior means elsewhere.
+    assert config.model.posterior == ('planar' if method == 'flow' else 'gaussian')
+    assert config.train.latent_gan_real == (
+        'sample' if method == 'flow' or dataset == 'cifar10' else 'mean')
     expected = None
     if dataset == 'cifar10' and method != 'standard':
       expected = vaepp.PAPER_BITS_PER_DIM[penalty][('naive', 'vaepp', 'flow').index(method)]

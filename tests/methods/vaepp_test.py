@@ -391,3 +391,29 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
   with open(os.path.join(workdir, 'sample_quality_vaepp_mala2_1e-12_adapt3.json')) as f:
     assert json.load(f)['mala'] == adapted['mala']
 
+
+
+def test_the_latent_wgans_penalty_has_its_own_weight_not_the_image_critics():
+  """The colour configs scale the image critic's penalty for its coordinates; the latent critic's
+  keeps the kind's weight (2 for WGAN-div) unless train.latent_gan_penalty_weight says otherwise."""
+  model = models.create(_config().model, SHAPE)
+  x = jax.random.uniform(jax.random.key(0), (8,) + SHAPE)
+  variables = models.init_variables(model, x, jax.random.key(1))
+  rng = jax.random.key(2)
+
+  def latent_penalty(**train):
+    config = _config(gradient_penalty_weight=0.032, **train)
+    method = methods.from_config(config, 6)
+    groups = method.partition(variables['params'])
+    state = {k: v for k, v in variables.items() if k != 'params'}
+    _, metrics, _ = method.loss(model, variables['params'], state, {'latent_critic':
+                                groups['latent_critic']}, x, rng, jnp.asarray(100))
+    return float(metrics['latent_gradient_penalty'])
+
+  def direct(weight):
+    return float(model.apply(variables, x, rng, 8, 'mean', 'wgan_div_1', weight, None,
+                             method=methods.vaepp.latent_gan_terms)['latent_gradient_penalty'])
+
+  assert direct(2.0) > 0 and direct(2.0) == pytest.approx(2.0 / 0.032 * direct(0.032))
+  assert latent_penalty() == pytest.approx(direct(2.0))
+  assert latent_penalty(latent_gan_penalty_weight=5.0) == pytest.approx(direct(5.0))

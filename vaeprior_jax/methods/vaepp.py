@@ -67,6 +67,8 @@ config_lib.declare(
         latent_gan_epochs=0.0,  # ... the latent WGAN after the VAE (0: none),
         latent_gan_critic_steps=5,  # ... critic steps per generator step,
         latent_gan_real='mean',  # ... its real latents: posterior means | samples (flows)
+        latent_gan_penalty_weight=0.0,  # ... its penalty's weight (0: the kind's; latent space
+        #     has no change of coordinates, so not gradient_penalty_weight)
         log_z_every_epochs=0.0,  # ... log Z over the training split every this many epochs
     ),
 )
@@ -248,7 +250,8 @@ class VAEPP(base.Method):
     if 'latent_critic' in trained or 'latent_generator' in trained:
       t, model_state = base.apply_model(
           model, params, model_state, batch, rng, batch.shape[0], tc.latent_gan_real,
-          tc.gradient_penalty, weight, exponent, method=latent_gan_terms)
+          tc.gradient_penalty, tc.latent_gan_penalty_weight or None, exponent,
+          method=latent_gan_terms)
       key = 'latent_critic_loss' if 'latent_critic' in trained else 'latent_generator_loss'
       loss = t[key] + l2
       metrics = {'loss': loss, key: t[key], 'learning_rate': self._gan_rate(step)}
