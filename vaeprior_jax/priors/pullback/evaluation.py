@@ -72,32 +72,6 @@ class PullbackHooks(hooks.EvaluationHooks):
   def sample_kinds(self):
     return {kind: (fn, f'{kind}.png') for kind, fn in SAMPLERS.items()}
 
-
-def ais_bounds(model, variables, result, eval_config, key) -> Dict[str, Any]:
-  """The AIS sandwich of log Z (`normalizer.ais_log_z_bounds`) and the NLL interval it gives:
-  log p(x) = log f-weighted sum - log Z, so the NLL moves one for one with log Z, and
-  [nll_ais_lower, nll_ais_upper] = nll + ([lower, upper] - the log Z the NLL used). (The NLL's
-  own importance-sampling estimate is a stochastic upper bound on it, as for every prior.)"""
-  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
-  settings = ais.Settings(num_chains=int(eval_config.log_z_ais_chains),
-                          num_temperatures=int(eval_config.log_z_ais_temperatures),
-                          sampler_steps=int(eval_config.log_z_ais_sampler_steps))
-  bounds = normalizer.ais_log_z_bounds(model, variables, key, settings)
-  lower, upper = bounds['log_z_lower'], bounds['log_z_upper']
-  logging.info('AIS: %.3f <= log Z <= %.3f (+- %.3f, %.3f; %d temperatures, %d chains, %.0f s; '
-               'R-hat of the reverse run\'s start %.3f)', lower, upper,
-               bounds['log_z_lower_stderr'], bounds['log_z_upper_stderr'],
-               settings.num_temperatures, settings.num_chains, bounds['seconds'],
-               bounds['sampler']['rhat_energy'])
-  out = {}
-  for key, value in bounds.items():  # Flat: the evaluation's result is one level of numbers.
-    items = value.items() if isinstance(value, dict) else [('', value)]
-    key = key[len('log_z_'):] if key.startswith('log_z_') else key  # log_z_lower -> ..._lower
-    out.update({'_'.join(filter(None, ('log_z_ais', key, k))): v for k, v in items})
-  out.update(nll_ais_lower=result['nll'] + lower - result['log_z'],
-             nll_ais_upper=result['nll'] + upper - result['log_z'])
-  return out
-
   def apply_quality_settings(self, config, settings: Dict[str, Any]):
     """MALA's steps, step size and adaptation steps for one report (`settings`, checked), written
     into `config`; returns ({'mala': the settings used}, a file-name suffix when any was given)."""
@@ -123,3 +97,29 @@ def ais_bounds(model, variables, result, eval_config, key) -> Dict[str, Any]:
               'step_size_after_adaptation': float(np.mean(step_size))}
 
     return _mala_samples, 'mala', record
+
+
+def ais_bounds(model, variables, result, eval_config, key) -> Dict[str, Any]:
+  """The AIS sandwich of log Z (`normalizer.ais_log_z_bounds`) and the NLL interval it gives:
+  log p(x) = log f-weighted sum - log Z, so the NLL moves one for one with log Z, and
+  [nll_ais_lower, nll_ais_upper] = nll + ([lower, upper] - the log Z the NLL used). (The NLL's
+  own importance-sampling estimate is a stochastic upper bound on it, as for every prior.)"""
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  settings = ais.Settings(num_chains=int(eval_config.log_z_ais_chains),
+                          num_temperatures=int(eval_config.log_z_ais_temperatures),
+                          sampler_steps=int(eval_config.log_z_ais_sampler_steps))
+  bounds = normalizer.ais_log_z_bounds(model, variables, key, settings)
+  lower, upper = bounds['log_z_lower'], bounds['log_z_upper']
+  logging.info('AIS: %.3f <= log Z <= %.3f (+- %.3f, %.3f; %d temperatures, %d chains, %.0f s; '
+               'R-hat of the reverse run\'s start %.3f)', lower, upper,
+               bounds['log_z_lower_stderr'], bounds['log_z_upper_stderr'],
+               settings.num_temperatures, settings.num_chains, bounds['seconds'],
+               bounds['sampler']['rhat_energy'])
+  out = {}
+  for name, value in bounds.items():  # Flat: the evaluation's result is one level of numbers.
+    items = value.items() if isinstance(value, dict) else [('', value)]
+    name = name[len('log_z_'):] if name.startswith('log_z_') else name  # log_z_lower -> ..._lower
+    out.update({'_'.join(filter(None, ('log_z_ais', name, k))): v for k, v in items})
+  out.update(nll_ais_lower=result['nll'] + lower - result['log_z'],
+             nll_ais_upper=result['nll'] + upper - result['log_z'])
+  return out
