@@ -16,9 +16,10 @@ Each stage has its own Adam (its count starts with the stage), so a run resumes 
 either stage. The first stage's gamma (and the second's gamma_z) are logged as `gamma` and
 `gamma_z` where the likelihood learns them, and beside the stage being trained its optimum with the
 decoder fixed, `sqrt_mse` (or `sqrt_mse_z`): gamma has converged where the two meet. The KL term is
-the one-sample estimate or, with `train.kl_estimate=closed_form`, the closed form (the code's). `train.init_from` may name the workdir of a first stage
-trained elsewhere (a `two_stage` run, or a one-level VAE with the same model settings): its
-first-stage parameters are the start, and stage 1 is skipped.
+the one-sample estimate or, with `train.kl_estimate=closed_form`, the closed form (the code's).
+`train.init_from` may name the workdir of a first stage trained elsewhere (a `two_stage` run, or a
+one-level VAE with the same model settings): its first-stage parameters are the start, and stage 1
+is skipped.
 """
 
 import math
