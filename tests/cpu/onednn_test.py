@@ -19,7 +19,6 @@ from vaeprior_jax.cpu import onednn
 from vaeprior_jax import data
 from vaeprior_jax import models
 from vaeprior_jax import nets
-from vaeprior_jax.nets import tomczak_nets
 from vaeprior_jax import sharding
 from vaeprior_jax.train import trainer
 
@@ -152,8 +151,10 @@ def test_nets_agree_across_backends(net):
   x = (jax.random.uniform(jax.random.key(9), (3, 12, 12, 1)) < 0.4).astype(jnp.float32)
   z = jax.random.normal(jax.random.key(10), (3, 4))
   args = (z, x) if net == 'pixel' else (z,)
-  (enc_x, dec_x), (enc_o, dec_o) = (nets.xu_nets.create(net, 4, (12, 12, 1), conv_backend=b)
-                                    for b in ('xla', 'onednn'))
+  (enc_x, dec_x), (enc_o, dec_o) = (
+      (built['encoder'], built['decoder']) for built in (
+          nets.base.build(net, (12, 12, 1), latent_dim=4, conv_backend=b)
+          for b in ('xla', 'onednn')))
   params = (enc_x.init(jax.random.key(11), x), dec_x.init(jax.random.key(12), *args))
   assert jax.tree.structure(enc_o.init(jax.random.key(11), x)) == jax.tree.structure(params[0])
   loss = lambda enc, dec: lambda pe, pd: (jnp.sum(jnp.sin(enc.apply(pe, x)[0])) +
@@ -166,7 +167,10 @@ def test_two_level_conv_nets_agree_across_backends():
   x = (jax.random.uniform(jax.random.key(13), (2, 12, 12, 1)) < 0.4).astype(jnp.float32)
   z = jax.random.normal(jax.random.key(14), (2, 3))
   for name in ('convhvae', 'pixelhvae'):
-    ref, ours = (tomczak_nets.create(name, 3, 3, (12, 12, 1), 1, 0, b) for b in ('xla', 'onednn'))
+    ref, ours = ([built[k] for k in ('encoder_z2', 'encoder_z1', 'conditional_prior', 'decoder')]
+                 for built in (nets.base.build(name, (12, 12, 1), latent_dim=3, z1_dim=3,
+                                               pixelcnn_layers=1, pixelcnn_features=0,
+                                               conv_backend=b) for b in ('xla', 'onednn')))
     p = ref[0].init(jax.random.key(15), x)
     assert_close(ours[0].apply(p, x), ref[0].apply(p, x))
     args = (z, z, x) if name == 'pixelhvae' else (z, z)
@@ -237,7 +241,7 @@ def test_bad_inputs_have_clear_errors():
   with pytest.raises(ValueError, match='strides must be two positive integers'):
     onednn.conv(x, k, strides=(0, 1))
   with pytest.raises(ValueError, match="Unknown conv_backend 'cudnn'; allowed: xla, onednn"):
-    nets.xu_nets.create('resnet', 4, (12, 12, 1), conv_backend='cudnn')
+    nets.base.build('resnet', (12, 12, 1), latent_dim=4, conv_backend='cudnn')
   with pytest.raises(ValueError, match="Unknown model.conv_backend 'mkl'; allowed: xla, onednn"):
     models.validate(helpers.tiny_config(conv_backend='mkl').model)
   assert 'CPU only' in onednn.unavailable_reason('gpu')

@@ -13,7 +13,6 @@ from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import likelihoods
 from vaeprior_jax import models
 from vaeprior_jax import nets
-from vaeprior_jax.nets import tomczak_nets
 from vaeprior_jax import priors
 
 
@@ -277,8 +276,9 @@ def test_two_level_networks_have_the_papers_sizes():
   assert dec['hidden_joint']['h']['kernel'].shape == (600, 784)
   assert [dec[f'hidden_conv_{i}']['h']['kernel'].shape for i in range(4)] == [
       (3, 3, 1, 64), (3, 3, 64, 64), (3, 3, 64, 64), (3, 3, 64, 64)]
-  mlp = tomczak_nets.create('hvae', 40, 40, (28, 28, 1))
-  assert [type(n).__name__ for n in mlp] == ['EncoderZ2', 'EncoderZ1', 'ConditionalPrior', 'Decoder']
+  mlp = nets.base.build('hvae', (28, 28, 1), latent_dim=40, z1_dim=40)
+  assert [type(mlp[k]).__name__ for k in ('encoder_z2', 'encoder_z1', 'conditional_prior',
+                                          'decoder')] == ['EncoderZ2', 'EncoderZ1', 'ConditionalPrior', 'Decoder']
   # Log-variances are hard-tanh'ed to [-6, 2]: log-stds in [-3, 1] whatever the weights.
   model, params, x = _hvae(z2_dim=6)
   heads = params['encoder_z2']['heads']

@@ -23,6 +23,11 @@ def _config(**kw):
   return ml_collections.ConfigDict(base)
 
 
+def _nets(name, shape, latent_dim=40):
+  built = nets.base.build(name, shape, latent_dim=latent_dim)
+  return built['encoder'], built['decoder']
+
+
 def _binary(shape, seed=0):
   return (jax.random.uniform(jax.random.key(seed), shape) > 0.5).astype(jnp.float32)
 
@@ -33,7 +38,7 @@ def _binary(shape, seed=0):
 @pytest.mark.parametrize('net, shape', [(n, s) for n in nets.xu_nets.NETS for s in ((28, 28, 1), (32, 32, 3))
                                         if not (n == 'pixel' and s[-1] == 3)])
 def test_encoder_and_decoder_shapes(net, shape):
-  encoder, decoder = nets.xu_nets.create(net, 40, shape)
+  encoder, decoder = _nets(net, shape)
   x = _binary((3,) + shape)
   enc_vars = encoder.init(jax.random.key(0), x)
   mean, log_std = encoder.apply(enc_vars, x)
@@ -45,7 +50,7 @@ def test_encoder_and_decoder_shapes(net, shape):
 
 
 def test_resnet_layers_have_the_shapes_of_appendix_b2():
-  encoder, decoder = nets.xu_nets.create('resnet', 40, (28, 28, 1))
+  encoder, decoder = _nets('resnet', (28, 28, 1))
   x = _binary((2, 28, 28, 1))
   enc_vars = encoder.init(jax.random.key(0), x)
   _, state = encoder.apply(enc_vars, x, capture_intermediates=True, mutable=['intermediates'])
@@ -61,7 +66,7 @@ def test_resnet_layers_have_the_shapes_of_appendix_b2():
 
 
 def test_dense_layers_have_the_sizes_of_appendix_b2():
-  encoder, decoder = nets.xu_nets.create('dense', 40, (28, 28, 1))
+  encoder, decoder = _nets('dense', (28, 28, 1))
   p = encoder.init(jax.random.key(0), _binary((1, 28, 28, 1)))['params']
   assert p['hidden_0']['kernel'].shape == (784, 500)
   assert p['hidden_1']['kernel'].shape == (500, 500)
@@ -137,7 +142,7 @@ def test_sum_of_squares_matches_float64_and_has_gradient_2x(shape):
 
 
 def _pixel_decoder_and_params(shape=(8, 8, 1)):
-  decoder = nets.xu_nets.create('pixel', 4, shape)[1]
+  decoder = nets.base.build('pixel', shape, latent_dim=4)['decoder']
   z = jnp.zeros((2, 4))
   x = jnp.zeros((2,) + shape)
   params = jax.jit(decoder.init)(jax.random.key(0), z, x)['params']

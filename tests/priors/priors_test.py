@@ -98,9 +98,9 @@ def test_posterior_means():
 
 
 def test_bad_names_and_shapes_are_rejected():
-  with pytest.raises(ValueError, match=r"Unknown prior 'vamp'.*standard, realnvp"):
+  with pytest.raises(ValueError, match=r"Unknown model.prior 'vamp'.*standard, realnvp"):
     priors.create('vamp', 2, 1)
-  with pytest.raises(ValueError, match=r"Unknown posterior 'iaf'.*gaussian, realnvp"):
+  with pytest.raises(ValueError, match=r"Unknown model.posterior 'iaf'.*gaussian, realnvp"):
     posteriors.create('iaf', 1)
   with pytest.raises(ValueError, match=r'\[\.\.\., 3\].*\(4, 2\)'):
     priors.StandardNormalPrior(3).apply({}, jnp.zeros((4, 2)), method='log_prob')

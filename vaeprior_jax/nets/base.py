@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax.cpu import conv_transpose as cpu_conv_transpose
 from vaeprior_jax import registry
 
@@ -213,3 +214,13 @@ def check_spatial(shape: Tuple[int, int, int]):
   """`check_image_shape` for two stride-2 stages."""
   check_image_shape(shape, 4)
 
+
+
+def build(name: str, input_shape, **model_settings):
+  """The networks of the net `name` (a name of REGISTRY) for inputs of `input_shape`, as its builder
+  returns them, from `model_settings` (keys of `config.model`, e.g. latent_dim=40,
+  conv_backend='onednn'; the others at their defaults). For building nets outside a model:
+  `models.create` builds them from a config."""
+  model_config = config_lib.complete_section(dict(model_settings, net=name), 'model')
+  CONV_BACKENDS.check(model_config.conv_backend)
+  return dict(REGISTRY.get(name)(model_config, tuple(int(s) for s in input_shape)))

@@ -234,54 +234,44 @@ class PixelDecoder(nn.Module):
 NETS = ('hvae', 'convhvae', 'pixelhvae')
 
 
-def create(name: str, z1_dim: int, z2_dim: int, input_shape: Tuple[int, int, int],
-           pixelcnn_layers: int = 3, pixelcnn_features: int = 0, conv_backend: str = 'xla',
-           out_channels: int = 0):
-  """(encoder_z2, encoder_z1, conditional_prior, decoder) of the two-level model `name` (NETS); the
-  convolutions are `conv_backend`'s (base.CONV_BACKENDS); the decoder emits `out_channels` per
-  pixel (0: the image's channels)."""
-  input_shape = tuple(int(s) for s in input_shape)
-  base.CONV_BACKENDS.check(conv_backend)
-  if name not in NETS:
-    raise ValueError(f'Unknown two-level net {name!r}; allowed: {", ".join(NETS)}.')
-  conv = name != 'hvae'
-  if conv:
-    base.check_image_shape(input_shape, 4, name)
-  if name == 'hvae':
-    decoder = Decoder(input_shape, out_channels=out_channels)
-  elif name == 'convhvae':
-    decoder = ConvDecoder(input_shape, conv_backend=conv_backend, out_channels=out_channels)
-  else:
-    base.check_not_autoregressive_channels(name, input_shape, out_channels)
-    decoder = PixelDecoder(input_shape, pixelcnn_layers, pixelcnn_features,
-                           conv_backend=conv_backend)
-  return (EncoderZ2(z2_dim, conv, conv_backend), EncoderZ1(z1_dim, conv, conv_backend),
-          ConditionalPrior(z1_dim), decoder)
-
-
-def _builder(name: str):
+def _two_level_builder(decoder_fn, conv: bool, doc: str):
+  """The builder of a two-level model: the encoders (convolutional or not) and conditional prior
+  every one of them has, and the decoder `decoder_fn(model_config, input_shape, out_channels)`."""
   def build(model_config, input_shape):
-    z1_dim = model_config.z1_dim or model_config.latent_dim
-    encoder_z2, encoder_z1, conditional_prior, decoder = create(
-        name, z1_dim, model_config.latent_dim, input_shape, model_config.pixelcnn_layers,
-        model_config.pixelcnn_features, model_config.conv_backend,
-        likelihoods.output_channels(model_config, input_shape[-1]))
-    return {'encoder_z2': encoder_z2, 'encoder_z1': encoder_z1,
-            'conditional_prior': conditional_prior, 'decoder': decoder, 'z1_dim': z1_dim}
+    m = model_config
+    z1_dim = m.z1_dim or m.latent_dim
+    input_shape = tuple(int(s) for s in input_shape)
+    if conv:
+      base.check_image_shape(input_shape, 4, m.net)
+    return {'encoder_z2': EncoderZ2(m.latent_dim, conv, m.conv_backend),
+            'encoder_z1': EncoderZ1(z1_dim, conv, m.conv_backend),
+            'conditional_prior': ConditionalPrior(z1_dim),
+            'decoder': decoder_fn(m, input_shape,
+                                  likelihoods.output_channels(m, input_shape[-1])),
+            'z1_dim': z1_dim}
+  build.__doc__ = doc
   return build
 
 
-for _name in NETS:
-  base.REGISTRY.register(_name, _builder(_name), levels=2,
-                         autoregressive=_name == 'pixelhvae')
+def _pixel_decoder(m, input_shape, out_channels):
+  base.check_not_autoregressive_channels(m.net, input_shape, out_channels)
+  return PixelDecoder(input_shape, m.pixelcnn_layers, m.pixelcnn_features,
+                      conv_backend=m.conv_backend)
 
 
+base.REGISTRY.register('hvae', _two_level_builder(
+    lambda m, shape, out: Decoder(shape, out_channels=out), False, 'HVAE (MLPs).'), levels=2)
+base.REGISTRY.register('convhvae', _two_level_builder(
+    lambda m, shape, out: ConvDecoder(shape, conv_backend=m.conv_backend, out_channels=out), True,
+    'ConvHVAE.'), levels=2)
+base.REGISTRY.register('pixelhvae', _two_level_builder(_pixel_decoder, True, 'PixelHVAE.'),
+                       levels=2, autoregressive=True)
+
+
+@base.REGISTRY.register('gated_mlp')
 def _gated_mlp(model_config, input_shape):
   """Tomczak & Welling's VAE (L = 1)."""
   input_shape = tuple(int(s) for s in input_shape)
   return {'encoder': GatedMLPEncoder(model_config.latent_dim),
           'decoder': GatedMLPDecoder(input_shape, out_channels=likelihoods.output_channels(
               model_config, input_shape[-1]))}
-
-
-base.REGISTRY.register('gated_mlp', _gated_mlp)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 
 from vaeprior_jax import likelihoods
-from vaeprior_jax.nets.base import (CONV_BACKENDS, REGISTRY, GaussianHeads, ResidualBlock,
+from vaeprior_jax.nets.base import (REGISTRY, GaussianHeads, ResidualBlock,
                                     _strided_layer, check_not_autoregressive_channels,
                                     check_spatial, conv_layer, output_shape_of)
 from vaeprior_jax.nets.pixelcnn import PixelCNN, _images
@@ -142,37 +142,40 @@ class PixelCNNDecoder(nn.Module):
 NETS = ('dense', 'conv', 'resnet', 'pixel')
 
 
-def _builder(name: str):
+def _out_channels(model_config, input_shape) -> int:
+  return likelihoods.output_channels(model_config, input_shape[-1])
+
+
+@REGISTRY.register('dense')
+def _dense(model_config, input_shape):
+  """DenseVAE."""
+  m = model_config
+  return {'encoder': DenseEncoder(m.latent_dim, negative_slope=m.negative_slope),
+          'decoder': DenseDecoder(tuple(input_shape), negative_slope=m.negative_slope,
+                                  out_channels=_out_channels(m, input_shape))}
+
+
+def _conv_builder(block: str):
   def build(model_config, input_shape):
-    encoder, decoder = create(name, model_config.latent_dim, input_shape,
-                              model_config.negative_slope, model_config.conv_backend,
-                              likelihoods.output_channels(model_config, input_shape[-1]))
-    return {'encoder': encoder, 'decoder': decoder}
+    check_spatial(input_shape)
+    m = model_config
+    return {'encoder': ConvEncoder(m.latent_dim, block, m.negative_slope, m.conv_backend),
+            'decoder': ConvDecoder(tuple(input_shape), block, m.negative_slope, m.conv_backend,
+                                   _out_channels(m, input_shape))}
+  build.__doc__ = f'{block.capitalize()}VAE.'
   return build
 
 
-for _name in NETS:
-  REGISTRY.register(_name, _builder(_name), autoregressive=_name == 'pixel')
+REGISTRY.register('conv', _conv_builder('conv'))
+REGISTRY.register('resnet', _conv_builder('resnet'))
 
 
-def create(name: str, latent_dim: int, input_shape: Tuple[int, int, int],
-           negative_slope: float = 0.2, conv_backend: str = 'xla',
-           out_channels: int = 0) -> Tuple[nn.Module, nn.Module]:
-  """Returns (encoder, decoder) for Xu et al.'s net called `name` (one of NETS); the convolutional
-  nets' convolutions are `conv_backend`'s (CONV_BACKENDS; the dense nets have none); the decoder
-  emits `out_channels` per pixel (0: the image's channels)."""
-  input_shape = tuple(int(s) for s in input_shape)
-  CONV_BACKENDS.check(conv_backend)
-  if name == 'dense':
-    return (DenseEncoder(latent_dim, negative_slope=negative_slope),
-            DenseDecoder(input_shape, negative_slope=negative_slope, out_channels=out_channels))
-  if name in ('conv', 'resnet'):
-    check_spatial(input_shape)
-    return (ConvEncoder(latent_dim, name, negative_slope, conv_backend),
-            ConvDecoder(input_shape, name, negative_slope, conv_backend, out_channels))
-  if name == 'pixel':  # PixelVAE: the ResnetVAE encoder and a PixelCNN decoder.
-    check_spatial(input_shape)
-    check_not_autoregressive_channels(name, input_shape, out_channels)
-    return (ConvEncoder(latent_dim, 'resnet', negative_slope, conv_backend),
-            PixelCNNDecoder(input_shape, negative_slope=negative_slope, conv_backend=conv_backend))
-  raise ValueError(f'Unknown net {name!r}; allowed: {", ".join(NETS)}.')
+@REGISTRY.register('pixel', autoregressive=True)
+def _pixel(model_config, input_shape):
+  """PixelVAE: the ResnetVAE encoder and a PixelCNN decoder."""
+  check_spatial(input_shape)
+  m = model_config
+  check_not_autoregressive_channels('pixel', input_shape, _out_channels(m, input_shape))
+  return {'encoder': ConvEncoder(m.latent_dim, 'resnet', m.negative_slope, m.conv_backend),
+          'decoder': PixelCNNDecoder(tuple(input_shape), negative_slope=m.negative_slope,
+                                     conv_backend=m.conv_backend)}

@@ -79,8 +79,6 @@ def create(name: str, latent_dim: int, flow_depth: int, flow_hidden_units: int =
            scale_bias: float = 2.0, negative_slope: float = 0.2, num_components: int = 500,
            input_shape: Tuple[int, int, int] = (28, 28, 1)) -> nn.Module:
   """Builds the prior called `name` (a name of REGISTRY) from explicit settings."""
-  if name not in REGISTRY:
-    raise ValueError(f'Unknown prior {name!r}; allowed: {", ".join(REGISTRY.names())}.')
   import ml_collections  # pylint: disable=g-import-not-at-top
   model_config = ml_collections.ConfigDict(dict(
       prior=name, latent_dim=latent_dim, flow_depth=flow_depth,
