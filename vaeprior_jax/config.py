@@ -185,12 +185,18 @@ def value_at(config, key: str):
   return value
 
 
-def paper_setting(config, keys: Sequence[str]) -> ml_collections.ConfigDict:
-  """The values of `config` at the dotted `keys` (e.g. 'model.net'), as nested sections: a paper
-  config's `paper_setting`, what its `paper_*` numbers are for (`evaluation.report.paper_metrics`
-  reports them only for a run whose values at these keys are the same)."""
+# What every paper's number depends on: `paper_setting` records these beside a paper's own keys.
+PAPER_SETTING_KEYS = ('model.net', 'model.prior', 'model.posterior', 'model.likelihood',
+                      'data.dataset', 'data.binarize', 'train.method')
+
+
+def paper_setting(config, keys: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """The values of `config` at PAPER_SETTING_KEYS and the dotted `keys` (e.g. 'model.flow_depth'),
+  as nested sections: a paper config's `paper_setting`, what its `paper_*` numbers are for
+  (`evaluation.report.paper_metrics` reports them only for a run whose values at these keys are
+  the same)."""
   out = {}
-  for key in keys:
+  for key in dict.fromkeys(PAPER_SETTING_KEYS + tuple(keys)):
     *sections, name = key.split('.')
     node = out
     for part in sections:

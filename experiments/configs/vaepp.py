@@ -224,6 +224,5 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     e.log_z_prior_samples = 1000
   # What the paper's numbers are for: a run whose settings differ (overrides) reports none.
   config.paper_setting = config_lib.paper_setting(config, (
-      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.method',
       'train.gradient_penalty', 'train.latent_gan_real'))
   return config

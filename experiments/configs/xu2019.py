@@ -235,7 +235,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.train.iterative_iterations = 2
     config.train.iterative_epochs = 0.5
   # What the paper's number is for: a run whose settings differ (overrides) reports no paper number.
-  config.paper_setting = config_lib.paper_setting(config, (
-      'model.net', 'model.prior', 'model.posterior', 'data.dataset', 'train.method') + (
-          ('model.flow_depth',) if 'realnvp' in (prior, posterior) else ()))
+  config.paper_setting = config_lib.paper_setting(
+      config, ('model.flow_depth',) if 'realnvp' in (prior, posterior) else ())
   return config

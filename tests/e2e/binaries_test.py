@@ -116,6 +116,31 @@ def test_train_killed_and_resumed_equals_uninterrupted_then_evaluate(tmp_path):
           "is 'realnvp'") in bad.stderr, bad.stderr
 
 
+def test_a_gated_mlp_vae_with_a_per_pixel_logistic_trains_and_evaluates(tmp_path):
+  """Tomczak & Welling's one-level VAE (gated MLP) with a per-pixel discretized logistic on 8-bit
+  grey levels (their Frey Faces / Histopathology model; here mock MNIST), through both binaries."""
+  workdir = str(tmp_path / 'run')
+  env = dict(_env(), MOCK_MAX_VALUE='256')  # pixels 0 .. 255
+  flags = ('--config=experiments/configs/tomczak2018.py:table1,vae,standard,mnist,runlocal',
+           '--config.model.likelihood=discretized_logistic', '--config.data.binarize=False')
+  for cmd in (_command('experiments.train', f'--workdir={workdir}', *flags),
+              _command('experiments.evaluate', f'--workdir={workdir}', '--split=test')):
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Another likelihood than the entry's: no paper number.
+    assert "Paper's test NLL" not in result.stderr
+  params, step = helpers.latest_params(workdir)
+  assert step == 20
+  # Per-pixel means and log-scales: two decoder outputs per pixel.
+  assert params['decoder']['logits']['kernel'].shape[-1] == 2 * 28 * 28
+  with open(os.path.join(workdir, 'eval_test.json')) as f:
+    result = json.load(f)
+  assert np.isfinite(result['nll']) and result['nll'] > 0
+  np.testing.assert_allclose(result['bits_per_dim'], result['nll'] / (28 * 28 * np.log(2)),
+                             rtol=1e-9)
+  assert 'paper_nll' not in result
+
+
 def test_unknown_config_value_fails_at_start_up(tmp_path):
   cmd = _command('experiments.train', '--config=experiments/configs/xu2019.py:runlocal',
                  f'--workdir={tmp_path}', '--config.model.prior=vamp_prior')

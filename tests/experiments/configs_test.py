@@ -89,6 +89,16 @@ def test_the_papers_number_is_reported_only_for_the_entry_as_configured():
   overridden = xu2019.get_config('runlocal')
   overridden.model.prior = 'vampprior'
   assert report.paper_nll(overridden) is None
+  # Every paper's number is for its likelihood and its binarization too.
+  for entry in (lambda: tomczak2018.get_config('table1,vae,standard,mnist'),
+                lambda: xu2019.get_config('table2,k5,mnist')):
+    assert report.paper_nll(entry()) is not None
+    config = entry()
+    config.model.likelihood = 'discretized_logistic'
+    assert report.paper_nll(config) is None
+    config = entry()
+    config.data.binarize = False
+    assert report.paper_nll(config) is None
 
 
 # ------------------------------------------------------------------------ Tomczak & Welling (2018)
