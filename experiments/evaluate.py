@@ -21,6 +21,7 @@ from absl import flags
 from experiments import common
 from vaeprior_jax import checkpoints
 from vaeprior_jax import data
+from vaeprior_jax import hooks
 from vaeprior_jax.evaluation import report as evaluate_lib
 from vaeprior_jax.evaluation.sample_quality import fid
 
@@ -48,10 +49,11 @@ _CLASSIFIER_DIR = flags.DEFINE_string(
     'WORKDIR/classifier). Give runs that are compared the same folder.')
 _FID_WEIGHTS = flags.DEFINE_string(
     'fid_weights', None, f'pytorch-fid\'s {fid.FID_WEIGHTS_NAME} (or ${fid.WEIGHTS_ENV}): adds FID.')
-_PROTOCOL = flags.DEFINE_enum('quality_protocol', None, list(evaluate_lib.PROTOCOLS),
-                              'two_stage: 10,000 samples vs 10,000 test images; vaepp: 5,000 vs '
-                              'the training set (default: vaepp for pull-back prior runs, else '
-                              'two_stage).')
+_PROTOCOL = flags.DEFINE_enum(
+    'quality_protocol', None, list(hooks.QUALITY_PROTOCOLS.names()),
+    '; '.join(f'{name}: {hooks.QUALITY_PROTOCOLS.get(name).description}'
+              for name in hooks.QUALITY_PROTOCOLS) + ' (default: the one the run\'s components '
+    f'declare, else {hooks.default_quality_protocol()}).')
 _QUALITY_IMAGES = flags.DEFINE_integer('quality_images', None,
                                        'Generated images (default: the protocol\'s).')
 _MIN_MAX = flags.DEFINE_bool('min_max_normalize', None,

@@ -9,7 +9,10 @@ baseline sample kinds; the discretized logistic reports bits per dimension; the 
 first-stage samples.
 """
 
+import dataclasses
 from typing import Any, Callable, Dict, Optional, Tuple
+
+from vaeprior_jax import registry
 
 # A kind of generated images: (bound model, key, number) -> images [number, H, W, C].
 Sampler = Callable[[Any, Any, int], Any]
@@ -19,7 +22,7 @@ class EvaluationHooks:
   """The defaults: nothing added. `ctx` is an `EvaluationContext` (the config, the dataset, the mesh,
   a key, the seed, the batch size)."""
 
-  # The sample-quality protocol of this component's paper (a name of `report.PROTOCOLS`): the
+  # The sample-quality protocol of this component's paper (a name of `QUALITY_PROTOCOLS`): the
   # default of `report.sample_quality` for runs that use it.
   quality_protocol: Optional[str] = None
 
@@ -72,6 +75,31 @@ class EvaluationHooks:
 # Who reads a group of sample-quality settings: group -> (config key, the runs that have them), for
 # the error a run without them gets (e.g. 'mala' -> ('model.prior', 'a run with a pull-back prior')).
 QUALITY_SETTINGS: Dict[str, Tuple[str, str]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityProtocol:
+  """How a paper scores generated images (`report.sample_quality`): `num_generated` samples against
+  `num_reference` images of the `reference_split` (0: all of it); `normalize`: whether each generated
+  image and reconstruction is min-max normalised to [0, 1] first (the paper's FID script)."""
+  num_generated: int
+  reference_split: str
+  num_reference: int = 0
+  normalize: bool = False
+  description: str = ''
+
+
+# Sample-quality protocols by name (`report.sample_quality(protocol=...)`, `quality_protocol` of the
+# hooks). The one registered with `default=True` scores runs whose components declare none.
+QUALITY_PROTOCOLS = registry.Registry('quality protocol')
+
+
+def default_quality_protocol() -> str:
+  """The name of the protocol registered with default=True."""
+  found = [n for n in QUALITY_PROTOCOLS if QUALITY_PROTOCOLS.info(n).get('default')]
+  if len(found) != 1:
+    raise ValueError(f'Exactly one sample-quality protocol must be the default; got {found}.')
+  return found[0]
 
 
 class EvaluationContext:

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from vaeprior_jax import distributions
+from vaeprior_jax import hooks
 from vaeprior_jax import models
 from vaeprior_jax.evaluation import estimators
 from vaeprior_jax.evaluation import report
@@ -289,3 +290,19 @@ def test_min_max_normalisation_and_the_uint8_export_of_images():
   assert (rgb[..., 0] == rgb[..., 2]).all()
   colour = rng.uniform(size=(2, 3, 3, 3)).astype(np.float32)
   np.testing.assert_array_equal(report.to_uint8_rgb(colour), np.round(colour * 255).astype(np.uint8))
+
+
+def test_sample_quality_protocols_are_declared_by_their_components_with_one_default():
+  assert hooks.QUALITY_PROTOCOLS.get('two_stage') == hooks.QualityProtocol(
+      10000, 'test', 10000, normalize=True, description='10,000 samples vs 10,000 test images')
+  assert hooks.QUALITY_PROTOCOLS.get('vaepp') == hooks.QualityProtocol(
+      5000, 'train', 0, normalize=False, description='5,000 samples vs the training set')
+  assert hooks.default_quality_protocol() == 'two_stage'
+  saved = dict(hooks.QUALITY_PROTOCOLS._entries), dict(hooks.QUALITY_PROTOCOLS._info)
+  try:
+    hooks.QUALITY_PROTOCOLS.register('mine', hooks.QualityProtocol(50, 'test'), default=True)
+    with pytest.raises(ValueError, match=r"Exactly one .* default; got \['two_stage', 'mine'\]"):
+      hooks.default_quality_protocol()
+  finally:
+    hooks.QUALITY_PROTOCOLS._entries, hooks.QUALITY_PROTOCOLS._info = saved
+  assert hooks.default_quality_protocol() == 'two_stage'

@@ -8,6 +8,7 @@ import pytest
 from experiments.configs import tomczak2018
 from experiments.configs import xu2019
 from vaeprior_jax.evaluation import report
+from vaeprior_jax import hooks
 from vaeprior_jax import methods
 from vaeprior_jax.methods import prior_fitting
 from vaeprior_jax import models
@@ -286,8 +287,9 @@ def test_fid_reference_statistics_are_cached_per_protocol(tmp_path):
     return np.full(2, value), np.eye(2) * value
 
   folder = str(tmp_path)
-  paths = {name: report.reference_cache_path(folder, 'mnist', split, n, 0, 'abc')
-           for name, (_, split, n) in report.PROTOCOLS.items()}
+  protocols = {name: hooks.QUALITY_PROTOCOLS.get(name) for name in hooks.QUALITY_PROTOCOLS}
+  paths = {name: report.reference_cache_path(folder, 'mnist', p.reference_split, p.num_reference, 0,
+                                             'abc') for name, p in protocols.items()}
   paths['other_weights'] = report.reference_cache_path(folder, 'mnist', 'test', 10000, 0, 'def')
   assert len(set(paths.values())) == 3  # Each protocol (and each weights file) has its own.
   for value, path in enumerate(paths.values(), 1):

@@ -161,7 +161,7 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     report.check_sample_quality(full, str(foreign))
   with pytest.raises(ValueError, match='num_images must be >= 2, got 1'):
     report.check_sample_quality(full, classifier_dir, num_images=1)
-  with pytest.raises(ValueError, match="Unknown protocol 'fid50k'; allowed: two_stage, vaepp"):
+  with pytest.raises(ValueError, match="Unknown quality protocol 'fid50k'; allowed: vaepp, two_stage"):
     report.check_sample_quality(full, classifier_dir, protocol='fid50k')
   with pytest.raises(ValueError, match="MALA settings .*steps.* need a run with a pull-back prior; "
                      "this run's model.prior is 'standard'"):

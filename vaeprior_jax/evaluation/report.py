@@ -266,14 +266,6 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
 # ------------------------------------------------------------------------------- sample quality
 
-PROTOCOLS = {
-    # name: (generated images, reference split, reference images; 0 = the whole split)
-    'two_stage': (10000, 'test', 10000),  # Dai & Wipf: 10,000 samples vs 10,000 test images.
-    'vaepp': (5000, 'train', 0),          # VAEPP: 5,000 samples vs the training set.
-}
-# Whether a protocol min-max normalises each generated image (reconstructions included) before
-# scoring: Dai & Wipf's FID script does (`preprocess_fake_images(..., norm=True)`); VAEPP's does not.
-NORMALIZE_BY_DEFAULT = {'two_stage': True, 'vaepp': False}
 
 
 def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
@@ -317,7 +309,7 @@ def _samples_with_report(model, params, sampler, record, num: int, key, batch: i
 
 def min_max_normalize(images: np.ndarray) -> np.ndarray:
   """Each image scaled to [0, 1] by its own min and max (Dai & Wipf's FID script does this to
-  generated images and reconstructions; `NORMALIZE_BY_DEFAULT`)."""
+  generated images and reconstructions; `hooks.QualityProtocol.normalize`)."""
   lo = images.min(axis=(1, 2, 3), keepdims=True)
   hi = images.max(axis=(1, 2, 3), keepdims=True)
   return (images - lo) / np.maximum(hi - lo, 1e-12)
@@ -373,8 +365,8 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
   each group read by the component whose hooks claim it (`hooks.EvaluationHooks.quality_settings`)."""
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
-  if protocol is not None and protocol not in PROTOCOLS:
-    raise ValueError(f'Unknown protocol {protocol!r}; allowed: {", ".join(PROTOCOLS)}.')
+  if protocol is not None:
+    hooks_lib.QUALITY_PROTOCOLS.check(protocol)
   if bootstrap < 0 or bootstrap == 1:
     raise ValueError(f'bootstrap must be 0 (none) or >= 2 resamples, got {bootstrap}.')
   config = checkpoints.load_config(workdir)
@@ -393,9 +385,10 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
       record, more = h.apply_quality_settings(config, given.get(h.quality_settings, {}))
       records.update(record)
       suffix += more
-  if protocol is None:  # The paper's of the run's components, else Dai & Wipf's.
-    protocol = next((h.quality_protocol for h in hooks if h.quality_protocol), 'two_stage')
-  num_generated = num_images or PROTOCOLS[protocol][0]
+  if protocol is None:  # The paper's of the run's components, else the default.
+    protocol = next((h.quality_protocol for h in hooks if h.quality_protocol),
+                    hooks_lib.default_quality_protocol())
+  num_generated = num_images or hooks_lib.QUALITY_PROTOCOLS.get(protocol).num_generated
   if num_generated < 2:
     raise ValueError(f'num_images must be >= 2, got {num_generated}.')
   use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
@@ -426,12 +419,13 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   on labelled datasets, with the classifier kept in `classifier_dir` (default: workdir/classifier;
   give runs that are compared the same folder). FID when `fid_weights` (or $VAEPRIOR_FID_WEIGHTS)
   names pytorch-fid's Inception file; its reference statistics are cached in `classifier_dir` per
-  dataset, split, number of images and weights. protocol: 'two_stage' (10,000 generated vs 10,000
-  test images) or 'vaepp' (5,000 vs the training set); None: the run's paper's, 'vaepp' for a
-  pull-back prior and 'two_stage' otherwise. num_images overrides the generated count (a pull-back
-  prior's samples cost `model.pullback_mala_steps` decoder and critic gradients each).
+  dataset, split, number of images and weights. protocol: a name of `hooks.QUALITY_PROTOCOLS`
+  ('two_stage': 10,000 generated vs 10,000 test images; 'vaepp': 5,000 vs the training set); None:
+  the one the run's components declare ('vaepp' for a pull-back prior), else the default
+  ('two_stage'). num_images overrides the generated count (a pull-back prior's samples cost
+  `model.pullback_mala_steps` decoder and critic gradients each).
   normalize: min-max normalise each generated image and reconstruction first (None: the
-    protocol's `NORMALIZE_BY_DEFAULT`, on for 'two_stage' as the authors' FID script).
+    protocol's `normalize`, on for 'two_stage' as the authors' FID script).
   classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
   mala_steps, mala_step_size, mala_adapt_steps: a pull-back prior's MALA settings for this report
   (None: `model.pullback_mala_*` of the run's config); the result's 'mala' holds those used, the
@@ -451,9 +445,10 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       {'mala': dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps)},
       bootstrap)
   use_fid = fid_file is not None
-  _, ref_split, num_ref = PROTOCOLS[protocol]
+  spec = hooks_lib.QUALITY_PROTOCOLS.get(protocol)
+  ref_split, num_ref = spec.reference_split, spec.num_reference
   if normalize is None:
-    normalize = NORMALIZE_BY_DEFAULT[protocol]
+    normalize = spec.normalize
   fid_params = fid.load_params(fid_file[0]) if use_fid else None
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
   dataset = config.data.dataset

@@ -25,6 +25,15 @@ config_lib.declare(
 )
 
 
+# Dai & Wipf's FID protocol: 10,000 samples vs 10,000 test images, each generated image min-max
+# normalised first (their script's `preprocess_fake_images(..., norm=True)`). The library's default
+# for runs whose components declare no protocol.
+hooks.QUALITY_PROTOCOLS.register(
+    'two_stage', hooks.QualityProtocol(10000, 'test', 10000, normalize=True,
+                                       description='10,000 samples vs 10,000 test images'),
+    default=True)
+
+
 class _TwoStageHooks(hooks.EvaluationHooks):
   """Dai & Wipf's protocol, and their baseline beside the two-stage samples: z ~ N(0, I)."""
   quality_protocol = 'two_stage'

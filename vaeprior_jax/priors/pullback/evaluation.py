@@ -39,6 +39,13 @@ def _mala_samples(m, k, n):
   return m.observation_mean(m.decode(z)), jnp.mean(chains.acceptance_rate), chains.step_size
 
 
+# VAEPP's protocol: 5,000 samples vs the training set, images as generated (its script does not
+# normalise them).
+hooks.QUALITY_PROTOCOLS.register(
+    'vaepp', hooks.QualityProtocol(5000, 'train', 0, normalize=False,
+                                   description='5,000 samples vs the training set'))
+
+
 class PullbackHooks(hooks.EvaluationHooks):
   """The pull-back prior's `hooks.EvaluationHooks`."""
 
