@@ -104,12 +104,12 @@ def _evaluate():
     quality = 'paper_fid' in checkpoints.load_config(_WORKDIR.value)
   if not (_LIKELIHOOD.value or quality):
     raise ValueError('--likelihood=false leaves nothing to do without --sample_quality.')
-  mala = dict(mala_steps=_MALA_STEPS.value, mala_step_size=_MALA_STEP_SIZE.value,
-              mala_adapt_steps=_MALA_ADAPT_STEPS.value)
+  mala = dict(steps=_MALA_STEPS.value, step_size=_MALA_STEP_SIZE.value,
+              adapt_steps=_MALA_ADAPT_STEPS.value)
   ais_overrides = _ais_overrides()  # (Errors now, before anything is loaded.)
   if quality:  # Its argument errors now, not after the likelihood evaluation.
     evaluate_lib.check_sample_quality(_WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value,
-                                      _PROTOCOL.value, _QUALITY_IMAGES.value, **mala,
+                                      _PROTOCOL.value, _QUALITY_IMAGES.value, {'mala': mala},
                                       bootstrap=_BOOTSTRAP.value)
   elif (any(v is not None for v in mala.values()) or _BOOTSTRAP.value or _EXPORT.value
         or _MIN_MAX.value is not None):
@@ -125,8 +125,8 @@ def _evaluate():
   if quality:
     print(json.dumps(evaluate_lib.sample_quality(
         _WORKDIR.value, _CLASSIFIER_DIR.value, _FID_WEIGHTS.value, _PROTOCOL.value,
-        _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value, **mala,
-        bootstrap=_BOOTSTRAP.value, export=_EXPORT.value), indent=2))
+        _QUALITY_IMAGES.value, _SEED.value, _CHECKPOINT.value, _MIN_MAX.value,
+        settings={'mala': mala}, bootstrap=_BOOTSTRAP.value, export=_EXPORT.value), indent=2))
 
 
 if __name__ == '__main__':

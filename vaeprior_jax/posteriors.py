@@ -146,7 +146,7 @@ def _planar(mc) -> nn.Module:
 
 # Builders: (model_config) -> posterior module; `model_config` is the `config.model` section.
 REGISTRY = registry.Registry('model.posterior')
-REGISTRY.register('gaussian', lambda mc: GaussianPosterior())
+REGISTRY.register('gaussian', lambda mc: GaussianPosterior(), diagonal_gaussian=True)
 REGISTRY.register('realnvp', validate=flows.check_settings,
                   entry=lambda mc: RealNVPPosterior(**flows.settings(mc)))
 REGISTRY.register('truncated_gaussian',

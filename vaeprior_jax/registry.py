@@ -20,6 +20,8 @@ An entry may come with facts about itself, given as keywords to `register` and r
   evaluation_hooks     a `hooks.EvaluationHooks`: what this entry adds to a workdir's evaluation.
   levels               nets: 2 for a two-level net (`models.HierarchicalVAE`), else 1.
   autoregressive       nets: whether the decoder reads x (PixelCNN): no decoder mean without it.
+  diagonal_gaussian    posteriors: q(z|x) is the encoder's diagonal Gaussian (a closed-form KL).
+  standard_normal      priors: p(z) is N(0, I) (a closed-form KL, `train.kl_estimate=closed_form`).
 """
 
 from typing import Any, Callable, Dict, Iterator, Tuple

@@ -165,7 +165,7 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
     report.check_sample_quality(full, classifier_dir, protocol='fid50k')
   with pytest.raises(ValueError, match="MALA settings .*steps.* need a run with a pull-back prior; "
                      "this run's model.prior is 'standard'"):
-    report.check_sample_quality(full, classifier_dir, mala_steps=5)
+    report.check_sample_quality(full, classifier_dir, settings={'mala': dict(steps=5)})
   with pytest.raises(ValueError, match='bootstrap must be 0 .none. or >= 2 resamples, got 1'):
     report.check_sample_quality(full, classifier_dir, bootstrap=1)
   assert [s for s, _ in spectra['gamma_z']] == [s for s, _ in spectra['gamma']] == [5, 10]

@@ -353,12 +353,15 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
     floor = frechet.frechet_distance(*stats('test'), *stats('train'))
     # MALA settings for one report: a huge step is almost never accepted, a tiny one almost always,
     # and adaptation moves the size (up, at ~100% acceptance); the default report stays.
-    rejected = report.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=4,
-                                       mala_step_size=1e6, bootstrap=3)
-    adapted = report.sample_quality(workdir, classifier_dir, num_images=24, mala_steps=2,
-                                      mala_step_size=1e-12, mala_adapt_steps=3)
+    rejected = report.sample_quality(workdir, classifier_dir, num_images=24,
+                                       settings={'mala': dict(steps=4, step_size=1e6)},
+                                       bootstrap=3)
+    adapted = report.sample_quality(workdir, classifier_dir, num_images=24,
+                                      settings={'mala': dict(steps=2, step_size=1e-12,
+                                                             adapt_steps=3)})
     with pytest.raises(ValueError, match='mala_step_size must be > 0, got 0.0'):
-      report.check_sample_quality(workdir, classifier_dir, mala_step_size=0.0)
+      report.check_sample_quality(workdir, classifier_dir,
+                                 settings={'mala': dict(step_size=0.0)})
     # The report's MALA samples are the model's own (`VAE.sample`, the same keys).
     model = models.create(config.model, (28, 28, 1))
     params, _ = checkpoints.restore_variables(workdir, config, model, (28, 28, 1))

@@ -3,7 +3,7 @@
 import json
 import os
 import time
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -338,9 +338,9 @@ def cached_statistics(path: str, compute):
 
 def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                          fid_weights: Optional[str] = None, protocol: Optional[str] = None,
-                         num_images: Optional[int] = None, mala_steps: Optional[int] = None,
-                         mala_step_size: Optional[float] = None,
-                         mala_adapt_steps: Optional[int] = None, bootstrap: int = 0) -> None:
+                         num_images: Optional[int] = None,
+                         settings: Optional[Dict[str, Dict[str, Any]]] = None,
+                         bootstrap: int = 0) -> None:
   """Raises the errors `sample_quality` would raise on these arguments (an unknown protocol, fewer
   than 2 images, a missing or foreign FID weights file, a dataset with neither labels nor FID
   weights, a classifier folder holding another dataset's classifier, MALA settings for a run
@@ -349,9 +349,7 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   take hours."""
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   config, _, _, _, _, use_cfd, _, _ = _quality_arguments(
-      workdir, fid_weights, protocol, num_images,
-      {'mala': dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps)},
-      bootstrap)
+      workdir, fid_weights, protocol, num_images, settings or {}, bootstrap)
   if use_cfd:
     classifier_distance.kept_classifier(classifier_dir or os.path.join(workdir, 'classifier'),
                                         config.data.dataset)
@@ -405,8 +403,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
                    normalize: Optional[bool] = None, classifier_steps: int = 2000,
-                   mala_steps: Optional[int] = None, mala_step_size: Optional[float] = None,
-                   mala_adapt_steps: Optional[int] = None, bootstrap: int = 0,
+                   settings: Optional[Dict[str, Dict[str, Any]]] = None, bootstrap: int = 0,
                    export: bool = False) -> Dict:
   """Fréchet distances to the data of a run's samples, first-stage samples (two-stage runs), base
   and latent-GAN samples (pull-back priors), reconstructions, and of as many real images from
@@ -427,9 +424,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   normalize: min-max normalise each generated image and reconstruction first (None: the
     protocol's `normalize`, on for 'two_stage' as the authors' FID script).
   classifier_steps: training steps of a new CFD classifier (an existing one is reused as it is).
-  mala_steps, mala_step_size, mala_adapt_steps: a pull-back prior's MALA settings for this report
-  (None: `model.pullback_mala_*` of the run's config); the result's 'mala' holds those used, the
-  chains' mean acceptance rate and the step size after any adaptation.
+  settings: {group: {name: value}}, settings of this report that a component of the run reads
+  (`hooks.EvaluationHooks.quality_settings`), e.g. a pull-back prior's {'mala': {'steps': 150,
+  'step_size': 1e-5, 'adapt_steps': 50}} (a value None, or a name left out: the run's config, here
+  `model.pullback_mala_*`); what the component records of them goes into the result (the pull-back
+  prior's 'mala': those used, the chains' mean acceptance rate, the step size after adaptation).
   bootstrap: with B >= 2, also `{metric}_{kind}_sd`, the bootstrap sd over B resamples of each
   distance's images (`frechet.bootstrap_sd`; the reference held fixed): the noise to read
   differences between kinds against.
@@ -441,9 +440,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import frechet  # pylint: disable=g-import-not-at-top
   config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix = _quality_arguments(
-      workdir, fid_weights, protocol, num_images,
-      {'mala': dict(steps=mala_steps, step_size=mala_step_size, adapt_steps=mala_adapt_steps)},
-      bootstrap)
+      workdir, fid_weights, protocol, num_images, settings or {}, bootstrap)
   use_fid = fid_file is not None
   spec = hooks_lib.QUALITY_PROTOCOLS.get(protocol)
   ref_split, num_ref = spec.reference_split, spec.num_reference

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax import posteriors
+from vaeprior_jax import priors
 from vaeprior_jax import registry
 from vaeprior_jax.methods import objectives
 from vaeprior_jax.models import build
@@ -362,8 +364,9 @@ def _check_train_values(tc) -> None:
 
 def _check_closed_form_kl(config) -> None:
   """`train.kl_estimate=closed_form` needs a method whose objective takes it (`closed_form_kl`),
-  and the Gaussian posterior and standard prior of a one-level model: the pair whose KL the
-  objective has in closed form."""
+  and a one-level model whose posterior is a diagonal Gaussian and whose prior is N(0, I) (their
+  entries say so: `diagonal_gaussian`, `standard_normal`): the pair whose KL the objective has in
+  closed form."""
   if config.train.kl_estimate != 'closed_form':
     return
   mc = config.model
@@ -371,7 +374,9 @@ def _check_closed_form_kl(config) -> None:
   if not method_class(config.train).closed_form_kl:
     raise ValueError(f'train.kl_estimate=closed_form is not an option of train.method={name}; '
                      'use train.kl_estimate=sample.')
-  if mc.posterior != 'gaussian' or mc.prior != 'standard' or build.net_levels(mc) != 1:
+  if not (posteriors.REGISTRY.info(mc.posterior).get('diagonal_gaussian')
+          and priors.REGISTRY.info(mc.prior).get('standard_normal')
+          and build.net_levels(mc) == 1):
     raise ValueError(f'train.kl_estimate=closed_form needs a one-level model with '
                      f'model.posterior=gaussian and model.prior=standard; got model.net='
                      f'{mc.net}, model.posterior={mc.posterior}, model.prior={mc.prior}.')

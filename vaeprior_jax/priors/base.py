@@ -62,7 +62,8 @@ class StandardNormalPrior(nn.Module):
 
 
 
-REGISTRY.register('standard', lambda mc, input_shape: StandardNormalPrior(mc.latent_dim))
+REGISTRY.register('standard', lambda mc, input_shape: StandardNormalPrior(mc.latent_dim),
+                  standard_normal=True)
 
 
 def from_config(model_config, input_shape: Tuple[int, ...]) -> nn.Module:
