@@ -117,6 +117,57 @@ def check_eval_overrides(config, overrides: Optional[Dict]) -> None:
       raise ValueError(f'eval.{key} is a setting of {owner}, which this run does not use.')
 
 
+def _active_units(model, params, dataset, ec, batch_size, mesh, key, seed) -> Dict[str, int]:
+  """{'active_units': ...} over the training split's posterior means (`ec.active_units_samples`
+  samples each), and per latent level for the two-level models (Tomczak & Welling's Fig. 3:
+  active_units_z1, ..._z2). Only the encoder runs, so the batches can be larger than the NLL's."""
+  au_samples = ec.active_units_samples
+  posterior_mean = compiled.jit(lambda p, x, k: model.apply(
+      models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
+  au_batch_size = sharding.round_up_to_devices(ec.active_units_batch_size or batch_size, mesh)
+  _, train_batches = data.eval_batches(dataset.eval_images('train', seed), au_batch_size,
+                                       rows=sharding.process_slice(au_batch_size))
+  means_z = []
+  for i, (x, mask) in enumerate(train_batches):
+    mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i))
+    means_z.append(sharding.to_host(mu)[mask])
+  means_z = np.concatenate(means_z)
+  result = {'active_units': estimators.active_units(means_z)}
+  levels = model.latent_levels
+  if len(levels) > 1:
+    start = 0
+    for name, size in levels:
+      result[f'active_units_{name}'] = estimators.active_units(means_z[:, start:start + size])
+      start += size
+  return result
+
+
+def _write_images(workdir, model, params, input_shape, hooks, encoder_view, split, batch_size,
+                  max_examples, seed, key) -> None:
+  """samples.png (100 of the model's samples), the grids of the components' sample kinds, and
+  reconstructions_{split}.png: up to 5 pairs of rows, 10 of the evaluated examples above their
+  reconstructions."""
+  sample_key, recon_key = jax.random.split(key)
+  samples = compiled.jit(
+      lambda p, k: models.sample_images(model, p, k, 100, input_shape))(params, sample_key)
+  images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
+  for sampler, grid_file in _sample_kinds(hooks).values():  # E.g. baselines' samples.
+    grid = compiled.jit(lambda p, k, sampler=sampler: model.apply(
+        models.as_variables(p), k, 100, method=sampler))(params, sample_key)
+    images.save_grid(np.asarray(grid), os.path.join(workdir, grid_file))
+  indices, _ = data.eval_batches(encoder_view, batch_size, max_examples, seed)
+  cols = min(10, len(indices))
+  num_rows = min(5, len(indices) // cols)
+  x = encoder_view[indices[:num_rows * cols]]
+  recon = compiled.jit(
+      lambda p, x_, k: model.apply(models.as_variables(p), x_, k, method=model.reconstruct))(
+          params, jnp.asarray(x), recon_key)
+  pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),
+                    np.asarray(recon).reshape((num_rows, cols) + x.shape[1:])], axis=1)
+  images.save_grid(pairs.reshape((-1,) + x.shape[1:]),
+                   os.path.join(workdir, f'reconstructions_{split}.png'), num_cols=cols)
+
+
 def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = None,
              max_examples: Optional[int] = None, chunk_size: Optional[int] = None,
              batch_size: Optional[int] = None, seed: int = 0, active_units: bool = True,
@@ -214,49 +265,13 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     result.update(entry=config.get('entry', ''), **reference)
 
   if active_units:
-    au_samples = ec.active_units_samples
-    posterior_mean = compiled.jit(lambda p, x, k: model.apply(
-        models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
-    # Only the encoder runs here, so this pass can take larger batches than the NLL's.
-    au_batch_size = sharding.round_up_to_devices(ec.active_units_batch_size or batch_size, mesh)
-    _, train_batches = data.eval_batches(dataset.eval_images('train', seed), au_batch_size,
-                                         rows=sharding.process_slice(au_batch_size))
-    means_z = []
-    for i, (x, mask) in enumerate(train_batches):
-      mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(au_key, i))
-      means_z.append(sharding.to_host(mu)[mask])
-    means_z = np.concatenate(means_z)
-    result['active_units'] = estimators.active_units(means_z)
-    levels = model.latent_levels
-    if len(levels) > 1:  # Per level, as Tomczak & Welling's Fig. 3: active_units_z1, ..._z2.
-      start = 0
-      for name, size in levels:
-        result[f'active_units_{name}'] = estimators.active_units(means_z[:, start:start + size])
-        start += size
+    result.update(_active_units(model, params, dataset, ec, batch_size, mesh, au_key, seed))
 
   if paired:
     result['proposal_input'] = 'grey'
   if write_images and jax.process_index() == 0:
-    sample_key, recon_key = jax.random.split(image_key)
-    samples = compiled.jit(
-        lambda p, k: models.sample_images(model, p, k, 100, dataset.input_shape))(params, sample_key)
-    images.save_grid(np.asarray(samples), os.path.join(workdir, 'samples.png'))
-    for sampler, grid_file in _sample_kinds(hooks).values():  # E.g. baselines' samples.
-      grid = compiled.jit(lambda p, k, sampler=sampler: model.apply(
-          models.as_variables(p), k, 100, method=sampler))(params, sample_key)
-      images.save_grid(np.asarray(grid), os.path.join(workdir, grid_file))
-    # Up to 5 pairs of rows: 10 originals (of the evaluated examples) above their reconstructions.
-    indices, _ = data.eval_batches(encoder_view, batch_size, max_examples, seed)
-    cols = min(10, len(indices))
-    num_rows = min(5, len(indices) // cols)
-    x = encoder_view[indices[:num_rows * cols]]
-    recon = compiled.jit(
-        lambda p, x_, k: model.apply(models.as_variables(p), x_, k, method=model.reconstruct))(
-            params, jnp.asarray(x), recon_key)
-    pairs = np.stack([x.reshape((num_rows, cols) + x.shape[1:]),
-                      np.asarray(recon).reshape((num_rows, cols) + x.shape[1:])], axis=1)
-    images.save_grid(pairs.reshape((-1,) + x.shape[1:]),
-                     os.path.join(workdir, f'reconstructions_{split}.png'), num_cols=cols)
+    _write_images(workdir, model, params, dataset.input_shape, hooks, encoder_view, split,
+                  batch_size, max_examples, seed, image_key)
 
   if jax.process_index() == 0:
     with open(result_path(workdir, split, max_examples, seed), 'w') as f:
@@ -265,8 +280,6 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
 
 
 # ------------------------------------------------------------------------------- sample quality
-
-
 
 def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   """Images in [0, 1], [N, H, W, C] -> uint8 [N, H, W, 3] (round(255 x); grey repeated in 3
@@ -399,6 +412,50 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
   return config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix
 
 
+def _quality_splits(data_config, use_cfd: bool, ref_split: str, num_ref: int, num_generated: int,
+                    seed: int):
+  """(the reference images, the test images to reconstruct, real images from outside the
+  reference as many as the samples (seeded): the distance a perfect sampler would get at this
+  sample size, the floor the others are read against).
+
+  Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': with the images
+  `data.load` carves out for validation); a seeded subset of `num` images where asked (0: all).
+  Without the CFD, uint8 splits (colour) stay uint8 here, read as k / 255 a batch at a time by the
+  FID features and the reconstructions: CelebA's training split, VAEPP's reference, would take 8 GB
+  as floats."""
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
+
+  def subset(images, num, subset_seed):
+    return images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
+
+  files = {}  # Without the CFD: every split of one `data.whole_splits`, loaded at first use.
+
+  def whole_split(split, num=0, subset_seed=seed):
+    if use_cfd:
+      images = classifier_distance.load_labelled(data_config, split)[0]
+    else:
+      if not files:
+        files.update(data.whole_splits(data_config))
+      images = files[split]
+    return subset(images, num, subset_seed) if num else images
+
+  reference = whole_split(ref_split, num_ref)
+  test_images = reference if ref_split == 'test' else whole_split('test')
+  held_out = (whole_split('train', num_generated, seed + 1) if ref_split == 'test' else
+              subset(test_images, num_generated, seed + 1))
+  return reference, test_images, held_out
+
+
+def _export(folder: str, kind: str, images) -> str:
+  """Writes `images` to folder/{kind}.npz (key 'images', `to_uint8_rgb`), atomically; its path."""
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{kind}.tmp.npz')
+  np.savez(tmp, images=to_uint8_rgb(np.asarray(images, np.float32)))
+  path = os.path.join(folder, f'{kind}.npz')
+  os.replace(tmp, path)
+  return path
+
+
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
@@ -450,32 +507,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
   dataset = config.data.dataset
 
-  # Whole splits as grey levels (or colours) in [0, 1], never binarized ('train': with the images
-  # `data.load` carves out for validation); the reference images, and the test images to
-  # reconstruct. A seeded subset of `num` images (0: all). Without the CFD, uint8 splits (colour)
-  # stay uint8 here, read as k / 255 a batch at a time by the FID features and the reconstructions:
-  # CelebA's training split, VAEPP's reference, would take 8 GB as floats.
-  def subset(images, num, subset_seed):
-    return images[np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:num])]
-
-  files = {}  # Without the CFD: every split of one `data.whole_splits`, loaded at first use.
-
-  def whole_split(split, num=0, subset_seed=seed):
-    if use_cfd:
-      images = classifier_distance.load_labelled(config.data, split)[0]
-    else:
-      if not files:
-        files.update(data.whole_splits(config.data))
-      images = files[split]
-    return subset(images, num, subset_seed) if num else images
-
-  reference = whole_split(ref_split, num_ref)
-  test_images = reference if ref_split == 'test' else whole_split('test')
-  # Real images outside the reference, as many as the samples (seeded): the distance a perfect
-  # sampler would get at this sample size, the floor the others are read against.
-  held_out = (whole_split('train', num_generated, seed + 1) if ref_split == 'test' else
-              subset(test_images, num_generated, seed + 1))
-
+  reference, test_images, held_out = _quality_splits(config.data, use_cfd, ref_split, num_ref,
+                                                      num_generated, seed)
   input_shape = reference.shape[1:]
   model = models.create(config.model, input_shape)
   params, step = checkpoints.restore_variables(workdir, config, model, input_shape, checkpoint)
@@ -516,12 +549,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     if normalize and kind != 'data':
       images = min_max_normalize(images)
     if export and kind != 'data' and jax.process_index() == 0:
-      folder = os.path.join(workdir, f'exported_{protocol}{suffix}')
-      os.makedirs(folder, exist_ok=True)
-      tmp = os.path.join(folder, f'.{kind}.tmp.npz')
-      np.savez(tmp, images=to_uint8_rgb(np.asarray(images, np.float32)))
-      os.replace(tmp, os.path.join(folder, f'{kind}.npz'))
-      result.setdefault('exported', {})[kind] = os.path.join(folder, f'{kind}.npz')
+      result.setdefault('exported', {})[kind] = _export(
+          os.path.join(workdir, f'exported_{protocol}{suffix}'), kind, images)
     distances = []
     if use_cfd:
       distances.append(('cfd', classifier_distance.features(cfd_params, num_classes, images),
