@@ -41,7 +41,7 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   common.start(argv)
-  with common.user_errors():
+  with common.user_errors(), common.stoppable():
     _analyze()
 
 

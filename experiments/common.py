@@ -13,6 +13,7 @@ import jax
 from vaeprior_jax import checkpoints
 from vaeprior_jax.cpu import xla_options
 from vaeprior_jax import data
+from vaeprior_jax import interrupts
 from vaeprior_jax import sharding
 from vaeprior_jax.train import trainer
 
@@ -104,6 +105,19 @@ def user_errors():
       raise
     sys.stderr.write(f'Error: {message}\n(set {TRACEBACK_ENV}=1 for the traceback)\n')
     raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def stoppable():
+  """SIGTERM and SIGINT stop the binary's loops between two compiled calls (`interrupts`) and end
+  it with one line and exit status 128 + the signal's number (143 for SIGTERM), within seconds."""
+  with interrupts.handling():
+    try:
+      yield
+    except interrupts.Interrupted as e:
+      sys.stderr.write(f'{e.signal_name}: stopped between two compiled calls; rerun the same '
+                       'command to start this evaluation again.\n')
+      raise SystemExit(e.exit_code) from None
 
 
 def start(argv):

@@ -63,7 +63,7 @@ def log_z_spread(workdir: str, repeats: int, num_images: int, samples: int):
 
 def main(argv):
   common.start(argv)
-  with common.user_errors():
+  with common.user_errors(), common.stoppable():
     print(json.dumps(log_z_spread(_WORKDIR.value, _REPEATS.value, _IMAGES.value, _SAMPLES.value),
                      indent=2))
 

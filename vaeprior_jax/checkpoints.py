@@ -339,3 +339,35 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       raise ValueError(f'{path} is not valid JSON ({e}); it is not a config this library wrote, or '
                        'it was damaged.') from None
   return config_lib.complete(saved)
+
+
+# The host work a stopped run left undone at the step of its latest checkpoint (`train.trainer`).
+PENDING_FILE = 'pending_host_work.json'
+
+
+def write_pending_host_work(workdir: str, step: int, update: bool, validate: bool) -> None:
+  """Records, atomically, that the host update and/or the validation of `step` were not done: a run
+  resumed from the checkpoint of `step` does them first, as the uninterrupted run did."""
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, PENDING_FILE)
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+      json.dump({'step': int(step), 'update': bool(update), 'validate': bool(validate)}, f)
+    os.replace(tmp, path)
+
+
+def read_pending_host_work(workdir: str, step: int) -> Dict[str, bool]:
+  """{'update': ..., 'validate': ...} left undone at `step` ({} if none, or if recorded for another
+  step: a checkpoint after it, or an older one that a damaged newer one fell back to)."""
+  path = os.path.join(workdir, PENDING_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    try:
+      record = json.load(f)
+    except ValueError:
+      return {}
+  if not isinstance(record, dict) or record.get('step') != step:
+    return {}
+  return {k: bool(record.get(k)) for k in ('update', 'validate')}
+

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import interrupts
 from vaeprior_jax import compiled
 from vaeprior_jax import variables as variables_lib
 
@@ -297,7 +298,7 @@ def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
                                        sharding.process_slice(batch_size))
 
   def outputs():
-    for i, (x, mask) in enumerate(batches):
+    for i, (x, mask) in enumerate(interrupts.checked(batches)):
       out = sharding.to_host(batch_fn(params, sharding.shard_batch(x, mesh),
                                       jax.random.fold_in(key, i)))
       yield {k: np.asarray(v)[mask] for k, v in out.items()}

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import interrupts
 from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
 from vaeprior_jax import config as config_lib
@@ -128,7 +129,7 @@ def _active_units(model, params, dataset, ec, batch_size, mesh, key, seed) -> Di
   _, train_batches = data.eval_batches(dataset.eval_images('train', seed), au_batch_size,
                                        rows=sharding.process_slice(au_batch_size))
   means_z = []
-  for i, (x, mask) in enumerate(train_batches):
+  for i, (x, mask) in enumerate(interrupts.checked(train_batches)):
     mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i))
     means_z.append(sharding.to_host(mu)[mask])
   means_z = np.concatenate(means_z)
@@ -299,7 +300,7 @@ def _generated(model, params, kind: str, num: int, key, images: np.ndarray, samp
   if kind == 'reconstructions':
     fn = compiled.jit(lambda p, x, k: model.apply(models.as_variables(p), x, k, method=method))
     out = [np.asarray(fn(params, data.to_float(images[i:i + batch]), jax.random.fold_in(key, i)))
-           for i in range(0, num, batch)]
+           for i in interrupts.checked(range(0, num, batch))]
   else:
     out = _draws(model, params, method, num, key, batch)
   return np.concatenate(out)[:num]
@@ -309,7 +310,8 @@ def _draws(model, params, method, num: int, key, batch: int) -> list:
   """`method(model, key, batch)`'s outputs (on the host) for the keys fold_in(key, i), i = 0, batch,
   2 batch, ... < num: one jitted call per batch."""
   fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
-  return [jax.device_get(fn(params, jax.random.fold_in(key, i))) for i in range(0, num, batch)]
+  return [jax.device_get(fn(params, jax.random.fold_in(key, i)))
+          for i in interrupts.checked(range(0, num, batch))]
 
 
 def _samples_with_report(model, params, sampler, record, num: int, key, batch: int = 500):

@@ -35,6 +35,7 @@ from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
+from vaeprior_jax import interrupts
 from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import methods
 from vaeprior_jax import models
@@ -262,6 +263,7 @@ class _StopRequests:
 
   def __init__(self):
     self.requested = ''
+    interrupts.clear()
     self._previous = {}
     self._iteration = 0
     self._synced = False
@@ -282,6 +284,8 @@ class _StopRequests:
     self.requested = signal.Signals(signum).name
     if self._synced:  # To JAX's preemption notifier, which tells the other processes.
       os.kill(os.getpid(), signal.SIGTERM)
+    else:  # Host phases (validation, host updates) stop between their compiled calls.
+      interrupts.request(self.requested)
 
   def poll(self) -> str:
     """The name of the signal that stops training after this iteration, or ''. With several
@@ -296,6 +300,7 @@ class _StopRequests:
   def close(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+    interrupts.clear()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
@@ -363,7 +368,10 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
                methods.method_name(tc), num_steps, per_epoch)
   if len(phases) > 1:
     logging.info('Phases: %s.', method.describe())
-  if start_step >= num_steps:
+  # Host work a stopped run left undone at the step of its checkpoint: done first, as it was due.
+  undone = checkpoints.read_pending_host_work(workdir, start_step) if start_step else {}
+  undone = {k: v for k, v in undone.items() if v and (k != 'validate' or tc.early_stopping)}
+  if start_step >= num_steps and not undone:
     logging.info('Nothing to do: the latest checkpoint is at step %d >= %d.', start_step, num_steps)
     manager.close()
     return {}
@@ -381,7 +389,43 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   in_flight = cpu_steps_in_flight(mesh)
   step = start_step
   stops = _StopRequests()
+
+  def host_phases(done, state, update, validate):
+    """(state, whether to stop early, {} or what a signal left undone) after the host update and
+    the validation due at step `done`. Both stop between their compiled calls on a signal
+    (`interrupts`): the state is then the one before the unfinished phase."""
+    stop = False
+    try:
+      if update:  # Before validation and the checkpoint of this step, which must hold it.
+        interrupts.check()
+        state, updated = method.host_update(model, state, done, dataset, mesh,
+                                            jax.random.fold_in(keys['eval'], done))
+        update = False
+        if updated:
+          writer.write_scalars(done, updated)
+          logging.info('step %d: %s', done, ', '.join(f'{k} {v:.4g}' for k, v in updated.items()))
+      if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
+        interrupts.check()
+        stop = early_stopping.validate(done, state, writer)
+    except interrupts.Interrupted as e:
+      return state, False, {'update': update, 'validate': validate, 'signal': e.signal_name}
+    return state, stop, {}
+
   try:
+    if undone:
+      logging.info('Step %d: redoing its %s, which the stopped run left undone.', start_step,
+                   ' and '.join(k for k in ('update', 'validate') if undone.get(k)))
+      state, stop, again = host_phases(start_step, state, undone.get('update', False),
+                                       undone.get('validate', False))
+      if again:  # The checkpoint and its record of the undone work still hold.
+        raise Preempted(again['signal'], start_step, workdir)
+      if undone.get('update') and (stop or start_step >= num_steps):
+        # The run ends here: its last checkpoint must hold the updated state, as an uninterrupted
+        # run's does.
+        manager.delete(start_step)
+        save_checkpoint(manager, start_step, state)
+      if stop:
+        return last
     while step < num_steps:
       state, metrics, done = run(state, step)
       step = done
@@ -400,16 +444,11 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       per_step, pending = feed.per_step(pending), []
       _check_finite(per_step, done, manager, workdir)
       window.extend(per_step)
-      if update:  # Before validation and the checkpoint of this step, which must hold it.
-        state, updated = method.host_update(model, state, done, dataset, mesh,
-                                            jax.random.fold_in(keys['eval'], done))
-        if updated:
-          writer.write_scalars(done, updated)
-          logging.info('step %d: %s', done, ', '.join(f'{k} {v:.4g}' for k, v in updated.items()))
-      stop = False
-      if validate:  # Before the latest checkpoint: a run resumed from it must not skip this.
-        stop = early_stopping.validate(done, state, writer)
-        save = save or stop
+      state, stop, undone = host_phases(done, state, update, validate)
+      if undone:  # A signal stopped them: save this step, and what is left to redo on resume.
+        checkpoints.write_pending_host_work(workdir, done, undone['update'], undone['validate'])
+        preempted, save, log = undone['signal'], True, True
+      save = save or stop
       if log or stop:  # Before the checkpoint: a run killed between the two rewrites this line.
         steps_per_sec = (done - window_step) / max(time.time() - window_start, 1e-9)
         last = _window_means(window)

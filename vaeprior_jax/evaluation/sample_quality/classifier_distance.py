@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vaeprior_jax import interrupts
 from vaeprior_jax.evaluation.sample_quality import frechet
 
 Array = jax.Array
@@ -77,7 +78,7 @@ def train(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int =
     return optax.apply_updates(params, updates), opt_state
 
   rng = np.random.default_rng(seed)
-  for _ in range(steps):
+  for _ in interrupts.checked(range(steps)):
     rows = rng.integers(0, len(images), batch_size)
     params, opt_state = step(params, opt_state, images[rows], labels[rows])
   return params
@@ -87,7 +88,7 @@ def _apply_batched(params, num_classes: int, images: np.ndarray, batch_size: int
   model = Classifier(num_classes)
   apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
   logits, features = [], []
-  for start in range(0, len(images), batch_size):
+  for start in interrupts.checked(range(0, len(images), batch_size)):
     batch = np.asarray(images[start:start + batch_size], np.float32)
     out = apply(params, batch)
     logits.append(np.asarray(out[0]))

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import interrupts
 from vaeprior_jax import data
 
 Array = jax.Array
@@ -484,7 +485,7 @@ def features_fn(batch_size: int = 200):
   def features(params, images) -> np.ndarray:
     size = min(batch_size, len(images)) or 1
     out = []
-    for start in range(0, len(images), size):
+    for start in interrupts.checked(range(0, len(images), size)):
       batch = data.to_float(images[start:start + size])
       pad = size - len(batch)
       if pad:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import interrupts
 from vaeprior_jax import compiled
 from vaeprior_jax.evaluation import estimators
 from vaeprior_jax import variables as variables_lib
@@ -201,7 +202,7 @@ def diagnostics(model, variables, rng: Array, images: np.ndarray,
   prior_key, post_key = jax.random.split(rng)
   fn = compiled.jit(lambda v, k: model.apply(v, k, batch, method=_prior_terms))
   parts = [jax.device_get(fn(variables, jax.random.fold_in(prior_key, i)))
-           for i in range(-(-num_samples // batch))]
+           for i in interrupts.checked(range(-(-num_samples // batch)))]
   d = np.concatenate([p[0] for p in parts]).astype(np.float64)[:num_samples]
   log_w = np.concatenate([p[1] for p in parts]).astype(np.float64)[:num_samples]
   w = np.exp(log_w - log_w.max())
@@ -210,7 +211,7 @@ def diagnostics(model, variables, rng: Array, images: np.ndarray,
   post = compiled.jit(lambda v, x, k: model.apply(v, x, k, method=_posterior_critic))
   d_post = np.concatenate([np.asarray(post(variables, jnp.asarray(images[i:i + batch], jnp.float32),
                                            jax.random.fold_in(post_key, i)))
-                           for i in range(0, len(images), batch)])
+                           for i in interrupts.checked(range(0, len(images), batch))])
   return {'kl_base_to_prior': float(beta * d.mean() + log_z),
           'critic_prior': float(np.sum(w * d) / np.sum(w)),
           'critic_posterior': float(d_post.mean()), 'beta': beta}

@@ -1,0 +1,159 @@
+"""A SIGTERM in a host-side phase (validation, a host update, an evaluation) stops it between two
+compiled calls; the trainer saves the state of the step it had reached and redoes the phase when
+resumed, so that the run ends as an uninterrupted one, bit for bit."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+import helpers
+from vaeprior_jax import checkpoints
+from vaeprior_jax import interrupts
+from vaeprior_jax.evaluation import estimators
+from vaeprior_jax.evaluation import report
+from vaeprior_jax.train import trainer
+
+
+def test_check_raises_once_a_stop_is_requested_and_handling_restores_the_handlers():
+  interrupts.clear()
+  assert list(interrupts.checked(range(3))) == [0, 1, 2]
+  before = signal.getsignal(signal.SIGTERM)
+  with interrupts.handling():
+    assert signal.getsignal(signal.SIGTERM) is not before
+    os.kill(os.getpid(), signal.SIGTERM)  # Handled: only a request, the process goes on.
+    assert interrupts.requested() == 'SIGTERM'
+    seen = []
+    with pytest.raises(interrupts.Interrupted) as e:
+      for i in interrupts.checked(range(3)):
+        seen.append(i)
+    assert seen == [] and e.value.exit_code == 128 + signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) is before and interrupts.requested() == ''
+
+
+def _config(num_steps):
+  config = helpers.tiny_config()
+  config.train.num_steps = num_steps
+  config.train.early_stopping = True
+  config.train.eval_every_epochs = 1.0  # 64 mock examples / batch 8: every 8 steps.
+  config.train.early_stopping_num_samples = 4
+  config.train.checkpoint_every_steps = 1000  # Only the last step, or a stop, saves.
+  config.eval.batch_size = 8  # 8 compiled calls per validation.
+  return config
+
+
+def _validations(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [(r['step'], r['val_nll'], r['best_val_loss']) for r in map(json.loads, f)
+            if 'val_nll' in r]
+
+
+def test_a_sigterm_during_validation_saves_the_step_and_the_resumed_run_validates_it_first(
+    tmp_path, monkeypatch):
+  reference, stopped = str(tmp_path / 'reference'), str(tmp_path / 'stopped')
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(_config(24), reference)
+
+    # The signal arrives after the third of the 8 batches of step 16's validation.
+    original = estimators.split_batches
+    calls = []
+
+    def split_batches(batch_fn, *args, **kwargs):
+      def signalled(*a):
+        calls.append(1)
+        if len(calls) == 8 + 3:  # Step 8's validation ran whole; then 3 batches of step 16's.
+          os.kill(os.getpid(), signal.SIGTERM)
+        return batch_fn(*a)
+      return original(signalled, *args, **kwargs)
+
+    monkeypatch.setattr(estimators, 'split_batches', split_batches)
+    with pytest.raises(trainer.Preempted) as e:
+      trainer.train_and_evaluate(_config(24), stopped)
+    assert e.value.step == 16 and e.value.exit_code == 143
+    assert len(calls) == 8 + 3  # It stopped at the next batch, not at the end of the validation.
+    assert helpers.checkpoint_steps(stopped) == [16]  # Not due: saved because of the signal.
+    assert checkpoints.read_pending_host_work(stopped, 16) == {'update': False, 'validate': True}
+    assert [v[0] for v in _validations(stopped)] == [8]
+
+    monkeypatch.setattr(estimators, 'split_batches', original)
+    trainer.train_and_evaluate(_config(24), stopped)
+  assert _validations(stopped) == _validations(reference)
+  assert [v[0] for v in _validations(reference)] == [8, 16, 24]
+  ref_params, ref_step = helpers.latest_params(reference)
+  params, step = helpers.latest_params(stopped)
+  assert step == ref_step == 24
+  jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+  ref_best = checkpoints.best_checkpoint_manager(reference)
+  best = checkpoints.best_checkpoint_manager(stopped)
+  assert best.best_step() == ref_best.best_step()
+  ref_best.close()
+  best.close()
+
+
+def test_a_sigterm_during_an_evaluation_ends_it_at_the_next_batch(tmp_path):
+  workdir = str(tmp_path)
+  config = _config(8)
+  config.train.early_stopping = False
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(config, workdir)
+    with interrupts.handling():
+      interrupts.request('SIGTERM')
+      with pytest.raises(interrupts.Interrupted):
+        report.evaluate(workdir, 'test', num_samples=4, active_units=False, write_images=False)
+  assert not os.path.exists(report.result_path(workdir, 'test'))
+
+
+def _vaepp_config():
+  """A tiny VAEPP run (`tests/methods/vaepp_test.py`'s) whose log Z is refreshed, a host update,
+  before each validation, after steps 2, 4 and 6 (64 mock training images, batch 8)."""
+  from tests.methods import vaepp_test  # pylint: disable=g-import-not-at-top
+  config = vaepp_test._config(  # pylint: disable=protected-access
+      num_steps=6, latent_gan_epochs=0.0, log_z_every_epochs=0.0, early_stopping=True,
+      early_stopping_num_samples=4, checkpoint_every_steps=1000, eval_every_epochs=0.25)
+  config.eval.update(log_z_samples=4, log_z_max_images=16, batch_size=8)
+  return config
+
+
+def test_a_sigterm_during_the_last_log_z_refresh_is_redone_and_the_checkpoint_replaced(
+    tmp_path, monkeypatch):
+  """The signal stops the host update (log Z) of the last step: the checkpoint of that step holds
+  the state before it; the resumed run refreshes log Z, validates, and replaces that checkpoint
+  with the updated state, which equals the uninterrupted run's, bit for bit."""
+  from vaeprior_jax.priors.pullback import normalizer  # pylint: disable=g-import-not-at-top
+  reference, stopped = str(tmp_path / 'reference'), str(tmp_path / 'stopped')
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(_vaepp_config(), reference)
+    original = normalizer.refresh_log_z
+    calls = []
+
+    def refresh(*args, **kwargs):
+      calls.append(1)
+      if len(calls) == 3:  # Step 6's.
+        os.kill(os.getpid(), signal.SIGTERM)
+      return original(*args, **kwargs)
+
+    monkeypatch.setattr(normalizer, 'refresh_log_z', refresh)
+    with pytest.raises(trainer.Preempted) as e:
+      trainer.train_and_evaluate(_vaepp_config(), stopped)
+    assert e.value.step == 6 and len(calls) == 3
+    assert helpers.checkpoint_steps(stopped) == [6]
+    assert checkpoints.read_pending_host_work(stopped, 6) == {'update': True, 'validate': True}
+    monkeypatch.setattr(normalizer, 'refresh_log_z', original)
+    trainer.train_and_evaluate(_vaepp_config(), stopped)
+    assert helpers.checkpoint_steps(stopped) == [6]
+    config = _vaepp_config()
+    states = []
+    for workdir in (reference, stopped):
+      from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+      model = models.create(config.model, (28, 28, 1))
+      manager = checkpoints.checkpoint_manager(workdir)
+      states.append(jax.device_get(checkpoints.restore_state(
+          manager, trainer.abstract_train_state(model, config, (28, 28, 1)), 6)))
+      manager.close()
+  jax.tree.map(np.testing.assert_array_equal, states[1], states[0])
+  assert abs(float(states[0]['model_state']['partition']['prior']['log_z'])) > 1e-3
+  assert _validations(stopped) == _validations(reference)
+  assert [v[0] for v in _validations(reference)] == [2, 4, 6]
