@@ -116,7 +116,8 @@ def stoppable():
       yield
     except interrupts.Interrupted as e:
       sys.stderr.write(f'{e.signal_name}: stopped between two compiled calls; rerun the same '
-                       'command to start this evaluation again.\n')
+                       'command to go on (the likelihood continues from its partial sums, other '
+                       'phases start again).\n')
       raise SystemExit(e.exit_code) from None
 
 

@@ -93,17 +93,62 @@ def test_a_sigterm_during_validation_saves_the_step_and_the_resumed_run_validate
   best.close()
 
 
-def test_a_sigterm_during_an_evaluation_ends_it_at_the_next_batch(tmp_path):
+def _signal_after(monkeypatch, batches: int):
+  """Makes the estimator's passes request a SIGTERM once `batches` batches have been computed."""
+  original, calls = estimators.split_batches, []
+
+  def split_batches(batch_fn, *args, **kwargs):
+    def counted(*a):
+      calls.append(1)
+      if len(calls) == batches:
+        interrupts.request('SIGTERM')
+      return batch_fn(*a)
+    return original(counted, *args, **kwargs)
+
+  monkeypatch.setattr(estimators, 'split_batches', split_batches)
+  return calls
+
+
+def test_an_evaluation_stopped_by_a_signal_continues_to_the_same_numbers(tmp_path, monkeypatch):
   workdir = str(tmp_path)
   config = _config(8)
   config.train.early_stopping = False
+  evaluate = lambda **kw: report.evaluate(workdir, 'test', active_units=False, write_images=False,
+                                          batch_size=8, **dict(dict(num_samples=4), **kw))
+  partial = report.result_path(workdir, 'test') + '.partial'
   with helpers.mock_binarized_mnist(64):
     trainer.train_and_evaluate(config, workdir)
-    with interrupts.handling():
-      interrupts.request('SIGTERM')
+    whole = evaluate()  # 64 test images: 8 batches of 8.
+    os.remove(report.result_path(workdir, 'test'))
+    calls = _signal_after(monkeypatch, 3)
+    try:
       with pytest.raises(interrupts.Interrupted):
-        report.evaluate(workdir, 'test', num_samples=4, active_units=False, write_images=False)
-  assert not os.path.exists(report.result_path(workdir, 'test'))
+        evaluate()
+    finally:
+      interrupts.clear()
+    assert len(calls) == 3  # Stopped before the 4th batch.
+    assert not os.path.exists(report.result_path(workdir, 'test'))
+    with open(partial) as f:
+      kept = json.load(f)
+    assert kept['batches'] == 3 and kept['count'] == 24 and kept['protocol']['num_samples'] == 4
+    resumed = evaluate()
+    assert len(calls) == 8  # Only the 5 batches left were computed.
+    assert not os.path.exists(partial)
+    for key in ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'num_examples'):
+      assert resumed[key] == whole[key], key  # Bit for bit.
+    # Partial sums of another protocol (here: 2 samples) are not mixed in: it starts over.
+    calls.clear()
+    _signal_after(monkeypatch, 3)
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        evaluate()
+    finally:
+      interrupts.clear()
+    monkeypatch.undo()
+    other = evaluate(num_samples=2)
+    assert other['num_examples'] == 64 and not os.path.exists(partial)
+    direct = evaluate(num_samples=2)
+  assert other['nll'] == direct['nll']
 
 
 def _vaepp_config():

@@ -10,8 +10,10 @@ function and folded into running (max, sum of exp) accumulators by `lax.scan`, s
 chunk_size x batch, not by K. Everything is reduced in float32.
 """
 
+import json
 import math
-from typing import Callable, Dict, Sequence
+import os
+from typing import Callable, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -284,21 +286,31 @@ def bounded_batch_metrics(model, num_samples: int, chunk_size: int, params, x_sh
     from absl import logging  # pylint: disable=g-import-not-at-top
     logging.info('%s: %d samples per chunk instead of %d, to stay within the memory budget '
                  '(eval.memory_budget_gb).', log_label or 'The estimator', fitted, chunk_size)
-  return make_batch_metrics(model, num_samples, fitted, paired)
+  fn = make_batch_metrics(model, num_samples, fitted, paired)
+
+  def batch_metrics(params, x, key):
+    return fn(params, x, key)
+
+  batch_metrics.chunk_size = fitted  # What the numbers depend on (their float32 rounding).
+  return batch_metrics
 
 
 def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_size: int,
-                  max_examples=None, seed: int = 0):
+                  max_examples=None, seed: int = 0, start: int = 0):
   """(number of examples, an iterator over the batches of a split, or of a seeded random subset of
   `max_examples`): batch i gives batch_fn(params, x_i sharded over `mesh`, fold_in(key, i)),
-  fetched to the host, each output restricted to the batch's real examples ({name: [n_i]})."""
+  fetched to the host, each output restricted to the batch's real examples ({name: [n_i]}).
+  `start`: the batches before it are skipped (not computed; a resumed pass)."""
   from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   indices, batches = data.eval_batches(images, batch_size, max_examples, seed,
                                        sharding.process_slice(batch_size))
 
   def outputs():
-    for i, (x, mask) in enumerate(interrupts.checked(batches)):
+    for i, (x, mask) in enumerate(batches):
+      if i < start:
+        continue
+      interrupts.check()
       out = sharding.to_host(batch_fn(params, sharding.shard_batch(x, mesh),
                                       jax.random.fold_in(key, i)))
       yield {k: np.asarray(v)[mask] for k, v in out.items()}
@@ -307,28 +319,94 @@ def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
 
 
 def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, batch_size: int,
-                  max_examples=None, seed: int = 0, label: str = '') -> Dict[str, float]:
+                  max_examples=None, seed: int = 0, label: str = '',
+                  partial_file: Optional[str] = None, protocol: Optional[Dict] = None,
+                  save_every_seconds: float = 30.0) -> Dict[str, float]:
   """Averages `batch_metrics` over a split (or a seeded random subset of `max_examples`).
 
   Batches are sharded over `mesh`; batch i uses fold_in(key, i). Returns nll = -mean log p(x), elbo,
   reconstruction, kl, kl_z_given_x (nats per example) and num_examples. With `label`, logs progress.
+
+  partial_file: where the running sums are kept (JSON, written atomically every
+  `save_every_seconds` and when a signal stops the pass, `interrupts`), with `protocol` (a dict of
+  everything the numbers depend on: samples, examples, seed, batch size, chunk, checkpoint, ...).
+  A pass started again with the same protocol continues after the last batch kept and ends with the
+  same sums, bit for bit (float64, kept exactly); another protocol starts over, saying why in one
+  line. The file is removed when the pass completes.
   """
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.train import metric_writer  # pylint: disable=g-import-not-at-top
+  protocol = json.loads(json.dumps(protocol or {}, default=float))  # As it reads back.
+  sums, count, done = {}, 0, 0
+  if partial_file:
+    kept = _read_partial(partial_file)
+    if kept is not None and kept.get('protocol') == protocol:
+      sums, count, done = kept['sums'], kept['count'], kept['batches']
+      logging.info('%s: continuing after batch %d (%d examples) from %s.', label or 'Evaluation',
+                   done, count, partial_file)
+    elif kept is not None:
+      changed = sorted(k for k in set(protocol) | set(kept.get('protocol', {}))
+                       if protocol.get(k) != kept.get('protocol', {}).get(k))
+      logging.info('%s: starting over: the partial sums in %s are for another %s.',
+                   label or 'Evaluation', partial_file, ', '.join(changed) or 'protocol')
   total, batches = split_batches(batch_metrics, params, images, key, mesh, batch_size,
-                                 max_examples, seed)
-  sums, count, start = {}, 0, time.time()
-  for i, m in enumerate(batches):
-    for k, v in m.items():
-      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
-    count += len(m['log_likelihood'])
-    if label and (i % 10 == 0 or count == total):
-      elapsed = time.time() - start
-      eta = elapsed / max(count, 1) * (total - count)
-      logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', label, count, total,
-                   count / max(elapsed, 1e-9), metric_writer.format_duration(eta))
+                                 max_examples, seed, start=done)
+  start = saved_at = time.time()
+  resumed_count = count
+
+  def keep():
+    if partial_file and jax.process_index() == 0:
+      _write_partial(partial_file, {'protocol': protocol, 'batches': done, 'count': count,
+                                    'sums': sums})
+
+  try:
+    for m in batches:
+      for k, v in m.items():
+        sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
+      count += len(m['log_likelihood'])
+      done += 1
+      if label and ((done - 1) % 10 == 0 or count == total):
+        elapsed, counted = time.time() - start, count - resumed_count
+        eta = elapsed / max(counted, 1) * (total - count)
+        logging.info('%s: %d/%d examples, %.1f examples/s, ETA %s', label, count, total,
+                     counted / max(elapsed, 1e-9), metric_writer.format_duration(eta))
+      if partial_file and time.time() - saved_at >= save_every_seconds:
+        keep()
+        saved_at = time.time()
+  except interrupts.Interrupted:
+    keep()  # Everything up to the last whole batch.
+    raise
+  if partial_file and os.path.exists(partial_file) and jax.process_index() == 0:
+    os.remove(partial_file)
   means = {k: v / count for k, v in sums.items()}
   return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],
           'reconstruction': means['reconstruction'], 'kl': means['kl'],
           'kl_z_given_x': means['kl_z_given_x'], 'num_examples': count}
+
+
+def _read_partial(path: str) -> Optional[Dict]:
+  """A partial-sums file's record, or None (absent; unreadable ones are started over, with a
+  warning, since they hold nothing a whole pass cannot recompute)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      record = json.load(f)
+    if not (isinstance(record, dict) and isinstance(record.get('batches'), int)
+            and isinstance(record.get('count'), int) and isinstance(record.get('sums'), dict)
+            and record['batches'] >= 0 and record['count'] >= 0
+            and all(isinstance(v, float) for v in record['sums'].values())):
+      raise ValueError('unexpected contents')
+    return record
+  except ValueError as e:
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.warning('Ignoring the unreadable partial sums in %s (%s).', path, e)
+    return None
+
+
+def _write_partial(path: str, record: Dict) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(record, f)
+  os.replace(tmp, path)

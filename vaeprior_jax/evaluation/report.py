@@ -250,9 +250,17 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   batch_metrics = estimators.bounded_batch_metrics(
       model, num_samples, chunk_size, params, (batch_size,) + split_images.shape[1:], nll_key, mesh,
       ec.memory_budget_gb, paired, f'{num_samples}-sample evaluation')
+  # Kept as it goes: a rerun of the same evaluation after a kill or a signal continues.
+  protocol = dict(split=split, num_samples=num_samples, max_examples=max_examples, seed=seed,
+                  batch_size=batch_size, chunk_size=batch_metrics.chunk_size, step=int(step),
+                  checkpoint=checkpoint, conv_backend=config.model.conv_backend,
+                  proposal_input=ec.proposal_input, devices=int(mesh.devices.size),
+                  overrides=dict(eval_overrides or {}), before=before)
   result = estimators.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
-                                    label=f'{num_samples}-sample evaluation on {split}')
+                                    label=f'{num_samples}-sample evaluation on {split}',
+                                    partial_file=result_path(workdir, split, max_examples, seed)
+                                    + '.partial', protocol=protocol)
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
                 conv_backend=config.model.conv_backend)
