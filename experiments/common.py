@@ -3,6 +3,7 @@
 import contextlib
 import importlib
 import os
+import re
 import sys
 
 from absl import app
@@ -75,6 +76,23 @@ def parse_flags(argv):
       raise
     flag = str(e).split(': ', 1)[0]
     sys.stderr.write(f'Error: {flag}: {_innermost_message(e)}\n(set {TRACEBACK_ENV}=1 for the '
+                     'traceback)\n')
+    raise SystemExit(2) from None
+  except (AttributeError, KeyError) as e:  # An override of a key the config does not have.
+    text, cause = '', e
+    while cause is not None:
+      text += repr(cause.args) + ' '
+      cause = cause.__cause__ or cause.__context__
+    given = [a for a in argv[1:] if a.startswith('--config.') and any(
+        f"'{part}'" in text or f"\\'{part}\\'" in text
+        for part in a.split('=', 1)[0][len('--config.'):].split('.'))]
+    if not given or os.environ.get(TRACEBACK_ENV):
+      raise
+    key = given[0].split('=', 1)[0][len('--config.'):]
+    hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+    hint = f'; did you mean {hint.group(1)!r} for {hint.group(2)!r}?' if hint else ''
+    sys.stderr.write(f'Error: {given[0]}: the config has no key {key!r}{hint} (every key and its '
+                     f'default: vaeprior_jax.config.defaults())\n(set {TRACEBACK_ENV}=1 for the '
                      'traceback)\n')
     raise SystemExit(2) from None
 

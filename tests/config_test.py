@@ -1,6 +1,8 @@
 """Config keys: the library's own in `config.defaults`, each component's declared where it is
 defined (`config.declare`), and the keys a rerun may change."""
 
+import importlib
+
 import pytest
 
 from vaeprior_jax import config as config_lib
@@ -52,3 +54,41 @@ def test_a_components_settings_apply_only_to_runs_that_use_it():
   report.check_eval_overrides(config, {'log_z_ais_temperatures': 10})
   with pytest.raises(ValueError, match='Unknown eval.nope; allowed: '):
     report.check_eval_overrides(config, {'nope': 1})
+
+
+def _leaves(config, prefix=''):
+  for key, value in config.items():
+    if hasattr(value, 'items'):
+      yield from _leaves(value, f'{prefix}{key}.')
+    else:
+      yield f'{prefix}{key}', value
+
+
+def test_every_key_with_a_value_of_another_type_is_a_one_line_error():
+  importlib.import_module('vaeprior_jax')  # Every component's keys declared.
+  defaults = config_lib.defaults()
+  checked = 0
+  for key, default in _leaves(defaults):
+    if default is None:
+      continue
+    wrong = 'oops' if not isinstance(default, str) else 3
+    config = config_lib.defaults()
+    section, name = key.rsplit('.', 1) if '.' in key else ('', key)
+    node = config_lib.value_at(config, section) if section else config
+    with node.ignore_type():
+      node[name] = wrong
+    with pytest.raises(ValueError) as e:
+      config_lib.check_types(config)
+    assert str(e.value).startswith(f'{key} must be of type ') and '\n' not in str(e.value), str(e.value)
+    checked += 1
+  assert checked > 100
+  config_lib.check_types(config_lib.defaults())
+  # What the flag parser and JSON give is accepted: ints for floats, lists for tuples.
+  config = config_lib.defaults()
+  with config.ignore_type():
+    config.train.num_epochs, config.train.lr_decay_epochs = 3, [1, 2]
+  config_lib.check_types(config)
+  with config.ignore_type():
+    config.train.batch_size = True
+  with pytest.raises(ValueError, match=r'train.batch_size must be of type int .* got True \(bool\)'):
+    config_lib.check_types(config)

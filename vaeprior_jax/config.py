@@ -154,6 +154,40 @@ def complete(config) -> ml_collections.ConfigDict:
   return out
 
 
+def check_types(config) -> None:
+  """Raises a one-line ValueError for the first key whose value has another type than its default
+  (an int where a float is the default, and a list where a tuple is, are fine; keys without a
+  default, or with None as theirs, are not checked). A config file or `config.json` written by
+  hand is not type-checked by the flag parser."""
+  def walk(default, given, prefix):
+    for key, value in given.items():
+      if key not in default:
+        continue
+      expected = default[key]
+      name = f'{prefix}{key}'
+      if isinstance(expected, ml_collections.ConfigDict):
+        if not isinstance(value, (ml_collections.ConfigDict, dict)):
+          raise ValueError(f'{name} must be a section of keys, got {value!r}.')
+        walk(expected, value, name + '.')
+        continue
+      if expected is None:
+        continue
+      if isinstance(expected, bool):
+        ok = isinstance(value, bool)
+      elif isinstance(expected, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+      elif isinstance(expected, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+      elif isinstance(expected, (tuple, list)):
+        ok = isinstance(value, (tuple, list))
+      else:
+        ok = isinstance(value, type(expected))
+      if not ok:
+        raise ValueError(f'{name} must be of type {type(expected).__name__} (like its default '
+                         f'{expected!r}), got {value!r} ({type(value).__name__}).')
+  walk(defaults(), config, '')
+
+
 def complete_section(section, name: str) -> ml_collections.ConfigDict:
   """One section (e.g. `config.model`) completed from the defaults of section `name`."""
   return complete({name: section})[name]

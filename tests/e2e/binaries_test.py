@@ -169,3 +169,32 @@ def test_a_bad_config_token_or_file_is_one_line_and_start_up_is_quiet(tmp_path, 
   assert 'Traceback' not in result.stderr
   for noise in ('oneDNN custom operations', 'Unable to initialize backend', 'InitializeLog'):
     assert noise not in result.stderr, noise
+
+
+# One bad value of each kind, through the binary: each stops with one line, exit 2, before any data
+# is read (no workdir is written). Every key's wrong type is swept in tests/config_test.py.
+_BAD_VALUES = [
+    ('--config.train.bach_size=8', "Error: --config.train.bach_size=8: the config has no key "
+     "'train.bach_size'; did you mean 'batch_size' for 'bach_size'?"),
+    ('--config.train.batch_size=abc', 'Error: flag --config.train.batch_size=abc: invalid literal '
+     "for int() with base 10: 'abc'"),
+    ('--config.train.on_device=maybe', 'Error: flag --config.train.on_device=maybe: '),
+    ('--config.eval.num_samples=0', 'Error: eval.num_samples must be an integer >= 1, got 0.'),
+    ('--config.data.split_seed=-1', 'Error: data.split_seed must be an integer >= 0, got -1.'),
+    ('--config.train.learning_rate=-1', 'Error: train.learning_rate must be > 0, got -1.0.'),
+    ('--config.model.likelihood=poisson', "Error: Unknown model.likelihood 'poisson'; allowed: "),
+]
+
+
+def test_bad_values_of_each_kind_stop_the_binary_with_one_line(tmp_path):
+  procs = []
+  for i, (flag, _) in enumerate(_BAD_VALUES):
+    cmd = [sys.executable, '-m', 'experiments.train', '--config=experiments/configs/xu2019.py:runlocal',
+           f'--workdir={tmp_path / str(i)}', flag]
+    procs.append(subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+  for proc, (flag, message) in zip(procs, _BAD_VALUES):
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, (flag, stderr[-2000:])
+    assert message in stderr and 'Traceback' not in stderr, (flag, stderr[-2000:])
+  assert not any((tmp_path / str(i) / 'config.json').exists() for i in range(len(_BAD_VALUES)))

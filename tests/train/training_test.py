@@ -229,10 +229,17 @@ def test_evaluate_rejects_a_bad_active_units_batch_size(tmp_path):
   config.train.num_steps = 2
   config.eval.active_units_batch_size = -5
   workdir = str(tmp_path)
+  message = r'eval.active_units_batch_size must be an integer >= 0 \(0: eval.batch_size\), got -5'
   with helpers.mock_binarized_mnist(16):
+    with pytest.raises(ValueError, match=message):  # At the start of training ...
+      trainer.train_and_evaluate(config, workdir)
+    assert not os.path.exists(os.path.join(workdir, 'config.json'))
+    config.eval.active_units_batch_size = 0
     trainer.train_and_evaluate(config, workdir)
-    with pytest.raises(ValueError, match=r'eval.active_units_batch_size must be an integer >= 0 '
-                       r'\(0: eval.batch_size\), got -5'):
+    saved = checkpoints.load_config(workdir)  # ... and of an evaluation (a config.json edited).
+    saved.eval.active_units_batch_size = -5
+    checkpoints.save_config(saved, workdir)
+    with pytest.raises(ValueError, match=message):
       report.evaluate(workdir, 'test', num_samples=2, max_examples=8, write_images=False)
 
 

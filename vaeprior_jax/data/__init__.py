@@ -172,6 +172,13 @@ def check_manual_dir(name: str, builder, manual_dir: str):
 def validate(data_config):
   if data_config.dataset not in DATASETS:
     raise ValueError(f'Unknown data.dataset {data_config.dataset!r}; allowed: {", ".join(DATASETS)}.')
+  for key in ('validation_size', 'split_seed', 'test_binarization_seed'):
+    value = data_config.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+      raise ValueError(f'data.{key} must be an integer >= 0, got {value!r}.')
+  if data_config.get('test_binarizations', 1) < 1:
+    raise ValueError(f'data.test_binarizations must be >= 1, got '
+                     f'{data_config.test_binarizations!r}.')
   crop = data_config.get('celeb_a_crop', SPECS['celeb_a'].crop)
   if data_config.dataset == 'celeb_a' and crop not in (128, 140):
     raise ValueError(f'data.celeb_a_crop must be 140 (WAE\'s centre crop) or 128 (Dai & Wipf\'s '

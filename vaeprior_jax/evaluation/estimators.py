@@ -249,6 +249,27 @@ def bounded_chunk_size(batch_fn_of_chunk, chunk_size: int, params, x_shape, key,
   return chunk
 
 
+# What q(z|.) reads in an evaluation (`eval.proposal_input`): the target image, or the grey image a
+# binarized target was drawn from (VAEPP's code, for runs trained on grey levels).
+PROPOSAL_INPUTS = ('target', 'grey')
+
+
+def check_eval_config(eval_config) -> None:
+  """One-line errors for the library's `config.eval` settings (components check their own)."""
+  for key, least in (('num_samples', 1), ('chunk_size', 1), ('batch_size', 1),
+                     ('active_units_samples', 1), ('active_units_batch_size', 0)):
+    value = eval_config[key]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+      note = ' (0: eval.batch_size)' if key == 'active_units_batch_size' else ''
+      raise ValueError(f'eval.{key} must be an integer >= {least}{note}, got {value!r}.')
+  if not eval_config.memory_budget_gb >= 0:
+    raise ValueError(f'eval.memory_budget_gb must be >= 0 (0: 3/4 of a device), got '
+                     f'{eval_config.memory_budget_gb!r}.')
+  if eval_config.proposal_input not in PROPOSAL_INPUTS:
+    raise ValueError(f'Unknown eval.proposal_input {eval_config.proposal_input!r}; allowed: '
+                     f'{", ".join(PROPOSAL_INPUTS)}.')
+
+
 # ------------------------------------------------------------------------------- over a whole split
 
 def make_batch_metrics(model, num_samples: int, chunk_size: int, paired: bool = False):

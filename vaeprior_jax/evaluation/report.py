@@ -31,9 +31,6 @@ resolve_checkpoint = checkpoints.resolve_checkpoint
 restore_params = checkpoints.restore_params
 
 
-# eval.proposal_input: what the encoder reads when estimating log p(x) (see `evaluate`).
-PROPOSAL_INPUTS = ('target', 'grey')
-
 
 def evaluation_hooks(config) -> list:
   """The `hooks.EvaluationHooks` of everything `config` names: its model's class, then the entries of
@@ -208,12 +205,7 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   for key, value in (eval_overrides or {}).items():  # E.g. a component's eval.* setting.
     config.eval[key] = value
   ec = config.eval
-  if ec.proposal_input not in PROPOSAL_INPUTS:
-    raise ValueError(f'Unknown eval.proposal_input {ec.proposal_input!r}; allowed: '
-                     f'{", ".join(PROPOSAL_INPUTS)}.')
-  if not isinstance(ec.active_units_batch_size, int) or ec.active_units_batch_size < 0:
-    raise ValueError('eval.active_units_batch_size must be an integer >= 0 (0: eval.batch_size), got '
-                     f'{ec.active_units_batch_size!r}.')
+  estimators.check_eval_config(ec)
   paired = ec.proposal_input == 'grey'
   hooks = evaluation_hooks(config)
   if paired:

@@ -309,9 +309,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   `Preempted` (the binary exits with 128 + the signal's number); rerunning resumes from there."""
   config = config_lib.complete(config)
   os.makedirs(workdir, exist_ok=True)
+  config_lib.check_types(config)
   models.validate(config.model)  # Fail on a bad name before loading any data.
   methods.validate(config)
   data.validate(config.data)  # An unknown dataset first: the next check reads its spec.
+  estimators.check_eval_config(config.eval)
   data.require_binary(config.data, f'model.net={config.model.net}')
   if config.train.early_stopping:
     data.check_validation_split(config.data, 'train.early_stopping=True')
