@@ -103,7 +103,9 @@ def default_quality_protocol() -> str:
 
 
 class EvaluationContext:
-  """What hooks get besides the model: attributes config, dataset, mesh, key, seed, batch_size."""
+  """What hooks get besides the model: attributes config, dataset, mesh, key, seed, batch_size,
+  and the workdir, step and checkpoint ('latest' or 'best') evaluated (where a hook keeps its
+  partial work, and what that work depends on)."""
 
   def __init__(self, **fields):
     self.__dict__.update(fields)

@@ -202,3 +202,63 @@ def test_a_sigterm_during_the_last_log_z_refresh_is_redone_and_the_checkpoint_re
   assert abs(float(states[0]['model_state']['partition']['prior']['log_z'])) > 1e-3
   assert _validations(stopped) == _validations(reference)
   assert [v[0] for v in _validations(reference)] == [2, 4, 6]
+
+
+def test_a_log_z_refresh_stopped_by_a_signal_continues_to_the_same_numbers(tmp_path, monkeypatch):
+  """`experiments.evaluate` of a pull-back prior run: its log Z estimate (hours at the paper's
+  protocol) keeps its per-image outputs; stopped after one of its two batches, the rerun computes
+  only the other and reports the uninterrupted log Z and NLL, bit for bit."""
+  workdir = str(tmp_path)
+  config = _vaepp_config()
+  config.train.update(num_steps=2, early_stopping=False)
+  evaluate = lambda: report.evaluate(workdir, 'test', num_samples=2, max_examples=16,
+                                     active_units=False, write_images=False, batch_size=8)
+  partial = os.path.join(workdir, 'log_z.partial.npz')
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(config, workdir)
+    whole = evaluate()
+    calls = _signal_after(monkeypatch, 1)  # The first of the refresh's 2 batches (16 images).
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        evaluate()
+    finally:
+      interrupts.clear()
+    assert len(calls) == 1 and os.path.exists(partial)
+    resumed = evaluate()
+  assert len(calls) == 1 + 1 + 2  # The refresh's second batch, then the NLL's two.
+  assert not os.path.exists(partial)
+  for key in ('log_z', 'log_z_stderr', 'nll', 'elbo'):
+    assert resumed[key] == whole[key], key
+
+
+def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypatch):
+  from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh()
+  images = np.random.default_rng(0).random((40, 2, 2, 1)).astype(np.float32)
+  fn = jax.jit(lambda p, x, k: {'v': p * x.sum(axis=(1, 2, 3)) + jax.random.uniform(k, x.shape[:1])})
+  path = str(tmp_path / 'out.partial.npz')
+  run = lambda p, protocol: estimators.split_outputs(fn, p, images, jax.random.key(0), mesh, 8,
+                                                     partial_file=path, protocol=protocol)
+  whole = run(1.0, {'p': 1})['v']
+  assert not os.path.exists(path) and whole.shape == (40,)
+  calls = _signal_after(monkeypatch, 2)
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      run(1.0, {'p': 1})
+  finally:
+    interrupts.clear()
+  with np.load(path) as kept:
+    assert int(kept['__batches__']) == 2 and kept['v'].shape == (16,)
+  np.testing.assert_array_equal(run(1.0, {'p': 1})['v'], whole)
+  assert len(calls) == 5  # 2, then the 3 left.
+  # Kept outputs of another protocol are not mixed in.
+  calls.clear()
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      run(1.0, {'p': 1})
+  finally:
+    interrupts.clear()
+  monkeypatch.undo()
+  other = run(2.0, {'p': 2})['v']
+  np.testing.assert_array_equal(other, estimators.split_outputs(
+      fn, 2.0, images, jax.random.key(0), mesh, 8)['v'])

@@ -339,6 +339,61 @@ def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
   return len(indices), outputs()
 
 
+def split_outputs(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_size: int,
+                  max_examples=None, seed: int = 0, partial_file: Optional[str] = None,
+                  protocol: Optional[Dict] = None,
+                  save_every_seconds: float = 30.0) -> Dict[str, np.ndarray]:
+  """{name: the per-example outputs of `split_batches`, concatenated over the split}.
+
+  partial_file: where the outputs so far are kept (.npz, written atomically every
+  `save_every_seconds` and when a signal stops the pass), with `protocol` (what the outputs depend
+  on); a pass started again with the same protocol continues after the last batch kept, another
+  starts over (one log line says why). The file is removed when the pass completes."""
+  import time  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  protocol_json = json.dumps(protocol or {}, sort_keys=True, default=float)
+  parts, done = {}, 0
+  if partial_file and os.path.exists(partial_file):
+    try:
+      with np.load(partial_file, allow_pickle=False) as kept:
+        kept_protocol = str(kept['__protocol__'])
+        if kept_protocol == protocol_json:
+          done = int(kept['__batches__'])
+          parts = {k: [kept[k]] for k in kept.files if not k.startswith('__')}
+          logging.info('Continuing after batch %d from %s.', done, partial_file)
+        else:
+          logging.info('Starting over: the outputs in %s are for another protocol (%s).',
+                       partial_file, kept_protocol)
+    except (ValueError, KeyError, OSError) as e:
+      logging.warning('Ignoring the unreadable partial outputs in %s (%s).', partial_file, e)
+      parts, done = {}, 0
+  _, batches = split_batches(batch_fn, params, images, key, mesh, batch_size, max_examples, seed,
+                             start=done)
+  saved_at = time.time()
+
+  def keep():
+    if partial_file and jax.process_index() == 0:
+      tmp = f'{partial_file}.tmp{os.getpid()}.npz'
+      np.savez(tmp, __protocol__=np.array(protocol_json), __batches__=np.array(done),
+               **{k: np.concatenate(v) for k, v in parts.items()})
+      os.replace(tmp, partial_file)
+
+  try:
+    for out in batches:
+      for k, v in out.items():
+        parts.setdefault(k, []).append(np.asarray(v))
+      done += 1
+      if partial_file and time.time() - saved_at >= save_every_seconds:
+        keep()
+        saved_at = time.time()
+  except interrupts.Interrupted:
+    keep()
+    raise
+  if partial_file and os.path.exists(partial_file) and jax.process_index() == 0:
+    os.remove(partial_file)
+  return {k: np.concatenate(v) for k, v in parts.items()}
+
+
 def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, batch_size: int,
                   max_examples=None, seed: int = 0, label: str = '',
                   partial_file: Optional[str] = None, protocol: Optional[Dict] = None,

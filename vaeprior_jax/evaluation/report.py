@@ -227,7 +227,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   eval_key = jax.random.fold_in(checkpoints.root_keys(config.seed)['eval'], seed)
   nll_key, au_key, image_key = jax.random.split(eval_key, 3)
   ctx = hooks_lib.EvaluationContext(config=config, dataset=dataset, mesh=mesh, key=eval_key,
-                                    seed=seed, batch_size=batch_size)
+                                    seed=seed, batch_size=batch_size, workdir=workdir,
+                                    step=int(step), checkpoint=checkpoint)
   before = {}
   for h in hooks:  # E.g. a statistic the likelihood depends on (the pull-back prior's log Z).
     params, metrics = h.before_likelihood(model, params, ctx)

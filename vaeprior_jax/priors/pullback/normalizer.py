@@ -106,28 +106,32 @@ def posterior_log_z_fn(model, samples_per_image: int, chunk_size: int):
 
 def posterior_log_z(model, variables, images: np.ndarray, rng: Array, mesh, num_train: int,
                     samples_per_image: int = 1000, chunk_size: int = 100,
-                    batch_size: int = 128, batch_fn=None) -> Dict[str, float]:
+                    batch_size: int = 128, batch_fn=None, partial_file=None,
+                    protocol=None) -> Dict[str, float]:
   """The posterior-based estimate over `images` (host array [N, H, W, C], typically the whole training
   split; batch i uses fold_in(rng, i)), with q^(z) = q(z|x_j) / num_train:
   {'log_z', 'log_z_stderr', 'num_samples'}. `batch_fn` is a `posterior_log_z_fn` to reuse (it
-  compiles once per batch shape)."""
+  compiles once per batch shape). `partial_file`, `protocol`: keep the per-image outputs so far,
+  and continue from them (`estimators.split_outputs`)."""
   if num_train < 1:
     raise ValueError(f'num_train must be >= 1, got {num_train}.')
   batch_fn = batch_fn or posterior_log_z_fn(model, samples_per_image, chunk_size)
-  _, batches = estimators.split_batches(batch_fn, variables, images, rng, mesh, batch_size)
-  outs = list(batches)
-  return _summary(np.concatenate([o['log_mean_exp'] for o in outs]),
-                  np.concatenate([o['log_mean_exp_twice'] for o in outs]), samples_per_image,
+  outs = estimators.split_outputs(
+      batch_fn, variables, images, rng, mesh, batch_size, partial_file=partial_file,
+      protocol=dict(protocol or {}, samples_per_image=samples_per_image, chunk_size=chunk_size,
+                    batch_size=batch_size, num_images=len(images), num_train=num_train))
+  return _summary(outs['log_mean_exp'], outs['log_mean_exp_twice'], samples_per_image,
                   math.log(num_train))
 
 
 def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
-                  batch_size: int = 128, batch_fn=None):
+                  batch_size: int = 128, batch_fn=None, partial_file=None, protocol=None):
   """(variables with the pull-back prior's log Z set from the posterior-based estimate over the
   training split of `dataset` (a `data.Dataset`): `eval.log_z_samples` per image over
   `eval.log_z_max_images` images (0: all; a subset seeded by `seed`), N = the split's size;
   {'log_z', 'log_z_stderr', 'log_z_num_samples', 'log_z_images', 'log_z_seconds'}).
-  `batch_fn`: a `posterior_log_z_fn` of these settings to reuse."""
+  `batch_fn`: a `posterior_log_z_fn` of these settings to reuse. `partial_file`, `protocol`: keep
+  the outputs so far and continue from them (`posterior_log_z`)."""
   ec = config.eval
   train = dataset.eval_images('train', seed)
   images = train
@@ -136,7 +140,8 @@ def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
     images = train[rows]
   start = time.time()
   est = posterior_log_z(model, variables, images, key, mesh, len(train), ec.log_z_samples,
-                        ec.log_z_chunk_size, batch_size, batch_fn)
+                        ec.log_z_chunk_size, batch_size, batch_fn, partial_file,
+                        dict(protocol or {}, seed=seed, max_images=int(ec.log_z_max_images)))
   info = {'log_z': est['log_z'], 'log_z_stderr': est['log_z_stderr'],
           'log_z_num_samples': est['num_samples'], 'log_z_images': len(images),
           'log_z_seconds': time.time() - start}
