@@ -78,7 +78,8 @@ def defaults() -> ml_collections.ConfigDict:
   model.conv_backend = 'xla'          # nets.CONV_BACKENDS: xla | onednn (CPU, opt-in: docs/cpu_performance.md)
 
   data = config.data = ml_collections.ConfigDict()
-  data.dataset = 'binarized_mnist'
+  data.dataset = 'binarized_mnist'     # data.DATASETS; 'arrays': your own .npz (data.path)
+  data.path = ''                      # data.dataset=arrays: the .npz file (docs/data.md)
   data.manual_dir = ''                # folder with the original files (offline preparation)
   data.data_dir = ''                  # tfds data_dir; '' = tfds' default (~/tensorflow_datasets)
   data.cache_dir = ''                 # keep the prepared splits here as .npz (no TF to reload)

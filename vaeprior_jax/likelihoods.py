@@ -201,7 +201,7 @@ class BitsPerDim(hooks.EvaluationHooks):
 REGISTRY = registry.Registry('model.likelihood')
 
 
-@REGISTRY.register('bernoulli')
+@REGISTRY.register('bernoulli', binary_data=True)
 def _bernoulli(model_config, event_shape) -> nn.Module:
   del model_config
   return Bernoulli(event_ndims=len(event_shape))

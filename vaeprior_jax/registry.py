@@ -22,6 +22,7 @@ An entry may come with facts about itself, given as keywords to `register` and r
   autoregressive       nets: whether the decoder reads x (PixelCNN): no decoder mean without it.
   diagonal_gaussian    posteriors: q(z|x) is the encoder's diagonal Gaussian (a closed-form KL).
   standard_normal      priors: p(z) is N(0, I) (a closed-form KL, `train.kl_estimate=closed_form`).
+  binary_data          likelihoods: models 0/1 values (your own arrays of levels need data.binarize).
 """
 
 from typing import Any, Callable, Dict, Iterator, Tuple

@@ -198,3 +198,37 @@ def test_bad_values_of_each_kind_stop_the_binary_with_one_line(tmp_path):
     assert proc.returncode == 2, (flag, stderr[-2000:])
     assert message in stderr and 'Traceback' not in stderr, (flag, stderr[-2000:])
   assert not any((tmp_path / str(i) / 'config.json').exists() for i in range(len(_BAD_VALUES)))
+
+
+def test_your_own_arrays_train_resume_and_evaluate_through_the_binaries(tmp_path):
+  """An .npz of 8-bit grey images (data.dataset=arrays), binarized like MNIST: trained, resumed and
+  evaluated by the binaries; a bad file stops `train` with one line before anything is written."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (96, 28, 28, 1), dtype=np.uint8)
+  path = str(tmp_path / 'mine.npz')
+  np.savez(path, x_train=images[:80], x_test=images[80:])
+  workdir = str(tmp_path / 'run')
+  flags = ('--config=experiments/configs/xu2019.py:runlocal', f'--workdir={workdir}',
+           '--config.data.dataset=arrays', f'--config.data.path={path}')
+  train = lambda steps: [sys.executable, '-m', 'experiments.train', *flags,
+                         f'--config.train.num_steps={steps}']
+  _run(train(10))
+  _run(train(20))  # Resumes at step 10.
+  _, step = helpers.latest_params(workdir)
+  assert step == 20
+  _run([sys.executable, '-m', 'experiments.evaluate', f'--workdir={workdir}', '--num_samples=4'])
+  with open(os.path.join(workdir, 'eval_test.json')) as f:
+    result = json.load(f)
+  assert result['num_examples'] == 16 * 10 and np.isfinite(result['nll'])  # 10 binarizations.
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert [json.loads(l)['step'] for l in f] == [5, 10, 15, 20]
+  bad = str(tmp_path / 'bad.npz')
+  np.savez(bad, x_train=np.full((8, 28, 28, 1), 1.5), x_test=np.zeros((8, 28, 28, 1)))
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.train', *flags[:-1], f'--config.data.path={bad}',
+       f'--workdir={tmp_path / "bad_run"}'], cwd=ROOT, env=_env(), capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  assert (f"Error: data.path '{bad}': x_train holds values in [1.5, 1.5]; float arrays must be in "
+          '[0, 1]') in result.stderr
+  assert not os.path.exists(tmp_path / 'bad_run' / 'config.json')

@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from vaeprior_jax.data import arrays as arrays_lib
 from vaeprior_jax.data.tfds_builders import chardata
 
 
@@ -59,8 +60,16 @@ SPECS = {
         'the aligned and cropped CelebA images (img_align_celeba.zip, 202,599 JPEGs of 178x218) with '
         'its partition, attribute, landmark and identity lists', continuous=True, image_size=64,
         crop=140),
+    # Your own .npz (data.path): binary or levels, with or without a validation split, as the file
+    # holds them (`spec_of`).
+    'arrays': DatasetSpec(
+        'an .npz of your own (data.path): x_train and x_test, optionally x_validation, as images '
+        '[N, H, W, C] or vectors [N, D] (docs/data.md)', carve_validation=True),
 }
 DATASETS = tuple(SPECS)
+# The share of the training split `arrays` holds out for validation when data.validation_size is 0
+# and the file has no x_validation.
+ARRAYS_VALIDATION_SHARE = 0.1
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -169,9 +178,40 @@ def check_manual_dir(name: str, builder, manual_dir: str):
                       f'{_download_instructions(name, builder)}')
 
 
+def _arrays(data_config) -> 'arrays_lib.Contents':
+  """The checked contents of `data.path`, read once per file version."""
+  path = data_config.get('path') or ''
+  path = os.path.abspath(os.path.expanduser(path)) if path else ''
+  stamp = ((path, os.path.getmtime(path), os.path.getsize(path)) if os.path.isfile(path) else
+           (path,))
+  if stamp not in _ARRAYS_CACHE:
+    _ARRAYS_CACHE.clear()
+    _ARRAYS_CACHE[stamp] = arrays_lib.read(path)
+  return _ARRAYS_CACHE[stamp]
+
+
+_ARRAYS_CACHE = {}
+
+
+def spec_of(data_config) -> DatasetSpec:
+  """How `data_config.dataset` is read: its `SPECS` entry, for `arrays` completed from the file
+  (levels are binarized like MNIST's grey levels; a file with x_validation has its own split)."""
+  spec = SPECS[data_config.dataset]
+  if data_config.dataset != 'arrays':
+    return spec
+  contents = _arrays(data_config)
+  return dataclasses.replace(spec, dynamic=not contents.binary,
+                             carve_validation=contents.splits['validation'] is None)
+
+
 def validate(data_config):
   if data_config.dataset not in DATASETS:
     raise ValueError(f'Unknown data.dataset {data_config.dataset!r}; allowed: {", ".join(DATASETS)}.')
+  if data_config.dataset == 'arrays':
+    _arrays(data_config)  # Every key, shape and value checked now, before anything is compiled.
+  elif data_config.get('path'):
+    raise ValueError(f'data.path is for data.dataset=arrays; data.dataset={data_config.dataset} '
+                     'is read from data.manual_dir.')
   for key in ('validation_size', 'split_seed', 'test_binarization_seed'):
     value = data_config.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -189,7 +229,7 @@ def check_validation_split(data_config, what: str) -> None:
   """Raises ValueError where `what` needs a validation split and `data_config` trains on the whole
   training split of a dataset that has none of its own (`data.hold_out_validation=False`)."""
   data_config = _complete(data_config)
-  if SPECS[data_config.dataset].carve_validation and not data_config.hold_out_validation:
+  if spec_of(data_config).carve_validation and not data_config.hold_out_validation:
     raise ValueError(f'{what} needs a validation split, but data.hold_out_validation=False trains '
                      f'on the whole training split of {data_config.dataset}; set it to True.')
 
@@ -347,12 +387,23 @@ def require_binary(data_config, what: str):
   """Raises ValueError if `data_config` asks for binarized images (`data.binarize`, the default) of a
   colour dataset, which has no binarized form: `what` is the model that would read them."""
   data_config = _complete(data_config)
-  if SPECS[data_config.dataset].continuous and data_config.binarize:
+  if spec_of(data_config).continuous and data_config.binarize:
     binary = ', '.join(n for n, s in SPECS.items() if not s.continuous)
     raise ValueError(f'data.dataset={data_config.dataset} holds colour images in [0, 1], but '
                      f'data.binarize=True asks {what} to model binary images; use one of {binary}, '
                      f'or data.binarize=False with a likelihood for [0, 1] values (model.likelihood='
                      f'gaussian, discretized_logistic, or bernoulli as a cross-entropy).')
+
+
+def check_binary_targets(data_config, what: str) -> None:
+  """For a likelihood of binary values (`what`): your own arrays of levels go to it only binarized
+  (`data.binarize`); the papers' grey-level datasets may also be read as levels (a cross-entropy,
+  as VAEPP's and Dai & Wipf's code do)."""
+  data_config = _complete(data_config)
+  if data_config.dataset == 'arrays' and not data_config.binarize and spec_of(data_config).dynamic:
+    raise ValueError(f'data.path {data_config.path!r} holds levels, not 0/1 values, and {what} '
+                     'models binary values: set data.binarize=True, or use '
+                     'model.likelihood=gaussian or discretized_logistic for levels.')
 
 
 def binarize(images: np.ndarray, seed) -> np.ndarray:
@@ -406,7 +457,7 @@ def cache_path(data_config) -> Optional[str]:
   """Where `load` keeps the prepared splits of `data_config` (`data.cache_dir`), or None."""
   data_config = _complete(data_config)
   cache_dir = data_config.cache_dir
-  if not cache_dir:
+  if not cache_dir or data_config.dataset == 'arrays':  # (Arrays already.)
     return None
   # Only the settings that change this dataset's splits: a static dataset has one cache file.
   spec = SPECS[data_config.dataset]
@@ -530,12 +581,13 @@ def whole_splits(data_config) -> dict:
   training images, in the seeded order of `load`'s split). The images that sample-quality protocols
   compare against (`evaluation.report.sample_quality`); one `load`."""
   data_config = _complete(data_config)  # (a copy)
-  if SPECS[data_config.dataset].dynamic:
+  spec = spec_of(data_config)
+  if spec.dynamic:
     data_config.binarize = False
   data_config.hold_out_validation = True  # (The same images, in the same order, either way.)
   dataset = load(data_config)
   splits = {split: dataset.split(split) for split in SPLITS}
-  if SPECS[data_config.dataset].carve_validation:
+  if spec.carve_validation:
     splits['train'] = np.concatenate([dataset.train, dataset.validation])
   return splits
 
@@ -545,36 +597,60 @@ def _process_index() -> int:
   return jax.process_index()
 
 
-def _load_from_tfds(data_config) -> Dataset:
-  builder = get_builder(data_config)
-  name = data_config.dataset
-  spec = SPECS[name]
-  if not spec.carve_validation:
-    crop = data_config.celeb_a_crop if name == 'celeb_a' else None
-    return Dataset(name, *(load_split(builder, s, name, crop) for s in SPLITS), spec.dynamic)
-  train = load_split(builder, 'train', name)
-  num_validation = int(data_config.validation_size or spec.validation_size)
+def _load_arrays(data_config) -> Dataset:
+  """`arrays`: the file's splits, a validation split carved from x_train where it has none."""
+  contents, spec = _arrays(data_config), spec_of(data_config)
+  train, validation, test = (contents.splits[s] for s in SPLITS)
+  if validation is None:
+    default = max(1, int(round(ARRAYS_VALIDATION_SHARE * len(train))))
+    train, validation = _carve(train, data_config, default)
+  return _with_test_binarizations('arrays', train, validation, test, spec, data_config)
+
+
+def _carve(train: np.ndarray, data_config, default: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(train, validation): `data.validation_size` (0: `default`) seeded training images held out
+  (none with data.hold_out_validation=False: the whole split, in the same seeded order)."""
+  num_validation = int(data_config.validation_size or default)
   if not data_config.hold_out_validation:  # The whole training split, as Dai & Wipf's code.
     num_validation = 0
   elif not 0 < num_validation < len(train):
     raise ValueError(f'data.validation_size {num_validation} must be in (0, {len(train)}), the size '
                      f'of the training split of {data_config.dataset}.')
   order = np.random.default_rng(data_config.split_seed).permutation(len(train))
-  test = load_split(builder, 'test', name)
+  return train[order[num_validation:]], train[order[:num_validation]]
+
+
+def _with_test_binarizations(name, train, validation, test, spec, data_config) -> Dataset:
+  """The Dataset; grey levels binarized on the fly have their test split binarized
+  `data.test_binarizations` times now, with `data.test_binarization_seed`."""
   dynamic = spec.dynamic and data_config.binarize
   if dynamic:
     test_seed = data_config.test_binarization_seed
     test = np.concatenate([binarize(test, [test_seed, i])
                            for i in range(data_config.test_binarizations)])
-  return Dataset(name, train[order[num_validation:]], train[order[:num_validation]],
-                 test, dynamic)
+  return Dataset(name, train, validation, test, dynamic)
+
+
+def _load_from_tfds(data_config) -> Dataset:
+  if data_config.dataset == 'arrays':
+    return _load_arrays(data_config)
+  builder = get_builder(data_config)
+  name = data_config.dataset
+  spec = SPECS[name]
+  if not spec.carve_validation:
+    crop = data_config.celeb_a_crop if name == 'celeb_a' else None
+    return Dataset(name, *(load_split(builder, s, name, crop) for s in SPLITS), spec.dynamic)
+  train, validation = _carve(load_split(builder, 'train', name), data_config,
+                             spec.validation_size)
+  test = load_split(builder, 'test', name)
+  return _with_test_binarizations(name, train, validation, test, spec, data_config)
 
 
 def check_grey_proposal(data_config):
   """Raises ValueError unless `data_config` loads a grey-level dataset as grey levels, which
   `grey_proposal_pairs` needs."""
   data_config = _complete(data_config)
-  if not SPECS[data_config.dataset].dynamic or data_config.binarize:
+  if not spec_of(data_config).dynamic or data_config.binarize:
     grey = ', '.join(n for n, spec in SPECS.items() if spec.dynamic)
     raise ValueError(f'eval.proposal_input=grey needs a grey-level dataset ({grey}) loaded with '
                      f'data.binarize=False; got data.dataset={data_config.dataset}, '

@@ -37,6 +37,7 @@ from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
 from vaeprior_jax import interrupts
 from vaeprior_jax.evaluation import estimators
+from vaeprior_jax import likelihoods
 from vaeprior_jax import methods
 from vaeprior_jax import models
 from vaeprior_jax import sharding
@@ -315,6 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   data.validate(config.data)  # An unknown dataset first: the next check reads its spec.
   estimators.check_eval_config(config.eval)
   data.require_binary(config.data, f'model.net={config.model.net}')
+  if likelihoods.REGISTRY.info(config.model.likelihood).get('binary_data'):
+    data.check_binary_targets(config.data, f'model.likelihood={config.model.likelihood}')
   if config.train.early_stopping:
     data.check_validation_split(config.data, 'train.early_stopping=True')
   mesh = sharding.make_mesh()

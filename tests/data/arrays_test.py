@@ -1,0 +1,119 @@
+"""Your own data: `data.dataset=arrays` from an .npz (`data.arrays`), good files of each kind and every
+kind of bad file."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from vaeprior_jax import config as config_lib
+from vaeprior_jax import data
+from vaeprior_jax.data import arrays
+
+
+def _write(tmp_path, name='data.npz', **arrays_):
+  path = str(tmp_path / name)
+  np.savez(path, **arrays_)
+  return path
+
+
+def _config(path, **data_settings):
+  config = config_lib.defaults()
+  config.data.update(dataset='arrays', path=path, **data_settings)
+  return config.data
+
+
+def test_levels_binary_values_and_vectors_are_read_as_float32_in_0_1(tmp_path):
+  rng = np.random.default_rng(0)
+  grey = rng.integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
+  contents = arrays.read(_write(tmp_path, x_train=grey, x_test=grey[:5]))
+  np.testing.assert_array_equal(contents.splits['train'], grey.astype(np.float32) / 255)
+  assert not contents.binary and contents.splits['validation'] is None
+  assert contents.shape == (4, 4, 1)
+  # 0/255 uint8, bool and 0.0/1.0 float are binary.
+  for x in (grey > 127, (grey > 127).astype(np.uint8) * 255, (grey > 127).astype(np.float64)):
+    contents = arrays.read(_write(tmp_path, x_train=x, x_test=x[:5]))
+    assert contents.binary and set(np.unique(contents.splits['test'])) <= {0.0, 1.0}
+  vectors = rng.random((20, 7)).astype(np.float32)
+  contents = arrays.read(_write(tmp_path, x_train=vectors, x_validation=vectors[:3],
+                                x_test=vectors[:4], y_train=np.arange(20), y_test=np.arange(4)))
+  assert contents.shape == (7, 1, 1) and contents.splits['validation'].shape == (3, 7, 1, 1)
+
+
+def test_the_dataset_holds_out_validation_and_binarizes_levels_like_mnist(tmp_path):
+  grey = np.random.default_rng(1).integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
+  path = _write(tmp_path, x_train=grey, x_test=grey[:6])
+  dataset = data.load(_config(path))
+  assert dataset.dynamic and len(dataset.validation) == 5 and len(dataset.train) == 45
+  assert len(dataset.test) == 6 * 10 and set(np.unique(dataset.test)) <= {0.0, 1.0}
+  every = np.concatenate([dataset.train, dataset.validation])
+  np.testing.assert_array_equal(np.sort(every, axis=0), np.sort(grey / np.float32(255), axis=0))
+  levels = data.load(_config(path, binarize=False, validation_size=10))
+  assert not levels.dynamic and len(levels.validation) == 10 and len(levels.test) == 6
+  whole = data.load(_config(path, hold_out_validation=False))
+  assert len(whole.train) == 50 and len(whole.validation) == 0
+  with pytest.raises(ValueError, match="holds levels, not 0/1 values, and model.likelihood=bern"):
+    data.check_binary_targets(_config(path, binarize=False), 'model.likelihood=bernoulli')
+  data.check_binary_targets(_config(path), 'model.likelihood=bernoulli')  # Binarized: fine.
+
+
+def _object_array():
+  return np.array([{'a': 1}, None], dtype=object)
+
+
+@pytest.mark.parametrize('contents, message', [
+    (dict(x_train=np.zeros((4, 2, 2, 1))), "missing key 'x_test'; it has: x_train"),
+    (dict(x_train=np.zeros((4, 2, 2, 1)), x_val=np.zeros((4, 2, 2, 1)), x_test=np.zeros((4, 2, 2, 1))),
+     "unexpected key 'x_val'; allowed: x_train, x_validation, x_test, y_train"),
+    (dict(x_train=_object_array(), x_test=np.zeros((4, 2, 2, 1))),
+     "key 'x_train' cannot be read without unpickling"),
+    (dict(x_train=np.zeros((4, 2, 2, 1)), x_test=np.zeros((4, 2, 2, 3))),
+     r'x_test has examples of shape \(2, 2, 3\), x_train \(2, 2, 1\)'),
+    (dict(x_train=np.full((4, 2, 2, 1), np.nan), x_test=np.zeros((4, 2, 2, 1))),
+     'x_train holds 16 values that are NaN or infinite'),
+    (dict(x_train=np.full((4, 2, 2, 1), 1.5), x_test=np.zeros((4, 2, 2, 1))),
+     r'x_train holds values in \[1.5, 1.5\]; float arrays must be in \[0, 1\]'),
+    (dict(x_train=np.zeros((4, 2, 2, 1)), x_test=np.zeros((0, 2, 2, 1))), 'x_test is empty'),
+    (dict(x_train=np.zeros((4, 2, 2, 1), np.int64), x_test=np.zeros((4, 2, 2, 1))),
+     'x_train has dtype int64; allowed: uint8'),
+    (dict(x_train=np.zeros((4, 2, 2)), x_test=np.zeros((4, 2, 2))),
+     r'x_train has shape \(4, 2, 2\); expected images \[N, H, W, C\] or vectors \[N, D\]'),
+    (dict(x_train=np.zeros((4, 2)), x_test=np.zeros((4, 2)), y_train=np.arange(3)),
+     r'y_train must be integer labels, one per example of x_train \(4\)'),
+    (dict(x_train=np.zeros((4, 2)), x_test=np.zeros((4, 2)), y_test=np.zeros(4)),
+     r'y_test must be integer labels.*dtype float64'),
+])
+def test_a_bad_file_is_one_line_naming_the_file_and_the_key(tmp_path, contents, message):
+  path = _write(tmp_path, **contents)
+  with pytest.raises(ValueError, match=message) as e:
+    arrays.read(path)
+  assert str(e.value).startswith(f"data.path '{path}': ") and '\n' not in str(e.value)
+
+
+def test_a_missing_a_foreign_or_a_too_large_file_is_one_line(tmp_path):
+  with pytest.raises(ValueError, match='data.dataset=arrays needs data.path'):
+    arrays.read('')
+  with pytest.raises(ValueError, match='no such file'):
+    arrays.read(str(tmp_path / 'nope.npz'))
+  foreign = tmp_path / 'foreign.npz'
+  foreign.write_bytes(b'not a zip file at all')
+  with pytest.raises(ValueError, match='not an .npz file'):
+    arrays.read(str(foreign))
+  path = _write(tmp_path, x_train=np.zeros((100, 8, 8, 1)), x_test=np.zeros((10, 8, 8, 1)))
+  with pytest.raises(ValueError, match=r'its arrays take 0.00 GiB, more than the 0.00 GiB'):
+    arrays.read(path, max_bytes=1000)
+  small = _write(tmp_path, 'small.npz', x_train=np.zeros((100, 8, 8, 1), np.uint8),
+                 x_test=np.zeros((10, 8, 8, 1), np.uint8))
+  with pytest.raises(ValueError, match='more than the .* GiB this machine allows for data, as float'):
+    arrays.read(small, max_bytes=10000)  # 7 kB stored, 28 kB as float32.
+  assert arrays.read(small, max_bytes=10**6).binary
+  # data.path is for arrays only; arrays needs it (before any data is read).
+  config = config_lib.defaults()
+  config.data.path = small
+  with pytest.raises(ValueError, match='data.path is for data.dataset=arrays'):
+    data.validate(config.data)
+  with pytest.raises(ValueError, match='needs data.path'):
+    data.validate(ml_collections.ConfigDict(dict(config_lib.defaults().data.to_dict(),
+                                                 dataset='arrays')))
+  assert os.path.exists(small)
