@@ -117,3 +117,25 @@ def test_a_missing_a_foreign_or_a_too_large_file_is_one_line(tmp_path):
     data.validate(ml_collections.ConfigDict(dict(config_lib.defaults().data.to_dict(),
                                                  dataset='arrays')))
   assert os.path.exists(small)
+
+
+def test_your_own_tfds_builder_by_name_reads_offline_from_its_manual_dir(tmp_path):
+  from tests.own_dataset import tiny_grey  # pylint: disable=g-import-not-at-top (registers it)
+  manual = tiny_grey.write_files(str(tmp_path / 'manual'))
+  config = config_lib.defaults().data
+  config.update(dataset='tiny_grey', manual_dir=manual, data_dir=str(tmp_path / 'tfds'))
+  dataset = data.load(config)
+  assert dataset.dynamic and dataset.input_shape == (8, 8, 1)
+  assert len(dataset.train) == 40 and len(dataset.validation) == 8 and len(dataset.test) == 160
+  with np.load(os.path.join(manual, tiny_grey.FILENAME)) as f:
+    every = np.concatenate([dataset.train, dataset.validation])
+    np.testing.assert_array_equal(np.sort(every.ravel()),
+                                  np.sort(f['x_train'].ravel() / np.float32(255)))
+  with pytest.raises(ValueError, match="registered already"):
+    data.register_dataset('tiny_grey', data.SPECS['tiny_grey'])
+  with pytest.raises(ValueError, match="other than arrays"):
+    data.register_dataset('arrays', data.SPECS['tiny_grey'])
+  missing = config_lib.defaults().data
+  missing.update(dataset='tiny_grey', manual_dir=str(tmp_path), data_dir=str(tmp_path / 'tfds2'))
+  with pytest.raises(data.DataError, match=f'Missing data file {tmp_path}/tiny_grey.npz'):
+    data.load(missing)

@@ -232,3 +232,19 @@ def test_your_own_arrays_train_resume_and_evaluate_through_the_binaries(tmp_path
   assert (f"Error: data.path '{bad}': x_train holds values in [1.5, 1.5]; float arrays must be in "
           '[0, 1]') in result.stderr
   assert not os.path.exists(tmp_path / 'bad_run' / 'config.json')
+
+
+def test_your_own_tfds_builder_through_the_binaries(tmp_path):
+  """A dataset registered by a module outside the package (--import), prepared offline from its
+  manual_dir into a data_dir of its own, trained and evaluated by the binaries."""
+  from tests.own_dataset import tiny_grey  # pylint: disable=g-import-not-at-top
+  manual = tiny_grey.write_files(str(tmp_path / 'manual'))
+  workdir = str(tmp_path / 'run')
+  common = ('--import=tests.own_dataset.tiny_grey', f'--workdir={workdir}')
+  _run([sys.executable, '-m', 'experiments.train', *common,
+        '--config=experiments/configs/xu2019.py:runlocal', '--config.data.dataset=tiny_grey',
+        f'--config.data.manual_dir={manual}', f'--config.data.data_dir={tmp_path / "tfds"}'])
+  _run([sys.executable, '-m', 'experiments.evaluate', *common, '--num_samples=4'])
+  with open(os.path.join(workdir, 'eval_test.json')) as f:
+    result = json.load(f)
+  assert result['num_examples'] == 16 * 10 and np.isfinite(result['nll'])

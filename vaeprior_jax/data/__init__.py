@@ -66,7 +66,7 @@ SPECS = {
         'an .npz of your own (data.path): x_train and x_test, optionally x_validation, as images '
         '[N, H, W, C] or vectors [N, D] (docs/data.md)', carve_validation=True),
 }
-DATASETS = tuple(SPECS)
+DATASETS = tuple(SPECS)  # The library's own; `register_dataset` adds yours to SPECS.
 # The share of the training split `arrays` holds out for validation when data.validation_size is 0
 # and the file has no x_validation.
 ARRAYS_VALIDATION_SHARE = 0.1
@@ -204,9 +204,28 @@ def spec_of(data_config) -> DatasetSpec:
                              carve_validation=contents.splits['validation'] is None)
 
 
+def register_dataset(name: str, spec: DatasetSpec, replace: bool = False) -> None:
+  """Makes `data.dataset=name` read a tfds builder of your own: the builder registered with tfds as
+  `spec.tfds_name or name` (defining its class in a module registers it; give the module to the
+  binaries as --import=MODULE), prepared offline from `data.manual_dir`, which must hold the
+  `spec.files` ((filename, URL or '') pairs). `spec` says how its images are read, as for the
+  library's datasets: `dynamic` (grey levels binarized on the fly), `carve_validation` and
+  `validation_size` (no validation split of its own), `continuous` (colour). A name taken raises,
+  unless `replace`."""
+  if not isinstance(name, str) or not name or name == 'arrays':
+    raise ValueError(f'A dataset name must be a non-empty string other than arrays, got {name!r}.')
+  if name in SPECS and not replace:
+    raise ValueError(f'data.dataset {name!r} is registered already (pass replace=True to replace '
+                     'it).')
+  if not isinstance(spec, DatasetSpec):
+    raise ValueError(f'register_dataset needs a data.DatasetSpec, got {type(spec).__name__}.')
+  SPECS[name] = spec
+
+
 def validate(data_config):
-  if data_config.dataset not in DATASETS:
-    raise ValueError(f'Unknown data.dataset {data_config.dataset!r}; allowed: {", ".join(DATASETS)}.')
+  if data_config.dataset not in SPECS:
+    raise ValueError(f'Unknown data.dataset {data_config.dataset!r}; allowed: {", ".join(SPECS)} '
+                     '(yours: data.register_dataset).')
   if data_config.dataset == 'arrays':
     _arrays(data_config)  # Every key, shape and value checked now, before anything is compiled.
   elif data_config.get('path'):
