@@ -191,3 +191,17 @@ def test_autoregressive_decoders_refuse_a_likelihood_needing_other_channels(net)
   with pytest.raises(ValueError, match=f'model.net={net} has an autoregressive decoder .* needs 2 '
                                        'channels'):
     models.create(mc, (12, 12, 1))
+
+
+def test_the_logistic_mean_keeps_its_gradient_where_tanh_saturates():
+  """The critic reads the decoder's mean: at |tanh| > 127.5 / 128 it lies outside [0, 1], and its
+  gradient is tanh's, not a clip's zero."""
+  lik = likelihoods.DiscretizedLogistic(scale='scalar', event_ndims=1)
+  out = jnp.array([-4.0, 0.0, 4.0])
+  mean = lik.apply({'params': {'log_scale': jnp.float32(0.0)}}, out, method='mean')
+  np.testing.assert_allclose(mean, (128 * np.tanh([-4.0, 0.0, 4.0]) + 127.5) / 255, atol=1e-7)
+  assert mean[0] < 0 and mean[2] > 1
+  grad = jax.grad(lambda o: jnp.sum(lik.apply({'params': {'log_scale': jnp.float32(0.0)}}, o,
+                                              method='mean')))(out)
+  np.testing.assert_allclose(grad, 128 / 255 * (1 - np.tanh([-4.0, 0.0, 4.0]) ** 2), rtol=1e-3)
+  assert grad[0] > 0 and grad[2] > 0

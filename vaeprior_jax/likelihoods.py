@@ -174,10 +174,13 @@ class DiscretizedLogistic(nn.Module):
     return jnp.sum(log_p, axis=_event_axes(self.event_ndims))
 
   def mean(self, out: Array) -> Array:
-    """The logistic's location as an image in [0, 1] (what the code plots and its critic reads):
-    (128 tanh(.) + 127.5) / 255, clipped; out's first C channels for the per-pixel scale."""
+    """The logistic's location as an image (what the code plots and its critic reads):
+    (128 tanh(.) + 127.5) / 255, in (-0.5 / 255, 255.5 / 255); out's first C channels for the
+    per-pixel scale. Not clipped to [0, 1]: the code's critic reads tanh(.) as it is, and a clip
+    would zero the gradient wherever |tanh| > 127.5 / 128 (images are clipped where they are
+    written or scored)."""
     pre_mean = out[..., :out.shape[-1] // 2] if self.scale == 'per_pixel' else out
-    return jnp.clip((128.0 * jnp.tanh(pre_mean) + 127.5) / 255.0, 0.0, 1.0)
+    return (128.0 * jnp.tanh(pre_mean) + 127.5) / 255.0
 
 
 def output_channels(model_config, channels: int) -> int:
