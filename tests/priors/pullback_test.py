@@ -445,3 +445,30 @@ def test_ais_bounds_on_the_prior_sandwich_its_quadrature():
 class _Mixture(nn.Module):
   """A base other than the standard normal (the AIS path refuses it before using it)."""
   latent_dim: int
+
+
+def test_the_mlp_latent_generator_ends_in_a_weight_normed_leaky_relu_layer_as_the_code():
+  """G_omega's last Dense sits in the same arg_scope as its hidden ones (weight norm, leaky ReLU);
+  D_kappa's last is linear. Checked against a hand computation from the parameters."""
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import latent_gan  # pylint: disable=g-import-not-at-top
+  eps = jax.random.normal(jax.random.key(0), (64, 3))
+  for out_activation in (True, False):
+    mlp = latent_gan.MLP((4,), 3, out_activation=out_activation)
+    params = mlp.init(jax.random.key(1), eps)['params']
+    got = mlp.apply({'params': params}, eps)
+
+    def wn(name, x):
+      kernel = params[name]['kernel']
+      scale = [v for k, v in params.items() if k.startswith('WeightNorm') and
+               f'{name}/kernel/scale' in v][0][f'{name}/kernel/scale']
+      return x @ (kernel / jnp.linalg.norm(kernel, axis=0) * scale) + params[name]['bias']
+
+    h = jax.nn.leaky_relu(wn('hidden_0', eps), 0.2)
+    expected = (jax.nn.leaky_relu(wn('out', h), 0.2) if out_activation else
+                h @ params['out']['kernel'] + params['out']['bias'])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  prior = priors.from_config(config_lib.complete_section(dict(
+      prior='pullback', latent_dim=3, discriminator='vaepp'), 'model'), (28, 28, 1))
+  assert prior.latent_generator.out_activation and prior.latent_generator.weight_norm
+  assert not prior.latent_critic.out_activation

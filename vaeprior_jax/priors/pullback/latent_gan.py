@@ -4,7 +4,8 @@ samples start VAEPP's MALA chains (and, decoded directly, are the paper's "GAN-V
 
 The nets follow the authors' code (`G_omega`, `D_kappa`). For 28x28 grey images (`MLP`,
 `model.latent_gan_net=mlp`): weight-normalised Dense[40] layers with leaky ReLU, five in the
-generator and six in the critic, then a linear Dense to d (generator) or 1 (critic), eps of size d.
+generator and six in the critic, then Dense to d (generator: weight-normalised with leaky ReLU too,
+as the code's last layer) or 1 (critic: linear), eps of size d.
 For CIFAR-10 and CelebA (`dmm_cifar10.py`, `dmm_for_sampling.py`; `model.latent_gan_net=conv`) they
 are convolutional on the latents seen as an 8x8x(d/64) map, eps of size 128:
   generator  eps -> Dense[4 x 4 x 256] (linear) -> DeRes[256] -> DeRes[256] -> DeRes[128, x2] ->
@@ -34,11 +35,15 @@ Array = jax.Array
 
 
 class MLP(nn.Module):
-  """Weight-normalised Dense[units] x len(hidden) with leaky ReLU, then a linear Dense[out]."""
+  """Weight-normalised Dense[units] x len(hidden) with leaky ReLU, then Dense[out]: linear, or with
+  `out_activation` weight-normalised with leaky ReLU like the hidden layers (the code's generator
+  `G_omega` builds its last layer inside the same arg_scope as the others; its critic `D_kappa`
+  adds a linear one after it)."""
   hidden: Sequence[int]
   out: int
   weight_norm: bool = True
   negative_slope: float = 0.2
+  out_activation: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -46,7 +51,11 @@ class MLP(nn.Module):
       dense = nn.Dense(units, name=f'hidden_{i}')
       layer = nn.WeightNorm(dense) if self.weight_norm else dense
       x = nn.leaky_relu(layer(x), self.negative_slope)
-    return nn.Dense(self.out, name='out')(x)
+    if not self.out_activation:
+      return nn.Dense(self.out, name='out')(x)
+    dense = nn.Dense(self.out, name='out')
+    layer = nn.WeightNorm(dense) if self.weight_norm else dense
+    return nn.leaky_relu(layer(x), self.negative_slope)
 
 
 NETS = ('mlp', 'conv')

@@ -192,7 +192,7 @@ def _pullback(mc, input_shape):
   else:
     units = mc.latent_gan_units
     generator = latent_gan.MLP((units,) * mc.latent_gan_generator_layers, mc.latent_dim,
-                               negative_slope=mc.negative_slope)
+                               negative_slope=mc.negative_slope, out_activation=True)
     critic = latent_gan.MLP((units,) * mc.latent_gan_critic_layers, 1,
                             negative_slope=mc.negative_slope)
     noise_dim = mc.latent_gan_noise_dim or mc.latent_dim
