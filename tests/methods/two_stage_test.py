@@ -13,6 +13,7 @@ import helpers
 from vaeprior_jax import checkpoints
 from vaeprior_jax import config as config_lib
 from vaeprior_jax.evaluation import analysis
+from vaeprior_jax.evaluation import records
 from vaeprior_jax.evaluation import report
 from vaeprior_jax.evaluation.sample_quality import classifier_distance
 from vaeprior_jax import methods
@@ -129,6 +130,10 @@ def test_the_two_stage_method_trains_each_stage_and_resumes_inside_either(tmp_pa
   assert sorted(os.listdir(classifier_dir)) == ['classifier.json', 'classifier.npz']
   exported = quality_again.pop('exported')
   assert quality == quality_again and 'not FID' in quality['classifier']['name']
+  # Each report is also a record (evaluation.records), with its protocol.
+  quality_records = [r for r in records.read(full) if r['kind'] == 'sample_quality']
+  assert len(quality_records) == 2 and quality_records[0]['protocol']['num_generated'] == 20
+  assert quality_records[0]['metrics'] == json.loads(json.dumps(quality))
   # The scored images, exported for external FID tools: uint8 RGB, each min-max normalised (the
   # two_stage protocol's default, as the authors' script), reconstructions included.
   assert sorted(exported) == ['first_stage_samples', 'reconstructions', 'samples']

@@ -262,3 +262,4 @@ def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypat
   other = run(2.0, {'p': 2})['v']
   np.testing.assert_array_equal(other, estimators.split_outputs(
       fn, 2.0, images, jax.random.key(0), mesh, 8)['v'])
+

@@ -24,6 +24,7 @@ from vaeprior_jax import priors
 from vaeprior_jax import sharding
 from vaeprior_jax.evaluation import estimators
 from vaeprior_jax.evaluation import images
+from vaeprior_jax.evaluation import records
 
 
 CHECKPOINTS = checkpoints.CHECKPOINTS
@@ -278,6 +279,14 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   if jax.process_index() == 0:
     with open(result_path(workdir, split, max_examples, seed), 'w') as f:
       json.dump(result, f, indent=2)
+  per_epoch = data.steps_per_epoch(len(dataset.train), config.train.batch_size)
+  records.append(
+      workdir, 'likelihood', config, result,
+      dict(protocol, estimator=f'{num_samples}-sample importance-weighted',
+           active_units_samples=ec.active_units_samples if active_units else None),
+      overrides=dict(eval_overrides or {}, **({'conv_backend': conv_backend} if conv_backend
+                                                else {})),
+      budget={'step': int(step), 'epochs': int(step) / per_epoch, 'checkpoint': checkpoint})
   return result
 
 
@@ -393,11 +402,11 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
       key, runs = hooks_lib.QUALITY_SETTINGS.get(group, ('model.prior', 'another kind of run'))
       raise ValueError(f'{group.upper()} settings ({", ".join(sorted(values))}) need {runs}; '
                        f'this run\'s {key} is {config_lib.value_at(config, key)!r}.')
-  records, suffix = {}, ''
+  recorded, suffix = {}, ''
   for h in hooks:
     if h.quality_settings:
       record, more = h.apply_quality_settings(config, given.get(h.quality_settings, {}))
-      records.update(record)
+      recorded.update(record)
       suffix += more
   if protocol is None:  # The paper's of the run's components, else the default.
     protocol = next((h.quality_protocol for h in hooks if h.quality_protocol),
@@ -412,7 +421,7 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
   if not (use_cfd or use_fid):
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
                      f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
-  return config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix
+  return config, hooks, protocol, num_generated, fid_file, use_cfd, recorded, suffix
 
 
 def _quality_splits(data_config, use_cfd: bool, ref_split: str, num_ref: int, num_generated: int,
@@ -499,8 +508,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import fid  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation.sample_quality import frechet  # pylint: disable=g-import-not-at-top
-  config, hooks, protocol, num_generated, fid_file, use_cfd, records, suffix = _quality_arguments(
-      workdir, fid_weights, protocol, num_images, settings or {}, bootstrap)
+  (config, hooks, protocol, num_generated, fid_file, use_cfd, records_of_settings,
+   suffix) = _quality_arguments(workdir, fid_weights, protocol, num_images, settings or {},
+                                bootstrap)
   use_fid = fid_file is not None
   spec = hooks_lib.QUALITY_PROTOCOLS.get(protocol)
   ref_split, num_ref = spec.reference_split, spec.num_reference
@@ -521,7 +531,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   result = {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
             'num_reference': len(reference), 'num_data': len(held_out), 'step': int(step),
             'normalize': normalize, 'bootstrap': bootstrap}
-  result.update(records)  # The components' report settings (e.g. MALA's).
+  result.update(records_of_settings)  # The components' report settings (e.g. MALA's).
   with_report = next((r for r in (h.samples_with_report(config) for h in hooks) if r), None)
   if use_cfd:
     num_classes = classifier_distance.LABELLED[dataset]
@@ -570,4 +580,11 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)
+  records.append(
+      workdir, 'sample_quality', config, result,
+      {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
+       'num_reference': len(reference), 'seed': seed, 'normalize': normalize,
+       'bootstrap': bootstrap, 'checkpoint': checkpoint, 'settings': records_of_settings},
+      overrides={k: v for k, v in (settings or {}).items() if v},
+      budget={'step': int(step)})
   return result
