@@ -185,7 +185,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   t.gradient_penalty_exponent = 0.0     # the code's: |g|^3 on interpolates, |g|^6 at points
   t.vaepp_penalty_scale = 'weight'      # the paper: 'beta'
   t.vaepp_prior_samples = 128
-  t.vaepp_naive_vae_steps = 5
+  t.vaepp_naive_same_batch = True      # naive: a VAE then a critic update per batch (the code)
+  t.vaepp_naive_vae_steps = 5           # ... with same_batch=False (the paper's Algorithm 1): n_c
   t.log_z_every_epochs = log_z_every   # the code's test epochs
   if colour and penalty in ('div1', 'div2'):
     t.gradient_penalty_exponent = 6.0   # the colour scripts: (|g|^2)^3 for both kinds

@@ -56,7 +56,7 @@ def test_vaepps_groups_decay_at_the_global_epochs_in_both_phases(entry):
   (vae,) = [p for p in method.phases() if p.name == 'vae']
   (gan,) = [p for p in method.phases() if p.name == 'latent_gan']
   assert vae.end == gan.start == 40 and gan.end > 60
-  for group in ('vae', 'critic'):  # The naive method's critic trains on every 6th step only.
+  for group in ('vae', 'critic'):  # (naive: the VAE, then the critic, at every step.)
     _check(method, group, {19: 1e-3, 20: 5e-4, 39: 5e-4})
   # The latent WGAN starts at the base rate (the VAE phase's decays do not apply) and decays at
   # global epoch 6, step 60, inside its phase: its optimizers count from step 40.

@@ -109,18 +109,49 @@ def test_which_groups_each_step_trains():
   assert got == expected
   assert all(np.isfinite(m['loss']) for m in metrics)
   assert metrics[0]['gradient_penalty'] > 0 and np.isnan(metrics[6]['latent_critic_loss'])
-  # vaepp_naive: vae, vae, critic, vae, ... (2 VAE steps per critic step), and no penalty on the
-  # VAE's steps.
-  _, states, metrics = _steps(_config('vaepp_naive'), 4)
+  # vaepp_naive as the paper's Algorithm 1: vae, vae, critic, vae, ... (n_c = 2 VAE steps per
+  # critic step, each on its own batch), and no penalty on the VAE's steps.
+  paper = _config('vaepp_naive', vaepp_naive_same_batch=False)
+  _, states, metrics = _steps(paper, 4)
   got = [{g for g, c in _changed(states[i]['params'], states[i + 1]['params']).items() if c}
          for i in range(4)]
   assert got == [{'vae'}, {'vae'}, {'critic'}, {'vae'}]
   assert metrics[0]['gradient_penalty'] == 0 and metrics[2]['gradient_penalty'] > 0
   # The host loop's per-group steps compute what the switch does, with the same metrics.
-  _, host_states, host_metrics = _steps(_config('vaepp_naive'), 4, switch=False)
+  _, host_states, host_metrics = _steps(paper, 4, switch=False)
   for a, b in zip(states, host_states):
     assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   assert [sorted(m) for m in host_metrics] == [sorted(m) for m in metrics]
+  # vaepp_naive as the code (the default): every step updates the VAE, then the critic on the same
+  # batch from the updated VAE: two single-group updates of one step, by hand.
+  method, states, metrics = _steps(_config('vaepp_naive'), 2)
+  got = [{g for g, c in _changed(states[i]['params'], states[i + 1]['params']).items() if c}
+         for i in range(2)]
+  assert got == [{'vae', 'critic'}] * 2
+  model = models.create(_config('vaepp_naive').model, SHAPE)
+  vae = methods.base.make_step(model, method, ('vae',), advance=False)
+  critic = methods.base.make_step(model, method, ('critic',), advance=False)
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(8,) + SHAPE) > 0.5, jnp.float32)
+  key = jax.random.key(1)
+
+
+  @jax.jit
+  def by_hand(state):  # (One jit, as the step's: the same fusion, so the same bits.)
+    after_vae, vae_metrics = vae(state, x, key)
+    return after_vae, vae_metrics, *critic(after_vae, x, jax.random.fold_in(key, 1))
+
+  after_vae, vae_metrics, after_both, critic_metrics = by_hand(states[0])
+  assert int(after_both['step']) == 0 and int(states[1]['step']) == 1
+  assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(after_vae['params']),
+                                                        jax.tree.leaves(after_both['params'])))
+  for u, v in zip(jax.tree.leaves(after_both['params']), jax.tree.leaves(states[1]['params'])):
+    np.testing.assert_array_equal(u, v)
+  # The VAE's objective as the loss, not the critic's; the critic's penalty.
+  np.testing.assert_allclose(metrics[0]['loss'], vae_metrics['loss'], rtol=1e-5)
+  np.testing.assert_allclose(metrics[0]['gradient_penalty'], critic_metrics['gradient_penalty'],
+                             rtol=1e-4)
+  assert metrics[0]['gradient_penalty'] > 0 and abs(metrics[0]['loss'] - critic_metrics['loss']) > 1
+  np.testing.assert_allclose(metrics[0]['elbo'], vae_metrics['elbo'], rtol=1e-5)
 
 
 def test_vaepp_plus_flow_trains_the_planar_layers_with_the_vae_and_feeds_samples_to_the_wgan():

@@ -49,8 +49,10 @@ class Phase:
 
   With a `cycle` (a tuple of group tuples), the phase alternates: step start + k trains
   cycle[k % len(cycle)] only (e.g. five critic steps, then one generator step), each step on its
-  own batch; `groups` must then be the union of the cycle's groups. Without one, every step trains
-  all of `groups` together.
+  own batch; `groups` must then be the union of the cycle's groups. With a `sequence` (a tuple of
+  group tuples) instead, every step makes one update per group tuple, one after the other, on the
+  same batch (e.g. the VAE, then the critic it is trained against). Without either, every step
+  trains all of `groups` together with one gradient.
   """
   name: str
   groups: Tuple[str, ...]
@@ -58,12 +60,16 @@ class Phase:
   end: int
   learning_rate: Optional[float] = None  # For the log, where the phase has one constant rate.
   cycle: Tuple[Tuple[str, ...], ...] = ()
+  sequence: Tuple[Tuple[str, ...], ...] = ()
 
   def __post_init__(self):
-    union = sorted({g for c in self.cycle for g in c})
-    if self.cycle and union != sorted(self.groups):
-      raise ValueError(f'Phase {self.name}: groups {self.groups} must be the union of its cycle '
-                       f'{self.cycle}.')
+    if self.cycle and self.sequence:
+      raise ValueError(f'Phase {self.name}: a cycle or a sequence, not both.')
+    for name, parts in (('cycle', self.cycle), ('sequence', self.sequence)):
+      union = sorted({g for c in parts for g in c})
+      if parts and union != sorted(self.groups):
+        raise ValueError(f'Phase {self.name}: groups {self.groups} must be the union of its '
+                         f'{name} {parts}.')
 
   def groups_at(self, step: int) -> Tuple[str, ...]:
     """The groups step `step` trains."""
@@ -73,8 +79,10 @@ class Phase:
 
   @property
   def key(self) -> Tuple:
-    """What determines the phase's compiled step: its groups, its cycle and where the cycle starts."""
-    return (self.groups, self.cycle, self.start % len(self.cycle) if self.cycle else 0)
+    """What determines the phase's compiled step: its groups, its cycle and where the cycle starts,
+    its sequence."""
+    return (self.groups, self.cycle, self.start % len(self.cycle) if self.cycle else 0,
+            self.sequence)
 
   @property
   def group(self) -> str:
@@ -216,7 +224,10 @@ def apply_model(model, params, model_state: Optional[Dict[str, Any]], *args, met
 def phase_steps(model, method: Method, phase: Phase) -> Dict[Tuple[str, ...], Callable]:
   """{groups: step} for each distinct group tuple a phase trains (one for a phase without a cycle).
   A cycle's steps all return the union of their metrics, NaN where a step computes none, so that
-  every step of the phase has one metrics structure."""
+  every step of the phase has one metrics structure. A phase with a sequence has one step that makes
+  its updates in turn (`make_sequence_step`)."""
+  if phase.sequence:
+    return {phase.groups: make_sequence_step(model, method, phase.sequence)}
   if not phase.cycle:
     return {phase.groups: make_step(model, method, phase.groups)}
   plain = {groups: make_step(model, method, groups) for groups in dict.fromkeys(phase.cycle)}
@@ -258,9 +269,29 @@ def make_phase_step(model, method: Method, phase: Phase):
   return step_fn
 
 
-def make_step(model, method: Method, groups: Sequence[str]):
+def make_sequence_step(model, method: Method, sequence: Sequence[Sequence[str]]):
+  """(state, batch, train_key) -> (state, metrics): one step that updates each group tuple of
+  `sequence` in turn on the same batch, each from the parameters the ones before it left (update i
+  with the key fold_in(fold_in(train_key, i), s) for i > 0, the first as `make_step`'s), then
+  counts one step. The metrics are the union, a later update's value replacing an earlier one of
+  the same name, but for 'loss': the first update's (the objective the phase is for, e.g. the VAE's
+  loss, not its critic's)."""
+  steps = [make_step(model, method, groups, advance=False) for groups in sequence]
+
+  def step_fn(state: State, batch: Array, train_key: Array):
+    metrics = {}
+    for i, fn in enumerate(steps):
+      state, m = fn(state, batch, jax.random.fold_in(train_key, i) if i else train_key)
+      metrics = {**metrics, **m, **({'loss': metrics['loss']} if 'loss' in metrics else {})}
+    return dict(state, step=state['step'] + 1), metrics
+
+  return step_fn
+
+
+def make_step(model, method: Method, groups: Sequence[str], advance: bool = True):
   """(state, batch, train_key) -> (state, metrics): one step that trains `groups`; step s uses the
-  key fold_in(train_key, s)."""
+  key fold_in(train_key, s). `advance=False` leaves the step count as it is (one update of a
+  `make_sequence_step`)."""
   groups = tuple(groups)
   optimizers = method.optimizers()
   for g in groups:
@@ -286,7 +317,8 @@ def make_step(model, method: Method, groups: Sequence[str]):
     for g in groups:
       updates, opt_state[g] = optimizers[g].update(grads[g], opt_state[g], trained[g], step=step)
       new[g] = optax.apply_updates(trained[g], updates)
-    out = dict(state, params=method.merge({**parts, **new}), opt_state=opt_state, step=step + 1)
+    out = dict(state, params=method.merge({**parts, **new}), opt_state=opt_state,
+               step=step + 1 if advance else step)
     if model_state:
       out['model_state'] = model_state
     return out, metrics

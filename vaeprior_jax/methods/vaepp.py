@@ -17,10 +17,14 @@ VAE phase, `train.num_epochs` (or `train.num_steps`), on each batch x (encoder i
     `train.vaepp_penalty_scale=beta`, by beta (the paper's Eq. 9 and Algorithm 2),
   loss = -mean_i log p(x_i|z_i) + KL~ + scale R + l2_reg L2 (the residual blocks' kernels).
   vaepp        (Algorithm 2, the default): one step over 'vae' and 'critic' together on that loss.
-  vaepp_naive  (Algorithm 1): `train.vaepp_naive_vae_steps` (5) steps of 'vae' on the loss without R, then
-               one step of 'critic' on mean D(x) - mean D(G(eps)) + scale R (the code's `VAE_D_loss`;
-               the paper's Algorithm 1 writes the opposite sign, which would score generated images
-               as real), each step on its own batch; the critic's Adam has beta1 = 0.5.
+  vaepp_naive  (Algorithm 1): updates of 'vae' on the loss without R and of 'critic' on
+               mean D(x) - mean D(G(eps)) + scale R (the code's `VAE_D_loss`; the paper's Algorithm
+               1 writes the opposite sign, which would score generated images as real); the
+               critic's Adam has beta1 = 0.5. As the code (`train.vaepp_naive_same_batch`, the
+               default): every step one 'vae' update, then one 'critic' update on the same batch.
+               As the paper's Algorithm 1 (`vaepp_naive_same_batch=False`):
+               `train.vaepp_naive_vae_steps` (n_c) steps of 'vae', then one of 'critic', each on its
+               own batch.
 Both: Adam at `train.learning_rate` (1e-4), times `train.lr_decay_factor` (0.5) at each of
 `train.lr_decay_epochs`.
 
@@ -63,7 +67,9 @@ config_lib.declare(
         gradient_penalty_exponent=0.0,  # ... on the gradient norm (0: the code's, 2 / 3 / 6)
         vaepp_penalty_scale='weight',  # ... R scaled by W (code) | beta (paper)
         vaepp_prior_samples=128,  # ... eps ~ p_base per step (log Z_batch, the penalty's fakes)
-        vaepp_naive_vae_steps=5,  # ... vaepp_naive: VAE steps per critic step
+        vaepp_naive_same_batch=True,  # ... vaepp_naive: each step a VAE update, then a critic
+        #     update on the same batch (the code) | False: the paper's Algorithm 1, below
+        vaepp_naive_vae_steps=5,  # ... vaepp_naive, same_batch=False: VAE steps per critic step
         latent_gan_epochs=0.0,  # ... the latent WGAN after the VAE (0: none),
         latent_gan_critic_steps=5,  # ... critic steps per generator step,
         latent_gan_real='mean',  # ... its real latents: posterior means | samples (flows)
@@ -175,6 +181,9 @@ class VAEPP(base.Method):
     if mc.pullback_sample_start == 'gan' and tc.latent_gan_epochs <= 0:
       raise ValueError('model.pullback_sample_start=gan starts MALA from the latent WGAN: set '
                        'train.latent_gan_epochs > 0 (or model.pullback_sample_start=base).')
+    if not isinstance(tc.vaepp_naive_same_batch, bool):
+      raise ValueError(f'train.vaepp_naive_same_batch must be True or False, got '
+                       f'{tc.vaepp_naive_same_batch!r}.')
     if tc.latent_gan_real not in ('mean', 'sample'):
       raise ValueError(f'Unknown train.latent_gan_real {tc.latent_gan_real!r}; allowed: mean, '
                        'sample.')
@@ -203,7 +212,10 @@ class VAEPP(base.Method):
 
   def phases(self):
     tc = self.config.train
-    if self.naive:
+    if self.naive and tc.vaepp_naive_same_batch:
+      vae = base.Phase('vae', ('vae', 'critic'), 0, self._vae_steps,
+                       sequence=(('vae',), ('critic',)))
+    elif self.naive:
       cycle = (('vae',),) * tc.vaepp_naive_vae_steps + (('critic',),)
       vae = base.Phase('vae', ('vae', 'critic'), 0, self._vae_steps, cycle=cycle)
     else:
