@@ -139,3 +139,39 @@ def test_your_own_tfds_builder_by_name_reads_offline_from_its_manual_dir(tmp_pat
   missing.update(dataset='tiny_grey', manual_dir=str(tmp_path), data_dir=str(tmp_path / 'tfds2'))
   with pytest.raises(data.DataError, match=f'Missing data file {tmp_path}/tiny_grey.npz'):
     data.load(missing)
+
+
+def test_your_labels_give_the_classifier_distance_of_the_sample_quality_report(tmp_path):
+  """Arrays with y_train and y_test: the report trains its classifier on them (kept per file: another
+  file is refused), and scores the samples; without labels it names what it needs."""
+  from vaeprior_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  import helpers  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (72, 8, 8, 1), dtype=np.uint8)
+  y = rng.integers(0, 3, 72)
+  path = _write(tmp_path, x_train=x[:56], y_train=y[:56], x_test=x[56:], y_test=y[56:])
+  config = helpers.tiny_config()
+  config.data.update(dataset='arrays', path=path)
+  config.train.num_steps = 4
+  assert classifier_distance.num_classes(config.data) == int(y.max()) + 1
+  workdir, classifier_dir = str(tmp_path / 'run'), str(tmp_path / 'classifier')
+  trainer.train_and_evaluate(config, workdir)
+  quality = report.sample_quality(workdir, classifier_dir, num_images=8, classifier_steps=3)
+  assert quality['classifier']['dataset'].startswith('arrays-')
+  assert quality['num_reference'] == 16 and np.isfinite(quality['cfd_samples'])
+  other = _write(tmp_path, 'other.npz', x_train=x[:56], y_train=y[:56] % 2, x_test=x[56:],
+                 y_test=y[56:] % 2)
+  config.data.path = other
+  workdir2 = str(tmp_path / 'run2')
+  trainer.train_and_evaluate(config, workdir2)
+  with pytest.raises(ValueError, match='holds the arrays-.* classifier, not arrays-'):
+    report.sample_quality(workdir2, classifier_dir, num_images=8)
+  unlabelled = _write(tmp_path, 'unlabelled.npz', x_train=x[:56], x_test=x[56:])
+  config.data.path = unlabelled
+  assert classifier_distance.num_classes(config.data) == 0
+  workdir3 = str(tmp_path / 'run3')
+  trainer.train_and_evaluate(config, workdir3)
+  with pytest.raises(ValueError, match='the CFD needs labels .*or arrays with y_train and y_test'):
+    report.check_sample_quality(workdir3, classifier_dir)

@@ -193,6 +193,22 @@ def _arrays(data_config) -> 'arrays_lib.Contents':
 _ARRAYS_CACHE = {}
 
 
+def array_contents(data_config) -> 'arrays_lib.Contents':
+  """The checked contents of a `data.dataset=arrays` config's file (splits, labels, shape)."""
+  if data_config.dataset != 'arrays':
+    raise ValueError(f'data.dataset={data_config.dataset} is not arrays.')
+  return _arrays(data_config)
+
+
+def identity(data_config) -> str:
+  """What names the data of `data_config` for the classifiers and statistics kept for it: the
+  dataset's name, for `arrays` with the SHA-256 of its file (another file: another identity)."""
+  if data_config.dataset != 'arrays':
+    return data_config.dataset
+  path = os.path.abspath(os.path.expanduser(data_config.path))
+  return f'arrays-{file_sha256(path)[:16]}'
+
+
 def spec_of(data_config) -> DatasetSpec:
   """How `data_config.dataset` is read: its `SPECS` entry, for `arrays` completed from the file
   (levels are binarized like MNIST's grey levels; a file with x_validation has its own split)."""

@@ -2,8 +2,9 @@
 
 The file holds `x_train` and `x_test`, and optionally `x_validation` (else a seeded part of `x_train`
 is held out, as for MNIST) and integer labels `y_train`, `y_validation`, `y_test` (one per example;
-checked, not used yet). Each `x_*` is images [N, H, W, C] or vectors [N, D] of the same shape in
-every split: uint8 (0..255, read as k / 255), bool, or float in [0, 1]. Arrays whose every value is
+with y_train and y_test, the sample-quality report's classifier distance trains on them). Each `x_*`
+is images [N, H, W, C] or vectors [N, D] of the same shape in every split: uint8 (0..255, read as
+k / 255), bool, or float in [0, 1]. Arrays whose every value is
 0 or 1 (after that scaling) are binary and used as they are; others hold levels, binarized like
 MNIST's grey levels with `data.binarize` (anew at every step, the test split a fixed number of
 times), or kept as levels for the Gaussian or discretized-logistic likelihoods.
@@ -33,10 +34,12 @@ MEMORY_SHARE = 0.5
 @dataclasses.dataclass(frozen=True)
 class Contents:
   """What a checked file holds: the splits as float32 in [0, 1] ({'train', 'validation' (None if
-  absent), 'test'}), whether every value is 0 or 1, and the example shape."""
+  absent), 'test'}), whether every value is 0 or 1, the example shape, and the labels given
+  ({'train': y_train, ...}, int32)."""
   splits: Dict[str, Optional[np.ndarray]]
   binary: bool
   shape: Tuple[int, ...]
+  labels: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # {split: y}, as given
 
 
 def memory_bytes() -> int:
@@ -113,7 +116,8 @@ def read(path: str, max_bytes: Optional[int] = None) -> Contents:
     out = {k: a.reshape(a.shape + (1, 1)) for k, a in out.items()}
     shape = out['x_train'].shape[1:]
   splits = {'train': out['x_train'], 'validation': out.get('x_validation'), 'test': out['x_test']}
-  return Contents(splits, binary, tuple(int(s) for s in shape))
+  return Contents(splits, binary, tuple(int(s) for s in shape),
+                  {key[2:]: y.astype(np.int32) for key, y in labels.items()})
 
 
 def _checked_images(path: str, key: str, array: np.ndarray) -> np.ndarray:

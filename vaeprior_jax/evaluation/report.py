@@ -377,7 +377,7 @@ def check_sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       workdir, fid_weights, protocol, num_images, settings or {}, bootstrap)
   if use_cfd:
     classifier_distance.kept_classifier(classifier_dir or os.path.join(workdir, 'classifier'),
-                                        config.data.dataset)
+                                        data.identity(config.data))
 
 
 def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, bootstrap):
@@ -417,10 +417,11 @@ def _quality_arguments(workdir, fid_weights, protocol, num_images, settings, boo
   use_fid = bool(fid_weights or os.environ.get(fid.WEIGHTS_ENV))
   fid_file = fid.checked_weights(fid_weights) if use_fid else None
   dataset = config.data.dataset
-  use_cfd = dataset in classifier_distance.LABELLED
+  use_cfd = classifier_distance.num_classes(config.data) > 0
   if not (use_cfd or use_fid):
     raise ValueError(f'No distance to compute for {dataset}: the CFD needs labels (allowed: '
-                     f'{", ".join(classifier_distance.LABELLED)}) and FID needs --fid_weights.')
+                     f'{", ".join(classifier_distance.LABELLED)}, or arrays with y_train and '
+                     'y_test) and FID needs --fid_weights.')
   return config, hooks, protocol, num_generated, fid_file, use_cfd, recorded, suffix
 
 
@@ -534,7 +535,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
   result.update(records_of_settings)  # The components' report settings (e.g. MALA's).
   with_report = next((r for r in (h.samples_with_report(config) for h in hooks) if r), None)
   if use_cfd:
-    num_classes = classifier_distance.LABELLED[dataset]
+    num_classes = classifier_distance.num_classes(config.data)
     cfd_params, info = classifier_distance.load_or_train(classifier_dir, config.data,
                                                              classifier_steps)
     result['classifier'] = dict(info, folder=os.path.abspath(classifier_dir))
@@ -542,7 +543,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
         classifier_distance.features(cfd_params, num_classes, reference))
   if use_fid:
     fid_features = fid.features_fn()
-    cache = reference_cache_path(classifier_dir, dataset, ref_split, len(reference), seed,
+    cache = reference_cache_path(classifier_dir, data.identity(config.data), ref_split,
+                                 len(reference), seed,
                                  fid_file[1][:16])
     fid_reference = cached_statistics(
         cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))

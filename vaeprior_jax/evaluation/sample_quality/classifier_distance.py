@@ -42,14 +42,43 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_classes, name='logits')(features), features
 
 
-def load_labelled(data_config, split: str) -> Tuple[np.ndarray, np.ndarray]:
-  """(images [N, H, W, C] float32 in [0, 1], labels [N] int32) of a whole tfds split ('train' is
-  the full training split, before the validation carve-out), prepared offline like `data.load`."""
+def num_classes(data_config) -> int:
+  """The number of classes of `data_config`'s labels (0: none here): LABELLED's, or for your own
+  arrays 1 + the largest of y_train and y_test (images of at least 4x4 only: the classifier pools
+  twice)."""
   from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  if data_config.dataset not in LABELLED:
+  if data_config.dataset in LABELLED:
+    return LABELLED[data_config.dataset]
+  if data_config.dataset != 'arrays':
+    return 0
+  contents = data.array_contents(data_config)
+  if not {'train', 'test'} <= set(contents.labels) or min(contents.shape[:2]) < 4:
+    return 0
+  return int(max(contents.labels['train'].max(), contents.labels['test'].max())) + 1
+
+
+def _needs_labels(data_config) -> int:
+  n = num_classes(data_config)
+  if not n:
     raise ValueError(f'The {NAME} needs labels; data.dataset={data_config.dataset!r} has none here '
-                     f'(allowed: {", ".join(LABELLED)}).')
+                     f'(allowed: {", ".join(LABELLED)}, or arrays with y_train and y_test and images '
+                     'of at least 4x4).')
+  return n
+
+
+def load_labelled(data_config, split: str) -> Tuple[np.ndarray, np.ndarray]:
+  """(images [N, H, W, C] float32 in [0, 1], labels [N] int32) of a whole split ('train' is the full
+  training split, before the validation carve-out): a tfds split prepared offline like
+  `data.load`, or your own arrays' x and y."""
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  _needs_labels(data_config)
+  if data_config.dataset == 'arrays':
+    contents = data.array_contents(data_config)
+    if split not in contents.labels or contents.splits[split] is None:
+      raise ValueError(f'data.path {data_config.path!r} has no labels of its {split} split '
+                       f'(y_{split}).')
+    return contents.splits[split], contents.labels[split]
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = data.get_builder(data_config)
   ds = builder.as_dataset(split=split, shuffle_files=False).batch(8192)
   images, labels = [], []
@@ -127,22 +156,21 @@ def kept_classifier(folder: str, dataset: str):
 def load_or_train(folder: str, data_config, steps: int = 2000, seed: int = 0):
   """(params, info) of the dataset's classifier kept in `folder`; trained and saved there first if
   the folder has none. A folder holding another dataset's classifier is refused."""
-  dataset = data_config.dataset
-  if dataset not in LABELLED:
-    raise ValueError(f'The {NAME} needs labels; data.dataset={dataset!r} has none here (allowed: '
-                     f'{", ".join(LABELLED)}).')
   from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  classes = _needs_labels(data_config)
+  dataset = data.identity(data_config)
   info = kept_classifier(folder, dataset)
   info_path, weights_path = _files(folder)
   if info is not None:
     return checkpoints.load_tree_npz(weights_path), info
   start = time.time()
   images, labels = load_labelled(data_config, 'train')
-  params = train(images, labels, LABELLED[dataset], steps, seed=seed)
+  params = train(images, labels, classes, steps, seed=seed)
   test_images, test_labels = load_labelled(data_config, 'test')
   info = {'name': NAME, 'dataset': dataset, 'steps': steps, 'batch_size': 128, 'seed': seed,
           'train_examples': len(images),
-          'test_accuracy': accuracy(params, LABELLED[dataset], test_images, test_labels),
+          'test_accuracy': accuracy(params, classes, test_images, test_labels),
           'train_seconds': time.time() - start}
   os.makedirs(folder, exist_ok=True)
   checkpoints.save_tree_npz(weights_path, params)
