@@ -519,7 +519,6 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     normalize = spec.normalize
   fid_params = fid.load_params(fid_file[0]) if use_fid else None
   classifier_dir = classifier_dir or os.path.join(workdir, 'classifier')
-  dataset = config.data.dataset
 
   reference, test_images, held_out = _quality_splits(config.data, use_cfd, ref_split, num_ref,
                                                       num_generated, seed)
