@@ -597,13 +597,16 @@ def load(data_config) -> Dataset:
   test images are binarized `data.test_binarizations` (10) times with `data.test_binarization_seed`.
 
   With `data.cache_dir`, the prepared splits are also kept there as one .npz file per dataset and
-  split settings (`cache_path`); later loads read it without TensorFlow or tfds.
+  split settings (`cache_path`); later loads read it without TensorFlow or tfds. `arrays` (your
+  .npz, `data.path`) is read from its file, checked by `data.arrays.read`.
   """
   data_config = _complete(data_config)
   validate(data_config)
   path = cache_path(data_config)
   if path and os.path.exists(path):
     return read_cache(path, data_config.dataset)
+  if data_config.dataset == 'arrays':
+    return _load_arrays(data_config)  # (Never cached: it is arrays already.)
   dataset = _load_from_tfds(data_config)
   if path and _process_index() == 0:
     write_cache(dataset, path)
@@ -667,8 +670,6 @@ def _with_test_binarizations(name, train, validation, test, spec, data_config) -
 
 
 def _load_from_tfds(data_config) -> Dataset:
-  if data_config.dataset == 'arrays':
-    return _load_arrays(data_config)
   builder = get_builder(data_config)
   name = data_config.dataset
   spec = SPECS[name]
