@@ -263,3 +263,43 @@ def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypat
   np.testing.assert_array_equal(other, estimators.split_outputs(
       fn, 2.0, images, jax.random.key(0), mesh, 8)['v'])
 
+
+
+def test_a_sample_quality_report_stopped_by_a_signal_goes_on_from_the_kinds_done(tmp_path,
+                                                                               monkeypatch):
+  """Your own labelled arrays (a fast classifier distance): the report stopped while making its
+  reconstructions keeps the samples' distances; the rerun computes the rest only and returns the
+  uninterrupted report."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (72, 8, 8, 1), dtype=np.uint8)
+  y = rng.integers(0, 3, 72)
+  path = str(tmp_path / 'mine.npz')
+  np.savez(path, x_train=x[:56], y_train=y[:56], x_test=x[56:], y_test=y[56:])
+  config = helpers.tiny_config()
+  config.data.update(dataset='arrays', path=path)
+  config.train.num_steps = 4
+  workdir, classifier_dir = str(tmp_path / 'run'), str(tmp_path / 'classifier')
+  trainer.train_and_evaluate(config, workdir)
+  quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=8, classifier_steps=3,
+                                          bootstrap=2)
+  whole = quality()
+  original, calls = report._generated, []  # pylint: disable=protected-access
+
+  def generated(model, params, kind, *args, **kwargs):
+    calls.append(kind)
+    if kind == 'reconstructions' and calls.count(kind) == 1:  # The first time only.
+      interrupts.request('SIGTERM')
+    return original(model, params, kind, *args, **kwargs)
+
+  monkeypatch.setattr(report, '_generated', generated)
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      quality()
+  finally:
+    interrupts.clear()
+  partial = os.path.join(workdir, 'sample_quality_two_stage.partial.json')
+  with open(partial) as f:
+    assert json.load(f)['kinds'] == ['samples']
+  resumed = quality()
+  assert calls == ['samples', 'reconstructions', 'reconstructions'] and not os.path.exists(partial)
+  assert json.loads(json.dumps(resumed)) == json.loads(json.dumps(whole))

@@ -5,6 +5,7 @@ import os
 import time
 from typing import Any, Dict, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -459,6 +460,29 @@ def _quality_splits(data_config, use_cfd: bool, ref_split: str, num_ref: int, nu
   return reference, test_images, held_out
 
 
+def _read_partial_report(path: str) -> Optional[Dict]:
+  """A sample-quality report's kept kinds ({'fingerprint', 'kinds', 'result'}), or None."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      kept = json.load(f)
+    if isinstance(kept, dict) and isinstance(kept.get('kinds'), list) and isinstance(
+        kept.get('result'), dict):
+      return kept
+  except ValueError:
+    pass
+  logging.warning('Ignoring the unreadable partial report %s.', path)
+  return None
+
+
+def _write_json_atomically(path: str, value) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(value, f, default=float)
+  os.replace(tmp, path)
+
+
 def _export(folder: str, kind: str, images) -> str:
   """Writes `images` to folder/{kind}.npz (key 'images', `to_uint8_rgb`), atomically; its path."""
   os.makedirs(folder, exist_ok=True)
@@ -548,7 +572,25 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     fid_reference = cached_statistics(
         cache, lambda: frechet.gaussian_statistics(fid_features(fid_params, reference)))
     result['fid_reference_cache'] = cache
+  # Kept kind by kind: a rerun of the same report after a kill or a signal goes on from the kinds
+  # done (each kind's images come from its own key, so skipping the others changes none).
+  name = f'sample_quality_{protocol}{suffix}'
+  partial_file = os.path.join(workdir, name + '.partial.json')
+  fingerprint = json.loads(json.dumps(
+      dict(result, checkpoint=checkpoint, seed=seed, export=bool(export),
+           classifier=result.get('classifier'), fid=fid_file[1] if use_fid else None),
+      default=float))
+  done = []
+  kept = _read_partial_report(partial_file)
+  if kept is not None and kept.get('fingerprint') == fingerprint:
+    result, done = kept['result'], list(kept['kinds'])
+    logging.info('Sample quality: continuing after %s from %s.', ', '.join(done), partial_file)
+  elif kept is not None:
+    logging.info('Sample quality: starting over (%s was written for another protocol).',
+                 partial_file)
   for i, kind in enumerate(kinds):
+    if kind in done:
+      continue
     if kind == 'data':
       images = held_out
     elif kind == 'samples' and with_report:  # E.g. MALA's chains, with their acceptance rate.
@@ -577,10 +619,15 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       if bootstrap:
         result[f'{metric}_{kind}_sd'] = frechet.bootstrap_sd(features, *reference_stats, bootstrap,
                                                              seed)
-  name = f'sample_quality_{protocol}{suffix}'
+    done.append(kind)
+    if jax.process_index() == 0:
+      _write_json_atomically(partial_file, {'fingerprint': fingerprint, 'kinds': done,
+                                            'result': result})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)
+    if os.path.exists(partial_file):
+      os.remove(partial_file)
   records.append(
       workdir, 'sample_quality', config, result,
       {'protocol': protocol, 'num_generated': num_generated, 'reference_split': ref_split,
