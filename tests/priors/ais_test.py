@@ -92,3 +92,25 @@ def test_schedule_and_settings_are_checked():
     ais.Settings(num_chains=0).check()
   with pytest.raises(ValueError, match=r'sampler_steps \(10\) must be at least 2 x sampler_kept'):
     ais.Settings(sampler_steps=10, sampler_kept=50).check()
+
+
+def test_annealing_runs_in_blocks_of_temperatures_and_stops_between_them():
+  """The run is the same in one compiled call or in blocks (the keys are the whole run's), and a
+  stop request ends it between two blocks (`interrupts`)."""
+  from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
+  energy = lambda z: 0.5 * jnp.sum(jnp.square(z - 1.0), axis=-1)
+  temps = jnp.asarray(ais.sigmoid_schedule(20), jnp.float32)
+  sizes = jnp.full((len(temps) - 1,), 0.3, jnp.float32)
+  z0 = jax.random.normal(jax.random.key(0), (16, 3))
+  anneal = ais._anneal  # pylint: disable=protected-access
+  whole = anneal(energy, z0, temps, sizes, jax.random.key(1), 2, False, block=1000)
+  blocks = anneal(energy, z0, temps, sizes, jax.random.key(1), 2, False, block=7)
+  for a, b in zip(whole, blocks):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  assert blocks[2].shape == (len(temps) - 1,)
+  interrupts.request('SIGTERM')
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      anneal(energy, z0, temps, sizes, jax.random.key(1), 2, False, block=7)
+  finally:
+    interrupts.clear()

@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import mala as bj_mala
 
+from vaeprior_jax import interrupts
+
 Array = jax.Array
 EnergyFn = Callable[[Array], Array]  # [C, d] -> [C]
 
@@ -83,11 +85,14 @@ def _mala_steps(energy_fn: EnergyFn, state, t, step_size, key, num_steps: int):
   return state, accepted / num_steps
 
 
-def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, key: Array,
-            steps_per_temperature: int, adapt: bool = False):
-  """AIS along `temperatures` (in the order traversed, from temperatures[0], where z are drawn):
-  (log weights [C], final z, step sizes used [K], acceptance rates [K]). With `adapt`, each step
-  size is the previous one moved towards TARGET_ACCEPTANCE (`tune_step_sizes` only)."""
+# Temperatures per compiled call of an annealing run: between two calls a SIGTERM stops the run
+# (`interrupts`), so a call must take seconds, not the minutes a whole run of a trained model takes.
+ANNEAL_BLOCK = 50
+
+
+def _segment(energy_fn: EnergyFn, carry, inputs, steps_per_temperature: int, adapt: bool):
+  """One compiled stretch of `_anneal`: the scan over `inputs` (t_prev, t, step size, key) from
+  `carry` (z, log weights, previous step size)."""
 
   def body(carry, inputs):
     z, log_w, h_prev = carry
@@ -99,11 +104,30 @@ def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Arra
     h_next = h * jnp.exp(jnp.clip(accept - TARGET_ACCEPTANCE, -0.5, 0.5))
     return (state.position, log_w, h_next), (h, accept)
 
+  return jax.lax.scan(body, carry, inputs)
+
+
+_segment_jit = jax.jit(_segment, static_argnums=(0, 3, 4))
+
+
+def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, key: Array,
+            steps_per_temperature: int, adapt: bool = False, block: int = ANNEAL_BLOCK):
+  """AIS along `temperatures` (in the order traversed, from temperatures[0], where z are drawn):
+  (log weights [C], final z, step sizes used [K], acceptance rates [K]). With `adapt`, each step
+  size is the previous one moved towards TARGET_ACCEPTANCE (`tune_step_sizes` only). Runs `block`
+  temperatures per compiled call, checking for a stop request between calls."""
   keys = jax.random.split(key, len(temperatures) - 1)
   inputs = (temperatures[:-1], temperatures[1:], step_sizes, keys)
-  (z, log_w, _), (used, accept) = jax.lax.scan(body, (z, jnp.zeros(z.shape[0]), step_sizes[0]),
-                                                inputs)
-  return log_w, z, used, accept
+  carry = (z, jnp.zeros(z.shape[0]), step_sizes[0])
+  used, accept = [], []
+  for start in range(0, len(temperatures) - 1, block):
+    interrupts.check()
+    part = jax.tree.map(lambda a, start=start: a[start:start + block], inputs)
+    carry, (h, a) = _segment_jit(energy_fn, carry, part, steps_per_temperature, adapt)
+    used.append(h)
+    accept.append(a)
+  z, log_w, _ = carry
+  return log_w, z, jnp.concatenate(used), jnp.concatenate(accept)
 
 
 def _log_mean_exp(log_w: np.ndarray):
@@ -124,8 +148,8 @@ def tune_step_sizes(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures:
   temps = jnp.asarray(sigmoid_schedule(num_temperatures), jnp.float32)
   z0 = jax.random.normal(jax.random.fold_in(key, 0), (num_chains, dim))
   h0 = jnp.full((num_temperatures,), initial_step_size, jnp.float32)
-  _, _, used, _ = jax.jit(_anneal, static_argnums=(0, 5, 6))(
-      energy_fn, z0, temps, h0, jax.random.fold_in(key, 1), steps_per_temperature, True)
+  _, _, used, _ = _anneal(energy_fn, z0, temps, h0, jax.random.fold_in(key, 1),
+                          steps_per_temperature, True)
   return np.asarray(used)
 
 
@@ -210,7 +234,7 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
                                  settings.pilot_chains, settings.steps_per_temperature)
   step_sizes = jnp.asarray(step_sizes, jnp.float32)
   temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
-  anneal = jax.jit(_anneal, static_argnums=(0, 5, 6))
+  anneal = _anneal
   z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
   log_w, z_end, _, accept_forward = anneal(energy_fn, z0, temps, step_sizes, keys[2],
                                            settings.steps_per_temperature, False)
