@@ -31,7 +31,9 @@ _MAX_EXAMPLES = flags.DEFINE_integer('max_examples', None,
 flags.mark_flags_as_required(['config', 'root'])
 
 # The metrics aggregated over seeds, where the evaluations report them.
-METRICS = ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'active_units', 'bits_per_dim')
+METRICS = ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'active_units', 'bits_per_dim',
+           'prior_parameters', 'nll_with_prior_log_z', 'nll_ais_lower', 'nll_ais_upper',
+           'log_z', 'log_z_prior', 'log_z_ais_lower', 'log_z_ais_upper')
 
 
 def _evaluated(workdir: str, step: int, num_samples: int, max_examples):

@@ -297,3 +297,51 @@ def test_fid_reference_statistics_are_cached_per_protocol(tmp_path):
     again, _ = report.cached_statistics(path, lambda: compute(-1))  # Reused, not recomputed.
     np.testing.assert_array_equal(mean, again)
   assert calls == [1, 2, 3]
+
+
+def test_the_leaderboard_entries_differ_only_in_the_prior_and_its_own_training():
+  """compare_priors.py: one net, dataset, budget and estimator for every prior; the pull-back
+  prior adds VAEPP's training and log Z settings (and its dense critic), nothing else."""
+  from experiments.configs import compare_priors  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  def flat(config, prefix=''):
+    out = {}
+    for key, value in config.items():
+      if hasattr(value, 'items'):
+        out.update(flat(value, f'{prefix}{key}.'))
+      else:
+        out[f'{prefix}{key}'] = value
+    return out
+
+  for budget in ('', ',quickstart', ',runlocal'):
+    configs = {p: config_lib.complete(compare_priors.get_config(p + budget))
+               for p in compare_priors.PRIORS}
+    for prior, config in configs.items():
+      config_lib.check_types(config)
+      methods.validate(config)
+      models.create(config.model, (28, 28, 1))
+      assert config.model.prior == prior and config.paper_nll is None
+    reference = flat(configs['standard'])
+    for prior, config in configs.items():
+      differ = {k for k, v in flat(config).items() if reference.get(k) != v}
+      differ -= {'entry', 'model.prior', 'paper_setting.model.prior'}
+      if prior == 'pullback':
+        assert differ and all(k.startswith(('model.pullback_', 'model.discriminator',
+                                            'train.', 'eval.log_z_', 'paper_setting.train.'))
+                              for k in differ), sorted(differ)
+        assert not any(k.startswith(('train.num_', 'train.learning_rate', 'train.lr_',
+                                     'train.batch_size', 'train.warmup')) for k in differ)
+      else:
+        assert not differ, (prior, sorted(differ))
+  board = compare_priors.get_config('pullback')
+  assert (board.model.net, board.data.dataset, board.model.latent_dim) == (
+      'dense', 'binarized_mnist', 40)
+  assert (board.train.num_epochs, board.train.lr_decay_epochs, board.train.early_stopping) == (
+      100.0, (70.0,), False)
+  assert (board.eval.num_samples, board.model.num_components) == (1000, 500)
+  assert (board.model.discriminator, board.train.method, board.train.latent_gan_epochs) == (
+      'dense', 'vaepp', 0.0)
+  assert board.eval.log_z_ais_temperatures > 0 and board.eval.log_z_max_images == 0
+  with pytest.raises(ValueError, match="Unknown compare_priors config token 'flow'"):
+    compare_priors.get_config('flow')

@@ -56,3 +56,21 @@ def test_the_per_phase_transposed_convolution_is_the_cpus_only():
   np.testing.assert_allclose(
       nets.base.lax_conv_transpose_same(x + 1.0, params['params']['kernel'], (2, 2)),
       layer.apply(params, x + 1.0) - params['params']['bias'], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_critic_is_a_numpy_mlp_of_its_parameters():
+  """The pull-back prior's dense critic: two leaky-ReLU layers of 500 and a scalar head on the
+  flattened image, recomputed in NumPy from its parameters; registered as `dense`."""
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  mc = config_lib.complete_section({'negative_slope': 0.2}, 'model')
+  critic = nets.DISCRIMINATORS.get('dense')(mc, (28, 28, 1))
+  x = jax.random.uniform(jax.random.key(0), (3, 2, 28, 28, 1))
+  variables = critic.init(jax.random.key(1), x)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
+  assert sum(v.size for v in jax.tree.leaves(p)) == 784 * 500 + 500 + 500 * 500 + 500 + 500 + 1
+  h = np.asarray(x, np.float64).reshape(3, 2, 784)
+  for name in ('hidden_0', 'hidden_1'):
+    h = h @ p[name]['kernel'] + p[name]['bias']
+    h = np.where(h > 0, h, 0.2 * h)
+  expected = (h @ p['out']['kernel'] + p['out']['bias'])[..., 0]
+  np.testing.assert_allclose(critic.apply(variables, x), expected, rtol=1e-4, atol=1e-5)

@@ -90,6 +90,32 @@ def read(workdir: str) -> list:
   return out
 
 
+def train_seconds(workdir: str, step: int) -> Optional[float]:
+  """Wall seconds of the training loop up to `step`, from `workdir/metrics.jsonl`: the sum over its
+  logged windows of (steps in the window) / steps_per_sec. The windows hold the compilation (in a
+  process's first), validations and checkpoints, but not the time between a kill and its resume,
+  nor data loading. None without a metrics file or rates."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  rates = {}
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if 'steps_per_sec' in row and 'step' in row and row['step'] <= step:
+        rates[int(row['step'])] = float(row['steps_per_sec'])  # A resumed run's repeat wins.
+  if not rates:
+    return None
+  total, previous = 0.0, 0
+  for at in sorted(rates):
+    total += (at - previous) / rates[at]
+    previous = at
+  return total
+
+
 def _plain(value):
   """JSON for what `json` does not know: numpy and JAX scalars and arrays, tuples of them."""
   try:

@@ -258,7 +258,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                     + '.partial', protocol=protocol)
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
-                conv_backend=config.model.conv_backend)
+                conv_backend=config.model.conv_backend,
+                prior_parameters=prior_parameters(params))
   result.update(before)
   for h in hooks:
     result.update(h.after_likelihood(model, params, result, ctx, encoder_view))
@@ -287,8 +288,17 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
            active_units_samples=ec.active_units_samples if active_units else None),
       overrides=dict(eval_overrides or {}, **({'conv_backend': conv_backend} if conv_backend
                                                 else {})),
-      budget={'step': int(step), 'epochs': int(step) / per_epoch, 'checkpoint': checkpoint})
+      budget={'step': int(step), 'epochs': int(step) / per_epoch, 'checkpoint': checkpoint,
+              'train_seconds': records.train_seconds(workdir, int(step))})
   return result
+
+
+def prior_parameters(variables) -> int:
+  """How many numbers p(z) holds: the entries of the `prior` subtree of `variables['params']` (0
+  for the standard normal). Fixed ones count too (vampprior_data's pseudo-inputs, training images
+  behind a stop_gradient)."""
+  tree = variables.get('params', {}).get('prior', {})
+  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(tree)))
 
 
 # ------------------------------------------------------------------------------- sample quality

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 
 from vaeprior_jax import likelihoods
-from vaeprior_jax.nets.base import (REGISTRY, GaussianHeads, ResidualBlock,
+from vaeprior_jax.nets.base import (DISCRIMINATORS, REGISTRY, GaussianHeads, ResidualBlock,
                                     _strided_layer, check_not_autoregressive_channels,
                                     check_spatial, conv_layer, output_shape_of)
 from vaeprior_jax.nets.pixelcnn import PixelCNN, _images
@@ -56,6 +56,22 @@ class DenseDecoder(nn.Module):
     shape = output_shape_of(self.output_shape, self.out_channels)
     logits = nn.Dense(shape[0] * shape[1] * shape[2], name='logits')(h)
     return logits.reshape(z.shape[:-1] + shape)
+
+
+class DenseCritic(nn.Module):
+  """D(x) [...] for images [..., H, W, C]: DenseEncoder's trunk, x -> Flatten -> Dense[500 -> 500],
+  then a scalar Linear head. Not one of Xu et al.'s nets: the critic of a pull-back prior on
+  DenseVAE (`model.discriminator=dense`), so that every net of such a model is dense."""
+  hidden_units: Sequence[int] = (500, 500)
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    h = x.reshape(x.shape[:-3] + (-1,))
+    for i, units in enumerate(self.hidden_units):
+      h = nn.leaky_relu(nn.Dense(units, name=f'hidden_{i}')(h), self.negative_slope)
+    return nn.Dense(1, name='out')(h)[..., 0]
+
 
 def _conv_stack(h: Array, stack, block: str, transpose: bool, negative_slope: float,
                 conv_backend: str) -> Array:
@@ -153,6 +169,10 @@ def _dense(model_config, input_shape):
   return {'encoder': DenseEncoder(m.latent_dim, negative_slope=m.negative_slope),
           'decoder': DenseDecoder(tuple(input_shape), negative_slope=m.negative_slope,
                                   out_channels=_out_channels(m, input_shape))}
+
+
+DISCRIMINATORS.register(
+    'dense', lambda mc, input_shape: DenseCritic(negative_slope=mc.negative_slope))
 
 
 def _conv_builder(block: str):
