@@ -1,0 +1,241 @@
+r"""Renders the tables of experiments/RESULTS.md from the committed records in experiments/records/.
+
+  python -m experiments.render_results            # rewrites every rendered table in place
+  python -m experiments.render_results --check    # exit 1 if a table differs from its records
+
+A rendered table sits in RESULTS.md between the lines `<!-- table NAME -->` and
+`<!-- end table NAME -->`; `TABLES` maps each NAME to the function that builds it from the files of
+one records folder. Everything outside the markers is prose, written by hand. The test suite runs
+`--check`, so a table cannot drift from its records, and a record cannot change without its table.
+
+Records are the files `experiments.evaluate`, `experiments.sweep` and the trainer write in a workdir
+(records.jsonl, eval_*.json, sample_quality_*.json, analysis_*.json, metrics.jsonl, config.json),
+copied into a dated folder with a README saying how they were made. Nothing here imports JAX.
+"""
+
+import json
+import math
+import os
+import re
+import statistics
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, 'RESULTS.md')
+RECORDS = os.path.join(HERE, 'records')
+BEGIN = re.compile(r'^<!-- table ([a-z0-9_]+) -->$')
+END = '<!-- end table {} -->'
+
+
+# ----------------------------------------------------------------------------------- reading
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_jsonl(path: str) -> List[dict]:
+  """The lines of a JSON-lines file (a torn last line is skipped)."""
+  out = []
+  with open(path) as f:
+    for line in f:
+      try:
+        out.append(json.loads(line))
+      except ValueError:
+        continue
+  return out
+
+
+def logged_rows(path: str) -> Dict[int, dict]:
+  """{step: row} of a metrics.jsonl's training rows (those with a loss); a resumed run's repeat of
+  a step replaces the earlier line."""
+  return {int(r['step']): r for r in read_jsonl(path) if 'loss' in r}
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+def sig(value: float, digits: int = 3) -> str:
+  """`value` to `digits` significant digits, without an exponent: 0.0436, 0.905."""
+  if value == 0 or not math.isfinite(value):
+    return f'{value:g}'
+  decimals = max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)
+  return f'{value:.{decimals}f}'
+
+
+def mean_sd(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+  """'mean ± sd' over seeds (sd with n - 1), or the one value."""
+  if len(values) == 1:
+    return fmt(values[0])
+  return f'{fmt(statistics.mean(values))} ± {fmt(statistics.stdev(values))}'
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+# -------------------------------------------------------- Dai & Wipf, a dense first stage (issue 42)
+
+DAI_DENSE = 'dai2019_dense_2026-12-07'
+DAI_DATASETS = (('mnist', 'MNIST'), ('fashion', 'Fashion'))
+# The rows shown of the window means (every 2,000 steps; 937 steps per epoch at batch 64); None: the
+# last.
+DAI_STAGE1_STEPS = (2000, 10000, 20000, 40000, 100000, 200000, None)
+DAI_STAGE2_STEPS = (2000, 6000, 10000, 14000, 20000, 26000, None)
+
+
+def _dai_runs(folder: str, stage: str):
+  """{(dataset, seed): path prefix} of the runs with a `stage` metrics file."""
+  out = {}
+  for name in sorted(os.listdir(folder)):
+    m = re.fullmatch(rf'([a-z]+)_s(\d+)_{stage}_metrics\.jsonl', name)
+    if m:
+      out[(m.group(1), int(m.group(2)))] = os.path.join(folder, f'{m.group(1)}_s{m.group(2)}_')
+  return out
+
+
+def _trajectory(folder: str, stage: str, steps, keys) -> str:
+  runs = _dai_runs(folder, stage)
+  first = logged_rows(runs[('mnist', 0)] + f'{stage}_metrics.jsonl')
+  header = ['epoch'] + [f'{first[s or max(first)]["epoch"]:.0f}' for s in steps]
+  rows = []
+  for dataset, label in DAI_DATASETS:
+    logged = logged_rows(runs[(dataset, 0)] + f'{stage}_metrics.jsonl')
+    for key, name, fmt in keys:
+      cells = [fmt(logged[s or max(logged)][key]) for s in steps]
+      cells[-1] = f'**{cells[-1]}**' if key != 'kl' else cells[-1]
+      rows.append([f'{label} {name}'] + cells)
+  return table(header, rows)
+
+
+def dai2019_dense_stage1(folder: str) -> str:
+  """γ beside √MSE and the KL along the first stage (seed 0)."""
+  return _trajectory(folder, 'stage1', DAI_STAGE1_STEPS, (
+      ('gamma', 'γ', sig), ('sqrt_mse', '√MSE', sig), ('kl', 'KL (nats)', lambda v: f'{v:.1f}')))
+
+
+def dai2019_dense_stage2(folder: str) -> str:
+  """γ_z beside √MSE_z and the KL along the second stage (seed 0)."""
+  return _trajectory(folder, 'two_stage', DAI_STAGE2_STEPS, (
+      ('gamma_z', 'γ_z', sig), ('sqrt_mse_z', '√MSE_z', sig),
+      ('kl', 'KL (nats)', lambda v: f'{v:.1f}')))
+
+
+def dai2019_dense_seeds(folder: str) -> str:
+  """MNIST over seeds: the first stage's end, and the second stage's γ_z and spectra."""
+  runs = {seed: prefix for (dataset, seed), prefix in _dai_runs(folder, 'stage1').items()
+          if dataset == 'mnist'}
+  seeds = sorted(runs)
+  columns = {}
+  for seed in seeds:
+    logged = logged_rows(runs[seed] + 'stage1_metrics.jsonl')
+    last = logged[max(logged)]
+    close = min(s for s, r in logged.items() if abs(r['gamma'] / r['sqrt_mse'] - 1) <= 0.01)
+    two_stage = logged_rows(runs[seed] + 'two_stage_metrics.jsonl')
+    distance = read_json(runs[seed] + 'analysis_two_stage.json')['distance_to_standard_normal']
+    columns[seed] = {'gamma': last['gamma'], 'sqrt_mse': last['sqrt_mse'],
+                     'ratio': last['gamma'] / last['sqrt_mse'], 'close': logged[close]['epoch'],
+                     'kl': last['kl'], 'gamma_z': two_stage[max(two_stage)]['gamma_z'],
+                     'q_z': distance['q_z'], 'q_u': distance['q_u']}
+  rows = []
+  for key, name, fmt, aggregate in (
+      ('gamma', 'stage 1: γ', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+      ('sqrt_mse', 'stage 1: √MSE', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+      ('ratio', 'stage 1: γ / √MSE', lambda v: f'{v:.4f}', None),
+      ('close', 'stage 1: first logged epoch with γ within 1% of √MSE', lambda v: f'{v:.1f}', None),
+      ('kl', 'stage 1: KL (nats)', lambda v: f'{v:.1f}', lambda v: f'{v:.1f}'),
+      ('gamma_z', 'stage 2: γ_z', lambda v: f'{v:.3f}', lambda v: f'{v:.3f}'),
+      ('q_z', 'spectral distance of q(z) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}'),
+      ('q_u', 'spectral distance of q(u) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}')):
+    values = [columns[s][key] for s in seeds]
+    rows.append([name] + [fmt(v) for v in values]
+                + [mean_sd(values, aggregate) if aggregate else ''])
+  return table(['MNIST, dense first stage 400 epochs, second stage 30']
+               + [f'seed {s}' for s in seeds] + ['mean ± sd'], rows)
+
+
+def dai2019_dense_cfd(folder: str) -> str:
+  """The classifier Fréchet distances of the sample-quality reports, per seed and over seeds."""
+  header = ['CFD (± bootstrap sd)', 'two-stage samples', 'first-stage samples (z ~ N(0, I))',
+            'reconstructions', 'real training images (the floor)']
+  kinds = ('samples', 'first_stage_samples', 'reconstructions', 'data')
+  rows = []
+  for dataset, label in (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST')):
+    reports = {seed: read_json(prefix + 'sample_quality_two_stage.json')
+               for (d, seed), prefix in _dai_runs(folder, 'stage1').items() if d == dataset}
+    for seed, r in sorted(reports.items()):
+      cells = [f'{r["cfd_" + k]:.{1 if r["cfd_" + k] > 10 else 2}f} ± '
+               f'{r["cfd_" + k + "_sd"]:.{1 if r["cfd_" + k] > 10 else 2}f}' for k in kinds]
+      cells[0] = f'**{cells[0]}**'
+      rows.append([f'{label}, seed {seed}'] + cells)
+    if len(reports) > 1:
+      over = [mean_sd([r['cfd_' + k] for r in reports.values()], lambda v: f'{v:.1f}')
+              for k in kinds[:2]]
+      rows.append([f'{label}, mean ± sd over seeds', f'**{over[0]}**', over[1], '', ''])
+  return table(header, rows)
+
+
+TABLES: Dict[str, Callable[[str], str]] = {
+    'dai2019_dense_stage1': lambda root: dai2019_dense_stage1(os.path.join(root, DAI_DENSE)),
+    'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),
+    'dai2019_dense_seeds': lambda root: dai2019_dense_seeds(os.path.join(root, DAI_DENSE)),
+    'dai2019_dense_cfd': lambda root: dai2019_dense_cfd(os.path.join(root, DAI_DENSE)),
+}
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+def render(text: str, records_root: str = RECORDS, tables: Optional[Dict] = None):
+  """(text with every marked table rebuilt from its records, the names of those that changed).
+  Raises ValueError for a marker without its end, or a name `tables` does not know."""
+  tables = TABLES if tables is None else tables
+  lines = text.split('\n')
+  out, changed, i = [], [], 0
+  while i < len(lines):
+    out.append(lines[i])
+    m = BEGIN.match(lines[i])
+    i += 1
+    if not m:
+      continue
+    name = m.group(1)
+    if name not in tables:
+      raise ValueError(f'RESULTS.md marks a table {name!r} that render_results does not know; '
+                       f'known: {", ".join(sorted(tables))}.')
+    try:
+      end = lines.index(END.format(name), i)
+    except ValueError:
+      raise ValueError(f'RESULTS.md: the table {name!r} has no line {END.format(name)!r}.') from None
+    new = tables[name](records_root).split('\n')
+    if lines[i:end] != new:
+      changed.append(name)
+    out.extend(new)
+    out.append(lines[end])
+    i = end + 1
+  return '\n'.join(out), changed
+
+
+def main(argv: Sequence[str]) -> int:
+  check = '--check' in argv
+  unknown = [a for a in argv if a != '--check']
+  if unknown:
+    print(f'render_results: unknown argument {unknown[0]!r}; allowed: --check.', file=sys.stderr)
+    return 2
+  with open(RESULTS) as f:
+    text = f.read()
+  new, changed = render(text)
+  if check:
+    for name in changed:
+      print(f'RESULTS.md: table {name!r} differs from its records; run python -m '
+            'experiments.render_results', file=sys.stderr)
+    return 1 if changed else 0
+  if new != text:
+    with open(RESULTS, 'w') as f:
+      f.write(new)
+  print(f'{len(changed)} table(s) rewritten: {", ".join(changed) or "none"}.')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))
