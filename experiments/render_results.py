@@ -1,6 +1,6 @@
 r"""Renders the tables of experiments/RESULTS.md from the committed records in experiments/records/.
 
-  python -m experiments.render_results            # rewrites every rendered table in place
+  python -m experiments.render_results            # rewrites every rendered table (and the plot)
   python -m experiments.render_results --check    # exit 1 if a table differs from its records
 
 A rendered table sits in RESULTS.md between the lines `<!-- table NAME -->` and
@@ -177,11 +177,118 @@ def dai2019_dense_cfd(folder: str) -> str:
   return table(header, rows)
 
 
+# ------------------------------------------------------- the leaderboard: every prior on DenseVAE
+
+LEADERBOARD = 'leaderboard_2026-12-07'
+LEADERBOARD_SAMPLES = 1000
+
+
+def leaderboard_results(folder: str) -> Dict[str, Dict[int, dict]]:
+  """{prior: {seed: record}}: the latest likelihood record of each seed's workdir files
+  (folder/PRIOR/seedS/records.jsonl) with the leaderboard's protocol (1,000 samples, the whole test
+  split)."""
+  out = {}
+  for prior in sorted(os.listdir(folder) if os.path.isdir(folder) else ()):
+    if not os.path.isdir(os.path.join(folder, prior)):
+      continue
+    for name in sorted(os.listdir(os.path.join(folder, prior))):
+      m = re.fullmatch(r'seed(\d+)', name)
+      path = os.path.join(folder, prior, name, 'records.jsonl')
+      if not m or not os.path.exists(path):
+        continue
+      for record in read_jsonl(path):
+        p = record.get('protocol', {})
+        if (record.get('kind') == 'likelihood' and p.get('split') == 'test'
+            and p.get('num_samples') == LEADERBOARD_SAMPLES and p.get('max_examples') is None):
+          out.setdefault(prior, {})[int(m.group(1))] = record
+  return out
+
+
+def _interval(metrics: dict):
+  """(low, high) of the NLL: the AIS sandwich where there is one, else (nll, nll)."""
+  if 'nll_ais_lower' in metrics:
+    return metrics['nll_ais_lower'], metrics['nll_ais_upper']
+  return metrics['nll'], metrics['nll']
+
+
+def _leaderboard_rows(folder: str):
+  """[(prior, {seed: metrics}, {seed: record})] sorted by the mean of the NLL's upper end."""
+  results = leaderboard_results(folder)
+  rows = [(prior, {s: r['metrics'] for s, r in seeds.items()}, seeds)
+          for prior, seeds in results.items()]
+  return sorted(rows, key=lambda row: statistics.mean(_interval(m)[1] for m in row[1].values()))
+
+
+def leaderboard(folder: str) -> str:
+  """Every prior on one net, dataset, budget and estimator, over seeds."""
+  two = lambda v: f'{v:.2f}'
+  one = lambda v: f'{v:.1f}'
+  header = ['prior', 'seeds', 'test NLL (mean ± sd over seeds)', 'ELBO', 'KL', 'active units',
+            'training (min, 1 core)', 'numbers in p(z)']
+  out = []
+  for prior, metrics, records in _leaderboard_rows(folder):
+    seeds = sorted(metrics)
+    values = lambda key: [metrics[s][key] for s in seeds]
+    if 'nll_ais_lower' in metrics[seeds[0]]:
+      nll = (f'**[{mean_sd(values("nll_ais_lower"), two)}, {mean_sd(values("nll_ais_upper"), two)}]**'
+             f' (AIS sandwich); {mean_sd(values("nll"), two)} with the paper\'s log Z estimate')
+    else:
+      nll = f'**{mean_sd(values("nll"), two)}**'
+    minutes = [records[s]['budget']['train_seconds'] / 60 for s in seeds]
+    units = values('active_units') if 'active_units' in metrics[seeds[0]] else None
+    out.append([f'`{prior}`', ', '.join(map(str, seeds)), nll, mean_sd(values('elbo'), two),
+                mean_sd(values('kl'), two), mean_sd(units, one) if units else '—',
+                mean_sd(minutes, one), f'{int(metrics[seeds[0]]["prior_parameters"]):,}'])
+  return table(header, out or [['(no records yet)'] + [''] * (len(header) - 1)])
+
+
+def leaderboard_resolution(folder: str) -> str:
+  """For each pair of neighbours in the leaderboard: is their NLL difference larger than twice its
+  standard error over seeds? (For an interval, the gap between the nearer ends.)"""
+  rows = _leaderboard_rows(folder)
+  lines = []
+  for (a, ma, _), (b, mb, _) in zip(rows, rows[1:]):
+    hi_a = [_interval(m)[1] for m in ma.values()]
+    lo_b = [_interval(m)[0] for m in mb.values()]
+    gap = statistics.mean(lo_b) - statistics.mean(hi_a)
+    if min(len(ma), len(mb)) < 2:
+      verdict = 'not resolved: fewer than two seeds'
+    else:
+      se = math.sqrt(statistics.variance(hi_a) / len(hi_a) + statistics.variance(lo_b) / len(lo_b))
+      verdict = (f'resolved ({gap:.2f} > 2 × {se:.2f})' if gap > 2 * se
+                 else f'not resolved ({gap:.2f} ≤ 2 × {se:.2f})')
+    lines.append(f'- `{a}` below `{b}`: {verdict}')
+  return '\n'.join(lines)
+
+
+def leaderboard_plot(folder: str, path: str) -> None:
+  """The leaderboard's NLLs as a PNG: each seed a dot, the pull-back prior's AIS intervals bars."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = _leaderboard_rows(folder)
+  fig, ax = plt.subplots(figsize=(7, 3.2))
+  for i, (prior, metrics, _) in enumerate(rows):
+    for m in metrics.values():
+      low, high = _interval(m)
+      if high > low:
+        ax.plot([i, i], [low, high], color='C1', lw=3, alpha=0.6)
+      ax.plot(i, m['nll'] if high == low else high, 'o', color='C0' if high == low else 'C1')
+  ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20)
+  ax.set_ylabel('test NLL (nats)')
+  ax.set_title('DenseVAE, static MNIST, 100 epochs: each seed (bars: AIS intervals)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_stage1': lambda root: dai2019_dense_stage1(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_seeds': lambda root: dai2019_dense_seeds(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_cfd': lambda root: dai2019_dense_cfd(os.path.join(root, DAI_DENSE)),
+    'leaderboard': lambda root: leaderboard(os.path.join(root, LEADERBOARD)),
+    'leaderboard_resolution': lambda root: leaderboard_resolution(os.path.join(root, LEADERBOARD)),
 }
 
 
@@ -233,6 +340,9 @@ def main(argv: Sequence[str]) -> int:
   if new != text:
     with open(RESULTS, 'w') as f:
       f.write(new)
+  board = os.path.join(RECORDS, LEADERBOARD)
+  if os.path.isdir(board):
+    leaderboard_plot(board, os.path.join(board, 'leaderboard.png'))
   print(f'{len(changed)} table(s) rewritten: {", ".join(changed) or "none"}.')
   return 0
 

@@ -40,3 +40,43 @@ def test_markers_are_checked():
   with pytest.raises(ValueError, match="has no line '<!-- end table dai2019_dense_cfd -->'"):
     render_results.render('<!-- table dai2019_dense_cfd -->\n| a |')
   assert render_results.render('| prose and a hand table |') == ('| prose and a hand table |', [])
+
+
+def _write_board(root, results):
+  """A leaderboard folder of records: {prior: {seed: metrics}}."""
+  for prior, seeds in results.items():
+    for seed, metrics in seeds.items():
+      folder = root / prior / f'seed{seed}'
+      folder.mkdir(parents=True)
+      other = {'kind': 'likelihood', 'protocol': {'split': 'test', 'num_samples': 100,
+                                                   'max_examples': None}, 'metrics': {'nll': 0.0}}
+      record = {'kind': 'likelihood', 'budget': {'train_seconds': 600.0 + seed * 60},
+                'protocol': {'split': 'test', 'num_samples': 1000, 'max_examples': None},
+                'metrics': dict(metrics, elbo=-metrics['nll'] - 5, kl=20.0, active_units=30,
+                                prior_parameters=10)}
+      (folder / 'records.jsonl').write_text(json.dumps(record) + '\n' + json.dumps(other) + '\n')
+
+
+def test_the_leaderboard_sorts_aggregates_and_says_which_gaps_the_seeds_resolve(tmp_path):
+  _write_board(tmp_path, {
+      'standard': {0: {'nll': 90.0}, 1: {'nll': 91.0}, 2: {'nll': 92.0}},
+      'realnvp': {0: {'nll': 85.0}, 1: {'nll': 85.2}, 2: {'nll': 84.8}},
+      'mog': {0: {'nll': 85.3}, 1: {'nll': 85.6}, 2: {'nll': 85.0}},
+      'pullback': {0: {'nll': 80.0, 'nll_ais_lower': 87.0, 'nll_ais_upper': 95.0},
+                   1: {'nll': 81.0, 'nll_ais_lower': 88.0, 'nll_ais_upper': 96.0}}})
+  rows = render_results.leaderboard(str(tmp_path)).split('\n')[2:]
+  assert [r.split(' | ')[0] for r in rows] == ['| `realnvp`', '| `mog`', '| `standard`',
+                                               '| `pullback`']
+  assert '**91.00 ± 1.00**' in rows[2] and '| 11.0 ± 1.0 |' in rows[2]  # Minutes: 10, 11, 12.
+  assert '**[87.50 ± 0.71, 95.50 ± 0.71]** (AIS sandwich)' in rows[3]
+  lines = render_results.leaderboard_resolution(str(tmp_path)).split('\n')
+  # realnvp / mog: 0.30 apart, se sqrt(0.04/3 + 0.09/3) = 0.21: not resolved. mog / standard:
+  # 5.70 apart, se sqrt(0.09/3 + 1/3) = 0.60: resolved. standard / pullback: pullback's lower end 87.5 is below
+  # standard's 91: not resolved (a negative gap).
+  assert lines[0].startswith('- `realnvp` below `mog`: not resolved (0.30 ≤ 2 × 0.21)')
+  assert lines[1].startswith('- `mog` below `standard`: resolved (5.70 > 2 × 0.60)')
+  assert lines[2].startswith('- `standard` below `pullback`: not resolved (-3.50')
+  render_results.leaderboard_plot(str(tmp_path), str(tmp_path / 'board.png'))
+  empty = render_results.leaderboard(str(tmp_path / 'none'))  # No records yet: says so.
+  assert empty.endswith('| (no records yet) |' + '  |' * 7)
+  assert (tmp_path / 'board.png').read_bytes()[:4] == b'\x89PNG'
