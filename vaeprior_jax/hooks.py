@@ -30,6 +30,11 @@ class EvaluationHooks:
   # VAE whose encoder reads the grey image).
   grey_proposal: bool = True
 
+  def check_config(self, config) -> None:
+    """One-line ValueErrors for this component's `config.eval` settings, before any data is loaded
+    or anything compiled."""
+    del config
+
   def before_likelihood(self, model, variables, ctx) -> Tuple[Any, Dict[str, float]]:
     """(variables, metrics) before the likelihood is estimated (e.g. a statistic it depends on)."""
     del model, ctx

@@ -81,8 +81,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     t.log_z_every_epochs = 0.0
     for key in ('log_z_samples', 'log_z_max_images', 'log_z_prior_samples'):
       e[key] = reference.eval[key]
-    e.log_z_ais_temperatures = AIS_TEMPERATURES if budget is None else 20
+    e.log_z_ais_temperatures = {None: AIS_TEMPERATURES, 'quickstart': 500, 'runlocal': 20}[budget]
     if budget == 'runlocal':
-      e.log_z_ais_chains, e.log_z_ais_sampler_steps = 8, 10
+      e.log_z_ais_chains, e.log_z_ais_sampler_steps = 8, 200
   config.paper_setting = config_lib.paper_setting(config)
   return config

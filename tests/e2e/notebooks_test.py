@@ -149,7 +149,9 @@ def test_compare_priors_notebook_evaluates_every_prior_of_the_library(tmp_path):
   assert pullback['nll_with_prior_log_z'] - pullback['nll'] == pytest.approx(
       pullback['log_z_prior'] - pullback['log_z'], abs=1e-3)
   assert 'with the prior-based one' in _text(nb)
+  assert np.isfinite(pullback['nll_ais_lower']) and np.isfinite(pullback['nll_ais_upper'])
   assert _images(nb) >= 1  # the five panels
+  assert 'committed records of' in _text(nb)  # Section 3 read the leaderboard's records.
 
 
 @needs_static_mnist

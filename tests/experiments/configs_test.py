@@ -321,6 +321,8 @@ def test_the_leaderboard_entries_differ_only_in_the_prior_and_its_own_training()
       config_lib.check_types(config)
       methods.validate(config)
       models.create(config.model, (28, 28, 1))
+      for h in report.evaluation_hooks(config):  # The evaluation's settings, as evaluate checks.
+        h.check_config(config)
       assert config.model.prior == prior and config.paper_nll is None
     reference = flat(configs['standard'])
     for prior, config in configs.items():
@@ -345,3 +347,19 @@ def test_the_leaderboard_entries_differ_only_in_the_prior_and_its_own_training()
   assert board.eval.log_z_ais_temperatures > 0 and board.eval.log_z_max_images == 0
   with pytest.raises(ValueError, match="Unknown compare_priors config token 'flow'"):
     compare_priors.get_config('flow')
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('log_z_ais_sampler_steps', 10, r'eval.log_z_ais_\*: AIS sampler_steps \(10\) must be at least'),
+    ('log_z_ais_chains', 1, r'eval.log_z_ais_\*: AIS needs num_chains >= 2'),
+    ('log_z_ais_temperatures', -1, r'eval.log_z_ais_temperatures must be an integer >= 0, got -1'),
+    ('log_z_samples', 0, r'eval.log_z_samples must be an integer >= 1, got 0'),
+])
+def test_bad_pullback_evaluation_settings_are_one_line_errors_before_any_data(key, value, message):
+  from experiments.configs import vaepp  # pylint: disable=g-import-not-at-top
+  config = vaepp.get_config('runlocal')
+  config.eval.log_z_ais_temperatures = 10
+  config.eval[key] = value
+  with pytest.raises(ValueError, match=message):
+    for h in report.evaluation_hooks(config):
+      h.check_config(config)

@@ -210,6 +210,8 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   estimators.check_eval_config(ec)
   paired = ec.proposal_input == 'grey'
   hooks = evaluation_hooks(config)
+  for h in hooks:
+    h.check_config(config)
   if paired:
     data.check_grey_proposal(config.data)
     if not all(h.grey_proposal for h in hooks):

@@ -53,6 +53,21 @@ class PullbackHooks(hooks.EvaluationHooks):
   quality_protocol = 'vaepp'
   quality_settings = 'mala'
 
+  def check_config(self, config):
+    ec = config.eval
+    for key, least in (('log_z_samples', 1), ('log_z_max_images', 0), ('log_z_chunk_size', 1),
+                       ('log_z_prior_samples', 1), ('log_z_ais_temperatures', 0)):
+      value = ec[key]
+      if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f'eval.{key} must be an integer >= {least}, got {value!r}.')
+    if ec.log_z_ais_temperatures > 0:
+      from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+      try:
+        ais.Settings(num_chains=ec.log_z_ais_chains, num_temperatures=ec.log_z_ais_temperatures,
+                     sampler_steps=ec.log_z_ais_sampler_steps).check()
+      except ValueError as e:
+        raise ValueError(f'eval.log_z_ais_*: {e}') from None
+
   def before_likelihood(self, model, variables, ctx):
     # Kept as it goes (hours at the paper's 1,000 samples per training image): a rerun of the same
     # evaluation continues.
