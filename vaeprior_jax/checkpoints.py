@@ -16,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from vaeprior_jax import config as config_lib
+from vaeprior_jax import files
 from vaeprior_jax import models
 from vaeprior_jax import sharding
 
@@ -298,9 +299,7 @@ def save_tree_npz(path: str, tree) -> None:
   classifier and the converted FID weights."""
   flat = {'/'.join(str(k.key) for k in p): np.asarray(v)
           for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  tmp = f'{path}.tmp{os.getpid()}.npz'
-  np.savez(tmp, **flat)
-  os.replace(tmp, path)
+  files.write_npz_atomically(path, **flat)
 
 
 def load_tree_npz(path: str):
@@ -317,15 +316,10 @@ def load_tree_npz(path: str):
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str):
-  """Writes workdir/config.json from process 0, atomically (a temporary file renamed over it): the
-  other processes of a multi-host run read it at the same time (`check_resume_config`) and must find
-  either no file or a whole one, never a half-written one."""
+  """Writes workdir/config.json from process 0, atomically: the other processes of a multi-host run
+  read it at the same time (`check_resume_config`) and must find either no file or a whole one."""
   if jax.process_index() == 0:
-    path = os.path.join(workdir, 'config.json')
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-      f.write(config.to_json(indent=2))
-    os.replace(tmp, path)
+    files.write_text_atomically(os.path.join(workdir, 'config.json'), config.to_json(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -349,11 +343,8 @@ def write_pending_host_work(workdir: str, step: int, update: bool, validate: boo
   """Records, atomically, that the host update and/or the validation of `step` were not done: a run
   resumed from the checkpoint of `step` does them first, as the uninterrupted run did."""
   if jax.process_index() == 0:
-    path = os.path.join(workdir, PENDING_FILE)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump({'step': int(step), 'update': bool(update), 'validate': bool(validate)}, f)
-    os.replace(tmp, path)
+    files.write_json_atomically(os.path.join(workdir, PENDING_FILE),
+                          {'step': int(step), 'update': bool(update), 'validate': bool(validate)})
 
 
 def read_pending_host_work(workdir: str, step: int) -> Dict[str, bool]:

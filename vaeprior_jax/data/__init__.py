@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from vaeprior_jax import files
 from vaeprior_jax.data import arrays as arrays_lib
 from vaeprior_jax.data.tfds_builders import chardata
 
@@ -150,8 +151,8 @@ def _files(name: str, builder):
 
 
 def _download_instructions(name: str, builder) -> str:
-  files = '\n'.join(f'  {url}' for _, url in _files(name, builder))
-  return (f'Download these files ({SPECS[name].layout}):\n{files}\ninto one folder and pass it as '
+  listing = '\n'.join(f'  {url}' for _, url in _files(name, builder))
+  return (f'Download these files ({SPECS[name].layout}):\n{listing}\ninto one folder and pass it as '
           '--config.data.manual_dir=FOLDER (or `make demo MANUAL_DIR=FOLDER`).')
 
 
@@ -558,9 +559,7 @@ def write_cache(dataset: 'Dataset', path: str):
     kind, stored = _encode(images)
     arrays.update({f'{split}_kind': np.asarray(kind), f'{split}_data': stored,
                    f'{split}_shape': np.asarray(images.shape)})
-  tmp = f'{path}.tmp{os.getpid()}.npz'
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
+  files.write_npz_atomically(path, compressed=True, **arrays)
 
 
 def read_cache(path: str, name: str) -> 'Dataset':

@@ -21,6 +21,7 @@ import numpy as np
 
 from vaeprior_jax import interrupts
 from vaeprior_jax import compiled
+from vaeprior_jax import files
 from vaeprior_jax import variables as variables_lib
 
 Array = jax.Array
@@ -373,10 +374,9 @@ def split_outputs(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
 
   def keep():
     if partial_file and jax.process_index() == 0:
-      tmp = f'{partial_file}.tmp{os.getpid()}.npz'
-      np.savez(tmp, __protocol__=np.array(protocol_json), __batches__=np.array(done),
-               **{k: np.concatenate(v) for k, v in parts.items()})
-      os.replace(tmp, partial_file)
+      files.write_npz_atomically(partial_file, __protocol__=np.array(protocol_json),
+                                 __batches__=np.array(done),
+                                 **{k: np.concatenate(v) for k, v in parts.items()})
 
   try:
     for out in batches:
@@ -416,7 +416,7 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   protocol = json.loads(json.dumps(protocol or {}, default=float))  # As it reads back.
   sums, count, done = {}, 0, 0
   if partial_file:
-    kept = _read_partial(partial_file)
+    kept = files.read_kept_json(partial_file, _valid_partial, 'partial sums')
     if kept is not None and kept.get('protocol') == protocol:
       sums, count, done = kept['sums'], kept['count'], kept['batches']
       logging.info('%s: continuing after batch %d (%d examples) from %s.', label or 'Evaluation',
@@ -433,7 +433,7 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
 
   def keep():
     if partial_file and jax.process_index() == 0:
-      _write_partial(partial_file, {'protocol': protocol, 'batches': done, 'count': count,
+      files.write_json_atomically(partial_file, {'protocol': protocol, 'batches': done, 'count': count,
                                     'sums': sums})
 
   try:
@@ -461,28 +461,11 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
           'kl_z_given_x': means['kl_z_given_x'], 'num_examples': count}
 
 
-def _read_partial(path: str) -> Optional[Dict]:
-  """A partial-sums file's record, or None (absent; unreadable ones are started over, with a
-  warning, since they hold nothing a whole pass cannot recompute)."""
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      record = json.load(f)
-    if not (isinstance(record, dict) and isinstance(record.get('batches'), int)
-            and isinstance(record.get('count'), int) and isinstance(record.get('sums'), dict)
-            and record['batches'] >= 0 and record['count'] >= 0
-            and all(isinstance(v, float) for v in record['sums'].values())):
-      raise ValueError('unexpected contents')
-    return record
-  except ValueError as e:
-    from absl import logging  # pylint: disable=g-import-not-at-top
-    logging.warning('Ignoring the unreadable partial sums in %s (%s).', path, e)
-    return None
+def _valid_partial(record) -> bool:
+  """Whether a partial-sums file holds {'batches', 'count', 'sums': {name: float}}."""
+  return (isinstance(record, dict) and isinstance(record.get('batches'), int)
+          and isinstance(record.get('count'), int) and isinstance(record.get('sums'), dict)
+          and record['batches'] >= 0 and record['count'] >= 0
+          and all(isinstance(v, float) for v in record['sums'].values()))
 
 
-def _write_partial(path: str, record: Dict) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(record, f)
-  os.replace(tmp, path)

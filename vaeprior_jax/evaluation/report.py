@@ -15,6 +15,7 @@ from vaeprior_jax import checkpoints
 from vaeprior_jax import compiled
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import data
+from vaeprior_jax import files
 from vaeprior_jax import hooks as hooks_lib
 from vaeprior_jax import likelihoods
 from vaeprior_jax import methods
@@ -368,9 +369,7 @@ def cached_statistics(path: str, compute):
       return stats['mean'], stats['cov']
   mean, cov = compute()
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + f'.tmp{os.getpid()}.npz'
-  np.savez(tmp, mean=mean, cov=cov)
-  os.replace(tmp, path)
+  files.write_npz_atomically(path, mean=mean, cov=cov)
   return mean, cov
 
 
@@ -472,36 +471,11 @@ def _quality_splits(data_config, use_cfd: bool, ref_split: str, num_ref: int, nu
   return reference, test_images, held_out
 
 
-def _read_partial_report(path: str) -> Optional[Dict]:
-  """A sample-quality report's kept kinds ({'fingerprint', 'kinds', 'result'}), or None."""
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      kept = json.load(f)
-    if isinstance(kept, dict) and isinstance(kept.get('kinds'), list) and isinstance(
-        kept.get('result'), dict):
-      return kept
-  except ValueError:
-    pass
-  logging.warning('Ignoring the unreadable partial report %s.', path)
-  return None
-
-
-def _write_json_atomically(path: str, value) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, default=float)
-  os.replace(tmp, path)
-
-
 def _export(folder: str, kind: str, images) -> str:
   """Writes `images` to folder/{kind}.npz (key 'images', `to_uint8_rgb`), atomically; its path."""
   os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{kind}.tmp.npz')
-  np.savez(tmp, images=to_uint8_rgb(np.asarray(images, np.float32)))
   path = os.path.join(folder, f'{kind}.npz')
-  os.replace(tmp, path)
+  files.write_npz_atomically(path, images=to_uint8_rgb(np.asarray(images, np.float32)))
   return path
 
 
@@ -593,7 +567,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
            classifier=result.get('classifier'), fid=fid_file[1] if use_fid else None),
       default=float))
   done = []
-  kept = _read_partial_report(partial_file)
+  kept = files.read_kept_json(
+      partial_file, lambda v: isinstance(v, dict) and isinstance(v.get('kinds'), list)
+      and isinstance(v.get('result'), dict), 'partial report')
   if kept is not None and kept.get('fingerprint') == fingerprint:
     result, done = kept['result'], list(kept['kinds'])
     logging.info('Sample quality: continuing after %s from %s.', ', '.join(done), partial_file)
@@ -633,7 +609,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                                                              seed)
     done.append(kind)
     if jax.process_index() == 0:
-      _write_json_atomically(partial_file, {'fingerprint': fingerprint, 'kinds': done,
+      files.write_json_atomically(partial_file, {'fingerprint': fingerprint, 'kinds': done,
                                             'result': result})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:

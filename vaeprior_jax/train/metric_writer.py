@@ -5,8 +5,10 @@ import os
 import time
 from typing import Mapping
 
-import jax
 from absl import logging
+import jax
+
+from vaeprior_jax import files
 
 
 def format_duration(seconds: float) -> str:
@@ -43,10 +45,7 @@ class MetricWriter:
                            'repair or remove that line to resume.') from None
         if record.get('step', 0) <= resume_from_step:
           keep.append(line if line.endswith('\n') else line + '\n')
-      tmp = self._jsonl_path + '.tmp'
-      with open(tmp, 'w') as f:
-        f.writelines(keep)
-      os.replace(tmp, self._jsonl_path)
+      files.write_text_atomically(self._jsonl_path, ''.join(keep))
     from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
     self._tb = event_file_writer.EventFileWriter(os.path.join(workdir, 'tensorboard'))
 

@@ -1,0 +1,34 @@
+"""Atomic writes and the reading of kept partial work (`vaeprior_jax.files`)."""
+
+import json
+import os
+
+import numpy as np
+
+from vaeprior_jax import files
+
+
+def test_atomic_writes_leave_the_whole_file_and_no_temporary(tmp_path):
+  path = str(tmp_path / 'a.json')
+  files.write_json_atomically(path, {'x': np.float32(1.5), 'n': 2})
+  assert json.loads(open(path).read()) == {'x': 1.5, 'n': 2}
+  files.write_text_atomically(path, 'replaced')
+  assert open(path).read() == 'replaced'
+  files.write_npz_atomically(str(tmp_path / 'b.npz'), compressed=True, a=np.arange(3))
+  with np.load(tmp_path / 'b.npz') as f:
+    np.testing.assert_array_equal(f['a'], np.arange(3))
+  assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.npz']
+
+
+def test_kept_work_that_cannot_be_read_or_is_not_valid_is_started_over(tmp_path, caplog):
+  path = str(tmp_path / 'kept.json')
+  valid = lambda v: isinstance(v, dict) and isinstance(v.get('n'), int)
+  assert files.read_kept_json(path, valid, 'partial sums') is None  # Absent: no warning.
+  assert not caplog.records
+  files.write_json_atomically(path, {'n': 3})
+  assert files.read_kept_json(path, valid, 'partial sums') == {'n': 3}
+  for text in ('{"n": 3.5}', '{"n": 3', ''):  # Another shape; torn; empty.
+    files.write_text_atomically(path, text)
+    assert files.read_kept_json(path, valid, 'partial sums') is None
+  assert len(caplog.records) == 3
+  assert all('Ignoring the unreadable partial sums in' in r.getMessage() for r in caplog.records)
