@@ -114,3 +114,23 @@ def test_annealing_runs_in_blocks_of_temperatures_and_stops_between_them():
       anneal(energy, z0, temps, sizes, jax.random.key(1), 2, False, block=7)
   finally:
     interrupts.clear()
+
+
+def test_the_reverse_runs_start_is_the_same_in_any_blocks_and_stops_between_them():
+  """`sample_target` (the MALA chains that start the reverse run) gives the same chains in one
+  compiled call or in blocks of steps, and a stop request ends it between two calls."""
+  from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
+  energy = lambda z: 0.5 * jnp.sum(jnp.square(z - 1.0), axis=-1)
+  z0 = jax.random.normal(jax.random.key(0), (8, 3))
+  whole = ais.sample_target(energy, z0, jax.random.key(2), 60, 0.4, num_kept=10, block=1000)
+  blocks = ais.sample_target(energy, z0, jax.random.key(2), 60, 0.4, num_kept=10, block=7)
+  np.testing.assert_allclose(np.asarray(whole[0]), np.asarray(blocks[0]), rtol=1e-5, atol=1e-6)
+  for key in ('rhat_energy', 'ess_energy', 'acceptance'):
+    assert whole[1][key] == pytest.approx(blocks[1][key], rel=1e-5), key
+  assert 0 < whole[1]['acceptance'] < 1
+  interrupts.request('SIGTERM')
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      ais.sample_target(energy, z0, jax.random.key(2), 60, 0.4, num_kept=10, block=7)
+  finally:
+    interrupts.clear()

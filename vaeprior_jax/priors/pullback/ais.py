@@ -85,9 +85,37 @@ def _mala_steps(energy_fn: EnergyFn, state, t, step_size, key, num_steps: int):
   return state, accepted / num_steps
 
 
-# Temperatures per compiled call of an annealing run: between two calls a SIGTERM stops the run
-# (`interrupts`), so a call must take seconds, not the minutes a whole run of a trained model takes.
+# Temperatures (or MALA steps, for `sample_target`) per compiled call: between two calls a SIGTERM
+# stops the run (`interrupts`), so a call must take seconds, not the minutes a whole run of a trained
+# model takes.
 ANNEAL_BLOCK = 50
+
+def _burn(energy_fn: EnergyFn, state, step_size, keys):
+  """One MALA step on p per key: (state, acceptance rates [len(keys)])."""
+
+  def body(state, k):
+    state, accept = _mala_steps(energy_fn, state, 1.0, step_size, k, 1)
+    return state, accept
+
+  return jax.lax.scan(body, state, keys)
+
+
+_burn_jit = jax.jit(_burn, static_argnums=(0,))
+
+
+def _kept(energy_fn: EnergyFn, state, step_size, keys, thin: int):
+  """len(keys) kept states of every chain, `thin` MALA steps on p apart: (state, positions
+  [kept, C, d], acceptance rates [kept])."""
+
+  def body(state, k):
+    state, accept = _mala_steps(energy_fn, state, 1.0, step_size, k, thin)
+    return state, (state.position, accept)
+
+  state, (positions, accept) = jax.lax.scan(body, state, keys)
+  return state, positions, accept
+
+
+_kept_jit = jax.jit(_kept, static_argnums=(0, 4))
 
 
 def _segment(energy_fn: EnergyFn, carry, inputs, steps_per_temperature: int, adapt: bool):
@@ -154,31 +182,36 @@ def tune_step_sizes(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures:
 
 
 def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, step_size: float,
-                  num_kept: int = 100):
+                  num_kept: int = 100, block: int = ANNEAL_BLOCK):
   """MALA chains on p ∝ N(0, I) exp(-E) from z0 [C, d] for `num_steps` steps: (final z [C, d],
   diagnostics). The diagnostics use the last half of the chains, `num_kept` states each: R-hat and
   effective sample size (BlackJAX) of the energy and of each coordinate (the worst: max R-hat, min
-  ESS), and the mean acceptance rate."""
+  ESS), and the mean acceptance rate. Runs about `block` steps per compiled call, checking for a
+  stop request between calls."""
   if num_steps < 2 * num_kept:
     raise ValueError(f'num_steps ({num_steps}) must be at least 2 x num_kept ({num_kept}).')
   e, g = _energy_and_grad(energy_fn, z0)
   state = _state(z0, 1.0, e, g)
   burn = num_steps - num_steps // 2
   thin = (num_steps // 2) // num_kept
-
-  @jax.jit
-  def run(state, key):
-    keys = jax.random.split(key, 3)
-    state, accept_burn = _mala_steps(energy_fn, state, 1.0, step_size, keys[0], burn)
-
-    def body(state, k):
-      state, accept = _mala_steps(energy_fn, state, 1.0, step_size, k, thin)
-      return state, (state.position, accept)
-
-    state, (trace, accept) = jax.lax.scan(body, state, jax.random.split(keys[1], num_kept))
-    return state, trace, (accept_burn * burn + jnp.sum(accept) * thin) / (burn + thin * num_kept)
-
-  state, trace, accept = run(state, key)
+  key_burn, key_kept = jax.random.split(key)
+  burn_keys = jax.random.split(key_burn, burn)  # One per step: the run is the same in any blocks.
+  kept_keys = jax.random.split(key_kept, num_kept)
+  accepted = 0.0
+  for start in range(0, burn, block):  # A stop request is checked between compiled calls.
+    interrupts.check()
+    state, accept = _burn_jit(energy_fn, state, step_size, burn_keys[start:start + block])
+    accepted += float(jnp.sum(accept))
+  per_call = max(1, block // thin)  # Kept states per compiled call.
+  trace = []
+  for start in range(0, num_kept, per_call):
+    interrupts.check()
+    state, positions, accept = _kept_jit(energy_fn, state, step_size,
+                                         kept_keys[start:start + per_call], thin)
+    trace.append(positions)
+    accepted += float(jnp.sum(accept)) * thin
+  accept = accepted / (burn + thin * num_kept)
+  trace = jnp.concatenate(trace)
   trace = jnp.swapaxes(trace, 0, 1)  # [C, kept, d]
   energies = jax.vmap(energy_fn)(trace)  # [C, kept]
   rhat = lambda x: blackjax.diagnostics.potential_scale_reduction(x, chain_axis=0, sample_axis=1)
