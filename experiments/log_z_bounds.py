@@ -1,0 +1,90 @@
+r"""How the AIS bounds on a trained pull-back prior's log Z close as the temperatures multiply: for
+each K of `--temperatures`, the forward (lower) and reverse (upper) bounds with `--chains` chains
+each way, their gap, the reverse run's start diagnostics (R-hat, ESS) and the cost. Appends one
+record per K (kind 'log_z_bounds') to WORKDIR/records.jsonl and writes
+WORKDIR/analysis/log_z_bounds.json.
+
+  python -m experiments.log_z_bounds --workdir=runs/leaderboard/pullback/seed0 \
+      --temperatures=100,300,1000,3000 --chains=256
+
+Each K is its own run of the bounds (its own pilot-tuned step sizes, fresh chains), seeded by
+`--seed` and K, so the rows are independent estimates. A signal stops the study between compiled
+calls (exit 143); rerunning it skips the K already recorded with this protocol.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from experiments import common
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run with model.prior=pullback.')
+_TEMPERATURES = flags.DEFINE_list('temperatures', ['100', '300', '1000', '3000'],
+                                  'Numbers of temperatures K, one run of the bounds each.')
+_CHAINS = flags.DEFINE_integer('chains', 256, 'Chains each way.')
+_SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 2000,
+                                      'MALA steps on p that start the reverse run.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the chains.')
+flags.mark_flags_as_required(['workdir'])
+
+KIND = 'log_z_bounds'
+
+
+def log_z_bounds(workdir: str, temperatures, chains: int, sampler_steps: int, seed: int):
+  """{K: the bounds' result} for each K (see the module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import files  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import records  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import normalizer  # pylint: disable=g-import-not-at-top
+  temperatures = [int(k) for k in temperatures]
+  config = checkpoints.load_config(workdir)
+  if config.model.prior != 'pullback':
+    raise ValueError(f'{workdir} is not a pull-back run (model.prior={config.model.prior!r}).')
+  for k in temperatures:  # Every setting checked before anything is loaded.
+    ais.Settings(num_chains=chains, num_temperatures=k, sampler_steps=sampler_steps).check()
+  input_shape = data.load(config.data).input_shape
+  model = models.create(config.model, input_shape)
+  variables, step = checkpoints.restore_variables(workdir, config, model, input_shape)
+  done = {}
+  for record in records.read(workdir):
+    p = record.get('protocol', {})
+    if (record.get('kind') == KIND and p.get('step') == int(step) and p.get('seed') == seed
+        and p.get('chains') == chains and p.get('sampler_steps') == sampler_steps):
+      done[p['temperatures']] = record['metrics']
+  out = {}
+  for k in temperatures:
+    if k in done:
+      out[k] = done[k]
+      continue
+    settings = ais.Settings(num_chains=chains, num_temperatures=k, sampler_steps=sampler_steps)
+    result = normalizer.ais_log_z_bounds(model, variables, jax.random.fold_in(
+        jax.random.key(seed), k), settings)
+    out[k] = result
+    print(f'K = {k}: {result["log_z_lower"]:.3f} <= log Z <= {result["log_z_upper"]:.3f} '
+          f'(gap {result["gap"]:.3f}; {result["seconds"]:.0f} s; R-hat of the reverse start '
+          f'{result["sampler"]["rhat_energy"]:.3f})', flush=True)
+    records.append(workdir, KIND, config, result,
+                   {'temperatures': k, 'chains': chains, 'sampler_steps': sampler_steps,
+                    'seed': seed, 'step': int(step),
+                    'estimator': 'AIS both ways (bidirectional Monte Carlo), BlackJAX MALA'},
+                   budget={'step': int(step)})
+  os.makedirs(os.path.join(workdir, 'analysis'), exist_ok=True)
+  files.write_json_atomically(os.path.join(workdir, 'analysis', 'log_z_bounds.json'),
+                              {str(k): v for k, v in out.items()})
+  return out
+
+
+def main(argv):
+  common.start(argv)
+  with common.user_errors(), common.stoppable():
+    log_z_bounds(_WORKDIR.value, _TEMPERATURES.value, _CHAINS.value, _SAMPLER_STEPS.value,
+                 _SEED.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
