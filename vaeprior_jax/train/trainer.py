@@ -345,27 +345,10 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   phases = method.phases()
   num_steps = methods.base.total_steps(phases)
   keys = checkpoints.root_keys(config.seed)
-  replicated = sharding.replicated(mesh)
   feed = _Feed(config, dataset, mesh)
 
-  try:  # The newest checkpoint that restores; damaged ones are moved aside.
-    state, start_step, manager = checkpoints.restore_newest_intact(
-        lambda: checkpoints.checkpoint_manager(workdir, tc.max_checkpoints_to_keep),
-        lambda _: abstract_train_state(model, config, dataset.input_shape, replicated))
-  except checkpoints.StructureMismatch as e:
-    raise ValueError(
-        f'{e} in {workdir}/checkpoints: this config\'s model and method '
-        f'({methods.method_name(tc)}) build another train state: a different model or method, or '
-        'a run saved before the optimizer states were grouped by method (its parameters can still '
-        'be evaluated). Use a new --workdir.') from None
-  start_step = start_step or 0
-  if start_step:
-    logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
-  else:
-    _check_no_results_without_checkpoints(workdir, tc.checkpoint_every_steps)
-    variables = method.initial_variables(model, feed.first_batch, keys['init'], dataset.train, mesh)
-    state = jax.jit(functools.partial(methods.state_from_variables, method),
-                    out_shardings=replicated)(variables)
+  state, start_step, manager = _restore_or_initialize(config, workdir, model, method, dataset,
+                                                      feed.first_batch, keys['init'], mesh)
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
   logging.info('Model %s/%s/%s, %d parameters, convolutions by %s, %d devices; %s training, %d steps '
                '(%d per epoch).', config.model.net, config.model.prior, config.model.posterior,
@@ -480,6 +463,33 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       early_stopping.close()
     writer.close()
   return last
+
+
+def _restore_or_initialize(config, workdir: str, model, method, dataset, first_batch, init_key,
+                           mesh):
+  """(train state, its step, the checkpoint manager): the newest checkpoint of `workdir` that
+  restores (damaged ones are moved aside), or the method's initial state at step 0."""
+  tc = config.train
+  replicated = sharding.replicated(mesh)
+  try:
+    state, start_step, manager = checkpoints.restore_newest_intact(
+        lambda: checkpoints.checkpoint_manager(workdir, tc.max_checkpoints_to_keep),
+        lambda _: abstract_train_state(model, config, dataset.input_shape, replicated))
+  except checkpoints.StructureMismatch as e:
+    raise ValueError(
+        f'{e} in {workdir}/checkpoints: this config\'s model and method '
+        f'({methods.method_name(tc)}) build another train state: a different model or method, or '
+        'a run saved before the optimizer states were grouped by method (its parameters can still '
+        'be evaluated). Use a new --workdir.') from None
+  start_step = start_step or 0
+  if start_step:
+    logging.info('Resumed from the checkpoint of step %d in %s.', start_step, workdir)
+  else:
+    _check_no_results_without_checkpoints(workdir, tc.checkpoint_every_steps)
+    variables = method.initial_variables(model, first_batch, init_key, dataset.train, mesh)
+    state = jax.jit(functools.partial(methods.state_from_variables, method),
+                    out_shardings=replicated)(variables)
+  return state, start_step, manager
 
 
 def _check_no_results_without_checkpoints(workdir: str, checkpoint_every_steps: int) -> None:
