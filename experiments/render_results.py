@@ -224,7 +224,7 @@ def leaderboard(folder: str) -> str:
   two = lambda v: f'{v:.2f}'
   one = lambda v: f'{v:.1f}'
   header = ['prior', 'seeds', 'test NLL (mean ± sd over seeds)', 'ELBO', 'KL', 'active units',
-            'training (min, 1 core)', 'numbers in p(z)']
+            'training wall time (min)', 'numbers in p(z)']
   out = []
   for prior, metrics, records in _leaderboard_rows(folder):
     seeds = sorted(metrics)
