@@ -479,6 +479,21 @@ def _export(folder: str, kind: str, images) -> str:
   return path
 
 
+def _kept_kinds(partial_file: str, fingerprint, result):
+  """(result, kinds done) of a partial report kept for this `fingerprint`, else (`result`, [])."""
+  kept = files.read_kept_json(
+      partial_file, lambda v: isinstance(v, dict) and isinstance(v.get('kinds'), list)
+      and isinstance(v.get('result'), dict), 'partial report')
+  if kept is not None and kept.get('fingerprint') == fingerprint:
+    logging.info('Sample quality: continuing after %s from %s.', ', '.join(kept['kinds']),
+                 partial_file)
+    return kept['result'], list(kept['kinds'])
+  if kept is not None:
+    logging.info('Sample quality: starting over (%s was written for another protocol).',
+                 partial_file)
+  return result, []
+
+
 def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                    fid_weights: Optional[str] = None, protocol: Optional[str] = None,
                    num_images: Optional[int] = None, seed: int = 0, checkpoint: str = 'auto',
@@ -566,16 +581,13 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       dict(result, checkpoint=checkpoint, seed=seed, export=bool(export),
            classifier=result.get('classifier'), fid=fid_file[1] if use_fid else None),
       default=float))
-  done = []
-  kept = files.read_kept_json(
-      partial_file, lambda v: isinstance(v, dict) and isinstance(v.get('kinds'), list)
-      and isinstance(v.get('result'), dict), 'partial report')
-  if kept is not None and kept.get('fingerprint') == fingerprint:
-    result, done = kept['result'], list(kept['kinds'])
-    logging.info('Sample quality: continuing after %s from %s.', ', '.join(done), partial_file)
-  elif kept is not None:
-    logging.info('Sample quality: starting over (%s was written for another protocol).',
-                 partial_file)
+  result, done = _kept_kinds(partial_file, fingerprint, result)
+  scorers = []  # (metric, features of images, reference statistics)
+  if use_cfd:
+    scorers.append(('cfd', lambda x: classifier_distance.features(cfd_params, num_classes, x),
+                    cfd_reference))
+  if use_fid:
+    scorers.append(('fid', lambda x: fid_features(fid_params, x), fid_reference))
   for i, kind in enumerate(kinds):
     if kind in done:
       continue
@@ -595,22 +607,17 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     if export and kind != 'data' and jax.process_index() == 0:
       result.setdefault('exported', {})[kind] = _export(
           os.path.join(workdir, f'exported_{protocol}{suffix}'), kind, images)
-    distances = []
-    if use_cfd:
-      distances.append(('cfd', classifier_distance.features(cfd_params, num_classes, images),
-                        cfd_reference))
-    if use_fid:
-      distances.append(('fid', fid_features(fid_params, images), fid_reference))
-    for metric, features, reference_stats in distances:
-      stats = frechet.gaussian_statistics(features)
-      result[f'{metric}_{kind}'] = frechet.frechet_distance(*stats, *reference_stats)
+    for metric, features_of, reference_stats in scorers:
+      features = features_of(images)
+      result[f'{metric}_{kind}'] = frechet.frechet_distance(
+          *frechet.gaussian_statistics(features), *reference_stats)
       if bootstrap:
         result[f'{metric}_{kind}_sd'] = frechet.bootstrap_sd(features, *reference_stats, bootstrap,
                                                              seed)
     done.append(kind)
     if jax.process_index() == 0:
-      files.write_json_atomically(partial_file, {'fingerprint': fingerprint, 'kinds': done,
-                                            'result': result})
+      files.write_json_atomically(partial_file,
+                                  {'fingerprint': fingerprint, 'kinds': done, 'result': result})
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)
