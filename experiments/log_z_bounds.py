@@ -19,14 +19,6 @@ from absl import flags
 
 from experiments import common
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run with model.prior=pullback.')
-_TEMPERATURES = flags.DEFINE_list('temperatures', ['100', '300', '1000', '3000'],
-                                  'Numbers of temperatures K, one run of the bounds each.')
-_CHAINS = flags.DEFINE_integer('chains', 256, 'Chains each way.')
-_SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 2000,
-                                      'MALA steps on p that start the reverse run.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the chains.')
-flags.mark_flags_as_required(['workdir'])
 
 KIND = 'log_z_bounds'
 
@@ -79,6 +71,20 @@ def log_z_bounds(workdir: str, temperatures, chains: int, sampler_steps: int, se
   return out
 
 
+def _define_flags():
+  """The binary's flags, defined only when it runs (its functions are importable beside other
+  binaries' flags)."""
+  global _WORKDIR, _TEMPERATURES, _CHAINS, _SAMPLER_STEPS, _SEED  # pylint: disable=global-statement
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run with model.prior=pullback.')
+  _TEMPERATURES = flags.DEFINE_list('temperatures', ['100', '300', '1000', '3000'],
+                                    'Numbers of temperatures K, one run of the bounds each.')
+  _CHAINS = flags.DEFINE_integer('chains', 256, 'Chains each way.')
+  _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 2000,
+                                        'MALA steps on p that start the reverse run.')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the chains.')
+  flags.mark_flags_as_required(['workdir'])
+
+
 def main(argv):
   common.start(argv)
   with common.user_errors(), common.stoppable():
@@ -87,4 +93,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -225,6 +225,20 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
   return state.position, diagnostics
 
 
+def forward_chains(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures: int,
+                   num_chains: int = 256):
+  """The forward run alone, with its own pilot-tuned step sizes: (log weights [C], final z [C, d]).
+  log-mean-exp of the weights is the lower bound; the final states show where the chains that
+  carry it went."""
+  keys = jax.random.split(key, 3)
+  step_sizes = tune_step_sizes(energy_fn, dim, keys[0], num_temperatures)
+  temps = jnp.asarray(sigmoid_schedule(num_temperatures), jnp.float32)
+  z0 = jax.random.normal(keys[1], (num_chains, dim))
+  log_w, z_end, _, _ = _anneal(energy_fn, z0, temps, jnp.asarray(step_sizes, jnp.float32), keys[2],
+                               1, False)
+  return log_w, z_end
+
+
 @dataclasses.dataclass
 class Settings:
   """The protocol of `log_z_bounds` (recorded beside its result)."""
