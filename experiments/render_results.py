@@ -204,11 +204,20 @@ def leaderboard_results(folder: str) -> Dict[str, Dict[int, dict]]:
   return out
 
 
+# The reverse AIS run's upper bound on log Z holds only if its starting chains sample p: above this
+# R-hat of their energy (or where the two bounds cross) the NLL's upper end is void (infinite).
+MAX_RHAT = 1.1
+
+
 def _interval(metrics: dict):
-  """(low, high) of the NLL: the AIS sandwich where there is one, else (nll, nll)."""
-  if 'nll_ais_lower' in metrics:
-    return metrics['nll_ais_lower'], metrics['nll_ais_upper']
-  return metrics['nll'], metrics['nll']
+  """(low, high) of the NLL: the AIS sandwich where there is one (high = inf where the reverse
+  bound does not hold), else (nll, nll)."""
+  if 'nll_ais_lower' not in metrics:
+    return metrics['nll'], metrics['nll']
+  low, high = metrics['nll_ais_lower'], metrics['nll_ais_upper']
+  if metrics.get('log_z_ais_sampler_rhat_energy', math.inf) > MAX_RHAT or high < low:
+    high = math.inf
+  return low, high
 
 
 def _leaderboard_rows(folder: str):
@@ -230,8 +239,16 @@ def leaderboard(folder: str) -> str:
     seeds = sorted(metrics)
     values = lambda key: [metrics[s][key] for s in seeds]
     if 'nll_ais_lower' in metrics[seeds[0]]:
-      nll = (f'**[{mean_sd(values("nll_ais_lower"), two)}, {mean_sd(values("nll_ais_upper"), two)}]**'
-             f' (AIS sandwich); {mean_sd(values("nll"), two)} with the paper\'s log Z estimate')
+      highs = [_interval(metrics[s])[1] for s in seeds]
+      if all(math.isfinite(h) for h in highs):
+        nll = (f'**[{mean_sd(values("nll_ais_lower"), two)}, {mean_sd(highs, two)}]** (AIS '
+               'sandwich)')
+      else:
+        rhat = max(metrics[s].get('log_z_ais_sampler_rhat_energy', math.inf) for s in seeds)
+        nll = (f'**≥ {mean_sd(values("nll_ais_lower"), two)}** (AIS lower end; the upper end is '
+               f'void: the reverse run\'s start has R-hat up to {rhat:.2f})')
+      nll += f'; {mean_sd(values("nll"), two)} with the paper\'s log Z estimate'
+
     else:
       nll = f'**{mean_sd(values("nll"), two)}**'
     minutes = [records[s]['budget']['train_seconds'] / 60 for s in seeds]
@@ -251,7 +268,9 @@ def leaderboard_resolution(folder: str) -> str:
     hi_a = [_interval(m)[1] for m in ma.values()]
     lo_b = [_interval(m)[0] for m in mb.values()]
     gap = statistics.mean(lo_b) - statistics.mean(hi_a)
-    if min(len(ma), len(mb)) < 2:
+    if not math.isfinite(gap):
+      verdict = 'not resolved: the upper one\'s NLL has no upper end'
+    elif min(len(ma), len(mb)) < 2:
       verdict = 'not resolved: fewer than two seeds'
     else:
       se = math.sqrt(statistics.variance(hi_a) / len(hi_a) + statistics.variance(lo_b) / len(lo_b))
@@ -271,9 +290,13 @@ def leaderboard_plot(folder: str, path: str) -> None:
   for i, (prior, metrics, _) in enumerate(rows):
     for m in metrics.values():
       low, high = _interval(m)
-      if high > low:
+      if high == low:
+        ax.plot(i, low, 'o', color='C0')
+      elif math.isfinite(high):
         ax.plot([i, i], [low, high], color='C1', lw=3, alpha=0.6)
-      ax.plot(i, m['nll'] if high == low else high, 'o', color='C0' if high == low else 'C1')
+      else:  # Only a lower end: an arrow up from it.
+        ax.annotate('', (i, low + 8), (i, low), arrowprops=dict(color='C1', width=2))
+        ax.plot(i, low, '^', color='C1')
   ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20)
   ax.set_ylabel('test NLL (nats)')
   ax.set_title('DenseVAE, static MNIST, 100 epochs: each seed (bars: AIS intervals)', fontsize=9)

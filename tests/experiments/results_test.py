@@ -62,8 +62,10 @@ def test_the_leaderboard_sorts_aggregates_and_says_which_gaps_the_seeds_resolve(
       'standard': {0: {'nll': 90.0}, 1: {'nll': 91.0}, 2: {'nll': 92.0}},
       'realnvp': {0: {'nll': 85.0}, 1: {'nll': 85.2}, 2: {'nll': 84.8}},
       'mog': {0: {'nll': 85.3}, 1: {'nll': 85.6}, 2: {'nll': 85.0}},
-      'pullback': {0: {'nll': 80.0, 'nll_ais_lower': 87.0, 'nll_ais_upper': 95.0},
-                   1: {'nll': 81.0, 'nll_ais_lower': 88.0, 'nll_ais_upper': 96.0}}})
+      'pullback': {0: {'nll': 80.0, 'nll_ais_lower': 87.0, 'nll_ais_upper': 95.0,
+                       'log_z_ais_sampler_rhat_energy': 1.02},
+                   1: {'nll': 81.0, 'nll_ais_lower': 88.0, 'nll_ais_upper': 96.0,
+                       'log_z_ais_sampler_rhat_energy': 1.05}}})
   rows = render_results.leaderboard(str(tmp_path)).split('\n')[2:]
   assert [r.split(' | ')[0] for r in rows] == ['| `realnvp`', '| `mog`', '| `standard`',
                                                '| `pullback`']
@@ -76,6 +78,16 @@ def test_the_leaderboard_sorts_aggregates_and_says_which_gaps_the_seeds_resolve(
   assert lines[0].startswith('- `realnvp` below `mog`: not resolved (0.30 ≤ 2 × 0.21)')
   assert lines[1].startswith('- `mog` below `standard`: resolved (5.70 > 2 × 0.60)')
   assert lines[2].startswith('- `standard` below `pullback`: not resolved (-3.50')
+  render_results.leaderboard_plot(str(tmp_path), str(tmp_path / 'board.png'))
+  # Chains that did not mix (R-hat 2.5): the reverse bound is void, the NLL only has a lower end.
+  path = tmp_path / 'pullback' / 'seed1' / 'records.jsonl'
+  lines = path.read_text().splitlines()
+  record = json.loads(lines[0])
+  record['metrics']['log_z_ais_sampler_rhat_energy'] = 2.5
+  path.write_text('\n'.join([json.dumps(record)] + lines[1:]) + '\n')
+  rows = render_results.leaderboard(str(tmp_path)).split('\n')[2:]
+  assert rows[3].startswith('| `pullback`') and '**≥ 87.50 ± 0.71** (AIS lower end; the upper end' \
+      ' is void: the reverse run\'s start has R-hat up to 2.50)' in rows[3]
   render_results.leaderboard_plot(str(tmp_path), str(tmp_path / 'board.png'))
   empty = render_results.leaderboard(str(tmp_path / 'none'))  # No records yet: says so.
   assert empty.endswith('| (no records yet) |' + '  |' * 7)
