@@ -305,6 +305,25 @@ def leaderboard_plot(folder: str, path: str) -> None:
   plt.close(fig)
 
 
+def log_z_bounds(path: str) -> str:
+  """The AIS bounds of a trained pull-back prior's log Z against the number of temperatures
+  (`experiments.log_z_bounds` records, one per K)."""
+  rows = []
+  for record in sorted((r for r in read_jsonl(path) if r.get('kind') == 'log_z_bounds'),
+                       key=lambda r: r['protocol']['temperatures']):
+    m, p = record['metrics'], record['protocol']
+    s = m['sampler']
+    rows.append([f'{p["temperatures"]:,}', f'{m["log_z_lower"]:.2f} ± {m["log_z_lower_stderr"]:.2f}',
+                 f'{m["log_z_upper"]:.2f} ± {m["log_z_upper_stderr"]:.2f}',
+                 f'{m["log_z_lower_mean"]:.2f} / {m["log_z_upper_mean"]:.2f}',
+                 f'{s["rhat_energy"]:.2f}', f'{s["ess_energy"]:.0f}',
+                 f'{m["energy_gradients"]:,}', f'{m["seconds"] / 60:.1f}'])
+  return table(['temperatures K', 'forward: lower bound (± s.e.)',
+                'reverse: "upper bound" (± s.e.)', 'mean log weights, forward / reverse',
+                'R-hat of the reverse start (energy)', 'its ESS', 'energy gradients per chain',
+                'minutes'], rows)
+
+
 TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_stage1': lambda root: dai2019_dense_stage1(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),
@@ -312,6 +331,8 @@ TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_cfd': lambda root: dai2019_dense_cfd(os.path.join(root, DAI_DENSE)),
     'leaderboard': lambda root: leaderboard(os.path.join(root, LEADERBOARD)),
     'leaderboard_resolution': lambda root: leaderboard_resolution(os.path.join(root, LEADERBOARD)),
+    'pullback_log_z_bounds': lambda root: log_z_bounds(
+        os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl')),
 }
 
 
