@@ -10,7 +10,7 @@ one records folder. Everything outside the markers is prose, written by hand. Th
 
 Records are the files `experiments.evaluate`, `experiments.sweep` and the trainer write in a workdir
 (records.jsonl, eval_*.json, sample_quality_*.json, analysis_*.json, metrics.jsonl, config.json),
-copied into a dated folder with a README saying how they were made. Nothing here imports JAX.
+copied into a dated folder with a README saying how they were made.
 """
 
 import json
@@ -19,7 +19,9 @@ import os
 import re
 import statistics
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
+
+from vaeprior_jax import files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, 'RESULTS.md')
@@ -35,22 +37,10 @@ def read_json(path: str):
     return json.load(f)
 
 
-def read_jsonl(path: str) -> List[dict]:
-  """The lines of a JSON-lines file (a torn last line is skipped)."""
-  out = []
-  with open(path) as f:
-    for line in f:
-      try:
-        out.append(json.loads(line))
-      except ValueError:
-        continue
-  return out
-
-
 def logged_rows(path: str) -> Dict[int, dict]:
   """{step: row} of a metrics.jsonl's training rows (those with a loss); a resumed run's repeat of
   a step replaces the earlier line."""
-  return {int(r['step']): r for r in read_jsonl(path) if 'loss' in r}
+  return {int(r['step']): r for r in files.read_jsonl(path) if 'loss' in r}
 
 
 # ---------------------------------------------------------------------------------- formatting
@@ -196,7 +186,7 @@ def leaderboard_results(folder: str) -> Dict[str, Dict[int, dict]]:
       path = os.path.join(folder, prior, name, 'records.jsonl')
       if not m or not os.path.exists(path):
         continue
-      for record in read_jsonl(path):
+      for record in files.read_jsonl(path):
         p = record.get('protocol', {})
         if (record.get('kind') == 'likelihood' and p.get('split') == 'test'
             and p.get('num_samples') == LEADERBOARD_SAMPLES and p.get('max_examples') is None):
@@ -314,7 +304,7 @@ def log_z_bounds(path: str) -> str:
   """The AIS bounds of a trained pull-back prior's log Z against the number of temperatures
   (`experiments.log_z_bounds` records, one per K)."""
   rows = []
-  for record in sorted((r for r in read_jsonl(path) if r.get('kind') == 'log_z_bounds'),
+  for record in sorted((r for r in files.read_jsonl(path) if r.get('kind') == 'log_z_bounds'),
                        key=lambda r: r['protocol']['temperatures']):
     m, p = record['metrics'], record['protocol']
     s = m['sampler']

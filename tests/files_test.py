@@ -32,3 +32,9 @@ def test_kept_work_that_cannot_be_read_or_is_not_valid_is_started_over(tmp_path,
     assert files.read_kept_json(path, valid, 'partial sums') is None
   assert len(caplog.records) == 3
   assert all('Ignoring the unreadable partial sums in' in r.getMessage() for r in caplog.records)
+
+
+def test_json_lines_are_read_in_order_and_a_torn_line_is_skipped(tmp_path):
+  path = tmp_path / 'm.jsonl'
+  path.write_text('{"step": 1}\n[2, 3]\n{"step": 4, "torn')
+  assert files.read_jsonl(str(path)) == [{'step': 1}, [2, 3]]

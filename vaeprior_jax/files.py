@@ -7,7 +7,7 @@ the target and renames it over it (`os.replace`, atomic on POSIX file systems).
 
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from absl import logging
 import numpy as np
@@ -49,3 +49,16 @@ def read_kept_json(path: str, valid: Callable[[Any], bool], what: str) -> Option
     reason = str(e)
   logging.warning('Ignoring the unreadable %s in %s (%s).', what, path, reason)
   return None
+
+
+def read_jsonl(path: str) -> List[Any]:
+  """The values of a JSON-lines file, in order; a line that does not parse (a torn last line, from
+  a kill) is skipped."""
+  out = []
+  with open(path) as f:
+    for line in f:
+      try:
+        out.append(json.loads(line))
+      except ValueError:
+        continue
+  return out

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from typing import Any, Dict, Optional
 
+from vaeprior_jax import files
+
 RECORDS_FILE = 'records.jsonl'
 # The packages a result depends on (their installed versions go into every record).
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scipy', 'blackjax',
@@ -78,16 +80,7 @@ def append(workdir: str, kind: str, config, metrics: Dict[str, Any], protocol: D
 def read(workdir: str) -> list:
   """The records of `workdir`, oldest first (a torn last line, from a kill, is skipped)."""
   path = os.path.join(workdir, RECORDS_FILE)
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      try:
-        out.append(json.loads(line))
-      except ValueError:
-        continue
-  return out
+  return files.read_jsonl(path) if os.path.exists(path) else []
 
 
 def train_seconds(workdir: str, step: int) -> Optional[float]:
@@ -99,14 +92,9 @@ def train_seconds(workdir: str, step: int) -> Optional[float]:
   if not os.path.exists(path):
     return None
   rates = {}
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue
-      if 'steps_per_sec' in row and 'step' in row and row['step'] <= step:
-        rates[int(row['step'])] = float(row['steps_per_sec'])  # A resumed run's repeat wins.
+  for row in files.read_jsonl(path):
+    if 'steps_per_sec' in row and 'step' in row and row['step'] <= step:
+      rates[int(row['step'])] = float(row['steps_per_sec'])  # A resumed run's repeat wins.
   if not rates:
     return None
   total, previous = 0.0, 0
