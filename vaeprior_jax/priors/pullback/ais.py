@@ -90,19 +90,6 @@ def _mala_steps(energy_fn: EnergyFn, state, t, step_size, key, num_steps: int):
 # model takes.
 ANNEAL_BLOCK = 50
 
-def _burn(energy_fn: EnergyFn, state, step_size, keys):
-  """One MALA step on p per key: (state, acceptance rates [len(keys)])."""
-
-  def body(state, k):
-    state, accept = _mala_steps(energy_fn, state, 1.0, step_size, k, 1)
-    return state, accept
-
-  return jax.lax.scan(body, state, keys)
-
-
-_burn_jit = jax.jit(_burn, static_argnums=(0,))
-
-
 def _kept(energy_fn: EnergyFn, state, step_size, keys, thin: int):
   """len(keys) kept states of every chain, `thin` MALA steps on p apart: (state, positions
   [kept, C, d], acceptance rates [kept])."""
@@ -199,8 +186,8 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
   kept_keys = jax.random.split(key_kept, num_kept)
   accepted = 0.0
   for start in range(0, burn, block):  # A stop request is checked between compiled calls.
-    interrupts.check()
-    state, accept = _burn_jit(energy_fn, state, step_size, burn_keys[start:start + block])
+    interrupts.check()  # (Burn-in: every state is kept by the call, none by us.)
+    state, _, accept = _kept_jit(energy_fn, state, step_size, burn_keys[start:start + block], 1)
     accepted += float(jnp.sum(accept))
   per_call = max(1, block // thin)  # Kept states per compiled call.
   trace = []
@@ -225,17 +212,27 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
   return state.position, diagnostics
 
 
+def _forward(energy_fn: EnergyFn, dim: int, keys, settings: 'Settings', step_sizes=None):
+  """The forward run from N(0, I), `keys` = (pilot tuning, start, annealing): (log weights [C],
+  final z [C, d], step sizes [K], temperatures [K + 1], acceptance rates [K])."""
+  if step_sizes is None:
+    step_sizes = tune_step_sizes(energy_fn, dim, keys[0], settings.num_temperatures,
+                                 settings.pilot_chains, settings.steps_per_temperature)
+  step_sizes = jnp.asarray(step_sizes, jnp.float32)
+  temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
+  z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
+  log_w, z_end, _, accept = _anneal(energy_fn, z0, temps, step_sizes, keys[2],
+                                    settings.steps_per_temperature, False)
+  return log_w, z_end, step_sizes, temps, accept
+
+
 def forward_chains(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures: int,
                    num_chains: int = 256):
   """The forward run alone, with its own pilot-tuned step sizes: (log weights [C], final z [C, d]).
   log-mean-exp of the weights is the lower bound; the final states show where the chains that
   carry it went."""
-  keys = jax.random.split(key, 3)
-  step_sizes = tune_step_sizes(energy_fn, dim, keys[0], num_temperatures)
-  temps = jnp.asarray(sigmoid_schedule(num_temperatures), jnp.float32)
-  z0 = jax.random.normal(keys[1], (num_chains, dim))
-  log_w, z_end, _, _ = _anneal(energy_fn, z0, temps, jnp.asarray(step_sizes, jnp.float32), keys[2],
-                               1, False)
+  settings = Settings(num_chains=num_chains, num_temperatures=num_temperatures)
+  log_w, z_end, _, _, _ = _forward(energy_fn, dim, jax.random.split(key, 3), settings)
   return log_w, z_end
 
 
@@ -276,15 +273,8 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
   settings.check()
   start = time.time()
   keys = jax.random.split(key, 5)
-  if step_sizes is None:
-    step_sizes = tune_step_sizes(energy_fn, dim, keys[0], settings.num_temperatures,
-                                 settings.pilot_chains, settings.steps_per_temperature)
-  step_sizes = jnp.asarray(step_sizes, jnp.float32)
-  temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
-  anneal = _anneal
-  z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
-  log_w, z_end, _, accept_forward = anneal(energy_fn, z0, temps, step_sizes, keys[2],
-                                           settings.steps_per_temperature, False)
+  log_w, z_end, step_sizes, temps, accept_forward = _forward(energy_fn, dim, keys[:3], settings,
+                                                             step_sizes)
   lower, lower_se = _log_mean_exp(log_w)
   # The reverse run starts from (approximately) exact samples of p: MALA chains from the forward
   # chains' ends, at the step size of the last temperature.
@@ -293,8 +283,8 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
   # step_sizes[k] belongs to temperature t_{k+1}; going down, the transitions are at t_{K-1}, ...,
   # t_0 (t_0: N(0, I), given t_1's).
   reverse_sizes = jnp.concatenate([step_sizes[:-1][::-1], step_sizes[:1]])
-  log_w_rev, _, _, accept_reverse = anneal(energy_fn, z_target, temps[::-1], reverse_sizes,
-                                           keys[4], settings.steps_per_temperature, False)
+  log_w_rev, _, _, accept_reverse = _anneal(energy_fn, z_target, temps[::-1], reverse_sizes,
+                                            keys[4], settings.steps_per_temperature, False)
   inverse, upper_se = _log_mean_exp(log_w_rev)
   upper = -inverse
   per_temperature = settings.steps_per_temperature + 1  # the weight's gradient, then the steps
