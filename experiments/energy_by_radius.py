@@ -65,7 +65,6 @@ def energy_by_radius(workdir: str, rays: int, max_radius: float, num_images: int
             # The radius of N(0, I)'s typical set, sqrt(d).
             'typical_radius': math.sqrt(d)}
   os.makedirs(os.path.join(workdir, 'analysis'), exist_ok=True)
-  files.write_json_atomically(os.path.join(workdir, 'analysis', 'energy_by_radius.json'), result)
 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')

@@ -343,8 +343,9 @@ def write_pending_host_work(workdir: str, step: int, update: bool, validate: boo
   """Records, atomically, that the host update and/or the validation of `step` were not done: a run
   resumed from the checkpoint of `step` does them first, as the uninterrupted run did."""
   if jax.process_index() == 0:
-    files.write_json_atomically(os.path.join(workdir, PENDING_FILE),
-                          {'step': int(step), 'update': bool(update), 'validate': bool(validate)})
+    files.write_json_atomically(
+        os.path.join(workdir, PENDING_FILE),
+        {'step': int(step), 'update': bool(update), 'validate': bool(validate)})
 
 
 def read_pending_host_work(workdir: str, step: int) -> Dict[str, bool]:

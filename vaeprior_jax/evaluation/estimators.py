@@ -433,8 +433,8 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
 
   def keep():
     if partial_file and jax.process_index() == 0:
-      files.write_json_atomically(partial_file, {'protocol': protocol, 'batches': done, 'count': count,
-                                    'sums': sums})
+      files.write_json_atomically(
+          partial_file, {'protocol': protocol, 'batches': done, 'count': count, 'sums': sums})
 
   try:
     for m in batches:
