@@ -83,7 +83,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     t.log_z_every_epochs = 0.0
     for key in ('log_z_samples', 'log_z_max_images', 'log_z_prior_samples'):
       e[key] = reference.eval[key]
-    if budget is None:  # 100 samples, not the paper's 1,000, per training image: 2.5 h -> 15 min.
+    if budget is None:  # Not the paper's 1,000 samples per image: hours on a CPU (docstring).
       e.log_z_samples = LOG_Z_SAMPLES
     e.log_z_ais_temperatures = {None: AIS_TEMPERATURES, 'quickstart': 500, 'runlocal': 20}[budget]
     if budget == 'runlocal':

@@ -220,9 +220,8 @@ def device_memory_bytes(device=None) -> int:
 # The share of a device's memory the estimator may use when eval.memory_budget_gb is 0 (the data,
 # the parameters and the input pipeline need the rest).
 DEFAULT_MEMORY_SHARE = 0.75
-# What XLA holds over `peak_bytes`: measured on XLA:CPU for PixelVAE's estimator (the largest net),
-# 2.0x at batch 32 x chunk 10 and 64 x 20, and 2.0x for the 23.6 GiB of 128 x 100 in
-# benchmarks/LOG.md; 2.5 leaves a margin.
+# How many times `peak_bytes` XLA may hold: the factor measured for the largest estimator
+# (PixelVAE's, benchmarks/LOG.md), with a margin.
 XLA_OVERHEAD = 2.5
 
 
