@@ -154,3 +154,20 @@ def start(argv):
     advice = xla_options.host_memory_advice()
     if advice:
       logging.info(advice)
+
+
+def pullback_run_config(workdir: str):
+  """The config of the pull-back run in `workdir`; a one-line ValueError for another run."""
+  config = checkpoints.load_config(workdir)
+  if config.model.prior != 'pullback':
+    raise ValueError(f'{workdir} is not a pull-back run (model.prior={config.model.prior!r}).')
+  return config
+
+
+def restore_run(workdir: str, config):
+  """(dataset, model, variables, step) of the latest checkpoint of the run `config` describes."""
+  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
+  dataset = data.load(config.data)
+  model = models.create(config.model, dataset.input_shape)
+  variables, step = checkpoints.restore_variables(workdir, config, model, dataset.input_shape)
+  return dataset, model, variables, step

@@ -26,22 +26,15 @@ KIND = 'log_z_bounds'
 def log_z_bounds(workdir: str, temperatures, chains: int, sampler_steps: int, seed: int):
   """{K: the bounds' result} for each K (see the module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import data  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import files  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax import models  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.evaluation import records  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.priors.pullback import normalizer  # pylint: disable=g-import-not-at-top
   temperatures = [int(k) for k in temperatures]
-  config = checkpoints.load_config(workdir)
-  if config.model.prior != 'pullback':
-    raise ValueError(f'{workdir} is not a pull-back run (model.prior={config.model.prior!r}).')
+  config = common.pullback_run_config(workdir)
   for k in temperatures:  # Every setting checked before anything is loaded.
     ais.Settings(num_chains=chains, num_temperatures=k, sampler_steps=sampler_steps).check()
-  input_shape = data.load(config.data).input_shape
-  model = models.create(config.model, input_shape)
-  variables, step = checkpoints.restore_variables(workdir, config, model, input_shape)
+  _, model, variables, step = common.restore_run(workdir, config)
   done = {}
   for record in records.read(workdir):
     p = record.get('protocol', {})

@@ -31,9 +31,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def log_z_spread(workdir: str, repeats: int, num_images: int, samples: int):
-  config = checkpoints.load_config(workdir)
-  if config.model.prior != 'pullback':
-    raise ValueError(f'{workdir} is not a pull-back run (model.prior={config.model.prior!r}).')
+  config = common.pullback_run_config(workdir)
   dataset = data.load(config.data)
   train = dataset.eval_images('train', 0)
   mesh = sharding.make_mesh()
