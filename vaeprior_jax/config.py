@@ -23,6 +23,7 @@ DECLARED: Dict[str, Dict[str, Dict[str, Any]]] = {}
 RESUMABLE: List[str] = [
     'train.num_epochs', 'train.num_steps', 'train.checkpoint_every_steps',
     'train.max_checkpoints_to_keep', 'train.log_every_steps', 'train.on_device',
+    'train.device_chunk_steps',
     'train.eval_every_epochs', 'train.early_stopping_num_samples',
     'train.early_stopping_patience_epochs', 'data.manual_dir', 'data.data_dir', 'data.cache_dir',
     'model.conv_backend', 'eval.']
@@ -101,6 +102,8 @@ def defaults() -> ml_collections.ConfigDict:
   train.num_epochs = 2400.0
   train.num_steps = -1                # > 0 overrides num_epochs
   train.on_device = False             # True: data on the devices, steps in compiled loops
+  train.device_chunk_steps = 50       # on_device: at most this many steps per compiled loop; the
+                                      # loop sees a SIGTERM only between loops
   train.batch_size = 128
   train.learning_rate = 1e-4
   train.lr_decay_epochs = ()

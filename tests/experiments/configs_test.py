@@ -257,6 +257,7 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
     ('batch_size', 0, 'train.batch_size must be an integer >= 1, got 0'),
     ('learning_rate', -1.0, r'train.learning_rate must be > 0, got -1.0'),
     ('log_every_steps', 0, 'train.log_every_steps must be an integer >= 1, got 0'),
+    ('device_chunk_steps', 0, 'train.device_chunk_steps must be an integer >= 1, got 0'),
 ])
 def test_bad_train_values_are_named_before_any_data_is_loaded(key, value, message):
   config = xu2019.get_config('runlocal')

@@ -89,6 +89,37 @@ def test_on_device_training_resumes_exactly(tmp_path):
     assert [json.loads(l)['step'] for l in f] == [4, 8, 12, 16, 20]
 
 
+def test_the_chunk_cap_changes_no_step(tmp_path, monkeypatch):
+  """`train.device_chunk_steps` splits the steps between two host events into shorter compiled loops
+  (3 + 1 instead of 4 here): the same parameters bit for bit, and the same logged metrics."""
+  lengths, make_loop = [], device_loop.make_loop
+
+  def recording_make_loop(*args):
+    run_steps = make_loop(*args)
+    return lambda state, key, length: (lengths.append(length), run_steps(state, key, length))[1]
+
+  monkeypatch.setattr(device_loop, 'make_loop', recording_make_loop)
+  workdirs, chunks = {}, {}
+  with helpers.mock_binarized_mnist(64):
+    for cap in (3, 1000):
+      config = _on_device_config(12)
+      config.train.device_chunk_steps = cap
+      workdirs[cap] = str(tmp_path / str(cap))
+      lengths.clear()
+      trainer.train_and_evaluate(config, workdirs[cap])
+      chunks[cap] = list(lengths)
+  assert chunks == {3: [3, 1] * 3, 1000: [4] * 3}
+  (a, step_a), (b, step_b) = (helpers.latest_params(workdirs[c]) for c in (3, 1000))
+  assert step_a == step_b == 12
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  logged = {}
+  for cap, workdir in workdirs.items():
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      logged[cap] = [{k: v for k, v in json.loads(l).items() if k != 'steps_per_sec'} for l in f]
+  assert [m['step'] for m in logged[3]] == [4, 8, 12]
+  assert logged[3] == logged[1000]
+
+
 def test_on_device_training_stops_at_a_non_finite_loss(tmp_path):
   config = _on_device_config(40)
   config.train.checkpoint_every_steps = 10

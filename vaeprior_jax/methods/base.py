@@ -383,7 +383,8 @@ def _check_train_values(tc) -> None:
     bad('num_epochs', '> 0 when train.num_steps is -1')
   if not tc.learning_rate > 0:
     bad('learning_rate', '> 0')
-  for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep'):
+  for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep',
+              'device_chunk_steps'):
     if not isinstance(tc[key], int) or tc[key] < 1:
       bad(key, 'an integer >= 1')
   if tc.warmup_epochs < 0:

@@ -139,7 +139,8 @@ def compile_train_step(train_step, mesh: Mesh):
 class _Feed:
   """Where the training batches come from: the host's input pipeline (one compiled step per call),
   or, with `train.on_device`, the training split on every device (chunks of steps in one compiled
-  loop, up to the next step at which the host has something to do)."""
+  loop, up to the next step at which the host has something to do, or `train.device_chunk_steps`
+  steps, whichever comes first: the loop looks for a signal only between chunks)."""
 
   def __init__(self, config, dataset, mesh):
     tc = config.train
@@ -163,10 +164,21 @@ class _Feed:
       loops = {p.key: device_loop.make_loop(methods.make_phase_step(model, method, p),
                                             self._device_data) for p in phases}
 
+      previous = []
+
       def run(state, step):
         phase = methods.phase_of(phases, step)
         end = next_event(step, num_steps, tc, early_stopping, phase.end, host_every)
+        # Capped, not aligned to multiples of the cap: an event gap of g steps runs as chunks of the
+        # cap and one of g mod cap, so the loop compiles for few distinct lengths.
+        end = min(end, step + tc.device_chunk_steps)
         state, metrics = loops[phase.key](state, train_key, end - step)
+        # Dispatch is asynchronous: unchecked, the host would queue every chunk up to the next log
+        # step, and a signal would wait for all of them. Waiting for the chunk before this one keeps
+        # the devices busy with at most two chunks queued.
+        if previous:
+          jax.block_until_ready(previous.pop())
+        previous.append(metrics)
         return state, metrics, end
 
       return run
