@@ -303,3 +303,51 @@ def test_a_sample_quality_report_stopped_by_a_signal_goes_on_from_the_kinds_done
   resumed = quality()
   assert calls == ['samples', 'reconstructions', 'reconstructions'] and not os.path.exists(partial)
   assert json.loads(json.dumps(resumed)) == json.loads(json.dumps(whole))
+
+
+def test_a_sample_quality_kind_stopped_by_a_signal_goes_on_from_its_features_kept(tmp_path,
+                                                                                monkeypatch):
+  """Within a kind, the features are kept a part at a time (3 images here): stopped after the
+  first part of the samples' features, the rerun computes the other two parts only and returns the
+  uninterrupted report."""
+  from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  x = rng.integers(0, 256, (72, 8, 8, 1), dtype=np.uint8)
+  y = rng.integers(0, 3, 72)
+  path = str(tmp_path / 'mine.npz')
+  np.savez(path, x_train=x[:56], y_train=y[:56], x_test=x[56:], y_test=y[56:])
+  config = helpers.tiny_config()
+  config.data.update(dataset='arrays', path=path)
+  config.train.num_steps = 4
+  workdir, classifier_dir = str(tmp_path / 'run'), str(tmp_path / 'classifier')
+  trainer.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(report, 'FEATURE_PART', 3)
+  quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=8, classifier_steps=3,
+                                          bootstrap=2)
+  original, sizes, stop_at = classifier_distance.features, [], []
+
+  def features(params, num_classes, images):
+    sizes.append(len(images))
+    if len(sizes) in stop_at:
+      interrupts.request('SIGTERM')
+    return original(params, num_classes, images)
+
+  monkeypatch.setattr(classifier_distance, 'features', features)
+  whole = quality()
+  uninterrupted, stop_at[:] = list(sizes), [3]  # The reference's, then the samples' in parts.
+  assert uninterrupted[1:4] == [3, 3, 2]
+  sizes.clear()
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      quality()
+  finally:
+    interrupts.clear()
+  partial = os.path.join(workdir, 'sample_quality_two_stage.samples.cfd.partial.npz')
+  with np.load(partial) as kept:
+    assert int(kept['__batches__']) == 1 and kept['features'].shape == (3, 128)
+  sizes.clear()
+  stop_at.clear()
+  resumed = quality()
+  # The reference again, the samples' last two parts, then every other kind as before.
+  assert sizes == uninterrupted[:1] + uninterrupted[2:] and not os.path.exists(partial)
+  assert json.loads(json.dumps(resumed)) == json.loads(json.dumps(whole))

@@ -13,7 +13,7 @@ chunk_size x batch, not by K. Everything is reduced in float32.
 import json
 import math
 import os
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -343,11 +343,23 @@ def split_outputs(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
                   max_examples=None, seed: int = 0, partial_file: Optional[str] = None,
                   protocol: Optional[Dict] = None,
                   save_every_seconds: float = 30.0) -> Dict[str, np.ndarray]:
-  """{name: the per-example outputs of `split_batches`, concatenated over the split}.
+  """{name: the per-example outputs of `split_batches`, concatenated over the split}, kept in
+  `partial_file` as the pass goes (`kept_concatenation`)."""
+  return kept_concatenation(
+      lambda start: split_batches(batch_fn, params, images, key, mesh, batch_size, max_examples,
+                                  seed, start=start)[1],
+      partial_file, protocol, save_every_seconds)
 
-  partial_file: where the outputs so far are kept (.npz, written atomically every
-  `save_every_seconds` and when a signal stops the pass), with `protocol` (what the outputs depend
-  on); a pass started again with the same protocol continues after the last batch kept, another
+
+def kept_concatenation(parts_from: Callable[[int], Iterator[Dict[str, np.ndarray]]],
+                       partial_file: Optional[str] = None, protocol: Optional[Dict] = None,
+                       save_every_seconds: float = 30.0) -> Dict[str, np.ndarray]:
+  """{name: the arrays `parts_from(0)` yields, concatenated}, resumable.
+
+  parts_from(start): the parts from the start-th on ({name: array} each; the same parts whenever it
+  is called). partial_file: where the parts so far are kept (.npz, written atomically every
+  `save_every_seconds` and when a signal stops the pass), with `protocol` (what the parts depend
+  on); a pass started again with the same protocol continues after the last part kept, another
   starts over (one log line says why). The file is removed when the pass completes."""
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -360,15 +372,14 @@ def split_outputs(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
         if kept_protocol == protocol_json:
           done = int(kept['__batches__'])
           parts = {k: [kept[k]] for k in kept.files if not k.startswith('__')}
-          logging.info('Continuing after batch %d from %s.', done, partial_file)
+          logging.info('Continuing after part %d from %s.', done, partial_file)
         else:
           logging.info('Starting over: the outputs in %s are for another protocol (%s).',
                        partial_file, kept_protocol)
     except (ValueError, KeyError, OSError) as e:
       logging.warning('Ignoring the unreadable partial outputs in %s (%s).', partial_file, e)
       parts, done = {}, 0
-  _, batches = split_batches(batch_fn, params, images, key, mesh, batch_size, max_examples, seed,
-                             start=done)
+  batches = parts_from(done)
   saved_at = time.time()
 
   def keep():

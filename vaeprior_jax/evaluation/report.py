@@ -479,6 +479,22 @@ def _export(folder: str, kind: str, images) -> str:
   return path
 
 
+# Images per part of a kept feature pass: a multiple of every feature extractor's batch (FID's 200,
+# the classifier's 500), so the batches, and the features, are those of one pass over all images.
+FEATURE_PART = 1000
+
+
+def _kept_features(features_of, images, partial_file: str, protocol) -> np.ndarray:
+  """features_of(images), computed FEATURE_PART images at a time and kept in `partial_file` as
+  they come (`estimators.kept_concatenation`): a rerun after a signal or a kill goes on from the
+  parts kept. The images must be the same on the rerun (each kind's come from its own key)."""
+  protocol = dict(protocol, num_images=len(images), part=FEATURE_PART)
+  starts = range(0, len(images), FEATURE_PART)
+  return estimators.kept_concatenation(
+      lambda first: ({'features': features_of(images[i:i + FEATURE_PART])}
+                     for i in starts[first:]), partial_file, protocol)['features']
+
+
 def _kept_kinds(partial_file: str, fingerprint, result):
   """(result, kinds done) of a partial report kept for this `fingerprint`, else (`result`, [])."""
   kept = files.read_kept_json(
@@ -608,7 +624,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       result.setdefault('exported', {})[kind] = _export(
           os.path.join(workdir, f'exported_{protocol}{suffix}'), kind, images)
     for metric, features_of, reference_stats in scorers:
-      features = features_of(images)
+      features = _kept_features(features_of, images, os.path.join(
+          workdir, f'{name}.{kind}.{metric}.partial.npz'), dict(fingerprint, kind=kind))
       result[f'{metric}_{kind}'] = frechet.frechet_distance(
           *frechet.gaussian_statistics(features), *reference_stats)
       if bootstrap:

@@ -10,6 +10,7 @@ classifier is trained once (seeded; Adam 1e-3, batch 128, `steps` steps on the t
 test accuracy recorded) and kept as `classifier.npz` + `classifier.json` there.
 """
 
+import functools
 import json
 import os
 import time
@@ -113,9 +114,16 @@ def train(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int =
   return params
 
 
-def _apply_batched(params, num_classes: int, images: np.ndarray, batch_size: int = 500):
+@functools.lru_cache(maxsize=None)
+def _jitted_apply(num_classes: int):
+  """The classifier's (logits, features), jitted once per number of classes (features of a large
+  set are computed a part at a time: one compile serves every call)."""
   model = Classifier(num_classes)
-  apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
+  return jax.jit(lambda p, x: model.apply({'params': p}, x))
+
+
+def _apply_batched(params, num_classes: int, images: np.ndarray, batch_size: int = 500):
+  apply = _jitted_apply(num_classes)
   logits, features = [], []
   for start in interrupts.checked(range(0, len(images), batch_size)):
     batch = np.asarray(images[start:start + batch_size], np.float32)
