@@ -480,7 +480,8 @@ def _export(folder: str, kind: str, images) -> str:
 
 
 # Images per part of a kept feature pass: a multiple of every feature extractor's batch (FID's 200,
-# the classifier's 500), so the batches, and the features, are those of one pass over all images.
+# the classifier's 500), so the batches are those of one pass over all images; only a last part of
+# fewer than 200 images runs FID's network at its own size instead of a padded batch.
 FEATURE_PART = 1000
 
 
