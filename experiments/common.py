@@ -134,8 +134,7 @@ def stoppable():
       yield
     except interrupts.Interrupted as e:
       sys.stderr.write(f'{e.signal_name}: stopped between two compiled calls; rerun the same '
-                       'command to go on (the likelihood continues from its partial sums, other '
-                       'phases start again).\n')
+                       'command to go on from the work kept (docs/reliability.md says what is).\n')
       raise SystemExit(e.exit_code) from None
 
 

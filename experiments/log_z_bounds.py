@@ -47,8 +47,10 @@ def log_z_bounds(workdir: str, temperatures, chains: int, sampler_steps: int, se
       out[k] = done[k]
       continue
     settings = ais.Settings(num_chains=chains, num_temperatures=k, sampler_steps=sampler_steps)
-    result = normalizer.ais_log_z_bounds(model, variables, jax.random.fold_in(
-        jax.random.key(seed), k), settings)
+    result = normalizer.ais_log_z_bounds(
+        model, variables, jax.random.fold_in(jax.random.key(seed), k), settings,
+        partial_file=os.path.join(workdir, f'log_z_bounds_{k}.partial.npz'),
+        protocol={'step': int(step)})
     out[k] = result
     print(f'K = {k}: {result["log_z_lower"]:.3f} <= log Z <= {result["log_z_upper"]:.3f} '
           f'(gap {result["gap"]:.3f}; {result["seconds"]:.0f} s; R-hat of the reverse start '

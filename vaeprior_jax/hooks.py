@@ -10,6 +10,7 @@ first-stage samples.
 """
 
 import dataclasses
+import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from vaeprior_jax import registry
@@ -110,7 +111,18 @@ def default_quality_protocol() -> str:
 class EvaluationContext:
   """What hooks get besides the model: attributes config, dataset, mesh, key, seed, batch_size,
   and the workdir, step and checkpoint ('latest' or 'best') evaluated (where a hook keeps its
-  partial work, and what that work depends on)."""
+  partial work, and what that work depends on).
+
+  A hook keeps a long pass in `kept_file(name)`, whole once done (`remove_when_done=False`): if a
+  later step of the evaluation is stopped, the rerun reads the pass back at once. The evaluation
+  removes these files when its result is written."""
 
   def __init__(self, **fields):
+    self.kept_files = []
     self.__dict__.update(fields)
+
+  def kept_file(self, name: str) -> str:
+    """workdir/name, removed when the evaluation's result is written."""
+    path = os.path.join(self.workdir, name)
+    self.kept_files.append(path)
+    return path

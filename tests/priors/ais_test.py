@@ -2,6 +2,7 @@
 where the energy is quadratic, quadrature of a small critic's density in 2-D."""
 
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -134,3 +135,54 @@ def test_the_reverse_runs_start_is_the_same_in_any_blocks_and_stops_between_them
       ais.sample_target(energy, z0, jax.random.key(2), 60, 0.4, num_kept=10, block=7)
   finally:
     interrupts.clear()
+
+
+def test_bounds_stopped_in_any_stage_go_on_to_the_same_numbers(tmp_path, monkeypatch):
+  """`log_z_bounds` with a progress file, stopped by a signal in each stage in turn (the pilot,
+  the forward run, the sampler's burn-in and kept states, the reverse run): the rerun goes on from
+  the kept progress, runs only the compiled calls left, and gives the uninterrupted bounds bit for
+  bit. Progress kept for another key is not used."""
+  from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
+  energy = lambda z: 0.5 * jnp.sum(jnp.square(z - 1.0), axis=-1)
+  settings = ais.Settings(num_chains=4, num_temperatures=120, pilot_chains=4, sampler_steps=200,
+                          sampler_kept=10)
+  path = str(tmp_path / 'ais.partial.npz')
+  checks, stop_at, real_check = [], [], interrupts.check
+
+  def check():
+    checks.append(1)
+    if len(checks) in stop_at:
+      interrupts.request('SIGTERM')
+    real_check()
+
+  monkeypatch.setattr(interrupts, 'check', check)
+  bounds = lambda key=3: ais.log_z_bounds(energy, 3, jax.random.key(key), settings,
+                                          partial_file=path, protocol={'step': 7})
+  strip = lambda r: {k: v for k, v in r.items() if k != 'seconds'}
+  whole = strip(bounds())
+  total = len(checks)  # 3 + 3 annealing blocks, 2 + 2 sampler calls, 3 reverse blocks.
+  assert total == 13 and not os.path.exists(path)
+  for stop in (2, 5, 8, 10, 12):  # pilot, forward, burn-in, kept states, reverse
+    checks.clear()
+    stop_at[:] = [stop]
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        bounds()
+    finally:
+      interrupts.clear()
+    assert os.path.exists(path)
+    checks.clear()
+    stop_at.clear()
+    assert strip(bounds()) == whole, stop
+    assert len(checks) == total - stop + 1 and not os.path.exists(path), stop
+  # Progress of another protocol (here the key) is not mixed in.
+  stop_at[:] = [8]
+  checks.clear()
+  try:
+    with pytest.raises(interrupts.Interrupted):
+      bounds(4)
+  finally:
+    interrupts.clear()
+  stop_at.clear()
+  other = strip(bounds())
+  assert other == whole

@@ -231,6 +231,46 @@ def test_a_log_z_refresh_stopped_by_a_signal_continues_to_the_same_numbers(tmp_p
     assert resumed[key] == whole[key], key
 
 
+def test_an_evaluation_stopped_after_its_likelihood_does_not_redo_it(tmp_path, monkeypatch):
+  """`experiments.evaluate` of a pull-back prior run stopped after its likelihood (here in the
+  prior-based log Z check that follows): the log Z refresh and the likelihood stay kept, whole;
+  the rerun computes neither again and reports the same numbers; the files go once it is done."""
+  from vaeprior_jax.priors.pullback import normalizer  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  config = _vaepp_config()
+  config.train.update(num_steps=2, early_stopping=False)
+  evaluate = lambda: report.evaluate(workdir, 'test', num_samples=2, max_examples=16,
+                                     active_units=False, write_images=False, batch_size=8)
+  kept = [os.path.join(workdir, 'log_z.partial.npz'),
+          report.result_path(workdir, 'test', 16) + '.partial']
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(config, workdir)
+    whole = evaluate()
+    assert not any(os.path.exists(p) for p in kept)
+    original, checks = normalizer.prior_log_z, []
+
+    def prior_log_z(*args, **kwargs):
+      checks.append(1)
+      if len(checks) == 1:
+        interrupts.request('SIGTERM')
+        interrupts.check()
+      return original(*args, **kwargs)
+
+    monkeypatch.setattr(normalizer, 'prior_log_z', prior_log_z)
+    calls = _signal_after(monkeypatch, 10**6)  # Counts the batches of both passes.
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        evaluate()
+    finally:
+      interrupts.clear()
+    assert len(calls) == 2 + 2 and all(os.path.exists(p) for p in kept)
+    resumed = evaluate()
+  assert len(calls) == 4 and len(checks) == 2  # No batch again; the check is redone.
+  assert not any(os.path.exists(p) for p in kept)
+  for key in ('log_z', 'log_z_stderr', 'nll', 'elbo', 'log_z_prior'):
+    assert resumed[key] == whole[key], key
+
+
 def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypatch):
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()

@@ -341,26 +341,29 @@ def split_batches(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_
 
 def split_outputs(batch_fn, params, images: np.ndarray, key: Array, mesh, batch_size: int,
                   max_examples=None, seed: int = 0, partial_file: Optional[str] = None,
-                  protocol: Optional[Dict] = None,
-                  save_every_seconds: float = 30.0) -> Dict[str, np.ndarray]:
+                  protocol: Optional[Dict] = None, save_every_seconds: float = 30.0,
+                  remove_when_done: bool = True) -> Dict[str, np.ndarray]:
   """{name: the per-example outputs of `split_batches`, concatenated over the split}, kept in
   `partial_file` as the pass goes (`kept_concatenation`)."""
   return kept_concatenation(
       lambda start: split_batches(batch_fn, params, images, key, mesh, batch_size, max_examples,
                                   seed, start=start)[1],
-      partial_file, protocol, save_every_seconds)
+      partial_file, protocol, save_every_seconds, remove_when_done)
 
 
 def kept_concatenation(parts_from: Callable[[int], Iterator[Dict[str, np.ndarray]]],
                        partial_file: Optional[str] = None, protocol: Optional[Dict] = None,
-                       save_every_seconds: float = 30.0) -> Dict[str, np.ndarray]:
+                       save_every_seconds: float = 30.0,
+                       remove_when_done: bool = True) -> Dict[str, np.ndarray]:
   """{name: the arrays `parts_from(0)` yields, concatenated}, resumable.
 
   parts_from(start): the parts from the start-th on ({name: array} each; the same parts whenever it
   is called). partial_file: where the parts so far are kept (.npz, written atomically every
   `save_every_seconds` and when a signal stops the pass), with `protocol` (what the parts depend
   on); a pass started again with the same protocol continues after the last part kept, another
-  starts over (one log line says why). The file is removed when the pass completes."""
+  starts over (one log line says why). The file is removed when the pass completes, or, with
+  `remove_when_done=False`, holds the whole pass (a later step of the same job may be stopped: its
+  rerun then reads this pass back at once; the job removes the file when it is done)."""
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
   protocol_json = json.dumps(protocol or {}, sort_keys=True, default=float)
@@ -399,15 +402,25 @@ def kept_concatenation(parts_from: Callable[[int], Iterator[Dict[str, np.ndarray
   except interrupts.Interrupted:
     keep()
     raise
-  if partial_file and os.path.exists(partial_file) and jax.process_index() == 0:
-    os.remove(partial_file)
+  _finish(partial_file, remove_when_done, keep)
   return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _finish(partial_file: Optional[str], remove: bool, keep: Callable[[], None]) -> None:
+  """At the end of a kept pass: its file removed, or (remove=False) written whole."""
+  if not partial_file or jax.process_index() != 0:
+    return
+  if not remove:
+    keep()
+  elif os.path.exists(partial_file):
+    os.remove(partial_file)
 
 
 def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, batch_size: int,
                   max_examples=None, seed: int = 0, label: str = '',
                   partial_file: Optional[str] = None, protocol: Optional[Dict] = None,
-                  save_every_seconds: float = 30.0) -> Dict[str, float]:
+                  save_every_seconds: float = 30.0,
+                  remove_when_done: bool = True) -> Dict[str, float]:
   """Averages `batch_metrics` over a split (or a seeded random subset of `max_examples`).
 
   Batches are sharded over `mesh`; batch i uses fold_in(key, i). Returns nll = -mean log p(x), elbo,
@@ -418,7 +431,8 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   everything the numbers depend on: samples, examples, seed, batch size, chunk, checkpoint, ...).
   A pass started again with the same protocol continues after the last batch kept and ends with the
   same sums, bit for bit (float64, kept exactly); another protocol starts over, saying why in one
-  line. The file is removed when the pass completes.
+  line. The file is removed when the pass completes (with `remove_when_done=False`, it then holds
+  the whole pass: see `kept_concatenation`).
   """
   import time  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -463,8 +477,7 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   except interrupts.Interrupted:
     keep()  # Everything up to the last whole batch.
     raise
-  if partial_file and os.path.exists(partial_file) and jax.process_index() == 0:
-    os.remove(partial_file)
+  _finish(partial_file, remove_when_done, keep)
   means = {k: v / count for k, v in sums.items()}
   return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],
           'reconstruction': means['reconstruction'], 'kl': means['kl'],

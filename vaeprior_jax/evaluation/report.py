@@ -248,17 +248,22 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
   batch_metrics = estimators.bounded_batch_metrics(
       model, num_samples, chunk_size, params, (batch_size,) + split_images.shape[1:], nll_key, mesh,
       ec.memory_budget_gb, paired, f'{num_samples}-sample evaluation')
-  # Kept as it goes: a rerun of the same evaluation after a kill or a signal continues.
+  # Kept as it goes: a rerun of the same evaluation after a kill or a signal continues. Kept whole
+  # once done, with the hooks' passes (`ctx.kept_file`), until the result is written: a stop in a
+  # later step (AIS bounds, active units) does not redo them.
+  likelihood_partial = result_path(workdir, split, max_examples, seed) + '.partial'
   protocol = dict(split=split, num_samples=num_samples, max_examples=max_examples, seed=seed,
                   batch_size=batch_size, chunk_size=batch_metrics.chunk_size, step=int(step),
                   checkpoint=checkpoint, conv_backend=config.model.conv_backend,
                   proposal_input=ec.proposal_input, devices=int(mesh.devices.size),
-                  overrides=dict(eval_overrides or {}), before=before)
+                  overrides=dict(eval_overrides or {}),
+                  # What the numbers depend on: not how long a step before took.
+                  before={k: v for k, v in before.items() if not k.endswith('_seconds')})
   result = estimators.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}',
-                                    partial_file=result_path(workdir, split, max_examples, seed)
-                                    + '.partial', protocol=protocol)
+                                    partial_file=likelihood_partial, protocol=protocol,
+                                    remove_when_done=False)
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
                 eval_seconds=time.time() - start,
                 conv_backend=config.model.conv_backend,
@@ -293,6 +298,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                                                 else {})),
       budget={'step': int(step), 'epochs': int(step) / per_epoch, 'checkpoint': checkpoint,
               'train_seconds': records.train_seconds(workdir, int(step))})
+  if jax.process_index() == 0:
+    for path in [likelihood_partial] + ctx.kept_files:
+      if os.path.exists(path):
+        os.remove(path)
   return result
 
 

@@ -26,9 +26,13 @@ needs.
 """
 
 import dataclasses
+import json
 import math
+import os
 import time
 from typing import Callable, Dict, Optional
+
+from absl import logging
 
 import blackjax
 import jax
@@ -36,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import mala as bj_mala
 
+from vaeprior_jax import files
 from vaeprior_jax import interrupts
 
 Array = jax.Array
@@ -90,6 +95,66 @@ def _mala_steps(energy_fn: EnergyFn, state, t, step_size, key, num_steps: int):
 # model takes.
 ANNEAL_BLOCK = 50
 
+
+class Progress:
+  """The arrays an AIS run has reached, stage by stage (the pilot, the forward run, the sampler's
+  burn-in and kept states, the reverse run), kept in one .npz so that the run stopped by a signal
+  or a kill goes on from there and ends with the same bounds bit for bit.
+
+  Each stage's loop reports after every compiled call (`update`); the file is written atomically
+  every `save_every_seconds` and on a signal (`save`), with the run's protocol, and removed by
+  `finish`. A file of another protocol is not read (one log line says so). `path=None` keeps
+  nothing."""
+
+  def __init__(self, path: Optional[str], protocol: Dict, save_every_seconds: float = 30.0):
+    self.path, self.save_every_seconds = path, save_every_seconds
+    self._protocol = json.dumps(protocol, sort_keys=True, default=float)
+    self._stages: Dict[str, Dict[str, np.ndarray]] = {}
+    self._saved_at = time.time()
+    if not path or not os.path.exists(path):
+      return
+    try:
+      with np.load(path, allow_pickle=False) as kept:
+        if str(kept['__protocol__']) != self._protocol:
+          logging.info('AIS: starting over: the progress in %s is for another protocol (%s).',
+                       path, str(kept['__protocol__']))
+          return
+        for name in kept.files:
+          if name != '__protocol__':
+            stage, _, key = name.partition('/')
+            self._stages.setdefault(stage, {})[key] = kept[name]
+      logging.info('AIS: going on from %s (%s).', path, ', '.join(
+          f'{k} at {int(v["next"])}' for k, v in self._stages.items()))
+    except (ValueError, KeyError, OSError) as e:
+      logging.warning('AIS: ignoring the unreadable progress in %s (%s).', path, e)
+      self._stages = {}
+
+  def get(self, stage: str) -> Optional[Dict[str, np.ndarray]]:
+    return self._stages.get(stage)
+
+  def update(self, stage: str, **arrays) -> None:
+    """Stage `stage` reached `arrays` (its `next` is where its loop goes on)."""
+    if self.path:
+      self._stages[stage] = {k: np.asarray(v) for k, v in arrays.items()}
+      if time.time() - self._saved_at >= self.save_every_seconds:
+        self.save()
+
+  def save(self) -> None:
+    if self.path and jax.process_index() == 0:
+      files.write_npz_atomically(
+          self.path, __protocol__=np.array(self._protocol),
+          **{f'{stage}/{k}': v for stage, arrays in self._stages.items() for k, v in arrays.items()})
+      self._saved_at = time.time()
+
+  def finish(self, remove: bool = True) -> None:
+    """The run is done: its file removed, or (remove=False) written whole, so that a rerun of the
+    job it is part of reads the run back at once."""
+    if not remove:
+      self.save()
+    elif self.path and os.path.exists(self.path) and jax.process_index() == 0:
+      os.remove(self.path)
+
+
 def _kept(energy_fn: EnergyFn, state, step_size, keys, thin: int):
   """len(keys) kept states of every chain, `thin` MALA steps on p apart: (state, positions
   [kept, C, d], acceptance rates [kept])."""
@@ -126,21 +191,31 @@ _segment_jit = jax.jit(_segment, static_argnums=(0, 3, 4))
 
 
 def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, key: Array,
-            steps_per_temperature: int, adapt: bool = False, block: int = ANNEAL_BLOCK):
+            steps_per_temperature: int, adapt: bool = False, block: int = ANNEAL_BLOCK,
+            progress: Optional[Progress] = None, stage: str = ''):
   """AIS along `temperatures` (in the order traversed, from temperatures[0], where z are drawn):
   (log weights [C], final z, step sizes used [K], acceptance rates [K]). With `adapt`, each step
   size is the previous one moved towards TARGET_ACCEPTANCE (`tune_step_sizes` only). Runs `block`
-  temperatures per compiled call, checking for a stop request between calls."""
+  temperatures per compiled call, checking for a stop request between calls; with `progress`, each
+  call's end is reported as `stage`, and a stage kept there goes on from where it was."""
   keys = jax.random.split(key, len(temperatures) - 1)
   inputs = (temperatures[:-1], temperatures[1:], step_sizes, keys)
   carry = (z, jnp.zeros(z.shape[0]), step_sizes[0])
-  used, accept = [], []
-  for start in range(0, len(temperatures) - 1, block):
+  used, accept, first = [], [], 0
+  kept = progress.get(stage) if progress else None
+  if kept is not None:
+    carry = tuple(jnp.asarray(kept[k]) for k in ('z', 'log_w', 'h'))
+    used, accept, first = [kept['used']], [kept['accept']], int(kept['next'])
+  for start in range(first, len(temperatures) - 1, block):
     interrupts.check()
     part = jax.tree.map(lambda a, start=start: a[start:start + block], inputs)
     carry, (h, a) = _segment_jit(energy_fn, carry, part, steps_per_temperature, adapt)
     used.append(h)
     accept.append(a)
+    if progress:
+      progress.update(stage, z=carry[0], log_w=carry[1], h=carry[2], used=jnp.concatenate(used),
+                      accept=jnp.concatenate(accept), next=min(start + block,
+                                                               len(temperatures) - 1))
   z, log_w, _ = carry
   return log_w, z, jnp.concatenate(used), jnp.concatenate(accept)
 
@@ -157,24 +232,27 @@ def _log_mean_exp(log_w: np.ndarray):
 
 def tune_step_sizes(energy_fn: EnergyFn, dim: int, key: Array, num_temperatures: int,
                     num_chains: int = 64, steps_per_temperature: int = 1,
-                    initial_step_size: float = 0.5) -> np.ndarray:
+                    initial_step_size: float = 0.5,
+                    progress: Optional[Progress] = None) -> np.ndarray:
   """MALA step sizes per temperature [K], from a pilot forward run of `num_chains` chains that
   moves each towards the acceptance rate 0.574 (its own chains: the bounds reuse none of them)."""
   temps = jnp.asarray(sigmoid_schedule(num_temperatures), jnp.float32)
   z0 = jax.random.normal(jax.random.fold_in(key, 0), (num_chains, dim))
   h0 = jnp.full((num_temperatures,), initial_step_size, jnp.float32)
   _, _, used, _ = _anneal(energy_fn, z0, temps, h0, jax.random.fold_in(key, 1),
-                          steps_per_temperature, True)
+                          steps_per_temperature, True, progress=progress, stage='pilot')
   return np.asarray(used)
 
 
 def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, step_size: float,
-                  num_kept: int = 100, block: int = ANNEAL_BLOCK):
+                  num_kept: int = 100, block: int = ANNEAL_BLOCK,
+                  progress: Optional[Progress] = None):
   """MALA chains on p ∝ N(0, I) exp(-E) from z0 [C, d] for `num_steps` steps: (final z [C, d],
   diagnostics). The diagnostics use the last half of the chains, `num_kept` states each: R-hat and
   effective sample size (BlackJAX) of the energy and of each coordinate (the worst: max R-hat, min
   ESS), and the mean acceptance rate. Runs about `block` steps per compiled call, checking for a
-  stop request between calls."""
+  stop request between calls; with `progress`, the chains' state after each call is reported
+  (stages 'burn' and 'trace'), and a run kept there goes on from where it was."""
   if num_steps < 2 * num_kept:
     raise ValueError(f'num_steps ({num_steps}) must be at least 2 x num_kept ({num_kept}).')
   e, g = _energy_and_grad(energy_fn, z0)
@@ -184,19 +262,32 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
   key_burn, key_kept = jax.random.split(key)
   burn_keys = jax.random.split(key_burn, burn)  # One per step: the run is the same in any blocks.
   kept_keys = jax.random.split(key_kept, num_kept)
-  accepted = 0.0
-  for start in range(0, burn, block):  # A stop request is checked between compiled calls.
+  accepted, trace, first = 0.0, [], {'burn': 0, 'trace': 0}
+  for stage in ('burn', 'trace'):  # The furthest stage kept holds the state to go on from.
+    kept = progress.get(stage) if progress else None
+    if kept is not None:
+      state = bj_mala.MALAState(*(jnp.asarray(kept[k]) for k in bj_mala.MALAState._fields))
+      accepted, first[stage] = float(kept['accepted']), int(kept['next'])
+      if stage == 'trace':
+        first['burn'], trace = burn, [jnp.asarray(kept['positions'])]
+
+  def report(stage, done, **arrays):
+    if progress:
+      progress.update(stage, **state._asdict(), accepted=np.float64(accepted), next=done, **arrays)
+
+  for start in range(first['burn'], burn, block):  # A stop request is checked between calls.
     interrupts.check()  # (Burn-in: every state is kept by the call, none by us.)
     state, _, accept = _kept_jit(energy_fn, state, step_size, burn_keys[start:start + block], 1)
     accepted += float(jnp.sum(accept))
+    report('burn', min(start + block, burn))
   per_call = max(1, block // thin)  # Kept states per compiled call.
-  trace = []
-  for start in range(0, num_kept, per_call):
+  for start in range(first['trace'], num_kept, per_call):
     interrupts.check()
     state, positions, accept = _kept_jit(energy_fn, state, step_size,
                                          kept_keys[start:start + per_call], thin)
     trace.append(positions)
     accepted += float(jnp.sum(accept)) * thin
+    report('trace', min(start + per_call, num_kept), positions=jnp.concatenate(trace))
   accept = accepted / (burn + thin * num_kept)
   trace = jnp.concatenate(trace)
   trace = jnp.swapaxes(trace, 0, 1)  # [C, kept, d]
@@ -212,17 +303,20 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
   return state.position, diagnostics
 
 
-def _forward(energy_fn: EnergyFn, dim: int, keys, settings: 'Settings', step_sizes=None):
+def _forward(energy_fn: EnergyFn, dim: int, keys, settings: 'Settings', step_sizes=None,
+             progress: Optional[Progress] = None):
   """The forward run from N(0, I), `keys` = (pilot tuning, start, annealing): (log weights [C],
   final z [C, d], step sizes [K], temperatures [K + 1], acceptance rates [K])."""
   if step_sizes is None:
     step_sizes = tune_step_sizes(energy_fn, dim, keys[0], settings.num_temperatures,
-                                 settings.pilot_chains, settings.steps_per_temperature)
+                                 settings.pilot_chains, settings.steps_per_temperature,
+                                 progress=progress)
   step_sizes = jnp.asarray(step_sizes, jnp.float32)
   temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
   z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
   log_w, z_end, _, accept = _anneal(energy_fn, z0, temps, step_sizes, keys[2],
-                                    settings.steps_per_temperature, False)
+                                    settings.steps_per_temperature, False, progress=progress,
+                                    stage='forward')
   return log_w, z_end, step_sizes, temps, accept
 
 
@@ -259,7 +353,8 @@ class Settings:
 
 def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
                  settings: Optional[Settings] = None,
-                 step_sizes: Optional[np.ndarray] = None) -> Dict:
+                 step_sizes: Optional[np.ndarray] = None, partial_file: Optional[str] = None,
+                 protocol: Optional[Dict] = None, remove_when_done: bool = True) -> Dict:
   """Stochastic lower and upper bounds on log Z of f(z) = N(z; 0, I) exp(-E(z)), z in R^dim.
 
   energy_fn: E, jax-traceable, [C, d] -> [C] (chains independent). Returns {'log_z_lower',
@@ -268,23 +363,39 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
   noisy), 'settings', 'sampler' (R-hat,
   ESS, acceptance of the chains the reverse run starts from), 'acceptance_forward',
   'acceptance_reverse' (mean over temperatures), 'energy_gradients' (per chain), 'seconds'}.
+
+  partial_file: where the run's progress is kept (`Progress`: every 30 s and on a signal), with
+  `protocol` (what the energy is: e.g. the checkpoint's step) beside the settings and the key; the
+  same call after a stop goes on from it and returns the same bounds ('seconds' aside). The file is
+  removed at the end, or with `remove_when_done=False` kept whole (`Progress.finish`).
   """
   settings = settings or Settings()
   settings.check()
   start = time.time()
-  keys = jax.random.split(key, 5)
-  log_w, z_end, step_sizes, temps, accept_forward = _forward(energy_fn, dim, keys[:3], settings,
-                                                             step_sizes)
+  progress = Progress(partial_file, dict(
+      protocol or {}, settings=dataclasses.asdict(settings), dim=dim,
+      key=np.asarray(jax.random.key_data(key)).tolist(),
+      step_sizes=None if step_sizes is None else np.asarray(step_sizes, np.float64).tolist()))
+  try:
+    keys = jax.random.split(key, 5)
+    log_w, z_end, step_sizes, temps, accept_forward = _forward(energy_fn, dim, keys[:3], settings,
+                                                               step_sizes, progress)
+    # The reverse run starts from (approximately) exact samples of p: MALA chains from the forward
+    # chains' ends, at the step size of the last temperature.
+    z_target, sampler = sample_target(energy_fn, z_end, keys[3], settings.sampler_steps,
+                                      float(step_sizes[-1]), settings.sampler_kept,
+                                      progress=progress)
+    # step_sizes[k] belongs to temperature t_{k+1}; going down, the transitions are at t_{K-1},
+    # ..., t_0 (t_0: N(0, I), given t_1's).
+    reverse_sizes = jnp.concatenate([step_sizes[:-1][::-1], step_sizes[:1]])
+    log_w_rev, _, _, accept_reverse = _anneal(energy_fn, z_target, temps[::-1], reverse_sizes,
+                                              keys[4], settings.steps_per_temperature, False,
+                                              progress=progress, stage='reverse')
+  except interrupts.Interrupted:
+    progress.save()
+    raise
+  progress.finish(remove_when_done)
   lower, lower_se = _log_mean_exp(log_w)
-  # The reverse run starts from (approximately) exact samples of p: MALA chains from the forward
-  # chains' ends, at the step size of the last temperature.
-  z_target, sampler = sample_target(energy_fn, z_end, keys[3], settings.sampler_steps,
-                                    float(step_sizes[-1]), settings.sampler_kept)
-  # step_sizes[k] belongs to temperature t_{k+1}; going down, the transitions are at t_{K-1}, ...,
-  # t_0 (t_0: N(0, I), given t_1's).
-  reverse_sizes = jnp.concatenate([step_sizes[:-1][::-1], step_sizes[:1]])
-  log_w_rev, _, _, accept_reverse = _anneal(energy_fn, z_target, temps[::-1], reverse_sizes,
-                                            keys[4], settings.steps_per_temperature, False)
   inverse, upper_se = _log_mean_exp(log_w_rev)
   upper = -inverse
   per_temperature = settings.steps_per_temperature + 1  # the weight's gradient, then the steps

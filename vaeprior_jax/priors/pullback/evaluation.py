@@ -9,8 +9,7 @@
   - VAEPP's sample-quality protocol.
 """
 
-import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from absl import logging
 import jax
@@ -73,9 +72,9 @@ class PullbackHooks(hooks.EvaluationHooks):
     # evaluation continues.
     return normalizer.refresh_log_z(
         model, variables, ctx.dataset, ctx.config, ctx.mesh, jax.random.fold_in(ctx.key, 0x2),
-        ctx.seed, ctx.batch_size, partial_file=os.path.join(ctx.workdir, 'log_z.partial.npz'),
+        ctx.seed, ctx.batch_size, partial_file=ctx.kept_file('log_z.partial.npz'),
         protocol=dict(step=ctx.step, checkpoint=ctx.checkpoint, eval_seed=ctx.seed,
-                      devices=int(ctx.mesh.devices.size)))
+                      devices=int(ctx.mesh.devices.size)), remove_when_done=False)
 
   def after_likelihood(self, model, variables, result, ctx, encoder_view):
     ec = ctx.config.eval
@@ -90,7 +89,10 @@ class PullbackHooks(hooks.EvaluationHooks):
           out['log_z_prior'], out['log_z_prior_stderr'], result['nll'],
           out['log_z_deficit_95'], out['nll_with_prior_log_z'])
     if ec.log_z_ais_temperatures > 0:
-      out.update(ais_bounds(model, variables, result, ec, jax.random.fold_in(ctx.key, 0x5)))
+      out.update(ais_bounds(model, variables, result, ec, jax.random.fold_in(ctx.key, 0x5),
+                            partial_file=ctx.kept_file('ais.partial.npz'),
+                            protocol=dict(step=ctx.step, checkpoint=ctx.checkpoint),
+                            remove_when_done=False))
     subset = encoder_view[:min(len(encoder_view), 1000)]
     out.update(normalizer.diagnostics(model, variables, jax.random.fold_in(ctx.key, 0x3), subset,
                                       num_samples=min(normalizer.DIAGNOSTICS_PRIOR_SAMPLES,
@@ -127,16 +129,19 @@ class PullbackHooks(hooks.EvaluationHooks):
     return _mala_samples, 'mala', record
 
 
-def ais_bounds(model, variables, result, eval_config, key) -> Dict[str, Any]:
+def ais_bounds(model, variables, result, eval_config, key, partial_file: Optional[str] = None,
+               protocol: Optional[Dict] = None, remove_when_done: bool = True) -> Dict[str, Any]:
   """The AIS sandwich of log Z (`normalizer.ais_log_z_bounds`) and the NLL interval it gives:
   log p(x) = log f-weighted sum - log Z, so the NLL moves one for one with log Z, and
   [nll_ais_lower, nll_ais_upper] = nll + ([lower, upper] - the log Z the NLL used). (The NLL's
-  own importance-sampling estimate is a stochastic upper bound on it, as for every prior.)"""
+  own importance-sampling estimate is a stochastic upper bound on it, as for every prior.) The run
+  is kept in `partial_file` as it goes (`ais.Progress`): a rerun after a signal goes on from it."""
   from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
   settings = ais.Settings(num_chains=int(eval_config.log_z_ais_chains),
                           num_temperatures=int(eval_config.log_z_ais_temperatures),
                           sampler_steps=int(eval_config.log_z_ais_sampler_steps))
-  bounds = normalizer.ais_log_z_bounds(model, variables, key, settings)
+  bounds = normalizer.ais_log_z_bounds(model, variables, key, settings, partial_file, protocol,
+                                       remove_when_done)
   lower, upper = bounds['log_z_lower'], bounds['log_z_upper']
   logging.info('AIS: %.3f <= log Z <= %.3f (+- %.3f, %.3f; %d temperatures, %d chains, %.0f s; '
                'R-hat of the reverse run\'s start %.3f)', lower, upper,

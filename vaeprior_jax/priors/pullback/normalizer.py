@@ -25,7 +25,7 @@ one, whose per-image estimates are independent strata).
 
 import math
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -107,25 +107,27 @@ def posterior_log_z_fn(model, samples_per_image: int, chunk_size: int):
 def posterior_log_z(model, variables, images: np.ndarray, rng: Array, mesh, num_train: int,
                     samples_per_image: int = 1000, chunk_size: int = 100,
                     batch_size: int = 128, batch_fn=None, partial_file=None,
-                    protocol=None) -> Dict[str, float]:
+                    protocol=None, remove_when_done: bool = True) -> Dict[str, float]:
   """The posterior-based estimate over `images` (host array [N, H, W, C], typically the whole training
   split; batch i uses fold_in(rng, i)), with q^(z) = q(z|x_j) / num_train:
   {'log_z', 'log_z_stderr', 'num_samples'}. `batch_fn` is a `posterior_log_z_fn` to reuse (it
-  compiles once per batch shape). `partial_file`, `protocol`: keep the per-image outputs so far,
-  and continue from them (`estimators.split_outputs`)."""
+  compiles once per batch shape). `partial_file`, `protocol`, `remove_when_done`: keep the per-image
+  outputs so far, and continue from them (`estimators.split_outputs`)."""
   if num_train < 1:
     raise ValueError(f'num_train must be >= 1, got {num_train}.')
   batch_fn = batch_fn or posterior_log_z_fn(model, samples_per_image, chunk_size)
   outs = estimators.split_outputs(
       batch_fn, variables, images, rng, mesh, batch_size, partial_file=partial_file,
       protocol=dict(protocol or {}, samples_per_image=samples_per_image, chunk_size=chunk_size,
-                    batch_size=batch_size, num_images=len(images), num_train=num_train))
+                    batch_size=batch_size, num_images=len(images), num_train=num_train),
+      remove_when_done=remove_when_done)
   return _summary(outs['log_mean_exp'], outs['log_mean_exp_twice'], samples_per_image,
                   math.log(num_train))
 
 
 def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
-                  batch_size: int = 128, batch_fn=None, partial_file=None, protocol=None):
+                  batch_size: int = 128, batch_fn=None, partial_file=None, protocol=None,
+                  remove_when_done: bool = True):
   """(variables with the pull-back prior's log Z set from the posterior-based estimate over the
   training split of `dataset` (a `data.Dataset`): `eval.log_z_samples` per image over
   `eval.log_z_max_images` images (0: all; a subset seeded by `seed`), N = the split's size;
@@ -141,7 +143,8 @@ def refresh_log_z(model, variables, dataset, config, mesh, key, seed: int = 0,
   start = time.time()
   est = posterior_log_z(model, variables, images, key, mesh, len(train), ec.log_z_samples,
                         ec.log_z_chunk_size, batch_size, batch_fn, partial_file,
-                        dict(protocol or {}, seed=seed, max_images=int(ec.log_z_max_images)))
+                        dict(protocol or {}, seed=seed, max_images=int(ec.log_z_max_images)),
+                        remove_when_done)
   info = {'log_z': est['log_z'], 'log_z_stderr': est['log_z_stderr'],
           'log_z_num_samples': est['num_samples'], 'log_z_images': len(images),
           'log_z_seconds': time.time() - start}
@@ -227,10 +230,13 @@ def _beta_energy(m, z):
   return m.prior.beta() * m.prior.energy(z, m.prior_context())
 
 
-def ais_log_z_bounds(model, variables, rng: Array, settings=None) -> Dict:
+def ais_log_z_bounds(model, variables, rng: Array, settings=None,
+                     partial_file: Optional[str] = None, protocol: Optional[Dict] = None,
+                     remove_when_done: bool = True) -> Dict:
   """Stochastic lower and upper bounds on the pull-back prior's log Z by annealed importance
   sampling in both directions (`ais.log_z_bounds`, whose result this returns, with the MALA
-  chains' R-hat and ESS). The prior's base must be the standard normal (VAEPP's)."""
+  chains' R-hat and ESS; kept in `partial_file` as it goes, for `protocol`). The prior's base must
+  be the standard normal (VAEPP's)."""
   from vaeprior_jax.priors import base as priors_base  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
   if not isinstance(model.prior.base, priors_base.StandardNormalPrior):
@@ -238,4 +244,6 @@ def ais_log_z_bounds(model, variables, rng: Array, settings=None) -> Dict:
                      f'model.pullback_base=standard, got a {type(model.prior.base).__name__}.')
   variables = variables_lib.as_variables(variables)
   energy = lambda z: model.apply(variables, z, method=_beta_energy)
-  return ais.log_z_bounds(energy, model.prior.latent_dim, rng, settings)
+  return ais.log_z_bounds(energy, model.prior.latent_dim, rng, settings,
+                          partial_file=partial_file, protocol=protocol,
+                          remove_when_done=remove_when_done)
