@@ -92,3 +92,13 @@ def test_every_key_with_a_value_of_another_type_is_a_one_line_error():
     config.train.batch_size = True
   with pytest.raises(ValueError, match=r'train.batch_size must be of type int .* got True \(bool\)'):
     config_lib.check_types(config)
+
+
+def test_check_integer_takes_python_and_numpy_integers_and_names_anything_else():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for value in (2, np.int32(2), np.int64(7)):
+    config_lib.check_integer(value, 'eval.x', 2)
+  for value, shown in ((1, '1'), (True, 'True'), (2.0, '2.0'), ('3', "'3'"), (None, 'None')):
+    with pytest.raises(ValueError) as e:
+      config_lib.check_integer(value, 'eval.x', 2, ' (0: off)')
+    assert str(e.value) == f'eval.x must be an integer >= 2 (0: off), got {shown}.'

@@ -10,6 +10,7 @@ run from before a key existed, reads the same as a full one; the library then re
 directly, never with a default of its own.
 """
 
+import numbers
 from typing import Any, Dict, List, Sequence
 
 import ml_collections
@@ -190,6 +191,13 @@ def check_types(config) -> None:
         raise ValueError(f'{name} must be of type {type(expected).__name__} (like its default '
                          f'{expected!r}), got {value!r} ({type(value).__name__}).')
   walk(defaults(), config, '')
+
+
+def check_integer(value, name: str, least: int, note: str = '') -> None:
+  """One line naming `name` unless `value` is an integer (Python's or numpy's, not a bool) >= `least`;
+  `note` follows the bound in the message, e.g. ' (0: eval.batch_size)'."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+    raise ValueError(f'{name} must be an integer >= {least}{note}, got {value!r}.')
 
 
 def complete_section(section, name: str) -> ml_collections.ConfigDict:

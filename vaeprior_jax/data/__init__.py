@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import files
 from vaeprior_jax.data import arrays as arrays_lib
 from vaeprior_jax.data.tfds_builders import chardata
@@ -249,9 +250,7 @@ def validate(data_config):
     raise ValueError(f'data.path is for data.dataset=arrays; data.dataset={data_config.dataset} '
                      'is read from data.manual_dir.')
   for key in ('validation_size', 'split_seed', 'test_binarization_seed'):
-    value = data_config.get(key, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-      raise ValueError(f'data.{key} must be an integer >= 0, got {value!r}.')
+    config_lib.check_integer(data_config.get(key, 0), f'data.{key}', 0)
   if data_config.get('test_binarizations', 1) < 1:
     raise ValueError(f'data.test_binarizations must be >= 1, got '
                      f'{data_config.test_binarizations!r}.')
@@ -583,7 +582,6 @@ def read_cache(path: str, name: str) -> 'Dataset':
 
 def _complete(data_config):
   """`data_config` with the keys it leaves out taken from `config.defaults()`."""
-  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   return config_lib.complete_section(data_config, 'data')
 
 

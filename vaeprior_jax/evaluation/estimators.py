@@ -21,6 +21,7 @@ import numpy as np
 
 from vaeprior_jax import interrupts
 from vaeprior_jax import compiled
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import files
 from vaeprior_jax import variables as variables_lib
 
@@ -258,10 +259,8 @@ def check_eval_config(eval_config) -> None:
   """One-line errors for the library's `config.eval` settings (components check their own)."""
   for key, least in (('num_samples', 1), ('chunk_size', 1), ('batch_size', 1),
                      ('active_units_samples', 1), ('active_units_batch_size', 0)):
-    value = eval_config[key]
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
-      note = ' (0: eval.batch_size)' if key == 'active_units_batch_size' else ''
-      raise ValueError(f'eval.{key} must be an integer >= {least}{note}, got {value!r}.')
+    config_lib.check_integer(eval_config[key], f'eval.{key}', least,
+                             ' (0: eval.batch_size)' if key == 'active_units_batch_size' else '')
   if not eval_config.memory_budget_gb >= 0:
     raise ValueError(f'eval.memory_budget_gb must be >= 0 (0: 3/4 of a device), got '
                      f'{eval_config.memory_budget_gb!r}.')

@@ -103,8 +103,8 @@ def check_arguments(num_samples=None, max_examples=None, chunk_size=None, batch_
   """Raises ValueError naming the first bad value (each must be >= 1 when given)."""
   for name, value in (('num_samples', num_samples), ('max_examples', max_examples),
                       ('chunk_size', chunk_size), ('batch_size', batch_size)):
-    if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-      raise ValueError(f'{name} must be an integer >= 1 (or left out), got {value!r}.')
+    if value is not None:
+      config_lib.check_integer(value, name, 1, ' (or left out)')
 
 
 def check_eval_overrides(config, overrides: Optional[Dict]) -> None:

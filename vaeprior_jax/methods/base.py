@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import posteriors
 from vaeprior_jax import priors
 from vaeprior_jax import registry
@@ -375,8 +376,7 @@ def _check_train_values(tc) -> None:
   """The `config.train` values every method reads: one line naming the first bad one."""
   def bad(key, allowed):
     raise ValueError(f'train.{key} must be {allowed}, got {tc[key]!r}.')
-  if not isinstance(tc.batch_size, int) or tc.batch_size < 1:
-    bad('batch_size', 'an integer >= 1')
+  config_lib.check_integer(tc.batch_size, 'train.batch_size', 1)
   if tc.num_steps != -1 and tc.num_steps < 1:
     bad('num_steps', '>= 1, or -1 (then train.num_epochs sets the budget)')
   if tc.num_steps == -1 and not tc.num_epochs > 0:
@@ -385,8 +385,7 @@ def _check_train_values(tc) -> None:
     bad('learning_rate', '> 0')
   for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep',
               'device_chunk_steps'):
-    if not isinstance(tc[key], int) or tc[key] < 1:
-      bad(key, 'an integer >= 1')
+    config_lib.check_integer(tc[key], f'train.{key}', 1)
   if tc.warmup_epochs < 0:
     bad('warmup_epochs', '>= 0')
   if tc.l2_reg < 0:

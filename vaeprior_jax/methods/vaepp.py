@@ -174,8 +174,7 @@ class VAEPP(base.Method):
       raise ValueError(f'Unknown train.vaepp_penalty_scale {tc.vaepp_penalty_scale!r}; allowed: '
                        f'{", ".join(PENALTY_SCALES)}.')
     for key in ('vaepp_prior_samples', 'latent_gan_critic_steps', 'vaepp_naive_vae_steps'):
-      if not isinstance(tc[key], int) or tc[key] < 1:
-        raise ValueError(f'train.{key} must be an integer >= 1, got {tc[key]!r}.')
+      config_lib.check_integer(tc[key], f'train.{key}', 1)
     if tc.latent_gan_epochs < 0:
       raise ValueError(f'train.latent_gan_epochs must be >= 0, got {tc.latent_gan_epochs}.')
     if mc.pullback_sample_start == 'gan' and tc.latent_gan_epochs <= 0:

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import mala as bj_mala
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import files
 from vaeprior_jax import interrupts
 
@@ -342,8 +343,7 @@ class Settings:
 
   def check(self) -> None:
     for key, value in dataclasses.asdict(self).items():
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f'AIS setting {key} must be an integer >= 1, got {value!r}.')
+      config_lib.check_integer(value, f'AIS setting {key}', 1)
     if self.num_chains < 2:
       raise ValueError(f'AIS needs num_chains >= 2 (R-hat compares chains), got {self.num_chains}.')
     if self.sampler_steps < 2 * self.sampler_kept:

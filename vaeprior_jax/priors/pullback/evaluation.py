@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaeprior_jax import config as config_lib
 from vaeprior_jax import hooks
 from vaeprior_jax.priors.pullback import normalizer
 
@@ -56,9 +57,7 @@ class PullbackHooks(hooks.EvaluationHooks):
     ec = config.eval
     for key, least in (('log_z_samples', 1), ('log_z_max_images', 0), ('log_z_chunk_size', 1),
                        ('log_z_prior_samples', 1), ('log_z_ais_temperatures', 0)):
-      value = ec[key]
-      if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f'eval.{key} must be an integer >= {least}, got {value!r}.')
+      config_lib.check_integer(ec[key], f'eval.{key}', least)
     if ec.log_z_ais_temperatures > 0:
       from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
       try:

@@ -165,18 +165,16 @@ def _check(mc) -> None:
     raise ValueError('model.pullback_base cannot be pullback itself; allowed: any other prior.')
   REGISTRY.check(mc.pullback_base)
   nets.DISCRIMINATORS.check(mc.discriminator)
-  if not isinstance(mc.pullback_mala_adapt_steps, int) or mc.pullback_mala_adapt_steps < 0:
-    raise ValueError('model.pullback_mala_adapt_steps must be an integer >= 0 (0: a fixed step '
-                     f'size), got {mc.pullback_mala_adapt_steps!r}.')
+  config_lib.check_integer(mc.pullback_mala_adapt_steps, 'model.pullback_mala_adapt_steps', 0,
+                           ' (0: a fixed step size)')
   if mc.pullback_sample_start not in ('gan', 'base'):
     raise ValueError(f'Unknown model.pullback_sample_start {mc.pullback_sample_start!r}; allowed: '
                      'gan, base.')
   if mc.latent_gan_net not in latent_gan.NETS:
     raise ValueError(f'Unknown model.latent_gan_net {mc.latent_gan_net!r}; allowed: '
                      f'{", ".join(latent_gan.NETS)}.')
-  if not isinstance(mc.latent_gan_noise_dim, int) or mc.latent_gan_noise_dim < 0:
-    raise ValueError('model.latent_gan_noise_dim must be an integer >= 0 (0: the net\'s default), '
-                     f'got {mc.latent_gan_noise_dim!r}.')
+  config_lib.check_integer(mc.latent_gan_noise_dim, 'model.latent_gan_noise_dim', 0,
+                           " (0: the net's default)")
   check_base = REGISTRY.info(mc.pullback_base).get('validate')
   if check_base:
     check_base(mc)
