@@ -16,6 +16,8 @@
 #   vaepp        the VAEPP step against the plain VAE step, and log Z's samples per second (issue 20)
 #   gpu          benchmarks.run's gpu section: the full-test-set NLL target, on-device epochs of the
 #                2,400-epoch DenseVAE protocol with the RealNVP blocks scanned and unrolled
+#   chunks       on-device DenseVAE epochs whole against the trainer's chunks of 50 steps, at most
+#                two queued (train.device_chunk_steps, issue 43): what the SIGTERM bound costs
 #   train        benchmarks.run's train section (examples/s of the four train steps)
 #   transposed   the upsampling layers two ways (is the CPU's per-phase form right here?)
 #   profile      where the unrolled RealNVP epoch's time goes (50 steps traced)
@@ -30,10 +32,10 @@ set -uo pipefail
 OUT=${OUT:-/tmp/device_check}
 PYTHON=${PYTHON:-python}
 DEADLINE_S=${DEADLINE_S:-560}
-STEPS=${STEPS:-fid vaepp gpu train transposed profile graphs_unroll1 graphs_unroll20}
+STEPS=${STEPS:-fid vaepp gpu chunks train transposed profile graphs_unroll1 graphs_unroll20}
 mkdir -p "$OUT"
 smoke=()
-epoch_examples=50000  # Training images per epoch of the graphs steps.
+epoch_examples=50000  # Training images per epoch of the graphs and chunks steps.
 fid_images=10000
 vaepp=(--log_z_images=500 --log_z_samples=1000)  # 1,000 samples per image, as at evaluation.
 if [[ -n "${SMOKE:-}" ]]; then
@@ -72,6 +74,9 @@ run_step() {
     vaepp) step vaepp 150 "$PYTHON" -m benchmarks.vaepp_step "${vaepp[@]}" ;;
     gpu) step gpu 300 "$PYTHON" -m benchmarks.run --only=gpu --gpu_epochs=5 "${smoke[@]}" \
              "${data[@]}" --json="$OUT/gpu.json" ;;
+    chunks) step chunks 120 "$PYTHON" -m benchmarks.epoch_time \
+                --config=experiments/configs/compare_priors.py:standard --epochs=5 \
+                --num_examples="$epoch_examples" --compare_chunk_steps=50 ;;
     train) step train 120 "$PYTHON" -m benchmarks.run --only=train --windows=3 \
                --json="$OUT/train.json" ;;
     transposed) step transposed 90 "$PYTHON" -m benchmarks.conv_layers --transposed ;;
@@ -81,7 +86,7 @@ run_step() {
       local unroll=${1#graphs_unroll}
       XLA_FLAGS="${XLA_FLAGS:-} $graphs" step "$1" 120 "$PYTHON" -m benchmarks.epoch_time \
           "${rnvp[@]}" --config.model.flow_unroll=$unroll --epochs=3 --num_examples="$epoch_examples" ;;
-    *) echo "$1: unknown step (known: fid vaepp gpu train transposed profile graphs_unroll1" \
+    *) echo "$1: unknown step (known: fid vaepp gpu chunks train transposed profile graphs_unroll1" \
             "graphs_unroll20)" | tee -a "$OUT/steps.txt" ;;
   esac
 }

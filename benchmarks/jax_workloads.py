@@ -210,9 +210,21 @@ class DeviceLoopWorkload:
     self.run(1)
     self.compile_seconds = time.perf_counter() - start
 
-  def run(self, num_calls: int = 1):
+  def run(self, num_calls: int = 1, chunk_steps: int = 0):
+    """`num_calls` runs of `steps_per_call` steps. With `chunk_steps`, each run is split as the
+    trainer splits it (`train.device_chunk_steps`): loops of at most that many steps, the host
+    waiting for the one before before it goes on."""
     for _ in range(num_calls):
-      self.state, metrics = self.loop(self.state, self.key, self.steps_per_call)
+      if not chunk_steps:
+        self.state, metrics = self.loop(self.state, self.key, self.steps_per_call)
+        continue
+      previous = None
+      for start in range(0, self.steps_per_call, chunk_steps):
+        self.state, metrics = self.loop(self.state, self.key,
+                                        min(chunk_steps, self.steps_per_call - start))
+        if previous is not None:
+          jax.block_until_ready(previous)
+        previous = metrics
     jax.block_until_ready(metrics['loss'])
 
 
