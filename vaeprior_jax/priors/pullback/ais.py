@@ -19,6 +19,14 @@ coordinates (BlackJAX's diagnostics). Read the upper bound as exact only as far 
 to 1. The gap between the two bounds is the error bar; it closes as the number of temperatures grows
 (tests/priors/ais_test.py checks both bounds against closed forms and quadrature).
 
+With `Settings.forward_smc`, the forward direction is tempered sequential Monte Carlo instead
+(BlackJAX's `tempered` SMC kernel: the same schedule and MALA moves, the particles resampled by their
+weights at every temperature). Its Z^ is unbiased too, so log Z^ is again a stochastic lower bound;
+where a few AIS chains carry all the weight (a density whose mass sits in regions N(0, I) rarely
+reaches), resampling lets the particles follow that mass, and the reverse run then starts from
+SMC's final particles, nearer to exact samples of p than unweighted AIS ends. One SMC run gives no
+standard error of its log Z^ (independent runs do).
+
 The transitions are BlackJAX's MALA kernel. Their step size per temperature is fixed before the
 bounds are run (a pilot run with its own chains adapts it towards an acceptance rate of 0.574,
 `tune_step_sizes`), so that each transition is a fixed pi_t-invariant kernel, as AIS's unbiasedness
@@ -39,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import mala as bj_mala
+from blackjax.smc import resampling as bj_resampling
+from blackjax.smc import tempered as bj_tempered
 
 from vaeprior_jax import config as config_lib
 from vaeprior_jax import files
@@ -221,6 +231,65 @@ def _anneal(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Arra
   return log_w, z, jnp.concatenate(used), jnp.concatenate(accept)
 
 
+def _smc_kernel(energy_fn: EnergyFn):
+  """BlackJAX's tempered SMC step on the path pi_t ∝ N(0, I) exp(-t E), MALA moves, systematic
+  resampling at every temperature: (key, state, steps, t, {'step_size': [1]}) -> (state, info)."""
+  return bj_tempered.build_kernel(
+      lambda z: _standard_normal_log_prob(z), lambda z: -energy_fn(z[None])[0],
+      bj_mala.build_kernel(), bj_mala.init, bj_resampling.systematic)
+
+
+def _smc_segment(energy_fn: EnergyFn, carry, inputs, steps_per_temperature: int):
+  """One compiled stretch of `_smc`: the scan over `inputs` (t, step size, key) from `carry`
+  (particles, weights, current t, log Z so far)."""
+  kernel = _smc_kernel(energy_fn)
+
+  def body(carry, inputs):
+    particles, weights, t_now, log_z = carry
+    t, h, k = inputs
+    state, info = kernel(k, bj_tempered.TemperedSMCState(particles, weights, t_now),
+                         steps_per_temperature, t, {'step_size': h[None]})
+    return ((state.particles, state.weights, state.tempering_param,
+             log_z + info.log_likelihood_increment),
+            jnp.mean(info.update_info.acceptance_rate))
+
+  return jax.lax.scan(body, carry, inputs)
+
+
+_smc_segment_jit = jax.jit(_smc_segment, static_argnums=(0, 3))
+
+
+def _smc(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, key: Array,
+         steps_per_temperature: int, block: int = ANNEAL_BLOCK,
+         progress: Optional[Progress] = None, stage: str = 'smc'):
+  """Tempered SMC along `temperatures` from particles z ~ N(0, I) (BlackJAX: at each t_{k+1},
+  resample by the weights, move under pi_{t_k} with MALA at step_sizes[k], weight by
+  exp(-(t_{k+1} - t_k) E)): (log Z^ (unbiased for Z, so a stochastic lower bound on log Z),
+  the final particles resampled by their weights [C, d], acceptance rates [K]). Blocks, stop
+  checks and `progress` as in `_anneal`."""
+  inputs = (temperatures[1:], step_sizes, jax.random.split(key, len(temperatures)))
+  n = z.shape[0]
+  carry = (z, jnp.full((n,), 1.0 / n), temperatures[0], jnp.zeros(()))
+  accept, first = [], 0
+  kept = progress.get(stage) if progress else None
+  if kept is not None:
+    carry = tuple(jnp.asarray(kept[k]) for k in ('z', 'weights', 't', 'log_z'))
+    accept, first = [kept['accept']], int(kept['next'])
+  steps = len(temperatures) - 1
+  for start in range(first, steps, block):
+    interrupts.check()
+    part = jax.tree.map(lambda a, start=start: a[start:start + block], inputs[:2] + (
+        inputs[2][:steps],))
+    carry, a = _smc_segment_jit(energy_fn, carry, part, steps_per_temperature)
+    accept.append(a)
+    if progress:
+      progress.update(stage, z=carry[0], weights=carry[1], t=carry[2], log_z=carry[3],
+                      accept=jnp.concatenate(accept), next=min(start + block, steps))
+  particles, weights, _, log_z = carry
+  final = bj_resampling.systematic(inputs[2][steps], weights, n)
+  return float(log_z), particles[final], jnp.concatenate(accept)
+
+
 def _log_mean_exp(log_w: np.ndarray):
   """(log mean exp(log_w), its standard error by the delta method), in float64."""
   log_w = np.asarray(log_w, np.float64)
@@ -307,7 +376,9 @@ def sample_target(energy_fn: EnergyFn, z0: Array, key: Array, num_steps: int, st
 def _forward(energy_fn: EnergyFn, dim: int, keys, settings: 'Settings', step_sizes=None,
              progress: Optional[Progress] = None):
   """The forward run from N(0, I), `keys` = (pilot tuning, start, annealing): (log weights [C],
-  final z [C, d], step sizes [K], temperatures [K + 1], acceptance rates [K])."""
+  final z [C, d], step sizes [K], temperatures [K + 1], acceptance rates [K]); with
+  `settings.forward_smc`, tempered SMC's log Z^ instead of the log weights, and its final
+  particles resampled by their weights."""
   if step_sizes is None:
     step_sizes = tune_step_sizes(energy_fn, dim, keys[0], settings.num_temperatures,
                                  settings.pilot_chains, settings.steps_per_temperature,
@@ -315,6 +386,13 @@ def _forward(energy_fn: EnergyFn, dim: int, keys, settings: 'Settings', step_siz
   step_sizes = jnp.asarray(step_sizes, jnp.float32)
   temps = jnp.asarray(sigmoid_schedule(settings.num_temperatures), jnp.float32)
   z0 = jax.random.normal(keys[1], (settings.num_chains, dim))
+  if settings.forward_smc:
+    # The SMC step moves under the temperature it leaves (t_k), whose pilot step size is
+    # step_sizes[k - 1] (step_sizes[k] belongs to t_{k+1}); t_0's is t_1's.
+    moves = jnp.concatenate([step_sizes[:1], step_sizes[:-1]])
+    log_z, z_end, accept = _smc(energy_fn, z0, temps, moves, keys[2],
+                                settings.steps_per_temperature, progress=progress)
+    return log_z, z_end, step_sizes, temps, accept
   log_w, z_end, _, accept = _anneal(energy_fn, z0, temps, step_sizes, keys[2],
                                     settings.steps_per_temperature, False, progress=progress,
                                     stage='forward')
@@ -340,10 +418,15 @@ class Settings:
   pilot_chains: int = 64
   sampler_steps: int = 2000  # MALA steps on p before the reverse run
   sampler_kept: int = 100
+  # 1: the forward run is tempered SMC (`_smc`: the same schedule and MALA moves, the particles
+  # resampled at every temperature), and the reverse run starts from its final particles.
+  forward_smc: int = 0
 
   def check(self) -> None:
     for key, value in dataclasses.asdict(self).items():
-      config_lib.check_integer(value, f'AIS setting {key}', 1)
+      config_lib.check_integer(value, f'AIS setting {key}', 0 if key == 'forward_smc' else 1)
+    if self.forward_smc not in (0, 1):
+      raise ValueError(f'AIS setting forward_smc must be 0 or 1, got {self.forward_smc!r}.')
     if self.num_chains < 2:
       raise ValueError(f'AIS needs num_chains >= 2 (R-hat compares chains), got {self.num_chains}.')
     if self.sampler_steps < 2 * self.sampler_kept:
@@ -363,6 +446,8 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
   noisy), 'settings', 'sampler' (R-hat,
   ESS, acceptance of the chains the reverse run starts from), 'acceptance_forward',
   'acceptance_reverse' (mean over temperatures), 'energy_gradients' (per chain), 'seconds'}.
+  With `settings.forward_smc`, 'log_z_lower' is tempered SMC's log Z^, and its stderr and mean are
+  NaN (one run has no spread over chains).
 
   partial_file: where the run's progress is kept (`Progress`: every 30 s and on a signal), with
   `protocol` (what the energy is: e.g. the checkpoint's step) beside the settings and the key; the
@@ -381,7 +466,7 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
     log_w, z_end, step_sizes, temps, accept_forward = _forward(energy_fn, dim, keys[:3], settings,
                                                                step_sizes, progress)
     # The reverse run starts from (approximately) exact samples of p: MALA chains from the forward
-    # chains' ends, at the step size of the last temperature.
+    # chains' ends (SMC's: its particles resampled), at the step size of the last temperature.
     z_target, sampler = sample_target(energy_fn, z_end, keys[3], settings.sampler_steps,
                                       float(step_sizes[-1]), settings.sampler_kept,
                                       progress=progress)
@@ -395,7 +480,11 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
     progress.save()
     raise
   progress.finish(remove_when_done)
-  lower, lower_se = _log_mean_exp(log_w)
+  if settings.forward_smc:  # One estimate of Z: no spread over chains, no mean log weight.
+    lower, lower_se, lower_mean = log_w, float('nan'), float('nan')
+  else:
+    lower, lower_se = _log_mean_exp(log_w)
+    lower_mean = float(np.mean(np.asarray(log_w, np.float64)))
   inverse, upper_se = _log_mean_exp(log_w_rev)
   upper = -inverse
   per_temperature = settings.steps_per_temperature + 1  # the weight's gradient, then the steps
@@ -404,7 +493,7 @@ def log_z_bounds(energy_fn: EnergyFn, dim: int, key: Array,
       'log_z_upper': upper, 'log_z_upper_stderr': upper_se, 'gap': upper - lower,
       # Looser bounds with less noise: E[log w] <= log Z <= -E[log w_rev] (Jensen), each the mean
       # over chains; they close as the temperatures multiply.
-      'log_z_lower_mean': float(np.mean(np.asarray(log_w, np.float64))),
+      'log_z_lower_mean': lower_mean,
       'log_z_upper_mean': float(-np.mean(np.asarray(log_w_rev, np.float64))),
       'settings': dataclasses.asdict(settings), 'sampler': sampler,
       'acceptance_forward': float(jnp.mean(accept_forward)),
