@@ -76,6 +76,9 @@ _AIS_TEMPERATURES = flags.DEFINE_integer(
     'and the NLL interval, with this many temperatures (default: the run\'s eval config, 0: none).')
 _AIS_CHAINS = flags.DEFINE_integer('log_z_ais_chains', None, 'Their chains each way (default: the '
                                    'run\'s eval config, 256).')
+_AIS_SMC = flags.DEFINE_bool('log_z_ais_forward_smc', None, 'Their forward run as tempered SMC, the '
+                             'reverse one from its particles (default: the run\'s eval config, '
+                             'false).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -94,6 +97,8 @@ def _ais_overrides():
       if flag.value < least:
         raise ValueError(f'--{key} must be >= {least}, got {flag.value}.')
       out[key] = flag.value
+  if _AIS_SMC.value is not None:
+    out['log_z_ais_forward_smc'] = int(_AIS_SMC.value)
   evaluate_lib.check_eval_overrides(checkpoints.load_config(_WORKDIR.value), out)
   return out
 

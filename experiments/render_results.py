@@ -304,7 +304,8 @@ def log_z_bounds(path: str) -> str:
   """The AIS bounds of a trained pull-back prior's log Z against the number of temperatures
   (`experiments.log_z_bounds` records, one per K)."""
   rows = []
-  for record in sorted((r for r in files.read_jsonl(path) if r.get('kind') == 'log_z_bounds'),
+  for record in sorted((r for r in files.read_jsonl(path) if r.get('kind') == 'log_z_bounds'
+                        and not r['protocol'].get('forward_smc')),
                        key=lambda r: r['protocol']['temperatures']):
     m, p = record['metrics'], record['protocol']
     s = m['sampler']
@@ -319,6 +320,28 @@ def log_z_bounds(path: str) -> str:
                 'minutes'], rows)
 
 
+def log_z_smc(path: str, likelihood_path: str) -> str:
+  """The pull-back prior's log Z between tempered SMC's estimate (a stochastic lower bound) and
+  the reverse AIS run from SMC's particles, one row per run (`experiments.log_z_bounds
+  --forward_smc` records), with the test NLL interval they give: the evaluation's NLL moved by
+  each end minus the log Z it used."""
+  evaluation = next(r for r in files.read_jsonl(likelihood_path) if r.get('kind') == 'likelihood')
+  nll, used = evaluation['metrics']['nll'], evaluation['metrics']['log_z']
+  rows = []
+  for record in sorted((r for r in files.read_jsonl(path) if r.get('kind') == 'log_z_bounds'
+                        and r['protocol'].get('forward_smc')),
+                       key=lambda r: (r['protocol']['temperatures'], r['protocol']['seed'])):
+    m, p = record['metrics'], record['protocol']
+    s = m['sampler']
+    rows.append([f'{p["temperatures"]:,}', str(p['seed']), f'{m["log_z_lower"]:.2f}',
+                 f'{m["log_z_upper"]:.2f} ± {m["log_z_upper_stderr"]:.2f}',
+                 f'[{nll + m["log_z_lower"] - used:.2f}, {nll + m["log_z_upper"] - used:.2f}]',
+                 f'{s["rhat_energy"]:.2f}', f'{s["ess_energy"]:.0f}', f'{m["seconds"] / 60:.1f}'])
+  return table(['temperatures K', 'seed', 'SMC: log Z^ (lower)', 'reverse from its particles (± s.e.)',
+                'test NLL interval', 'R-hat of the reverse start (energy)', 'its ESS', 'minutes'],
+               rows)
+
+
 TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_stage1': lambda root: dai2019_dense_stage1(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),
@@ -328,6 +351,9 @@ TABLES: Dict[str, Callable[[str], str]] = {
     'leaderboard_resolution': lambda root: leaderboard_resolution(os.path.join(root, LEADERBOARD)),
     'pullback_log_z_bounds': lambda root: log_z_bounds(
         os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl')),
+    'pullback_log_z_smc': lambda root: log_z_smc(
+        os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl'),
+        os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'records.jsonl')),
 }
 
 

@@ -59,10 +59,8 @@ class PullbackHooks(hooks.EvaluationHooks):
                        ('log_z_prior_samples', 1), ('log_z_ais_temperatures', 0)):
       config_lib.check_integer(ec[key], f'eval.{key}', least)
     if ec.log_z_ais_temperatures > 0:
-      from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
       try:
-        ais.Settings(num_chains=ec.log_z_ais_chains, num_temperatures=ec.log_z_ais_temperatures,
-                     sampler_steps=ec.log_z_ais_sampler_steps).check()
+        ais_settings(ec).check()
       except ValueError as e:
         raise ValueError(f'eval.log_z_ais_*: {e}') from None
 
@@ -128,6 +126,15 @@ class PullbackHooks(hooks.EvaluationHooks):
     return _mala_samples, 'mala', record
 
 
+def ais_settings(eval_config):
+  """The `ais.Settings` of the `eval.log_z_ais_*` keys."""
+  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
+  return ais.Settings(num_chains=eval_config.log_z_ais_chains,
+                      num_temperatures=eval_config.log_z_ais_temperatures,
+                      sampler_steps=eval_config.log_z_ais_sampler_steps,
+                      forward_smc=eval_config.log_z_ais_forward_smc)
+
+
 def ais_bounds(model, variables, result, eval_config, key, partial_file: Optional[str] = None,
                protocol: Optional[Dict] = None, remove_when_done: bool = True) -> Dict[str, Any]:
   """The AIS sandwich of log Z (`normalizer.ais_log_z_bounds`) and the NLL interval it gives:
@@ -135,10 +142,7 @@ def ais_bounds(model, variables, result, eval_config, key, partial_file: Optiona
   [nll_ais_lower, nll_ais_upper] = nll + ([lower, upper] - the log Z the NLL used). (The NLL's
   own importance-sampling estimate is a stochastic upper bound on it, as for every prior.) The run
   is kept in `partial_file` as it goes (`ais.Progress`): a rerun after a signal goes on from it."""
-  from vaeprior_jax.priors.pullback import ais  # pylint: disable=g-import-not-at-top
-  settings = ais.Settings(num_chains=int(eval_config.log_z_ais_chains),
-                          num_temperatures=int(eval_config.log_z_ais_temperatures),
-                          sampler_steps=int(eval_config.log_z_ais_sampler_steps))
+  settings = ais_settings(eval_config)
   bounds = normalizer.ais_log_z_bounds(model, variables, key, settings, partial_file, protocol,
                                        remove_when_done)
   lower, upper = bounds['log_z_lower'], bounds['log_z_upper']

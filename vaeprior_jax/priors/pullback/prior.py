@@ -42,6 +42,7 @@ config_lib.declare(
         log_z_ais_temperatures=0,  # > 0: also AIS lower and upper bounds on log Z (and the NLL)
         log_z_ais_chains=256,  # ... with this many chains each way,
         log_z_ais_sampler_steps=2000,  # ... after this many MALA steps on p for the reverse run
+        log_z_ais_forward_smc=0,  # 1: the forward run as tempered SMC, the reverse from its particles
     ),
 )
 
