@@ -271,6 +271,53 @@ def test_an_evaluation_stopped_after_its_likelihood_does_not_redo_it(tmp_path, m
     assert resumed[key] == whole[key], key
 
 
+def test_active_units_stopped_by_a_signal_go_on_from_the_means_kept(tmp_path, monkeypatch):
+  """The active-units pass keeps its posterior means as they come: stopped after 2 of its 8
+  batches, the rerun (of the whole evaluation: the finished likelihood is kept too) computes only
+  the 6 left, and counts the same active units from the same means."""
+  workdir = str(tmp_path)
+  config = _config(8)
+  config.train.early_stopping = False
+  config.eval.update(active_units_batch_size=8, active_units_samples=4)
+  evaluate = lambda: report.evaluate(workdir, 'test', num_samples=2, max_examples=16,
+                                     write_images=False, batch_size=8)
+  partial = os.path.join(workdir, 'active_units.partial.npz')
+  original, parts, stop_at = estimators.kept_concatenation, [], []
+
+  def kept_concatenation(parts_from, partial_file=None, *args, **kwargs):
+    if not (partial_file or '').endswith('active_units.partial.npz'):
+      return original(parts_from, partial_file, *args, **kwargs)
+
+    def counted(start):
+      for part in parts_from(start):
+        parts.append(1)
+        if len(parts) in stop_at:
+          interrupts.request('SIGTERM')
+        yield part
+
+    return original(counted, partial_file, *args, **kwargs)
+
+  monkeypatch.setattr(estimators, 'kept_concatenation', kept_concatenation)
+  with helpers.mock_binarized_mnist(64):
+    trainer.train_and_evaluate(config, workdir)
+    whole = evaluate()
+    assert len(parts) == 8 and not os.path.exists(partial)  # 64 training images, 8 per batch.
+    parts.clear()
+    stop_at[:] = [2]
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        evaluate()
+    finally:
+      interrupts.clear()
+    with np.load(partial) as kept:
+      assert int(kept['__batches__']) == 2 and kept['means'].shape[0] == 16
+    parts.clear()
+    stop_at.clear()
+    resumed = evaluate()
+  assert len(parts) == 6 and not os.path.exists(partial)
+  assert resumed['active_units'] == whole['active_units'] and resumed['nll'] == whole['nll']
+
+
 def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypatch):
   from vaeprior_jax import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()

@@ -1,5 +1,6 @@
 """Evaluating a training workdir: the App. B.3 metrics on a split, active units, and image grids."""
 
+import itertools
 import json
 import os
 import time
@@ -118,21 +119,32 @@ def check_eval_overrides(config, overrides: Optional[Dict]) -> None:
       raise ValueError(f'eval.{key} is a setting of {owner}, which this run does not use.')
 
 
-def _active_units(model, params, dataset, ec, batch_size, mesh, key, seed) -> Dict[str, int]:
+def _active_units(model, params, dataset, ec, batch_size, mesh, key, seed,
+                  partial_file: Optional[str] = None, protocol: Optional[Dict] = None
+                  ) -> Dict[str, int]:
   """{'active_units': ...} over the training split's posterior means (`ec.active_units_samples`
   samples each), and per latent level for the two-level models (Tomczak & Welling's Fig. 3:
-  active_units_z1, ..._z2). Only the encoder runs, so the batches can be larger than the NLL's."""
+  active_units_z1, ..._z2). Only the encoder runs, so the batches can be larger than the NLL's.
+  The means are kept in `partial_file` as they come, whole once done (`estimators.
+  kept_concatenation`; with a flow posterior the pass takes more than 10 minutes on a CPU)."""
   au_samples = ec.active_units_samples
   posterior_mean = compiled.jit(lambda p, x, k: model.apply(
       models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
   au_batch_size = sharding.round_up_to_devices(ec.active_units_batch_size or batch_size, mesh)
-  _, train_batches = data.eval_batches(dataset.eval_images('train', seed), au_batch_size,
-                                       rows=sharding.process_slice(au_batch_size))
-  means_z = []
-  for i, (x, mask) in enumerate(interrupts.checked(train_batches)):
-    mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i))
-    means_z.append(sharding.to_host(mu)[mask])
-  means_z = np.concatenate(means_z)
+  train_images = dataset.eval_images('train', seed)
+
+  def parts_from(start):
+    _, train_batches = data.eval_batches(train_images, au_batch_size,
+                                         rows=sharding.process_slice(au_batch_size))
+    for i, (x, mask) in enumerate(itertools.islice(train_batches, start, None), start):
+      interrupts.check()
+      mu = posterior_mean(params, sharding.shard_batch(x, mesh), jax.random.fold_in(key, i))
+      yield {'means': sharding.to_host(mu)[mask]}
+
+  means_z = estimators.kept_concatenation(
+      parts_from, partial_file,
+      dict(protocol or {}, samples=au_samples, batch_size=au_batch_size),
+      remove_when_done=False)['means']
   result = {'active_units': estimators.active_units(means_z)}
   levels = model.latent_levels
   if len(levels) > 1:
@@ -278,7 +290,10 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
     result.update(entry=config.get('entry', ''), **reference)
 
   if active_units:
-    result.update(_active_units(model, params, dataset, ec, batch_size, mesh, au_key, seed))
+    result.update(_active_units(model, params, dataset, ec, batch_size, mesh, au_key, seed,
+                                ctx.kept_file('active_units.partial.npz'),
+                                dict(step=int(step), checkpoint=checkpoint, seed=seed,
+                                     devices=int(mesh.devices.size))))
 
   if paired:
     result['proposal_input'] = 'grey'
