@@ -451,3 +451,57 @@ def test_the_latent_wgans_penalty_has_its_own_weight_not_the_image_critics():
   assert direct(2.0) > 0 and direct(2.0) == pytest.approx(2.0 / 0.032 * direct(0.032))
   assert latent_penalty() == pytest.approx(direct(2.0))
   assert latent_penalty(latent_gan_penalty_weight=5.0) == pytest.approx(direct(5.0))
+
+
+def test_a_report_stopped_in_mala_sampling_goes_on_from_the_batches_kept(tmp_path, monkeypatch):
+  """The pull-back prior's MALA samples (slow: chains per image) are kept a batch at a time: a
+  report stopped after the first of three batches draws only the other two on its rerun, and the
+  report is the uninterrupted one."""
+  from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import estimators  # pylint: disable=g-import-not-at-top
+  config = vaepp_configs.get_config('vaepp,mnist,runlocal')
+  config.model.update(latent_dim=3, pullback_sample_start='base', net='dense',
+                      discriminator='test_dense')
+  config.train.update(num_steps=2, batch_size=8, vaepp_prior_samples=8, latent_gan_epochs=0.0,
+                      checkpoint_every_steps=2, log_every_steps=1)
+  config.data.validation_size = 8
+  workdir, classifier_dir = str(tmp_path / 'w'), str(tmp_path / 'classifier')
+  monkeypatch.setattr(report, 'GENERATION_BATCH', 8)
+  original, batches, stop_at = estimators.kept_concatenation, [], []
+
+  def kept_concatenation(parts_from, partial_file=None, *args, **kwargs):
+    if not (partial_file or '').endswith('.samples.images.partial.npz'):
+      return original(parts_from, partial_file, *args, **kwargs)
+
+    def counted(start):
+      for part in parts_from(start):
+        batches.append(1)
+        if len(batches) in stop_at:
+          interrupts.request('SIGTERM')
+        yield part
+
+    return original(counted, partial_file, *args, **kwargs)
+
+  monkeypatch.setattr(estimators, 'kept_concatenation', kept_concatenation)
+  quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=24,
+                                          classifier_steps=2)
+  partial = os.path.join(workdir, 'sample_quality_vaepp.samples.images.partial.npz')
+  with helpers.mock_tfds(24):
+    trainer.train_and_evaluate(config, workdir)
+    whole = quality()
+    assert len(batches) == 3 and not os.path.exists(partial)
+    batches.clear()
+    stop_at[:] = [1]
+    try:
+      with pytest.raises(interrupts.Interrupted):
+        quality()
+    finally:
+      interrupts.clear()
+    with np.load(partial) as kept:
+      assert int(kept['__batches__']) == 1 and kept['output0'].shape[:2] == (1, 8)
+    batches.clear()
+    stop_at.clear()
+    resumed = quality()
+  assert len(batches) == 2 and not os.path.exists(partial)
+  assert json.loads(json.dumps(resumed)) == json.loads(json.dumps(whole))

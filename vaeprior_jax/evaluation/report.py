@@ -337,12 +337,17 @@ def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   return np.repeat(out, 3, axis=-1) if out.shape[-1] == 1 else out
 
 
+# Images per compiled call when a report makes its images.
+GENERATION_BATCH = 500
+
+
 def _generated(model, params, kind: str, num: int, key, images: np.ndarray, samplers=None,
-               batch: int = 500):
+               batch: Optional[int] = None):
   """`num` images of `kind`: 'samples' (the model's; two-stage for a two-stage model, MALA from its
   start points for a pull-back prior), 'reconstructions' (of `images`), or a kind of `samplers`
   ({kind: (sampler, grid file)}, the hooks' kinds, e.g. first-stage or base-prior samples), as numpy
   [num, H, W, C]."""
+  batch = batch or GENERATION_BATCH
   method = {'samples': model.sample, 'reconstructions': model.reconstruct,
             **{k: fn for k, (fn, _) in (samplers or {}).items()}}[kind]
   if kind == 'reconstructions':
@@ -362,11 +367,31 @@ def _draws(model, params, method, num: int, key, batch: int) -> list:
           for i in interrupts.checked(range(0, num, batch))]
 
 
-def _samples_with_report(model, params, sampler, record, num: int, key, batch: int = 500):
+def _samples_with_report(model, params, sampler, record, num: int, key,
+                         batch: Optional[int] = None, partial_file: Optional[str] = None,
+                         protocol: Optional[Dict] = None):
   """`_generated`'s 'samples' drawn by a hook's `sampler` that also returns statistics (the same keys,
   so the same images), and `record` of its outputs (e.g. MALA chains' acceptance rate and adapted
-  step size, each the mean over batches: each batch of chains adapts its own)."""
-  outputs = _draws(model, params, sampler, num, key, batch)
+  step size, each the mean over batches: each batch of chains adapts its own).
+
+  Such samplers are slow (MALA: an hour for 1,000 images on a CPU core), so each batch's outputs are
+  kept in `partial_file` as they come, whole once done (`estimators.kept_concatenation`): a rerun
+  after a signal goes on from them. The caller removes the file once the kind is scored."""
+  batch = batch or GENERATION_BATCH
+  fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=sampler))
+  starts = range(0, num, batch)
+
+  def parts_from(first):
+    for i in starts[first:]:
+      interrupts.check()
+      out = jax.device_get(fn(params, jax.random.fold_in(key, i)))
+      yield {f'output{j}': np.asarray(v)[None] for j, v in enumerate(out)}
+
+  kept = estimators.kept_concatenation(parts_from, partial_file,
+                                       dict(protocol or {}, num=num, batch=batch),
+                                       remove_when_done=False)
+  leaves = [kept[f'output{j}'] for j in range(len(kept))]
+  outputs = [tuple(leaf[b] for leaf in leaves) for b in range(len(starts))]
   return np.concatenate([o[0] for o in outputs])[:num], record(outputs)
 
 
@@ -629,6 +654,7 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
                     cfd_reference))
   if use_fid:
     scorers.append(('fid', lambda x: fid_features(fid_params, x), fid_reference))
+  images_partial = os.path.join(workdir, f'{name}.samples.images.partial.npz')
   for i, kind in enumerate(kinds):
     if kind in done:
       continue
@@ -636,8 +662,9 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
       images = held_out
     elif kind == 'samples' and with_report:  # E.g. MALA's chains, with their acceptance rate.
       sampler, record_key, record = with_report
-      images, stats = _samples_with_report(model, params, sampler, record, num_generated,
-                                           jax.random.fold_in(key, i))
+      images, stats = _samples_with_report(
+          model, params, sampler, record, num_generated, jax.random.fold_in(key, i),
+          partial_file=images_partial, protocol=dict(fingerprint, kind=kind))
       result[record_key].update(stats)
     else:
       images = _generated(model, params, kind, min(num_generated, len(test_images))
@@ -660,6 +687,8 @@ def sample_quality(workdir: str, classifier_dir: Optional[str] = None,
     if jax.process_index() == 0:
       files.write_json_atomically(partial_file,
                                   {'fingerprint': fingerprint, 'kinds': done, 'result': result})
+      if os.path.exists(images_partial):  # Scored and kept in the partial report.
+        os.remove(images_partial)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, name + '.json'), 'w') as f:
       json.dump(result, f, indent=2)
