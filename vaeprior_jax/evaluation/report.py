@@ -126,7 +126,7 @@ def _active_units(model, params, dataset, ec, batch_size, mesh, key, seed,
   samples each), and per latent level for the two-level models (Tomczak & Welling's Fig. 3:
   active_units_z1, ..._z2). Only the encoder runs, so the batches can be larger than the NLL's.
   The means are kept in `partial_file` as they come, whole once done (`estimators.
-  kept_concatenation`; with a flow posterior the pass takes more than 10 minutes on a CPU)."""
+  kept_concatenation`: with a flow posterior each mean takes many samples through the flow)."""
   au_samples = ec.active_units_samples
   posterior_mean = compiled.jit(lambda p, x, k: model.apply(
       models.as_variables(p), x, k, au_samples, method=model.posterior_mean))
@@ -355,16 +355,16 @@ def _generated(model, params, kind: str, num: int, key, images: np.ndarray, samp
     out = [np.asarray(fn(params, data.to_float(images[i:i + batch]), jax.random.fold_in(key, i)))
            for i in interrupts.checked(range(0, num, batch))]
   else:
-    out = _draws(model, params, method, num, key, batch)
+    out = list(_draws(model, params, method, num, key, batch))
   return np.concatenate(out)[:num]
 
 
-def _draws(model, params, method, num: int, key, batch: int) -> list:
+def _draws(model, params, method, num: int, key, batch: int, first: int = 0):
   """`method(model, key, batch)`'s outputs (on the host) for the keys fold_in(key, i), i = 0, batch,
-  2 batch, ... < num: one jitted call per batch."""
+  2 batch, ... < num, from the `first`-th batch on: one jitted call per batch, yielded as it ends."""
   fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=method))
-  return [jax.device_get(fn(params, jax.random.fold_in(key, i)))
-          for i in interrupts.checked(range(0, num, batch))]
+  for i in interrupts.checked(range(0, num, batch)[first:]):
+    yield jax.device_get(fn(params, jax.random.fold_in(key, i)))
 
 
 def _samples_with_report(model, params, sampler, record, num: int, key,
@@ -374,24 +374,20 @@ def _samples_with_report(model, params, sampler, record, num: int, key,
   so the same images), and `record` of its outputs (e.g. MALA chains' acceptance rate and adapted
   step size, each the mean over batches: each batch of chains adapts its own).
 
-  Such samplers are slow (MALA: an hour for 1,000 images on a CPU core), so each batch's outputs are
-  kept in `partial_file` as they come, whole once done (`estimators.kept_concatenation`): a rerun
-  after a signal goes on from them. The caller removes the file once the kind is scored."""
+  Such samplers run chains per image, so each batch's outputs are kept in `partial_file` as they
+  come, whole once done (`estimators.kept_concatenation`): a rerun after a signal goes on from
+  them. The caller removes the file once the kind is scored."""
   batch = batch or GENERATION_BATCH
-  fn = compiled.jit(lambda p, k: model.apply(models.as_variables(p), k, batch, method=sampler))
-  starts = range(0, num, batch)
 
   def parts_from(first):
-    for i in starts[first:]:
-      interrupts.check()
-      out = jax.device_get(fn(params, jax.random.fold_in(key, i)))
+    for out in _draws(model, params, sampler, num, key, batch, first):
       yield {f'output{j}': np.asarray(v)[None] for j, v in enumerate(out)}
 
   kept = estimators.kept_concatenation(parts_from, partial_file,
                                        dict(protocol or {}, num=num, batch=batch),
                                        remove_when_done=False)
   leaves = [kept[f'output{j}'] for j in range(len(kept))]
-  outputs = [tuple(leaf[b] for leaf in leaves) for b in range(len(starts))]
+  outputs = [tuple(leaf[b] for leaf in leaves) for b in range(len(leaves[0]))]
   return np.concatenate([o[0] for o in outputs])[:num], record(outputs)
 
 

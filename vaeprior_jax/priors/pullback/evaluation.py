@@ -65,8 +65,8 @@ class PullbackHooks(hooks.EvaluationHooks):
         raise ValueError(f'eval.log_z_ais_*: {e}') from None
 
   def before_likelihood(self, model, variables, ctx):
-    # Kept as it goes (hours at the paper's 1,000 samples per training image): a rerun of the same
-    # evaluation continues.
+    # Kept as it goes (the paper's protocol scores every training image with 1,000 samples): a
+    # rerun of the same evaluation continues.
     return normalizer.refresh_log_z(
         model, variables, ctx.dataset, ctx.config, ctx.mesh, jax.random.fold_in(ctx.key, 0x2),
         ctx.seed, ctx.batch_size, partial_file=ctx.kept_file('log_z.partial.npz'),
