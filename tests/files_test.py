@@ -34,6 +34,23 @@ def test_kept_work_that_cannot_be_read_or_is_not_valid_is_started_over(tmp_path,
   assert all('Ignoring the unreadable partial sums in' in r.getMessage() for r in caplog.records)
 
 
+def test_kept_arrays_are_read_back_only_for_their_protocol(tmp_path, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+  caplog.set_level(logging.INFO)
+  path = str(tmp_path / 'kept.npz')
+  assert files.read_kept_npz(path, '{"a": 1}', 'partial outputs') is None  # Absent: no line.
+  assert not caplog.records
+  files.write_kept_npz(path, '{"a": 1}', x=np.arange(4), y=np.ones(2))
+  kept = files.read_kept_npz(path, '{"a": 1}', 'partial outputs')
+  assert sorted(kept) == ['x', 'y']
+  np.testing.assert_array_equal(kept['x'], np.arange(4))
+  assert files.read_kept_npz(path, '{"a": 2}', 'partial outputs') is None
+  assert 'Starting over: the partial outputs in' in caplog.records[-1].getMessage()
+  files.write_text_atomically(path, 'not an npz')
+  assert files.read_kept_npz(path, '{"a": 1}', 'partial outputs') is None
+  assert 'Ignoring the unreadable partial outputs in' in caplog.records[-1].getMessage()
+
+
 def test_json_lines_are_read_in_order_and_a_torn_line_is_skipped(tmp_path):
   path = tmp_path / 'm.jsonl'
   path.write_text('{"step": 1}\n[2, 3]\n{"step": 4, "torn')

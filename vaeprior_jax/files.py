@@ -7,7 +7,7 @@ the target and renames it over it (`os.replace`, atomic on POSIX file systems).
 
 import json
 import os
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -49,6 +49,31 @@ def read_kept_json(path: str, valid: Callable[[Any], bool], what: str) -> Option
     reason = str(e)
   logging.warning('Ignoring the unreadable %s in %s (%s).', what, path, reason)
   return None
+
+
+def write_kept_npz(path: str, protocol: str, **arrays) -> None:
+  """Kept partial work: `arrays` at `path` (.npz, atomically) with `protocol` (the JSON of what they
+  depend on), for `read_kept_npz`."""
+  write_npz_atomically(path, __protocol__=np.array(protocol), **arrays)
+
+
+def read_kept_npz(path: str, protocol: str, what: str) -> Optional[Dict[str, np.ndarray]]:
+  """The arrays `write_kept_npz` left at `path` for `protocol`, else None: one log line when they
+  are for another protocol, a warning when the file cannot be read (`what` names the work in
+  both); such work is started over."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as kept:
+      kept_protocol = str(kept['__protocol__'])
+      if kept_protocol != protocol:
+        logging.info('Starting over: the %s in %s is for another protocol (%s).', what, path,
+                     kept_protocol)
+        return None
+      return {k: kept[k] for k in kept.files if k != '__protocol__'}
+  except (ValueError, KeyError, OSError) as e:
+    logging.warning('Ignoring the unreadable %s in %s (%s).', what, path, e)
+    return None
 
 
 def read_jsonl(path: str) -> List[Any]:

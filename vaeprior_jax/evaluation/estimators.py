@@ -367,28 +367,20 @@ def kept_concatenation(parts_from: Callable[[int], Iterator[Dict[str, np.ndarray
   from absl import logging  # pylint: disable=g-import-not-at-top
   protocol_json = json.dumps(protocol or {}, sort_keys=True, default=float)
   parts, done = {}, 0
-  if partial_file and os.path.exists(partial_file):
-    try:
-      with np.load(partial_file, allow_pickle=False) as kept:
-        kept_protocol = str(kept['__protocol__'])
-        if kept_protocol == protocol_json:
-          done = int(kept['__batches__'])
-          parts = {k: [kept[k]] for k in kept.files if not k.startswith('__')}
-          logging.info('Continuing after part %d from %s.', done, partial_file)
-        else:
-          logging.info('Starting over: the outputs in %s are for another protocol (%s).',
-                       partial_file, kept_protocol)
-    except (ValueError, KeyError, OSError) as e:
-      logging.warning('Ignoring the unreadable partial outputs in %s (%s).', partial_file, e)
-      parts, done = {}, 0
+  kept = files.read_kept_npz(partial_file, protocol_json, 'partial outputs') if partial_file else None
+  if kept is not None and '__batches__' not in kept:
+    logging.warning('Ignoring the unreadable partial outputs in %s (no part count).', partial_file)
+  elif kept is not None:
+    done = int(kept.pop('__batches__'))
+    parts = {k: [v] for k, v in kept.items()}
+    logging.info('Continuing after part %d from %s.', done, partial_file)
   batches = parts_from(done)
   saved_at = time.time()
 
   def keep():
     if partial_file and jax.process_index() == 0:
-      files.write_npz_atomically(partial_file, __protocol__=np.array(protocol_json),
-                                 __batches__=np.array(done),
-                                 **{k: np.concatenate(v) for k, v in parts.items()})
+      files.write_kept_npz(partial_file, protocol_json, __batches__=np.array(done),
+                           **{k: np.concatenate(v) for k, v in parts.items()})
 
   try:
     for out in batches:

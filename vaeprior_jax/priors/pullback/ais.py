@@ -122,23 +122,17 @@ class Progress:
     self._protocol = json.dumps(protocol, sort_keys=True, default=float)
     self._stages: Dict[str, Dict[str, np.ndarray]] = {}
     self._saved_at = time.time()
-    if not path or not os.path.exists(path):
-      return
-    try:
-      with np.load(path, allow_pickle=False) as kept:
-        if str(kept['__protocol__']) != self._protocol:
-          logging.info('AIS: starting over: the progress in %s is for another protocol (%s).',
-                       path, str(kept['__protocol__']))
-          return
-        for name in kept.files:
-          if name != '__protocol__':
-            stage, _, key = name.partition('/')
-            self._stages.setdefault(stage, {})[key] = kept[name]
+    kept = files.read_kept_npz(path, self._protocol, 'AIS progress') if path else None
+    for name, value in (kept or {}).items():
+      stage, _, key = name.partition('/')
+      self._stages.setdefault(stage, {})[key] = value
+    if any('next' not in v for v in self._stages.values()):
+      logging.warning('AIS: ignoring the unreadable progress in %s (a stage without its next '
+                      'step).', path)
+      self._stages = {}
+    if self._stages:
       logging.info('AIS: going on from %s (%s).', path, ', '.join(
           f'{k} at {int(v["next"])}' for k, v in self._stages.items()))
-    except (ValueError, KeyError, OSError) as e:
-      logging.warning('AIS: ignoring the unreadable progress in %s (%s).', path, e)
-      self._stages = {}
 
   def get(self, stage: str) -> Optional[Dict[str, np.ndarray]]:
     return self._stages.get(stage)
@@ -152,8 +146,8 @@ class Progress:
 
   def save(self) -> None:
     if self.path and jax.process_index() == 0:
-      files.write_npz_atomically(
-          self.path, __protocol__=np.array(self._protocol),
+      files.write_kept_npz(
+          self.path, self._protocol,
           **{f'{stage}/{k}': v for stage, arrays in self._stages.items() for k, v in arrays.items()})
       self._saved_at = time.time()
 
