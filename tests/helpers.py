@@ -146,3 +146,28 @@ def random_inception_weights(folder: str, seed: int = 0) -> str:
   digest = data.file_sha256(path)
   checkpoints.save_tree_npz(fid._cache_path(path, digest), params)  # pylint: disable=protected-access
   return path
+
+
+def count_kept_parts(monkeypatch, suffix: str):
+  """Counts the parts `estimators.kept_concatenation` computes for a partial file ending in
+  `suffix` (other passes run as they are), and requests a SIGTERM after the n-th for each n put in
+  `stop_at`. Returns (parts, stop_at): a list that grows by one per part, and that list of n."""
+  from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.evaluation import estimators  # pylint: disable=g-import-not-at-top
+  original, parts, stop_at = estimators.kept_concatenation, [], []
+
+  def kept_concatenation(parts_from, partial_file=None, *args, **kwargs):
+    if not (partial_file or '').endswith(suffix):
+      return original(parts_from, partial_file, *args, **kwargs)
+
+    def counted(start):
+      for part in parts_from(start):
+        parts.append(1)
+        if len(parts) in stop_at:
+          interrupts.request('SIGTERM')
+        yield part
+
+    return original(counted, partial_file, *args, **kwargs)
+
+  monkeypatch.setattr(estimators, 'kept_concatenation', kept_concatenation)
+  return parts, stop_at

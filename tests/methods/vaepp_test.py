@@ -354,9 +354,9 @@ def test_a_colour_run_trains_and_evaluates_in_bits_per_dim(tmp_path):
   assert np.isfinite(result['log_z_ais_sampler_rhat_energy'])
 
 
-def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_grey_image(tmp_path):
-  """The dynamic-MNIST entry as the code runs it, on mock data and small dense nets: trained on grey
-  levels, evaluated on the binarized test images with q(z|e)."""
+def _grey_level_config():
+  """The dynamic-MNIST entry (`vaepp,mnist`) on small dense nets, 2 steps, as the code runs it:
+  trained on grey levels."""
   from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
   config = vaepp_configs.get_config('vaepp,mnist,runlocal')
   config.model.update(latent_dim=3, pullback_sample_start='base', net='dense',
@@ -364,6 +364,13 @@ def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_
   config.train.update(num_steps=2, batch_size=8, vaepp_prior_samples=8, latent_gan_epochs=0.0,
                       checkpoint_every_steps=2, log_every_steps=1)
   config.data.validation_size = 8
+  return config
+
+
+def test_a_grey_level_run_is_tested_on_binary_images_with_the_proposal_of_their_grey_image(tmp_path):
+  """The dynamic-MNIST entry as the code runs it, on mock data and small dense nets: trained on grey
+  levels, evaluated on the binarized test images with q(z|e)."""
+  config = _grey_level_config()
   config.eval.update(num_samples=2, log_z_samples=2, log_z_max_images=8, log_z_prior_samples=16,
                      batch_size=8)
   workdir = str(tmp_path / 'w')
@@ -457,33 +464,11 @@ def test_a_report_stopped_in_mala_sampling_goes_on_from_the_batches_kept(tmp_pat
   """The pull-back prior's MALA samples (slow: chains per image) are kept a batch at a time: a
   report stopped after the first of three batches draws only the other two on its rerun, and the
   report is the uninterrupted one."""
-  from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
   from vaeprior_jax import interrupts  # pylint: disable=g-import-not-at-top
-  from vaeprior_jax.evaluation import estimators  # pylint: disable=g-import-not-at-top
-  config = vaepp_configs.get_config('vaepp,mnist,runlocal')
-  config.model.update(latent_dim=3, pullback_sample_start='base', net='dense',
-                      discriminator='test_dense')
-  config.train.update(num_steps=2, batch_size=8, vaepp_prior_samples=8, latent_gan_epochs=0.0,
-                      checkpoint_every_steps=2, log_every_steps=1)
-  config.data.validation_size = 8
+  config = _grey_level_config()
   workdir, classifier_dir = str(tmp_path / 'w'), str(tmp_path / 'classifier')
   monkeypatch.setattr(report, 'GENERATION_BATCH', 8)
-  original, batches, stop_at = estimators.kept_concatenation, [], []
-
-  def kept_concatenation(parts_from, partial_file=None, *args, **kwargs):
-    if not (partial_file or '').endswith('.samples.images.partial.npz'):
-      return original(parts_from, partial_file, *args, **kwargs)
-
-    def counted(start):
-      for part in parts_from(start):
-        batches.append(1)
-        if len(batches) in stop_at:
-          interrupts.request('SIGTERM')
-        yield part
-
-    return original(counted, partial_file, *args, **kwargs)
-
-  monkeypatch.setattr(estimators, 'kept_concatenation', kept_concatenation)
+  batches, stop_at = helpers.count_kept_parts(monkeypatch, '.samples.images.partial.npz')
   quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=24,
                                           classifier_steps=2)
   partial = os.path.join(workdir, 'sample_quality_vaepp.samples.images.partial.npz')

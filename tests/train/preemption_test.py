@@ -282,22 +282,7 @@ def test_active_units_stopped_by_a_signal_go_on_from_the_means_kept(tmp_path, mo
   evaluate = lambda: report.evaluate(workdir, 'test', num_samples=2, max_examples=16,
                                      write_images=False, batch_size=8)
   partial = os.path.join(workdir, 'active_units.partial.npz')
-  original, parts, stop_at = estimators.kept_concatenation, [], []
-
-  def kept_concatenation(parts_from, partial_file=None, *args, **kwargs):
-    if not (partial_file or '').endswith('active_units.partial.npz'):
-      return original(parts_from, partial_file, *args, **kwargs)
-
-    def counted(start):
-      for part in parts_from(start):
-        parts.append(1)
-        if len(parts) in stop_at:
-          interrupts.request('SIGTERM')
-        yield part
-
-    return original(counted, partial_file, *args, **kwargs)
-
-  monkeypatch.setattr(estimators, 'kept_concatenation', kept_concatenation)
+  parts, stop_at = helpers.count_kept_parts(monkeypatch, 'active_units.partial.npz')
   with helpers.mock_binarized_mnist(64):
     trainer.train_and_evaluate(config, workdir)
     whole = evaluate()
@@ -352,12 +337,10 @@ def test_split_outputs_continue_only_under_the_same_protocol(tmp_path, monkeypat
 
 
 
-def test_a_sample_quality_report_stopped_by_a_signal_goes_on_from_the_kinds_done(tmp_path,
-                                                                               monkeypatch):
-  """Your own labelled arrays (a fast classifier distance): the report stopped while making its
-  reconstructions keeps the samples' distances; the rerun computes the rest only and returns the
-  uninterrupted report."""
-  rng = np.random.default_rng(0)
+def _labelled_arrays_run(tmp_path, seed: int):
+  """(workdir, classifier folder) of a 4-step run on your own labelled 8x8 arrays (random, from
+  `seed`): a sample-quality report with a fast classifier distance."""
+  rng = np.random.default_rng(seed)
   x = rng.integers(0, 256, (72, 8, 8, 1), dtype=np.uint8)
   y = rng.integers(0, 3, 72)
   path = str(tmp_path / 'mine.npz')
@@ -367,6 +350,15 @@ def test_a_sample_quality_report_stopped_by_a_signal_goes_on_from_the_kinds_done
   config.train.num_steps = 4
   workdir, classifier_dir = str(tmp_path / 'run'), str(tmp_path / 'classifier')
   trainer.train_and_evaluate(config, workdir)
+  return workdir, classifier_dir
+
+
+def test_a_sample_quality_report_stopped_by_a_signal_goes_on_from_the_kinds_done(tmp_path,
+                                                                               monkeypatch):
+  """Your own labelled arrays (a fast classifier distance): the report stopped while making its
+  reconstructions keeps the samples' distances; the rerun computes the rest only and returns the
+  uninterrupted report."""
+  workdir, classifier_dir = _labelled_arrays_run(tmp_path, seed=0)
   quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=8, classifier_steps=3,
                                           bootstrap=2)
   whole = quality()
@@ -398,16 +390,7 @@ def test_a_sample_quality_kind_stopped_by_a_signal_goes_on_from_its_features_kep
   first part of the samples' features, the rerun computes the other two parts only and returns the
   uninterrupted report."""
   from vaeprior_jax.evaluation.sample_quality import classifier_distance  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(1)
-  x = rng.integers(0, 256, (72, 8, 8, 1), dtype=np.uint8)
-  y = rng.integers(0, 3, 72)
-  path = str(tmp_path / 'mine.npz')
-  np.savez(path, x_train=x[:56], y_train=y[:56], x_test=x[56:], y_test=y[56:])
-  config = helpers.tiny_config()
-  config.data.update(dataset='arrays', path=path)
-  config.train.num_steps = 4
-  workdir, classifier_dir = str(tmp_path / 'run'), str(tmp_path / 'classifier')
-  trainer.train_and_evaluate(config, workdir)
+  workdir, classifier_dir = _labelled_arrays_run(tmp_path, seed=1)
   monkeypatch.setattr(report, 'FEATURE_PART', 3)
   quality = lambda: report.sample_quality(workdir, classifier_dir, num_images=8, classifier_steps=3,
                                           bootstrap=2)
