@@ -261,7 +261,9 @@ def _smc(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, 
   exp(-(t_{k+1} - t_k) E)): (log Z^ (unbiased for Z, so a stochastic lower bound on log Z),
   the final particles resampled by their weights [C, d], acceptance rates [K]). Blocks, stop
   checks and `progress` as in `_anneal`."""
-  inputs = (temperatures[1:], step_sizes, jax.random.split(key, len(temperatures)))
+  steps = len(temperatures) - 1
+  keys = jax.random.split(key, steps + 1)  # One per temperature, the last for the final resampling.
+  inputs = (temperatures[1:], step_sizes, keys[:steps])
   n = z.shape[0]
   carry = (z, jnp.full((n,), 1.0 / n), temperatures[0], jnp.zeros(()))
   accept, first = [], 0
@@ -269,18 +271,16 @@ def _smc(energy_fn: EnergyFn, z: Array, temperatures: Array, step_sizes: Array, 
   if kept is not None:
     carry = tuple(jnp.asarray(kept[k]) for k in ('z', 'weights', 't', 'log_z'))
     accept, first = [kept['accept']], int(kept['next'])
-  steps = len(temperatures) - 1
   for start in range(first, steps, block):
     interrupts.check()
-    part = jax.tree.map(lambda a, start=start: a[start:start + block], inputs[:2] + (
-        inputs[2][:steps],))
+    part = jax.tree.map(lambda a, start=start: a[start:start + block], inputs)
     carry, a = _smc_segment_jit(energy_fn, carry, part, steps_per_temperature)
     accept.append(a)
     if progress:
       progress.update(stage, z=carry[0], weights=carry[1], t=carry[2], log_z=carry[3],
                       accept=jnp.concatenate(accept), next=min(start + block, steps))
   particles, weights, _, log_z = carry
-  final = bj_resampling.systematic(inputs[2][steps], weights, n)
+  final = bj_resampling.systematic(keys[steps], weights, n)
   return float(log_z), particles[final], jnp.concatenate(accept)
 
 
