@@ -113,37 +113,52 @@ def dai2019_dense_stage2(folder: str) -> str:
       ('kl', 'KL (nats)', lambda v: f'{v:.1f}')))
 
 
-def dai2019_dense_seeds(folder: str) -> str:
-  """MNIST over seeds: the first stage's end, and the second stage's γ_z and spectra."""
-  runs = {seed: prefix for (dataset, seed), prefix in _dai_runs(folder, 'stage1').items()
-          if dataset == 'mnist'}
-  seeds = sorted(runs)
+def _dai_seed_columns(runs: Dict[int, str]) -> Dict[int, dict]:
+  """{seed: the first stage's end, the second stage's γ_z and the spectra} of one dataset's runs."""
   columns = {}
-  for seed in seeds:
-    logged = logged_rows(runs[seed] + 'stage1_metrics.jsonl')
+  for seed, prefix in sorted(runs.items()):
+    logged = logged_rows(prefix + 'stage1_metrics.jsonl')
     last = logged[max(logged)]
     close = min(s for s, r in logged.items() if abs(r['gamma'] / r['sqrt_mse'] - 1) <= 0.01)
-    two_stage = logged_rows(runs[seed] + 'two_stage_metrics.jsonl')
-    distance = read_json(runs[seed] + 'analysis_two_stage.json')['distance_to_standard_normal']
+    two_stage = logged_rows(prefix + 'two_stage_metrics.jsonl')
+    distance = read_json(prefix + 'analysis_two_stage.json')['distance_to_standard_normal']
     columns[seed] = {'gamma': last['gamma'], 'sqrt_mse': last['sqrt_mse'],
                      'ratio': last['gamma'] / last['sqrt_mse'], 'close': logged[close]['epoch'],
                      'kl': last['kl'], 'gamma_z': two_stage[max(two_stage)]['gamma_z'],
                      'q_z': distance['q_z'], 'q_u': distance['q_u']}
-  rows = []
-  for key, name, fmt, aggregate in (
-      ('gamma', 'stage 1: γ', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
-      ('sqrt_mse', 'stage 1: √MSE', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
-      ('ratio', 'stage 1: γ / √MSE', lambda v: f'{v:.4f}', None),
-      ('close', 'stage 1: first logged epoch with γ within 1% of √MSE', lambda v: f'{v:.1f}', None),
-      ('kl', 'stage 1: KL (nats)', lambda v: f'{v:.1f}', lambda v: f'{v:.1f}'),
-      ('gamma_z', 'stage 2: γ_z', lambda v: f'{v:.3f}', lambda v: f'{v:.3f}'),
-      ('q_z', 'spectral distance of q(z) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}'),
-      ('q_u', 'spectral distance of q(u) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}')):
-    values = [columns[s][key] for s in seeds]
-    rows.append([name] + [fmt(v) for v in values]
-                + [mean_sd(values, aggregate) if aggregate else ''])
-  return table(['MNIST, dense first stage 400 epochs, second stage 30']
-               + [f'seed {s}' for s in seeds] + ['mean ± sd'], rows)
+  return columns
+
+
+def dai2019_dense_seeds(folder: str) -> str:
+  """Each dataset with two seeds or more: the first stage's end, and the second stage's γ_z and
+  spectra, per seed and over seeds (one table per dataset, MNIST's first)."""
+  tables = []
+  for dataset, label in (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST')):
+    runs = {seed: prefix for (d, seed), prefix in _dai_runs(folder, 'stage1').items()
+            if d == dataset}
+    if len(runs) < 2:
+      continue
+    columns = _dai_seed_columns(runs)
+    seeds = sorted(columns)
+    rows = []
+    for key, name, fmt, aggregate in (
+        ('gamma', 'stage 1: γ', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+        ('sqrt_mse', 'stage 1: √MSE', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+        ('ratio', 'stage 1: γ / √MSE', lambda v: f'{v:.4f}', None),
+        ('close', 'stage 1: first logged epoch with γ within 1% of √MSE', lambda v: f'{v:.1f}',
+         None),
+        ('kl', 'stage 1: KL (nats)', lambda v: f'{v:.1f}', lambda v: f'{v:.1f}'),
+        ('gamma_z', 'stage 2: γ_z', lambda v: f'{v:.3f}', lambda v: f'{v:.3f}'),
+        ('q_z', 'spectral distance of q(z) to N(0, I)', lambda v: f'{v:.3f}',
+         lambda v: f'{v:.2f}'),
+        ('q_u', 'spectral distance of q(u) to N(0, I)', lambda v: f'{v:.3f}',
+         lambda v: f'{v:.2f}')):
+      values = [columns[s][key] for s in seeds]
+      rows.append([name] + [fmt(v) for v in values]
+                  + [mean_sd(values, aggregate) if aggregate else ''])
+    tables.append(table([f'{label}, dense first stage 400 epochs, second stage 30']
+                        + [f'seed {s}' for s in seeds] + ['mean ± sd'], rows))
+  return '\n\n'.join(tables)
 
 
 def dai2019_dense_cfd(folder: str) -> str:

@@ -1,6 +1,7 @@
 """RESULTS.md's rendered tables against the committed records they are built from."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -32,6 +33,37 @@ def test_a_changed_record_changes_its_table_and_fails_the_check(tmp_path):
   new, changed = render_results.render(text, str(root))
   assert changed == ['dai2019_dense_cfd']
   assert '**72.0 ± 0.8**' in new and '**67.2 ± 4.2**' in new  # The seed's cell and the mean.
+
+
+def test_a_datasets_second_seed_adds_its_table_over_seeds(tmp_path):
+  """One table per dataset with two seeds or more: a Fashion-MNIST seed 1 (seed 0's files, with
+  its final γ and spectra changed) adds a Fashion-MNIST table after MNIST's, which is unchanged."""
+  root = tmp_path / 'records'
+  shutil.copytree(render_results.RECORDS, root)
+  folder = root / render_results.DAI_DENSE
+  for path in folder.glob('fashion_s*'):  # Only seed 0 stays, whatever seeds are committed.
+    if not path.name.startswith('fashion_s0_'):
+      path.unlink()
+  for path in folder.glob('fashion_s0_*'):
+    shutil.copy(path, folder / path.name.replace('fashion_s0_', 'fashion_s1_'))
+  metrics = folder / 'fashion_s1_stage1_metrics.jsonl'
+  rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+  last = max((r for r in rows if 'loss' in r), key=lambda r: r['step'])
+  last['gamma'] = 0.0730  # seed 0 ends at 0.07215.
+  metrics.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  analysis = folder / 'fashion_s1_analysis_two_stage.json'
+  spectra = json.loads(analysis.read_text())
+  spectra['distance_to_standard_normal'].update(q_z=0.81, q_u=0.34)
+  analysis.write_text(json.dumps(spectra))
+  before = render_results.dai2019_dense_seeds(
+      os.path.join(render_results.RECORDS, render_results.DAI_DENSE))
+  after = render_results.dai2019_dense_seeds(str(folder))
+  mnist, fashion = after.split('\n\n')
+  assert mnist == before.split('\n\n')[0] and mnist.startswith('| MNIST, dense first stage')
+  assert fashion.startswith('| Fashion-MNIST, dense first stage 400 epochs, second stage 30 | '
+                            'seed 0 | seed 1 | mean ± sd |')
+  assert '| stage 1: γ | 0.07215 | 0.07300 | 0.0726 ± 0.0006 |' in fashion
+  assert '| spectral distance of q(u) to N(0, I) |' in fashion and '0.29 ± 0.07 |' in fashion
 
 
 def test_markers_are_checked():
