@@ -357,6 +357,56 @@ def log_z_smc(path: str, likelihood_path: str) -> str:
                rows)
 
 
+# ------------------------------------------------- VAEPP's quickstart runs beside the standard prior
+
+VAEPP_STATIC = 'vaepp_quickstart_static_mnist_2026-12-07'
+VAEPP_RUNS = (('standard', 'standard prior'), ('vaepp', 'vaepp (Algorithm 2)'),
+              ('naive', 'vaepp_naive (Algorithm 1)'))
+
+
+def latest_likelihood(path: str, **protocol) -> Optional[dict]:
+  """The last likelihood record of a records.jsonl whose protocol has the given values."""
+  found = None
+  for record in files.read_jsonl(path):
+    if record.get('kind') == 'likelihood' and all(
+        record.get('protocol', {}).get(k) == v for k, v in protocol.items()):
+      found = record
+  return found
+
+
+def vaepp_runs(folder: str, **protocol) -> str:
+  """VAEPP's runs (folder/RUN/records.jsonl, RUN in `VAEPP_RUNS`) beside the standard prior on the
+  same nets: the NLL with each estimate of log Z, the paper's NLL, and what the estimates rest on."""
+  rows = []
+  for run, label in VAEPP_RUNS:
+    path = os.path.join(folder, run, 'records.jsonl')
+    record = latest_likelihood(path, **protocol) if os.path.exists(path) else None
+    if record is None:
+      continue
+    m, paper = record['metrics'], record['config'].get('paper_nll')
+    pullback = 'log_z' in m
+    dash = '—'
+    rows.append([
+        label,
+        f'**{m["nll"]:.2f}**' if not pullback else f'{m["nll"]:.2f}',
+        f'**{m["nll_with_prior_log_z"]:.2f}**' if pullback else dash,
+        f'{paper:.2f}' if paper is not None else dash,
+        f'{m["elbo"]:.2f}', f'{m["kl"]:.2f}',
+        f'{m["beta"]:.2f}' if pullback else dash,
+        f'{m["log_z"]:.2f} ± {m["log_z_stderr"]:.2f}' if pullback else dash,
+        (f'{m["log_z_prior"]:.2f} ± {m["log_z_prior_stderr"]:.2f} '
+         f'({m["log_z_prior_num_samples"]:,} draws)') if pullback else dash,
+        f'{m["log_z_deficit_95"]:.1f}' if pullback else dash,
+        f'{m["kl_base_to_prior"]:.2f}' if pullback else dash,
+        f'{m["critic_prior"]:.2f} / {m["critic_posterior"]:.2f}' if pullback else dash,
+        f'{record["budget"]["train_seconds"] / 60:.1f} / {m["eval_seconds"] / 60:.1f}'])
+  return table(['run', 'test NLL, the paper\'s (posterior-based) log Z',
+                'test NLL, prior-based log Z', 'paper (Table 2)', 'ELBO', 'KL', 'β',
+                'log Z: posterior-based (± s.e.)', 'log Z: prior-based (± s.e.)',
+                'log_z_deficit_95', 'KL(p_N ‖ p)', 'E_p D(G(z)) / E_q D(G(z))',
+                'train / eval wall time (min)'], rows)
+
+
 TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_stage1': lambda root: dai2019_dense_stage1(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),

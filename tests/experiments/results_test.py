@@ -66,6 +66,23 @@ def test_a_datasets_second_seed_adds_its_table_over_seeds(tmp_path):
   assert '| spectral distance of q(u) to N(0, I) |' in fashion and '0.29 ± 0.07 |' in fashion
 
 
+def test_the_vaepp_table_gives_each_estimate_of_log_z_and_what_it_rests_on(tmp_path):
+  """The leaderboard's seed-0 records stand in for a VAEPP run and its standard-prior baseline."""
+  board = os.path.join(render_results.RECORDS, render_results.LEADERBOARD)
+  for run, prior in (('standard', 'standard'), ('vaepp', 'pullback')):
+    (tmp_path / run).mkdir()
+    shutil.copy(os.path.join(board, prior, 'seed0', 'records.jsonl'), tmp_path / run)
+  rendered = render_results.vaepp_runs(str(tmp_path), split='test', num_samples=1000,
+                                       max_examples=None)
+  lines = rendered.split('\n')
+  assert len(lines) == 4  # Header, rule, and the two runs there are (no naive run).
+  assert lines[2].startswith('| standard prior | **89.03** | — | — | -94.68 | 29.30 | — |')
+  assert lines[3].startswith('| vaepp (Algorithm 2) | 72.55 | **89.86** | — | -81.09 | 24.06 | '
+                             '10.00 | -61.85 ± 0.46 | -44.55 ± 1.00 (100,000 draws) | 14.3 |')
+  assert render_results.vaepp_runs(str(tmp_path), split='test', num_samples=1000,
+                                   max_examples=1000).count('\n') == 1  # No record of that protocol.
+
+
 def test_markers_are_checked():
   with pytest.raises(ValueError, match="table 'nope' that render_results does not know"):
     render_results.render('<!-- table nope -->\n<!-- end table nope -->')
