@@ -335,26 +335,32 @@ def log_z_bounds(path: str) -> str:
                 'minutes'], rows)
 
 
-def log_z_smc(path: str, likelihood_path: str) -> str:
+def log_z_smc(folder: str) -> str:
   """The pull-back prior's log Z between tempered SMC's estimate (a stochastic lower bound) and
   the reverse AIS run from SMC's particles, one row per run (`experiments.log_z_bounds
-  --forward_smc` records), with the test NLL interval they give: the evaluation's NLL moved by
+  --forward_smc` records in folder/seedS/log_z_bounds.jsonl), for each trained seed S, with the
+  test NLL interval they give: that seed's evaluation NLL (folder/seedS/records.jsonl) moved by
   each end minus the log Z it used."""
-  evaluation = next(r for r in files.read_jsonl(likelihood_path) if r.get('kind') == 'likelihood')
-  nll, used = evaluation['metrics']['nll'], evaluation['metrics']['log_z']
   rows = []
-  for record in sorted((r for r in files.read_jsonl(path) if r.get('kind') == 'log_z_bounds'
-                        and r['protocol'].get('forward_smc')),
-                       key=lambda r: (r['protocol']['temperatures'], r['protocol']['seed'])):
-    m, p = record['metrics'], record['protocol']
-    s = m['sampler']
-    rows.append([f'{p["temperatures"]:,}', str(p['seed']), f'{m["log_z_lower"]:.2f}',
-                 f'{m["log_z_upper"]:.2f} ± {m["log_z_upper_stderr"]:.2f}',
-                 f'[{nll + m["log_z_lower"] - used:.2f}, {nll + m["log_z_upper"] - used:.2f}]',
-                 f'{s["rhat_energy"]:.2f}', f'{s["ess_energy"]:.0f}', f'{m["seconds"] / 60:.1f}'])
-  return table(['temperatures K', 'seed', 'SMC: log Z^ (lower)', 'reverse from its particles (± s.e.)',
-                'test NLL interval', 'R-hat of the reverse start (energy)', 'its ESS', 'minutes'],
-               rows)
+  for name in sorted(os.listdir(folder), key=lambda n: (len(n), n)):
+    m = re.fullmatch(r'seed(\d+)', name)
+    bounds = os.path.join(folder, name, 'log_z_bounds.jsonl')
+    if not m or not os.path.exists(bounds):
+      continue
+    evaluation = latest_likelihood(os.path.join(folder, name, 'records.jsonl'))
+    nll, used = evaluation['metrics']['nll'], evaluation['metrics']['log_z']
+    for record in sorted((r for r in files.read_jsonl(bounds) if r.get('kind') == 'log_z_bounds'
+                          and r['protocol'].get('forward_smc')),
+                         key=lambda r: (r['protocol']['temperatures'], r['protocol']['seed'])):
+      b, p = record['metrics'], record['protocol']
+      s = b['sampler']
+      rows.append([m.group(1), f'{p["temperatures"]:,}', str(p['seed']), f'{b["log_z_lower"]:.2f}',
+                   f'{b["log_z_upper"]:.2f} ± {b["log_z_upper_stderr"]:.2f}',
+                   f'[{nll + b["log_z_lower"] - used:.2f}, {nll + b["log_z_upper"] - used:.2f}]',
+                   f'{s["rhat_energy"]:.2f}', f'{s["ess_energy"]:.0f}', f'{b["seconds"] / 60:.1f}'])
+  return table(['trained seed', 'temperatures K', 'SMC seed', 'SMC: log Z^ (lower)',
+                'reverse from its particles (± s.e.)', 'test NLL interval',
+                'R-hat of the reverse start (energy)', 'its ESS', 'minutes'], rows)
 
 
 # ------------------------------------------------- VAEPP's quickstart runs beside the standard prior
@@ -416,9 +422,7 @@ TABLES: Dict[str, Callable[[str], str]] = {
     'leaderboard_resolution': lambda root: leaderboard_resolution(os.path.join(root, LEADERBOARD)),
     'pullback_log_z_bounds': lambda root: log_z_bounds(
         os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl')),
-    'pullback_log_z_smc': lambda root: log_z_smc(
-        os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl'),
-        os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'records.jsonl')),
+    'pullback_log_z_smc': lambda root: log_z_smc(os.path.join(root, LEADERBOARD, 'pullback')),
 }
 
 
