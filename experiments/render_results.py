@@ -43,6 +43,16 @@ def logged_rows(path: str) -> Dict[int, dict]:
   return {int(r['step']): r for r in files.read_jsonl(path) if 'loss' in r}
 
 
+def latest_likelihood(path: str, **protocol) -> Optional[dict]:
+  """The last likelihood record of a records.jsonl whose protocol has the given values."""
+  found = None
+  for record in files.read_jsonl(path):
+    if record.get('kind') == 'likelihood' and all(
+        record.get('protocol', {}).get(k) == v for k, v in protocol.items()):
+      found = record
+  return found
+
+
 # ---------------------------------------------------------------------------------- formatting
 
 def sig(value: float, digits: int = 3) -> str:
@@ -201,11 +211,10 @@ def leaderboard_results(folder: str) -> Dict[str, Dict[int, dict]]:
       path = os.path.join(folder, prior, name, 'records.jsonl')
       if not m or not os.path.exists(path):
         continue
-      for record in files.read_jsonl(path):
-        p = record.get('protocol', {})
-        if (record.get('kind') == 'likelihood' and p.get('split') == 'test'
-            and p.get('num_samples') == LEADERBOARD_SAMPLES and p.get('max_examples') is None):
-          out.setdefault(prior, {})[int(m.group(1))] = record
+      record = latest_likelihood(path, split='test', num_samples=LEADERBOARD_SAMPLES,
+                                 max_examples=None)
+      if record is not None:
+        out.setdefault(prior, {})[int(m.group(1))] = record
   return out
 
 
@@ -368,16 +377,6 @@ def log_z_smc(folder: str) -> str:
 VAEPP_STATIC = 'vaepp_quickstart_static_mnist_2026-12-07'
 VAEPP_RUNS = (('standard', 'standard prior'), ('vaepp', 'vaepp (Algorithm 2)'),
               ('naive', 'vaepp_naive (Algorithm 1)'))
-
-
-def latest_likelihood(path: str, **protocol) -> Optional[dict]:
-  """The last likelihood record of a records.jsonl whose protocol has the given values."""
-  found = None
-  for record in files.read_jsonl(path):
-    if record.get('kind') == 'likelihood' and all(
-        record.get('protocol', {}).get(k) == v for k, v in protocol.items()):
-      found = record
-  return found
 
 
 def vaepp_runs(folder: str, **protocol) -> str:
