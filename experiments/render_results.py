@@ -347,7 +347,8 @@ def log_z_bounds(path: str) -> str:
 def log_z_smc(folder: str) -> str:
   """The pull-back prior's log Z between tempered SMC's estimate (a stochastic lower bound) and
   the reverse AIS run from SMC's particles, one row per run (`experiments.log_z_bounds
-  --forward_smc` records in folder/seedS/log_z_bounds.jsonl), for each trained seed S, with the
+  --forward_smc` records in folder/seedS/log_z_bounds.jsonl), for each trained seed S in order of
+  particles, temperatures and SMC seed, with the
   test NLL interval they give: that seed's evaluation NLL (folder/seedS/records.jsonl) moved by
   each end minus the log Z it used."""
   rows = []
@@ -360,14 +361,16 @@ def log_z_smc(folder: str) -> str:
     nll, used = evaluation['metrics']['nll'], evaluation['metrics']['log_z']
     for record in sorted((r for r in files.read_jsonl(bounds) if r.get('kind') == 'log_z_bounds'
                           and r['protocol'].get('forward_smc')),
-                         key=lambda r: (r['protocol']['temperatures'], r['protocol']['seed'])):
+                         key=lambda r: (r['protocol']['chains'], r['protocol']['temperatures'],
+                                        r['protocol']['seed'])):
       b, p = record['metrics'], record['protocol']
       s = b['sampler']
-      rows.append([m.group(1), f'{p["temperatures"]:,}', str(p['seed']), f'{b["log_z_lower"]:.2f}',
+      rows.append([m.group(1), f'{p["chains"]:,}', f'{p["temperatures"]:,}', str(p['seed']),
+                   f'{b["log_z_lower"]:.2f}',
                    f'{b["log_z_upper"]:.2f} ± {b["log_z_upper_stderr"]:.2f}',
                    f'[{nll + b["log_z_lower"] - used:.2f}, {nll + b["log_z_upper"] - used:.2f}]',
                    f'{s["rhat_energy"]:.2f}', f'{s["ess_energy"]:.0f}', f'{b["seconds"] / 60:.1f}'])
-  return table(['trained seed', 'temperatures K', 'SMC seed', 'SMC: log Z^ (lower)',
+  return table(['trained seed', 'particles', 'temperatures K', 'SMC seed', 'SMC: log Z^ (lower)',
                 'reverse from its particles (± s.e.)', 'test NLL interval',
                 'R-hat of the reverse start (energy)', 'its ESS', 'minutes'], rows)
 

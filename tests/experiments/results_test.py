@@ -144,8 +144,9 @@ def test_the_leaderboard_sorts_aggregates_and_says_which_gaps_the_seeds_resolve(
 
 
 def test_the_smc_bounds_table_keeps_smc_runs_and_moves_the_nll_by_each_end(tmp_path):
-  run = lambda smc, k, seed, lower, upper: {
-      'kind': 'log_z_bounds', 'protocol': {'temperatures': k, 'seed': seed, 'forward_smc': smc},
+  run = lambda smc, k, seed, lower, upper, chains=256: {
+      'kind': 'log_z_bounds',
+      'protocol': {'temperatures': k, 'seed': seed, 'forward_smc': smc, 'chains': chains},
       'metrics': {'log_z_lower': lower, 'log_z_upper': upper, 'log_z_upper_stderr': 0.5,
                   'log_z_lower_stderr': 0.1, 'log_z_lower_mean': 0.0, 'log_z_upper_mean': 0.0,
                   'energy_gradients': 1, 'seconds': 120.0,
@@ -153,7 +154,8 @@ def test_the_smc_bounds_table_keeps_smc_runs_and_moves_the_nll_by_each_end(tmp_p
   for trained, runs, nll, log_z in (
       (0, (run(True, 3000, 0, -12.0, -10.0), run(False, 1000, 0, -16.0, -70.0),
            run(True, 1000, 1, -13.0, -9.5)), 72.5, -61.5),
-      (1, (run(True, 1000, 0, -3.0, 1.0),), 73.0, -41.0),
+      (1, (run(True, 1000, 0, -2.0, 2.0, chains=1024), run(True, 1000, 0, -3.0, 1.0)), 73.0,
+           -41.0),
       (2, (), 71.0, -50.0)):  # Seed 2 has no bounds yet: no row.
     folder = tmp_path / f'seed{trained}'
     folder.mkdir()
@@ -162,10 +164,13 @@ def test_the_smc_bounds_table_keeps_smc_runs_and_moves_the_nll_by_each_end(tmp_p
     (folder / 'records.jsonl').write_text(json.dumps({
         'kind': 'likelihood', 'protocol': {}, 'metrics': {'nll': nll, 'log_z': log_z}}) + '\n')
   lines = render_results.log_z_smc(str(tmp_path)).split('\n')
-  assert len(lines) == 5  # Header, rule, seed 0's two SMC runs in (K, seed) order, seed 1's.
-  assert lines[2].startswith('| 0 | 1,000 | 1 | -13.00 | -9.50 ± 0.50 | [121.00, 124.50] | 1.04 |')
-  assert lines[3].startswith('| 0 | 3,000 | 0 | -12.00 | -10.00 ± 0.50 | [122.00, 124.00] |')
-  assert lines[4].startswith('| 1 | 1,000 | 0 | -3.00 | 1.00 ± 0.50 | [111.00, 115.00] |')
+  # Header, rule, seed 0's two SMC runs in (K, seed) order, seed 1's in order of particles.
+  assert len(lines) == 6
+  assert lines[2].startswith('| 0 | 256 | 1,000 | 1 | -13.00 | -9.50 ± 0.50 | [121.00, 124.50] | '
+                             '1.04 |')
+  assert lines[3].startswith('| 0 | 256 | 3,000 | 0 | -12.00 | -10.00 ± 0.50 | [122.00, 124.00] |')
+  assert lines[4].startswith('| 1 | 256 | 1,000 | 0 | -3.00 | 1.00 ± 0.50 | [111.00, 115.00] |')
+  assert lines[5].startswith('| 1 | 1,024 | 1,000 | 0 | -2.00 | 2.00 ± 0.50 | [112.00, 116.00] |')
   bounds = str(tmp_path / 'seed0' / 'log_z_bounds.jsonl')
   assert '-70.00' in render_results.log_z_bounds(bounds)
   assert '-9.50' not in render_results.log_z_bounds(bounds)
