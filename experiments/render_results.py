@@ -53,6 +53,16 @@ def latest_likelihood(path: str, **protocol) -> Optional[dict]:
   return found
 
 
+def seed_folders(folder: str, file: str):
+  """[(S, folder/seedS)] of the seed folders under `folder` that hold `file`, by seed."""
+  found = []
+  for name in os.listdir(folder) if os.path.isdir(folder) else ():
+    m = re.fullmatch(r'seed(\d+)', name)
+    if m and os.path.exists(os.path.join(folder, name, file)):
+      found.append((int(m.group(1)), os.path.join(folder, name)))
+  return sorted(found)
+
+
 # ---------------------------------------------------------------------------------- formatting
 
 def sig(value: float, digits: int = 3) -> str:
@@ -80,6 +90,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 DAI_DENSE = 'dai2019_dense_2026-12-07'
 DAI_DATASETS = (('mnist', 'MNIST'), ('fashion', 'Fashion'))
+DAI_TITLES = (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST'))  # In the tables over seeds.
 # The rows shown of the window means (every 2,000 steps; 937 steps per epoch at batch 64); None: the
 # last.
 DAI_STAGE1_STEPS = (2000, 10000, 20000, 40000, 100000, 200000, None)
@@ -139,30 +150,30 @@ def _dai_seed_columns(runs: Dict[int, str]) -> Dict[int, dict]:
   return columns
 
 
+# The rows of the tables over seeds: (key, name, a seed's format, the mean ± sd's format or None).
+DAI_SEED_ROWS = (
+    ('gamma', 'stage 1: γ', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+    ('sqrt_mse', 'stage 1: √MSE', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
+    ('ratio', 'stage 1: γ / √MSE', lambda v: f'{v:.4f}', None),
+    ('close', 'stage 1: first logged epoch with γ within 1% of √MSE', lambda v: f'{v:.1f}', None),
+    ('kl', 'stage 1: KL (nats)', lambda v: f'{v:.1f}', lambda v: f'{v:.1f}'),
+    ('gamma_z', 'stage 2: γ_z', lambda v: f'{v:.3f}', lambda v: f'{v:.3f}'),
+    ('q_z', 'spectral distance of q(z) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}'),
+    ('q_u', 'spectral distance of q(u) to N(0, I)', lambda v: f'{v:.3f}', lambda v: f'{v:.2f}'))
+
+
 def dai2019_dense_seeds(folder: str) -> str:
   """Each dataset with two seeds or more: the first stage's end, and the second stage's γ_z and
   spectra, per seed and over seeds (one table per dataset, MNIST's first)."""
-  tables = []
-  for dataset, label in (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST')):
-    runs = {seed: prefix for (d, seed), prefix in _dai_runs(folder, 'stage1').items()
-            if d == dataset}
-    if len(runs) < 2:
+  tables, stage1 = [], _dai_runs(folder, 'stage1')
+  for dataset, label in DAI_TITLES:
+    columns = _dai_seed_columns({seed: prefix for (d, seed), prefix in stage1.items()
+                                 if d == dataset})
+    if len(columns) < 2:
       continue
-    columns = _dai_seed_columns(runs)
     seeds = sorted(columns)
     rows = []
-    for key, name, fmt, aggregate in (
-        ('gamma', 'stage 1: γ', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
-        ('sqrt_mse', 'stage 1: √MSE', lambda v: f'{v:.5f}', lambda v: f'{v:.4f}'),
-        ('ratio', 'stage 1: γ / √MSE', lambda v: f'{v:.4f}', None),
-        ('close', 'stage 1: first logged epoch with γ within 1% of √MSE', lambda v: f'{v:.1f}',
-         None),
-        ('kl', 'stage 1: KL (nats)', lambda v: f'{v:.1f}', lambda v: f'{v:.1f}'),
-        ('gamma_z', 'stage 2: γ_z', lambda v: f'{v:.3f}', lambda v: f'{v:.3f}'),
-        ('q_z', 'spectral distance of q(z) to N(0, I)', lambda v: f'{v:.3f}',
-         lambda v: f'{v:.2f}'),
-        ('q_u', 'spectral distance of q(u) to N(0, I)', lambda v: f'{v:.3f}',
-         lambda v: f'{v:.2f}')):
+    for key, name, fmt, aggregate in DAI_SEED_ROWS:
       values = [columns[s][key] for s in seeds]
       rows.append([name] + [fmt(v) for v in values]
                   + [mean_sd(values, aggregate) if aggregate else ''])
@@ -177,7 +188,7 @@ def dai2019_dense_cfd(folder: str) -> str:
             'reconstructions', 'real training images (the floor)']
   kinds = ('samples', 'first_stage_samples', 'reconstructions', 'data')
   rows = []
-  for dataset, label in (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST')):
+  for dataset, label in DAI_TITLES:
     reports = {seed: read_json(prefix + 'sample_quality_two_stage.json')
                for (d, seed), prefix in _dai_runs(folder, 'stage1').items() if d == dataset}
     for seed, r in sorted(reports.items()):
@@ -206,15 +217,11 @@ def leaderboard_results(folder: str) -> Dict[str, Dict[int, dict]]:
   for prior in sorted(os.listdir(folder) if os.path.isdir(folder) else ()):
     if not os.path.isdir(os.path.join(folder, prior)):
       continue
-    for name in sorted(os.listdir(os.path.join(folder, prior))):
-      m = re.fullmatch(r'seed(\d+)', name)
-      path = os.path.join(folder, prior, name, 'records.jsonl')
-      if not m or not os.path.exists(path):
-        continue
-      record = latest_likelihood(path, split='test', num_samples=LEADERBOARD_SAMPLES,
-                                 max_examples=None)
+    for seed, path in seed_folders(os.path.join(folder, prior), 'records.jsonl'):
+      record = latest_likelihood(os.path.join(path, 'records.jsonl'), split='test',
+                                 num_samples=LEADERBOARD_SAMPLES, max_examples=None)
       if record is not None:
-        out.setdefault(prior, {})[int(m.group(1))] = record
+        out.setdefault(prior, {})[seed] = record
   return out
 
 
@@ -347,25 +354,21 @@ def log_z_bounds(path: str) -> str:
 def log_z_smc(folder: str) -> str:
   """The pull-back prior's log Z between tempered SMC's estimate (a stochastic lower bound) and
   the reverse AIS run from SMC's particles, one row per run (`experiments.log_z_bounds
-  --forward_smc` records in folder/seedS/log_z_bounds.jsonl), for each trained seed S in order of
-  particles, temperatures and SMC seed, with the
-  test NLL interval they give: that seed's evaluation NLL (folder/seedS/records.jsonl) moved by
-  each end minus the log Z it used."""
+  --forward_smc` records in folder/seedS/log_z_bounds.jsonl) for each trained seed S, in order of
+  particles, temperatures and SMC seed, with the test NLL interval they give: that seed's
+  evaluation NLL (folder/seedS/records.jsonl) moved by each end minus the log Z it used."""
   rows = []
-  for name in sorted(os.listdir(folder), key=lambda n: (len(n), n)):
-    m = re.fullmatch(r'seed(\d+)', name)
-    bounds = os.path.join(folder, name, 'log_z_bounds.jsonl')
-    if not m or not os.path.exists(bounds):
-      continue
-    evaluation = latest_likelihood(os.path.join(folder, name, 'records.jsonl'))
+  for seed, path in seed_folders(folder, 'log_z_bounds.jsonl'):
+    evaluation = latest_likelihood(os.path.join(path, 'records.jsonl'))
     nll, used = evaluation['metrics']['nll'], evaluation['metrics']['log_z']
+    bounds = os.path.join(path, 'log_z_bounds.jsonl')
     for record in sorted((r for r in files.read_jsonl(bounds) if r.get('kind') == 'log_z_bounds'
                           and r['protocol'].get('forward_smc')),
                          key=lambda r: (r['protocol']['chains'], r['protocol']['temperatures'],
                                         r['protocol']['seed'])):
       b, p = record['metrics'], record['protocol']
       s = b['sampler']
-      rows.append([m.group(1), f'{p["chains"]:,}', f'{p["temperatures"]:,}', str(p['seed']),
+      rows.append([str(seed), f'{p["chains"]:,}', f'{p["temperatures"]:,}', str(p['seed']),
                    f'{b["log_z_lower"]:.2f}',
                    f'{b["log_z_upper"]:.2f} ± {b["log_z_upper_stderr"]:.2f}',
                    f'[{nll + b["log_z_lower"] - used:.2f}, {nll + b["log_z_upper"] - used:.2f}]',
