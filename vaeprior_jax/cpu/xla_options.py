@@ -16,9 +16,10 @@ rounding. They are left out
 
 `host_memory_advice` is about the process, not the compiler. Where transparent huge pages are in
 'madvise' mode, glibc's malloc (which XLA:CPU allocates through) hands out 4 KiB pages unless
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) asks for huge pages; that made ResnetVAE
-train steps 1.11x faster on the VM we measured (benchmarks/LOG.md). It has to be in the
-environment when the process starts, so the library only says so; the Makefile sets it.
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35) asks for huge pages, which makes
+convolutional train steps faster where they were timed (benchmarks/LOG.md has the figures). It has
+to be in the environment when the process starts, so the library only says so; the Makefile sets
+it.
 """
 
 import functools
