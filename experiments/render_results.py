@@ -21,6 +21,7 @@ import statistics
 import sys
 from typing import Callable, Dict, Optional, Sequence
 
+from experiments.configs import dai2019 as dai2019_configs
 from vaeprior_jax import files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -201,6 +202,74 @@ def dai2019_dense_cfd(folder: str) -> str:
               for k in kinds[:2]]
       rows.append([f'{label}, mean ± sd over seeds', f'**{over[0]}**', over[1], '', ''])
   return table(header, rows)
+
+
+# Table 1's single-stage baselines on the dense first stage: (records' stage name = the config's
+# model token, label). The learned-γ VAE is the two-stage runs' first stage (`stage1`).
+DAI_BASELINES = (('vae_xent', 'VAE, cross-entropy'), ('vae_fixed_gamma', 'VAE, fixed γ = 1'))
+
+
+def _final_gamma(config: dict, last: dict) -> Optional[float]:
+  """A Gaussian decoder's γ at the end (the logged one where learned, exp(model.log_gamma) where
+  fixed); None for another likelihood."""
+  if config['model']['likelihood'] != 'gaussian':
+    return None
+  return last['gamma'] if config['model']['learn_gamma'] else math.exp(config['model']['log_gamma'])
+
+
+def _paper_fid(config: dict, model: str) -> float:
+  """Table 1's FID of `model` (a dai2019 config's model token) on the config's dataset."""
+  fids = dai2019_configs.PAPER_FID[config['data']['dataset']]
+  return fids[dai2019_configs.MODELS.index(model)]
+
+
+def dai2019_dense_baselines(folder: str) -> str:
+  """Table 1's ordering on the dense first stage at 400 epochs: the cross-entropy and fixed-γ
+  VAEs' samples, the learned-γ VAE's (the two-stage runs' first-stage samples) and the two-stage
+  samples, by CFD (one seed: ± its bootstrap sd; more: mean ± sd over seeds), with the final γ and
+  KL, beside the paper's FID of the entry (InfoGAN nets and FID: another metric). A dataset is shown once one of its baselines has a record; a row without runs is left
+  out."""
+  rows = []
+  for dataset, label in DAI_TITLES:
+    def runs_of(stage):
+      return [prefix for (d, _), prefix in sorted(_dai_runs(folder, stage).items()) if d == dataset]
+    if not any(runs_of(stage) for stage, _ in DAI_BASELINES):
+      continue
+    lines = []  # (label, [(cfd, sd)], [final γ or None] or None, [final KL] or None, paper FID)
+    for stage, name in DAI_BASELINES:
+      runs = runs_of(stage)
+      if runs:
+        configs = [read_json(p + f'{stage}_config.json') for p in runs]
+        ends = [logged_rows(p + f'{stage}_metrics.jsonl') for p in runs]
+        ends = [e[max(e)] for e in ends]
+        reports = [read_json(p + f'{stage}_sample_quality_two_stage.json') for p in runs]
+        lines.append((name, [(r['cfd_samples'], r['cfd_samples_sd']) for r in reports],
+                      [_final_gamma(c, e) for c, e in zip(configs, ends)], [e['kl'] for e in ends],
+                      _paper_fid(configs[0], stage)))
+    runs = runs_of('stage1')
+    configs = [read_json(p + 'stage1_config.json') for p in runs]
+    ends = [logged_rows(p + 'stage1_metrics.jsonl') for p in runs]
+    ends = [e[max(e)] for e in ends]
+    reports = [read_json(p + 'sample_quality_two_stage.json') for p in runs]
+    gammas = [_final_gamma(c, e) for c, e in zip(configs, ends)]
+    kls = [e['kl'] for e in ends]
+    lines.append(('VAE, learned γ', [(r['cfd_first_stage_samples'],
+                                      r['cfd_first_stage_samples_sd']) for r in reports],
+                  gammas, kls, _paper_fid(configs[0], 'vae_learned_gamma')))
+    lines.append(('two-stage VAE (its first stage: the row above)',
+                  [(r['cfd_samples'], r['cfd_samples_sd']) for r in reports], None, None,
+                  _paper_fid(configs[0], 'two_stage')))
+    for name, cfds, gammas, kls, paper in lines:
+      if len(cfds) == 1:
+        cfd = f'{cfds[0][0]:.1f} ± {cfds[0][1]:.1f} (bootstrap)'
+      else:
+        cfd = mean_sd([c for c, _ in cfds], lambda v: f'{v:.1f}') + ' (over seeds)'
+      gamma = '' if gammas is None else '—' if None in gammas else mean_sd(
+          gammas, lambda v: f'{v:.4f}')
+      rows.append([f'{label}: {name}', cfd, f'{len(cfds)}', gamma,
+                   '' if kls is None else mean_sd(kls, lambda v: f'{v:.1f}'), f'{paper}'])
+  return table(['dense first stage, 400 epochs', 'CFD of samples', 'seeds', 'final γ',
+                'final KL (nats)', 'paper\'s FID (Table 1: InfoGAN nets, another metric)'], rows)
 
 
 # ------------------------------------------------------- the leaderboard: every prior on DenseVAE

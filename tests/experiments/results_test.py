@@ -174,3 +174,32 @@ def test_the_smc_bounds_table_keeps_smc_runs_and_moves_the_nll_by_each_end(tmp_p
   bounds = str(tmp_path / 'seed0' / 'log_z_bounds.jsonl')
   assert '-70.00' in render_results.log_z_bounds(bounds)
   assert '-9.50' not in render_results.log_z_bounds(bounds)
+
+
+def test_the_baselines_table_orders_table_1s_entries_by_cfd(tmp_path):
+  """A made-up cross-entropy run on MNIST (seed 0's first-stage files, its config's likelihood and
+  its CFD changed) shows MNIST's four entries; the fixed-γ row waits for its run, and Fashion-MNIST
+  for one of its baselines."""
+  folder = tmp_path / 'dense'
+  shutil.copytree(os.path.join(render_results.RECORDS, render_results.DAI_DENSE), folder)
+  config = json.loads((folder / 'mnist_s0_stage1_config.json').read_text())
+  config['model'].update(likelihood='bernoulli')
+  (folder / 'mnist_s0_vae_xent_config.json').write_text(json.dumps(config))
+  rows = [json.loads(line)
+          for line in (folder / 'mnist_s0_stage1_metrics.jsonl').read_text().splitlines()]
+  for r in rows:
+    r.pop('gamma', None)
+    if 'kl' in r:
+      r['kl'] = 12.5
+  (folder / 'mnist_s0_vae_xent_metrics.jsonl').write_text(
+      ''.join(json.dumps(r) + '\n' for r in rows))
+  report = json.loads((folder / 'mnist_s0_sample_quality_two_stage.json').read_text())
+  report.update(cfd_samples=101.25, cfd_samples_sd=0.75)
+  (folder / 'mnist_s0_vae_xent_sample_quality_two_stage.json').write_text(json.dumps(report))
+  lines = render_results.dai2019_dense_baselines(str(folder)).split('\n')
+  assert lines[0].startswith('| dense first stage, 400 epochs | CFD of samples | seeds | final γ |')
+  assert lines[2:] == [
+      '| MNIST: VAE, cross-entropy | 101.2 ± 0.8 (bootstrap) | 1 | — | 12.5 | 23.8 |',
+      '| MNIST: VAE, learned γ | 183.1 ± 4.1 (over seeds) | 3 | 0.0434 ± 0.0005 | 136.6 ± 3.8 | 47.0 |',
+      '| MNIST: two-stage VAE (its first stage: the row above) | 66.9 ± 3.6 (over seeds) | 3 |  |  '
+      '| 13.4 |']  # The learned-γ and two-stage cells as in the seeds and CFD tables.
