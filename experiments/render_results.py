@@ -497,6 +497,8 @@ TABLES: Dict[str, Callable[[str], str]] = {
     'pullback_log_z_bounds': lambda root: log_z_bounds(
         os.path.join(root, LEADERBOARD, 'pullback', 'seed0', 'log_z_bounds.jsonl')),
     'pullback_log_z_smc': lambda root: log_z_smc(os.path.join(root, LEADERBOARD, 'pullback')),
+    'vaepp_quickstart_static_mnist': lambda root: vaepp_runs(
+        os.path.join(root, VAEPP_STATIC), split='test', num_samples=1000, max_examples=1000),
 }
 
 
