@@ -492,6 +492,8 @@ TABLES: Dict[str, Callable[[str], str]] = {
     'dai2019_dense_stage2': lambda root: dai2019_dense_stage2(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_seeds': lambda root: dai2019_dense_seeds(os.path.join(root, DAI_DENSE)),
     'dai2019_dense_cfd': lambda root: dai2019_dense_cfd(os.path.join(root, DAI_DENSE)),
+    'dai2019_dense_baselines': lambda root: dai2019_dense_baselines(
+        os.path.join(root, DAI_DENSE)),
     'leaderboard': lambda root: leaderboard(os.path.join(root, LEADERBOARD)),
     'leaderboard_resolution': lambda root: leaderboard_resolution(os.path.join(root, LEADERBOARD)),
     'pullback_log_z_bounds': lambda root: log_z_bounds(
