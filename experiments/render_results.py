@@ -223,42 +223,45 @@ def _paper_fid(config: dict, model: str) -> float:
   return fids[dai2019_configs.MODELS.index(model)]
 
 
+def _dai_finished(prefixes: Sequence[str], stage: str, report: str):
+  """[(config, last logged training row, sample-quality report)] of the runs at `prefixes`: their
+  `stage` config and metrics, and the report file `report`."""
+  out = []
+  for p in prefixes:
+    logged = logged_rows(p + f'{stage}_metrics.jsonl')
+    out.append((read_json(p + f'{stage}_config.json'), logged[max(logged)], read_json(p + report)))
+  return out
+
+
 def dai2019_dense_baselines(folder: str) -> str:
   """Table 1's ordering on the dense first stage at 400 epochs: the cross-entropy and fixed-γ
   VAEs' samples, the learned-γ VAE's (the two-stage runs' first-stage samples) and the two-stage
   samples, by CFD (one seed: ± its bootstrap sd; more: mean ± sd over seeds), with the final γ and
-  KL, beside the paper's FID of the entry (InfoGAN nets and FID: another metric). A dataset is shown once one of its baselines has a record; a row without runs is left
-  out."""
+  KL, beside the paper's FID of the entry (InfoGAN nets and FID: another metric). A dataset is
+  shown once one of its baselines has a record; a row without runs is left out."""
+  found = {stage: _dai_runs(folder, stage) for stage in [s for s, _ in DAI_BASELINES] + ['stage1']}
   rows = []
   for dataset, label in DAI_TITLES:
-    def runs_of(stage):
-      return [prefix for (d, _), prefix in sorted(_dai_runs(folder, stage).items()) if d == dataset]
-    if not any(runs_of(stage) for stage, _ in DAI_BASELINES):
+    of = {stage: [p for (d, _), p in sorted(runs.items()) if d == dataset]
+          for stage, runs in found.items()}
+    if not any(of[stage] for stage, _ in DAI_BASELINES):
       continue
     lines = []  # (label, [(cfd, sd)], [final γ or None] or None, [final KL] or None, paper FID)
     for stage, name in DAI_BASELINES:
-      runs = runs_of(stage)
+      runs = _dai_finished(of[stage], stage, f'{stage}_sample_quality_two_stage.json')
       if runs:
-        configs = [read_json(p + f'{stage}_config.json') for p in runs]
-        ends = [logged_rows(p + f'{stage}_metrics.jsonl') for p in runs]
-        ends = [e[max(e)] for e in ends]
-        reports = [read_json(p + f'{stage}_sample_quality_two_stage.json') for p in runs]
-        lines.append((name, [(r['cfd_samples'], r['cfd_samples_sd']) for r in reports],
-                      [_final_gamma(c, e) for c, e in zip(configs, ends)], [e['kl'] for e in ends],
-                      _paper_fid(configs[0], stage)))
-    runs = runs_of('stage1')
-    configs = [read_json(p + 'stage1_config.json') for p in runs]
-    ends = [logged_rows(p + 'stage1_metrics.jsonl') for p in runs]
-    ends = [e[max(e)] for e in ends]
-    reports = [read_json(p + 'sample_quality_two_stage.json') for p in runs]
-    gammas = [_final_gamma(c, e) for c, e in zip(configs, ends)]
-    kls = [e['kl'] for e in ends]
-    lines.append(('VAE, learned γ', [(r['cfd_first_stage_samples'],
-                                      r['cfd_first_stage_samples_sd']) for r in reports],
-                  gammas, kls, _paper_fid(configs[0], 'vae_learned_gamma')))
+        lines.append((name, [(r['cfd_samples'], r['cfd_samples_sd']) for _, _, r in runs],
+                      [_final_gamma(c, e) for c, e, _ in runs], [e['kl'] for _, e, _ in runs],
+                      _paper_fid(runs[0][0], stage)))
+    runs = _dai_finished(of['stage1'], 'stage1', 'sample_quality_two_stage.json')
+    lines.append(('VAE, learned γ',
+                  [(r['cfd_first_stage_samples'], r['cfd_first_stage_samples_sd'])
+                   for _, _, r in runs],
+                  [_final_gamma(c, e) for c, e, _ in runs], [e['kl'] for _, e, _ in runs],
+                  _paper_fid(runs[0][0], 'vae_learned_gamma')))
     lines.append(('two-stage VAE (its first stage: the row above)',
-                  [(r['cfd_samples'], r['cfd_samples_sd']) for r in reports], None, None,
-                  _paper_fid(configs[0], 'two_stage')))
+                  [(r['cfd_samples'], r['cfd_samples_sd']) for _, _, r in runs], None, None,
+                  _paper_fid(runs[0][0], 'two_stage')))
     for name, cfds, gammas, kls, paper in lines:
       if len(cfds) == 1:
         cfd = f'{cfds[0][0]:.1f} ± {cfds[0][1]:.1f} (bootstrap)'
