@@ -23,6 +23,7 @@ DECLARED: Dict[str, Dict[str, Dict[str, Any]]] = {}
 # key ending in '.' stands for its section. Components add their own budget keys (`declare`).
 RESUMABLE: List[str] = [
     'train.num_epochs', 'train.num_steps', 'train.checkpoint_every_steps',
+    'train.checkpoint_every_seconds',
     'train.max_checkpoints_to_keep', 'train.log_every_steps', 'train.on_device',
     'train.device_chunk_steps',
     'train.eval_every_epochs', 'train.early_stopping_num_samples',
@@ -116,6 +117,8 @@ def defaults() -> ml_collections.ConfigDict:
                                       # closed_form (Gaussian q, standard p(z): Dai & Wipf's code)
   train.l2_reg = 1e-4                 # on kernels of non-linear layers
   train.checkpoint_every_steps = 5000
+  train.checkpoint_every_seconds = 0.0  # > 0: also save at the first log step after this many
+                                      # seconds without a checkpoint (against kills without SIGTERM)
   train.max_checkpoints_to_keep = 3
   train.log_every_steps = 500
   train.early_stopping = False        # validate every eval_every_epochs, keep the best in best/

@@ -7,6 +7,7 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 
 import helpers
 from vaeprior_jax import checkpoints
@@ -172,3 +173,29 @@ def test_other_processes_never_read_a_half_written_config(tmp_path):
   assert seen == [{}, {}]
   assert checkpoints.load_config(workdir) == config_lib.complete(config)
   assert os.listdir(workdir) == ['config.json']  # No temporary file left.
+
+
+def test_checkpoint_every_seconds_saves_at_the_first_log_step_past_that_time(tmp_path, monkeypatch):
+  """train.checkpoint_every_seconds: a checkpoint at the first log step after that many seconds
+  without one (here a clock that moves 100 s per reading, 150 s apart: every other log step), on
+  top of the step interval; 0 keeps only the step interval and the end. Saving more often changes
+  nothing trained. A value that is not a number of seconds >= 0 is named in one line."""
+  clock = iter(range(0, 10**6, 100))
+  monkeypatch.setattr(trainer._TimedSaves, 'clock', staticmethod(lambda: next(clock)))  # pylint: disable=protected-access
+  config = _config()
+  config.train.update(num_steps=40, log_every_steps=5, checkpoint_every_steps=1000)
+  with helpers.mock_binarized_mnist(64):
+    config.train.checkpoint_every_seconds = 150.0
+    trainer.train_and_evaluate(config, str(tmp_path / 'timed'))
+    config.train.checkpoint_every_seconds = 0.0
+    trainer.train_and_evaluate(config, str(tmp_path / 'off'))
+    assert helpers.checkpoint_steps(str(tmp_path / 'timed')) == [10, 20, 30, 40]
+    assert helpers.checkpoint_steps(str(tmp_path / 'off')) == [40]
+    jax.tree.map(np.testing.assert_array_equal, helpers.latest_params(str(tmp_path / 'timed')),
+                 helpers.latest_params(str(tmp_path / 'off')))
+    for bad in (-1.0, float('inf'), float('nan')):
+      config.train.checkpoint_every_seconds = bad
+      with pytest.raises(ValueError, match=r'^train\.checkpoint_every_seconds must be a number of '
+                                           r'seconds >= 0 \(0: off\), got'):
+        trainer.train_and_evaluate(config, str(tmp_path / 'bad'))
+  assert not os.path.exists(tmp_path / 'bad' / 'checkpoints')

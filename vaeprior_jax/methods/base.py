@@ -25,6 +25,8 @@ Methods are looked up by name (`train.method`) in `REGISTRY`; user code register
 """
 
 import dataclasses
+import math
+import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -386,6 +388,10 @@ def _check_train_values(tc) -> None:
   for key in ('checkpoint_every_steps', 'log_every_steps', 'max_checkpoints_to_keep',
               'device_chunk_steps'):
     config_lib.check_integer(tc[key], f'train.{key}', 1)
+  if not (isinstance(tc.checkpoint_every_seconds, numbers.Real)
+          and not isinstance(tc.checkpoint_every_seconds, bool)
+          and 0 <= tc.checkpoint_every_seconds < math.inf):
+    bad('checkpoint_every_seconds', 'a number of seconds >= 0 (0: off)')
   if tc.warmup_epochs < 0:
     bad('warmup_epochs', '>= 0')
   if tc.l2_reg < 0:

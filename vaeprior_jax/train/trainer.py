@@ -258,6 +258,32 @@ class Preempted(Exception):
     self.exit_code = 128 + int(signal.Signals[signal_name])
 
 
+class _TimedSaves:
+  """`train.checkpoint_every_seconds` > 0: a checkpoint at the first log step after that many seconds
+  without one, whatever `checkpoint_every_steps` says, so that a run killed without warning
+  (SIGKILL, a lost machine: no SIGTERM to save on) loses at most about that much training. The
+  choice is made only at log steps, which every process reaches together; with several processes,
+  process 0's clock decides for all (a save is a collective). 0 turns it off. Where a run saves
+  changes nothing it computes: a resumed run repeats the uninterrupted one from any step."""
+
+  clock = staticmethod(time.monotonic)
+
+  def __init__(self, every_seconds: float):
+    self.every_seconds = float(every_seconds)
+    self.saved()
+
+  def saved(self) -> None:
+    self._last = self.clock()
+
+  def due(self) -> bool:
+    if self.every_seconds <= 0:
+      return False
+    due = self.clock() - self._last >= self.every_seconds
+    if jax.process_count() > 1:
+      due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+    return due
+
+
 class _StopRequests:
   """While training: SIGTERM (what a preemption sends) and SIGINT ask the loop to finish the current
   step (or on-device chunk), save a checkpoint, wait for it and raise `Preempted`. `poll`, called
@@ -389,6 +415,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
   in_flight = cpu_steps_in_flight(mesh)
   step = start_step
   stops = _StopRequests()
+  saves = _TimedSaves(tc.checkpoint_every_seconds)
 
   def host_phases(done, state, update, validate):
     """(state, whether to stop early, {} or what a signal left undone) after the host update and
@@ -433,8 +460,9 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
       if in_flight and len(pending) % in_flight == 0:
         jax.block_until_ready(metrics)
       preempted = stops.poll()
-      save = done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
       log = done % tc.log_every_steps == 0 or done == num_steps or bool(preempted)
+      save = (done % tc.checkpoint_every_steps == 0 or done == num_steps or bool(preempted)
+              or (done % tc.log_every_steps == 0 and saves.due()))
       validate = early_stopping is not None and early_stopping.due(done, num_steps)
       update = ((bool(host_every) and done % host_every == 0)
                 or (validate and method.host_update_before_validation))
@@ -460,6 +488,7 @@ def _train_locked(config, workdir: str, mesh) -> Dict[str, float]:
         window, window_start, window_step = [], time.time(), done
       if save:
         save_checkpoint(manager, done, state)
+        saves.saved()
       if preempted:
         manager.wait_until_finished()
         logging.warning('%s: the state of step %d is saved in %s/checkpoints; rerun the same '
