@@ -131,7 +131,12 @@ def test_an_evaluation_stopped_by_a_signal_continues_to_the_same_numbers(tmp_pat
     with open(partial) as f:
       kept = json.load(f)
     assert kept['batches'] == 3 and kept['count'] == 24 and kept['protocol']['num_samples'] == 4
+    # The stopped process's time is kept and counted in eval_seconds (here made 10^6 s to see it).
+    assert kept['seconds'] > 0
+    with open(partial, 'w') as f:
+      json.dump(dict(kept, seconds=1e6), f)
     resumed = evaluate()
+    assert 1e6 < resumed['eval_seconds'] < 1e6 + 600
     assert len(calls) == 8  # Only the 5 batches left were computed.
     assert not os.path.exists(partial)
     for key in ('nll', 'elbo', 'reconstruction', 'kl', 'kl_z_given_x', 'num_examples'):

@@ -415,7 +415,8 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   """Averages `batch_metrics` over a split (or a seeded random subset of `max_examples`).
 
   Batches are sharded over `mesh`; batch i uses fold_in(key, i). Returns nll = -mean log p(x), elbo,
-  reconstruction, kl, kl_z_given_x (nats per example) and num_examples. With `label`, logs progress.
+  reconstruction, kl, kl_z_given_x (nats per example), num_examples and seconds (the pass's wall
+  time, summed over the processes that worked on it). With `label`, logs progress.
 
   partial_file: where the running sums are kept (JSON, written atomically every
   `save_every_seconds` and when a signal stops the pass, `interrupts`), with `protocol` (a dict of
@@ -429,11 +430,12 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   from absl import logging  # pylint: disable=g-import-not-at-top
   from vaeprior_jax.train import metric_writer  # pylint: disable=g-import-not-at-top
   protocol = json.loads(json.dumps(protocol or {}, default=float))  # As it reads back.
-  sums, count, done = {}, 0, 0
+  sums, count, done, earlier = {}, 0, 0, 0.0
   if partial_file:
     kept = files.read_kept_json(partial_file, _valid_partial, 'partial sums')
     if kept is not None and kept.get('protocol') == protocol:
       sums, count, done = kept['sums'], kept['count'], kept['batches']
+      earlier = float(kept.get('seconds', 0.0))
       logging.info('%s: continuing after batch %d (%d examples) from %s.', label or 'Evaluation',
                    done, count, partial_file)
     elif kept is not None:
@@ -449,7 +451,8 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   def keep():
     if partial_file and jax.process_index() == 0:
       files.write_json_atomically(
-          partial_file, {'protocol': protocol, 'batches': done, 'count': count, 'sums': sums})
+          partial_file, {'protocol': protocol, 'batches': done, 'count': count, 'sums': sums,
+                         'seconds': earlier + time.time() - start})
 
   try:
     for m in batches:
@@ -472,7 +475,8 @@ def split_metrics(batch_metrics, params, images: np.ndarray, key: Array, mesh, b
   means = {k: v / count for k, v in sums.items()}
   return {'nll': -means['log_likelihood'], 'elbo': means['elbo'],
           'reconstruction': means['reconstruction'], 'kl': means['kl'],
-          'kl_z_given_x': means['kl_z_given_x'], 'num_examples': count}
+          'kl_z_given_x': means['kl_z_given_x'], 'num_examples': count,
+          'seconds': earlier + time.time() - start}
 
 
 def _valid_partial(record) -> bool:
@@ -480,6 +484,7 @@ def _valid_partial(record) -> bool:
   return (isinstance(record, dict) and isinstance(record.get('batches'), int)
           and isinstance(record.get('count'), int) and isinstance(record.get('sums'), dict)
           and record['batches'] >= 0 and record['count'] >= 0
+          and isinstance(record.get('seconds', 0.0), (int, float))
           and all(isinstance(v, float) for v in record['sums'].values()))
 
 

@@ -271,13 +271,15 @@ def evaluate(workdir: str, split: str = 'test', num_samples: Optional[int] = Non
                   overrides=dict(eval_overrides or {}),
                   # What the numbers depend on: not how long a step before took.
                   before={k: v for k, v in before.items() if not k.endswith('_seconds')})
+  preparation = time.time() - start
   result = estimators.split_metrics(batch_metrics, params, split_images, nll_key, mesh,
                                     batch_size, max_examples, seed,
                                     label=f'{num_samples}-sample evaluation on {split}',
                                     partial_file=likelihood_partial, protocol=protocol,
                                     remove_when_done=False)
   result.update(num_samples=num_samples, split=split, step=int(step), checkpoint=checkpoint,
-                eval_seconds=time.time() - start,
+                # Every process's share, where the pass continued from kept sums.
+                eval_seconds=preparation + result.pop('seconds'),
                 conv_backend=config.model.conv_backend,
                 prior_parameters=prior_parameters(params))
   result.update(before)
