@@ -187,7 +187,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   t.vaepp_prior_samples = 128
   t.vaepp_naive_same_batch = True      # naive: a VAE then a critic update per batch (the code)
   t.vaepp_naive_vae_steps = 5           # ... with same_batch=False (the paper's Algorithm 1): n_c
+  t.vaepp_naive_critic_l2 = False       # naive: no L2 in D's own step (both _nD scripts)
   t.log_z_every_epochs = log_z_every   # the code's test epochs
+  if method == 'naive' and dataset == 'cifar10':
+    # dmm_cifar10_nD.py, where it differs from dmm_cifar10.py: the penalty without W, one latent
+    # critic step per generator step, posterior means as the latent WGAN's real latents, and a
+    # latent critic whose last two blocks keep the 4x4 map.
+    t.vaepp_penalty_scale = 'one'
+    t.latent_gan_critic_steps = 1
+    t.latent_gan_real = 'mean'
+    m.latent_gan_net = 'conv_4x4'
   if colour and penalty in ('div1', 'div2'):
     t.gradient_penalty_exponent = 6.0   # the colour scripts: (|g|^2)^3 for both kinds
     t.gradient_penalty_weight = COLOUR_DIV_WEIGHT  # in our coordinates (above)

@@ -242,10 +242,17 @@ def test_every_vaepp_entry_builds_a_valid_model_with_the_codes_settings():
     # The latent WGAN's penalty keeps the kind's weight (2 for WGAN-div): no change of coordinates.
     assert config.train.latent_gan_penalty_weight == 0.0
     # q(z|x): the plain normal of the colour scripts (flows: the code's planar layers on it); the
-    # latent WGAN's real latents are samples in dmm_cifar10.py, posterior means elsewhere.
+    # latent WGAN's real latents are samples in dmm_cifar10.py, posterior means elsewhere (its
+    # Algorithm 1 script dmm_cifar10_nD.py included).
     assert config.model.posterior == ('planar' if method == 'flow' else 'gaussian')
+    nd = method == 'naive' and dataset == 'cifar10'
     assert config.train.latent_gan_real == (
-        'sample' if method == 'flow' or dataset == 'cifar10' else 'mean')
+        'sample' if method == 'flow' or (dataset == 'cifar10' and not nd) else 'mean')
+    # dmm_cifar10_nD.py: R without W, one latent critic step per generator step, a latent critic
+    # ending on the 4x4 map; every Algorithm 1 script: no L2 in D's own step.
+    assert (config.train.vaepp_penalty_scale, config.train.latent_gan_critic_steps,
+            config.model.latent_gan_net) == (('one', 1, 'conv_4x4') if nd else ('weight', 5, 'conv'))
+    assert config.train.vaepp_naive_critic_l2 is False
     expected = None
     if dataset == 'cifar10' and method != 'standard':
       expected = vaepp.PAPER_BITS_PER_DIM[penalty][('naive', 'vaepp', 'flow').index(method)]

@@ -193,6 +193,29 @@ def test_the_loss_pieces():
                                 trained, x, jax.random.key(2), jnp.int32(0))
   assert float(loss_beta) == pytest.approx(float(expected - 5.0 * t['gradient_penalty']), rel=1e-5)
   assert metrics['elbo'] == pytest.approx(float(t['reconstruction'] - t['kl']), rel=1e-5)
+  # Unscaled (CIFAR-10's Algorithm 1 script): R itself.
+  config.train.vaepp_penalty_scale = 'one'
+  method = methods.from_config(config, 6)
+  method.num_train_examples = 48
+  loss_one, _, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
+                               trained, x, jax.random.key(2), jnp.int32(0))
+  assert float(loss_one) == pytest.approx(float(expected - 9.0 * t['gradient_penalty']), rel=1e-5)
+  # Algorithm 1's critic step: mean D(x) - mean D(G(eps)) + W R, without L2 (the code's _nD
+  # scripts), or with it (vaepp_naive_critic_l2).
+  critic = {'critic': groups['critic']}
+  critic_l2 = config.train.l2_reg * float(objectives.l2_penalty(critic))
+  assert critic_l2 > 0
+  for with_l2 in (False, True):
+    naive = _config('vaepp_naive', vaepp_naive_critic_l2=with_l2)
+    method = methods.from_config(naive, 6)
+    method.num_train_examples = 48
+    loss_d, metrics_d, _ = method.loss(model, variables['params'],
+                                       {'partition': variables['partition']}, critic, x,
+                                       jax.random.key(2), jnp.int32(0))
+    assert float(loss_d) == pytest.approx(float(
+        t['critic_real'] - t['critic_fake'] + 10.0 * t['gradient_penalty']
+        + (critic_l2 if with_l2 else 0.0)), rel=1e-5)
+    assert float(metrics_d['l2']) == pytest.approx(critic_l2 if with_l2 else 0.0, rel=1e-5)
 
 
 def test_bad_settings_are_named():

@@ -420,6 +420,28 @@ def test_conv_latent_wgan_has_the_colour_scripts_layers_and_trains_through_its_p
   assert grey.latent_gan_net == 'mlp' and grey.latent_gan_noise_dim == 0
 
 
+def test_the_algorithm_1_colour_scripts_latent_critic_ends_on_the_4x4_map():
+  """`model.latent_gan_net=conv_4x4` (dmm_cifar10_nD.py, the `naive,cifar10` entry): the critic's
+  last two residual blocks do not stride, so its Dense[64] reads 4 x 4 x 256 features; the
+  generator is `conv`'s. Parameters counted by hand, on a latent of 64 (an 8x8x1 map)."""
+  from experiments.configs import vaepp as vaepp_configs  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from vaeprior_jax.priors.pullback import latent_gan  # pylint: disable=g-import-not-at-top
+  mc = config_lib.complete_section(vaepp_configs.get_config('naive,cifar10').model, 'model')
+  assert mc.latent_gan_net == 'conv_4x4'
+  prior = priors.from_config(
+      config_lib.complete_section(dict(mc.to_dict(), latent_dim=64), 'model'), (32, 32, 3))
+  assert isinstance(prior.latent_generator, latent_gan.ConvGenerator)
+  critic = prior.latent_critic
+  z = jax.random.normal(jax.random.key(0), (3, 64))
+  variables = critic.init(jax.random.key(1), z)
+  assert critic.apply(variables, z).shape == (3, 1)
+  assert variables['params']['dense']['kernel'].shape == (4 * 4 * 256, 64)  # 8x8 -> 4 -> 4 -> 4
+  count = sum(x.size for x in jax.tree.leaves(variables))
+  assert count == (_stack_params(1, [(16, 1), (32, 1), (64, 1), (128, 2), (256, 1), (256, 1)])
+                   + 4096 * 64 + 64 + 64 + 1)
+
+
 def test_ais_bounds_on_the_prior_sandwich_its_quadrature():
   """`normalizer.ais_log_z_bounds` through the model (beta D(G(z)) with G the decoder mean) against
   the trapezoid rule of f; a prior on another base is refused by name."""

@@ -14,13 +14,16 @@ VAE phase, `train.num_epochs` (or `train.num_steps`), on each batch x (encoder i
   KL~ = max(mean_i [log q(z_i|x_i) - log f(z_i)] + log Z_batch, 0)  (the code's clamp),
   R = gradient penalty of D (`penalties`, `train.gradient_penalty`) between x and G(eps) (paired
     by index), scaled by W (the code's constant `pull_back_energy_weight`) or, with
-    `train.vaepp_penalty_scale=beta`, by beta (the paper's Eq. 9 and Algorithm 2),
+    `train.vaepp_penalty_scale=beta`, by beta (the paper's Eq. 9 and Algorithm 2), or with `one`
+    not at all (CIFAR-10's Algorithm 1 script, `dmm_cifar10_nD.py`),
   loss = -mean_i log p(x_i|z_i) + KL~ + scale R + l2_reg L2 (the residual blocks' kernels).
   vaepp        (Algorithm 2, the default): one step over 'vae' and 'critic' together on that loss.
   vaepp_naive  (Algorithm 1): updates of 'vae' on the loss without R and of 'critic' on
                mean D(x) - mean D(G(eps)) + scale R (the code's `VAE_D_loss`; the paper's Algorithm
                1 writes the opposite sign, which would score generated images as real); the
-               critic's Adam has beta1 = 0.5. As the code (`train.vaepp_naive_same_batch`, the
+               critic's Adam has beta1 = 0.5, and its step has no L2 (the code's `_nD` scripts
+               leave the regulariser out of `VAE_D_loss`; `train.vaepp_naive_critic_l2=True`
+               adds l2_reg L2 of D's kernels). As the code (`train.vaepp_naive_same_batch`, the
                default): every step one 'vae' update, then one 'critic' update on the same batch.
                As the paper's Algorithm 1 (`vaepp_naive_same_batch=False`):
                `train.vaepp_naive_vae_steps` (n_c) steps of 'vae', then one of 'critic', each on its
@@ -65,11 +68,13 @@ config_lib.declare(
         gradient_penalty='wgan_div_1',  # method=vaepp|vaepp_naive: penalties.KINDS,
         gradient_penalty_weight=0.0,  # ... its weight (0: the kind's, 10 GP / 2 div),
         gradient_penalty_exponent=0.0,  # ... on the gradient norm (0: the code's, 2 / 3 / 6)
-        vaepp_penalty_scale='weight',  # ... R scaled by W (code) | beta (paper)
+        vaepp_penalty_scale='weight',  # ... R scaled by W (code) | beta (paper) | one (unscaled:
+        #     CIFAR-10's Algorithm 1 script)
         vaepp_prior_samples=128,  # ... eps ~ p_base per step (log Z_batch, the penalty's fakes)
         vaepp_naive_same_batch=True,  # ... vaepp_naive: each step a VAE update, then a critic
         #     update on the same batch (the code) | False: the paper's Algorithm 1, below
         vaepp_naive_vae_steps=5,  # ... vaepp_naive, same_batch=False: VAE steps per critic step
+        vaepp_naive_critic_l2=False,  # ... vaepp_naive: L2 in the critic's own step (code: none)
         latent_gan_epochs=0.0,  # ... the latent WGAN after the VAE (0: none),
         latent_gan_critic_steps=5,  # ... critic steps per generator step,
         latent_gan_real='mean',  # ... its real latents: posterior means | samples (flows)
@@ -83,7 +88,7 @@ config_lib.declare(
 GROUPS = ('vae', 'critic', 'latent_critic', 'latent_generator')
 _PRIOR_GROUPS = {'discriminator': 'critic', 'latent_critic': 'latent_critic',
                  'latent_generator': 'latent_generator'}
-PENALTY_SCALES = ('weight', 'beta')
+PENALTY_SCALES = ('weight', 'beta', 'one')
 
 
 def batch_terms(m, x, rng, num_prior_samples: int, num_train: int, penalty: str,
@@ -180,9 +185,9 @@ class VAEPP(base.Method):
     if mc.pullback_sample_start == 'gan' and tc.latent_gan_epochs <= 0:
       raise ValueError('model.pullback_sample_start=gan starts MALA from the latent WGAN: set '
                        'train.latent_gan_epochs > 0 (or model.pullback_sample_start=base).')
-    if not isinstance(tc.vaepp_naive_same_batch, bool):
-      raise ValueError(f'train.vaepp_naive_same_batch must be True or False, got '
-                       f'{tc.vaepp_naive_same_batch!r}.')
+    for key in ('vaepp_naive_same_batch', 'vaepp_naive_critic_l2'):
+      if not isinstance(tc[key], bool):
+        raise ValueError(f'train.{key} must be True or False, got {tc[key]!r}.')
     if tc.latent_gan_real not in ('mean', 'sample'):
       raise ValueError(f'Unknown train.latent_gan_real {tc.latent_gan_real!r}; allowed: mean, '
                        'sample.')
@@ -249,9 +254,10 @@ class VAEPP(base.Method):
   # Loss -------------------------------------------------------------------------------------------
 
   def _penalty_scale(self, beta):
-    if self.config.train.vaepp_penalty_scale == 'beta':
+    scale = self.config.train.vaepp_penalty_scale
+    if scale == 'beta':
       return beta
-    return self.config.model.pullback_weight
+    return 1.0 if scale == 'one' else self.config.model.pullback_weight
 
   def loss(self, model, params, model_state, trained, batch, rng, step):
     tc = self.config.train
@@ -282,6 +288,8 @@ class VAEPP(base.Method):
         loss = loss + scaled_penalty
       metrics['elbo'] = t['reconstruction'] - t['kl']
     else:  # Algorithm 1's critic step.
+      if not tc.vaepp_naive_critic_l2:
+        l2 = metrics['l2'] = jnp.zeros_like(l2)
       loss = t['critic_real'] - t['critic_fake'] + scaled_penalty + l2
     metrics['loss'] = loss
     return loss, metrics, model_state

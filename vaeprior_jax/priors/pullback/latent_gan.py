@@ -12,7 +12,10 @@ are convolutional on the latents seen as an 8x8x(d/64) map, eps of size 128:
              DeRes[64] -> DeRes[32] -> DeRes[16] -> Conv1x1[d/64] (zero-initialised) -> flattened
   critic     z as the map -> Res[16] -> Res[32] -> Res[64] -> Res[128, /2] -> Res[256, /2] ->
              Res[256, /2] -> Flatten -> Dense[64] -> Dense[1] (both linear)
-(pre-activation residual blocks, leaky ReLU, no normalisation, as `vaeprior_jax.nets.vaepp_nets`). The
+(pre-activation residual blocks, leaky ReLU, no normalisation, as `vaeprior_jax.nets.vaepp_nets`).
+CIFAR-10's Algorithm 1 script (`dmm_cifar10_nD.py`; `model.latent_gan_net=conv_4x4`) has the same
+generator, and a critic whose last two residual blocks do not stride: Res[256] -> Res[256] on the
+4x4 map, so its Dense[64] reads 4 x 4 x 256 features. The
 hidden layers and residual blocks are named `hidden_*`, so the run's L2 (`methods.objectives.l2_penalty`)
 covers them, as the code's regulariser does (its dense layers are not regularised).
 
@@ -58,11 +61,12 @@ class MLP(nn.Module):
     return nn.leaky_relu(layer(x), self.negative_slope)
 
 
-NETS = ('mlp', 'conv')
+NETS = ('mlp', 'conv', 'conv_4x4')
 CONV_MAP_SIZE = 8        # The code's latent map is 8x8 (x_shape / 4 for CIFAR-10, fixed for CelebA).
 CONV_NOISE_DIM = 128     # The code's eps for the convolutional generator (p_omega_net).
 CONV_GENERATOR = ((256, 1, 3), (256, 1, 3), (128, 2, 3), (64, 1, 3), (32, 1, 3), (16, 1, 3))
 CONV_CRITIC = ((16, 1, 3), (32, 1, 3), (64, 1, 3), (128, 2, 3), (256, 2, 3), (256, 2, 3))
+CONV_CRITIC_4X4 = ((16, 1, 3), (32, 1, 3), (64, 1, 3), (128, 2, 3), (256, 1, 3), (256, 1, 3))
 
 
 def conv_map_shape(latent_dim: int) -> Tuple[int, int, int]:
@@ -90,14 +94,16 @@ class ConvGenerator(nn.Module):
 
 
 class ConvCritic(nn.Module):
-  """D_kappa of the code's colour-image scripts: latents [B, d] -> [B, 1] (as `MLP(..., 1)`)."""
+  """D_kappa of the code's colour-image scripts: latents [B, d] -> [B, 1] (as `MLP(..., 1)`);
+  `blocks` (channels, stride, kernel) per residual block: CONV_CRITIC, or CONV_CRITIC_4X4."""
   latent_dim: int
   negative_slope: float = 0.2
+  blocks: Sequence[Tuple[int, int, int]] = CONV_CRITIC
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
     h = z.reshape((-1,) + conv_map_shape(self.latent_dim))
-    h = base.residual_stack(h, CONV_CRITIC, self.negative_slope)
+    h = base.residual_stack(h, self.blocks, self.negative_slope)
     h = nn.Dense(64, name='dense')(h.reshape(h.shape[0], -1))
     return nn.Dense(1, name='out')(h).reshape(z.shape[:-1] + (1,))
 

@@ -28,7 +28,8 @@ config_lib.declare(
         pullback_mala_step_size=1e-5,  # ... and their size (code: 5e-5 static MNIST, 1e-5 MNIST)
         pullback_mala_adapt_steps=0,  # ... after this many tuning it (dual averaging; 0: fixed: the code)
         latent_gan_net='mlp',  # ... the latent WGAN (VAEPP's sampling): mlp | conv (the
-        #     code's for colour images: z as an 8x8 map),
+        #     code's for colour images: z as an 8x8 map) | conv_4x4 (its critic ends on the
+        #     4x4 map: CIFAR-10's Algorithm 1 script),
         latent_gan_noise_dim=0,  # ... its eps size (0: the latent size for mlp, 128 for conv),
         latent_gan_units=40,  # ... mlp: Dense width,
         latent_gan_generator_layers=5,  # ... hidden layers of the generator
@@ -183,10 +184,12 @@ def _check(mc) -> None:
 
 def _pullback(mc, input_shape):
   base = REGISTRY.get(mc.pullback_base)(mc, input_shape)
-  if mc.latent_gan_net == 'conv':
+  if mc.latent_gan_net in ('conv', 'conv_4x4'):
     latent_gan.conv_map_shape(mc.latent_dim)  # A latent size the map cannot hold fails here.
     generator = latent_gan.ConvGenerator(mc.latent_dim, mc.negative_slope)
-    critic = latent_gan.ConvCritic(mc.latent_dim, mc.negative_slope)
+    critic = latent_gan.ConvCritic(
+        mc.latent_dim, mc.negative_slope,
+        latent_gan.CONV_CRITIC if mc.latent_gan_net == 'conv' else latent_gan.CONV_CRITIC_4X4)
     noise_dim = mc.latent_gan_noise_dim or latent_gan.CONV_NOISE_DIM
   else:
     units = mc.latent_gan_units
