@@ -177,29 +177,38 @@ def test_the_smc_bounds_table_keeps_smc_runs_and_moves_the_nll_by_each_end(tmp_p
 
 
 def test_the_baselines_table_orders_table_1s_entries_by_cfd(tmp_path):
-  """A made-up cross-entropy run on MNIST (seed 0's first-stage files, its config's likelihood and
-  its CFD changed) shows MNIST's four entries; the fixed-γ row waits for its run, and Fashion-MNIST
-  for one of its baselines."""
+  """Made-up baseline runs on MNIST (seed 0's first-stage files with the config's likelihood, the
+  logged KL and the CFD changed; the records' own baseline files removed): a cross-entropy run, and
+  a fixed-γ one at two seeds, show MNIST's four entries; Fashion-MNIST waits for one of its
+  baselines."""
   folder = tmp_path / 'dense'
   shutil.copytree(os.path.join(render_results.RECORDS, render_results.DAI_DENSE), folder)
-  config = json.loads((folder / 'mnist_s0_stage1_config.json').read_text())
-  config['model'].update(likelihood='bernoulli')
-  (folder / 'mnist_s0_vae_xent_config.json').write_text(json.dumps(config))
-  rows = [json.loads(line)
-          for line in (folder / 'mnist_s0_stage1_metrics.jsonl').read_text().splitlines()]
-  for r in rows:
-    r.pop('gamma', None)
-    if 'kl' in r:
-      r['kl'] = 12.5
-  (folder / 'mnist_s0_vae_xent_metrics.jsonl').write_text(
-      ''.join(json.dumps(r) + '\n' for r in rows))
-  report = json.loads((folder / 'mnist_s0_sample_quality_two_stage.json').read_text())
-  report.update(cfd_samples=101.25, cfd_samples_sd=0.75)
-  (folder / 'mnist_s0_vae_xent_sample_quality_two_stage.json').write_text(json.dumps(report))
+  for path in folder.glob('*_vae_*'):
+    path.unlink()
+
+  def made_up(prefix, kl, cfd, **model):
+    config = json.loads((folder / 'mnist_s0_stage1_config.json').read_text())
+    config['model'].update(model)
+    (folder / f'{prefix}config.json').write_text(json.dumps(config))
+    rows = [json.loads(line)
+            for line in (folder / 'mnist_s0_stage1_metrics.jsonl').read_text().splitlines()]
+    for r in rows:
+      r.pop('gamma', None)
+      if 'kl' in r:
+        r['kl'] = kl
+    (folder / f'{prefix}metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    report = json.loads((folder / 'mnist_s0_sample_quality_two_stage.json').read_text())
+    report.update(cfd_samples=cfd, cfd_samples_sd=0.75)
+    (folder / f'{prefix}sample_quality_two_stage.json').write_text(json.dumps(report))
+
+  made_up('mnist_s0_vae_xent_', 12.5, 101.25, likelihood='bernoulli')
+  for seed, (kl, cfd) in enumerate([(7.0, 90.0), (8.0, 94.0)]):
+    made_up(f'mnist_s{seed}_vae_fixed_gamma_', kl, cfd, learn_gamma=False, log_gamma=0.0)
   lines = render_results.dai2019_dense_baselines(str(folder)).split('\n')
   assert lines[0].startswith('| dense first stage, 400 epochs | CFD of samples | seeds | final γ |')
   assert lines[2:] == [
       '| MNIST: VAE, cross-entropy | 101.2 ± 0.8 (bootstrap) | 1 | — | 12.5 | 23.8 |',
+      '| MNIST: VAE, fixed γ = 1 | 92.0 ± 2.8 (over seeds) | 2 | 1.0000 ± 0.0000 | 7.5 ± 0.7 | 51.2 |',
       '| MNIST: VAE, learned γ | 183.1 ± 4.1 (over seeds) | 3 | 0.0434 ± 0.0005 | 136.6 ± 3.8 | 47.0 |',
       '| MNIST: two-stage VAE (its first stage: the row above) | 66.9 ± 3.6 (over seeds) | 3 |  |  '
       '| 13.4 |']  # The learned-γ and two-stage cells as in the seeds and CFD tables.
