@@ -90,8 +90,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # -------------------------------------------------------- Dai & Wipf, a dense first stage (issue 42)
 
 DAI_DENSE = 'dai2019_dense_2026-12-07'
-DAI_DATASETS = (('mnist', 'MNIST'), ('fashion', 'Fashion'))
-DAI_TITLES = (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST'))  # In the tables over seeds.
+DAI_TITLES = (('mnist', 'MNIST'), ('fashion', 'Fashion-MNIST'))
 # The rows shown of the window means (every 2,000 steps; 937 steps per epoch at batch 64); None: the
 # last.
 DAI_STAGE1_STEPS = (2000, 10000, 20000, 40000, 100000, 200000, None)
@@ -113,7 +112,7 @@ def _trajectory(folder: str, stage: str, steps, keys) -> str:
   first = logged_rows(runs[('mnist', 0)] + f'{stage}_metrics.jsonl')
   header = ['epoch'] + [f'{first[s or max(first)]["epoch"]:.0f}' for s in steps]
   rows = []
-  for dataset, label in DAI_DATASETS:
+  for dataset, label in DAI_TITLES:
     logged = logged_rows(runs[(dataset, 0)] + f'{stage}_metrics.jsonl')
     for key, name, fmt in keys:
       cells = [fmt(logged[s or max(logged)][key]) for s in steps]
