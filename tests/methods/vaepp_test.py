@@ -169,49 +169,41 @@ def test_the_loss_pieces():
   model = models.create(config.model, SHAPE)
   x = jnp.asarray(np.random.default_rng(1).uniform(size=(8,) + SHAPE) > 0.5, jnp.float32)
   variables = model.init(jax.random.key(0), x, jax.random.key(1))
-  method = methods.from_config(config, 6)
-  method.num_train_examples = 48
   t = model.apply(variables, x, jax.random.key(2), 8, 48, 'wgan_div_1', None, None, True,
                   method=methods.vaepp.batch_terms)
+
+  def loss_of(config, trained):
+    """(loss, metrics) of `config`'s method on x, for the groups `trained`."""
+    method = methods.from_config(config, 6)
+    method.num_train_examples = 48
+    return method.loss(model, variables['params'], {'partition': variables['partition']},
+                       trained, x, jax.random.key(2), jnp.int32(0))[:2]
+
   # beta = W sigmoid(0) at the start; log Z_batch is the log of the two estimates' average.
   assert float(t['beta']) == pytest.approx(5.0)
   assert float(t['log_z_batch']) == pytest.approx(
       math.log((math.exp(t['log_z_prior']) + math.exp(t['log_z_posterior'])) / 2), rel=1e-5)
-  groups = method.partition(variables['params'])
+  groups = methods.from_config(config, 6).partition(variables['params'])
   trained = {g: groups[g] for g in ('vae', 'critic')}  # Algorithm 2's step.
-  loss, metrics, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
-                                 trained, x, jax.random.key(2), jnp.int32(0))
+  loss, metrics = loss_of(config, trained)
   from vaeprior_jax.methods import objectives  # pylint: disable=g-import-not-at-top
   l2 = config.train.l2_reg * float(objectives.l2_penalty(trained))
   expected = (-t['reconstruction'] + max(float(t['kl']), 0.0) + 10.0 * t['gradient_penalty'] + l2)
   assert float(loss) == pytest.approx(float(expected), rel=1e-5)
-  # The paper's scale: beta instead of W.
-  config.train.vaepp_penalty_scale = 'beta'
-  method = methods.from_config(config, 6)
-  method.num_train_examples = 48
-  loss_beta, _, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
-                                trained, x, jax.random.key(2), jnp.int32(0))
-  assert float(loss_beta) == pytest.approx(float(expected - 5.0 * t['gradient_penalty']), rel=1e-5)
   assert metrics['elbo'] == pytest.approx(float(t['reconstruction'] - t['kl']), rel=1e-5)
-  # Unscaled (CIFAR-10's Algorithm 1 script): R itself.
-  config.train.vaepp_penalty_scale = 'one'
-  method = methods.from_config(config, 6)
-  method.num_train_examples = 48
-  loss_one, _, _ = method.loss(model, variables['params'], {'partition': variables['partition']},
-                               trained, x, jax.random.key(2), jnp.int32(0))
-  assert float(loss_one) == pytest.approx(float(expected - 9.0 * t['gradient_penalty']), rel=1e-5)
+  # The paper's scale: beta instead of W; unscaled (CIFAR-10's Algorithm 1 script): R itself.
+  for scale, weight in (('beta', 5.0), ('one', 1.0)):
+    config.train.vaepp_penalty_scale = scale
+    scaled, _ = loss_of(config, trained)
+    assert float(scaled) == pytest.approx(
+        float(expected - (10.0 - weight) * t['gradient_penalty']), rel=1e-5)
   # Algorithm 1's critic step: mean D(x) - mean D(G(eps)) + W R, without L2 (the code's _nD
   # scripts), or with it (vaepp_naive_critic_l2).
   critic = {'critic': groups['critic']}
   critic_l2 = config.train.l2_reg * float(objectives.l2_penalty(critic))
   assert critic_l2 > 0
   for with_l2 in (False, True):
-    naive = _config('vaepp_naive', vaepp_naive_critic_l2=with_l2)
-    method = methods.from_config(naive, 6)
-    method.num_train_examples = 48
-    loss_d, metrics_d, _ = method.loss(model, variables['params'],
-                                       {'partition': variables['partition']}, critic, x,
-                                       jax.random.key(2), jnp.int32(0))
+    loss_d, metrics_d = loss_of(_config('vaepp_naive', vaepp_naive_critic_l2=with_l2), critic)
     assert float(loss_d) == pytest.approx(float(
         t['critic_real'] - t['critic_fake'] + 10.0 * t['gradient_penalty']
         + (critic_l2 if with_l2 else 0.0)), rel=1e-5)
